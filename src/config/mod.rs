@@ -1,0 +1,3 @@
+//! Loading a topology file: YAML with positions, the spec, the compile step.
+
+pub mod yaml;

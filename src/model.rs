@@ -1,0 +1,205 @@
+//! The validated topology: what `config::compile` produces and every later
+//! stage (analysis, runtime, reload) trusts without checking again.
+//!
+//! Names are resolved to indices, defaults are filled in, addresses are
+//! parsed. Positions are kept (`Span`) only where a later warning or a
+//! reload message needs to point back into the file.
+
+use crate::config::yaml::Span;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Index of a node in [`Topology::nodes`] (file order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub usize);
+
+/// Index of a broker in [`Topology::brokers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BrokerId(pub usize);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    pub name: String,
+    pub nodes: Vec<Node>,
+    /// Named brokers first (file order), then one per distinct inline URL.
+    pub brokers: Vec<Broker>,
+}
+
+impl Topology {
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0]
+    }
+
+    pub fn broker(&self, id: BrokerId) -> &Broker {
+        &self.brokers[id.0]
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.name == name).map(NodeId)
+    }
+
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.nodes.len()).map(NodeId)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub span: Span,
+    /// Where the chat page and the WebSocket endpoint listen; `None`: no clients.
+    pub http: Option<SocketAddr>,
+    pub zmq: Option<ZmqLink>,
+    pub redis: Option<RedisLink>,
+    /// Forward what it receives onto its other outbound links (SPEC rule 4).
+    pub relay: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZmqLink {
+    /// The PUB socket, when this node publishes.
+    pub publish: Option<ZmqPublish>,
+    /// One SUB connection per entry, in file order.
+    pub subscribe: Vec<ZmqSubscription>,
+    /// Byte prefix this node's SUB sockets subscribe with.
+    pub filter: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZmqPublish {
+    /// The address the PUB socket binds.
+    pub bind: SocketAddr,
+    /// Every frame is `<topic> <text>`.
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZmqSubscription {
+    /// What the SUB socket connects to.
+    pub endpoint: Endpoint,
+    /// The node of this file that binds it, if any.
+    pub from: Option<NodeId>,
+    pub span: Span,
+}
+
+/// A `tcp://host:port` endpoint to connect to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "tcp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisLink {
+    pub broker: BrokerId,
+    /// The channel this node publishes its clients' messages on.
+    pub publish: String,
+    /// Exact channels (SUBSCRIBE), without duplicates.
+    pub subscribe: Vec<String>,
+    /// Glob patterns (PSUBSCRIBE), without duplicates.
+    pub patterns: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broker {
+    /// The name under `brokers:`, or the redacted URL of an inline broker.
+    pub name: String,
+    pub url: RedisUrl,
+    pub span: Span,
+}
+
+/// A parsed `redis://` or `rediss://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// Two URLs reach the same pub/sub space when they name the same server;
+    /// the database number does not matter to pub/sub.
+    pub fn server(&self) -> ServerKey {
+        let host = match self.host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
+            Ok(ip) => ip.to_string(),
+            Err(_) if self.host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
+            Err(_) => self.host.to_ascii_lowercase(),
+        };
+        ServerKey {
+            host,
+            port: self.port,
+        }
+    }
+
+    /// The URL with its secret in it, for connecting. Never print this.
+    pub fn connection_string(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let auth = match (&self.username, &self.password) {
+            (Some(user), Some(pass)) => format!("{user}:{pass}@"),
+            (None, Some(pass)) => format!(":{pass}@"),
+            (Some(user), None) => format!("{user}@"),
+            (None, None) => String::new(),
+        };
+        format!("{scheme}://{auth}{}:{}/{}", host_for_url(&self.host), self.port, self.db)
+    }
+}
+
+fn host_for_url(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Displays with the password replaced by `***`: safe for logs and output.
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        write!(f, "{scheme}://")?;
+        match (&self.username, &self.password) {
+            (Some(user), Some(_)) => write!(f, "{user}:***@")?,
+            (None, Some(_)) => write!(f, ":***@")?,
+            (Some(user), None) => write!(f, "{user}@")?,
+            (None, None) => {}
+        }
+        write!(f, "{}:{}", host_for_url(&self.host), self.port)?;
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Identifies one Redis server: its pub/sub channels are shared by all who connect.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerKey {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", host_for_url(&self.host), self.port)
+    }
+}

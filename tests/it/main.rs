@@ -1,0 +1,3 @@
+//! All integration tests, one binary (see STYLE.md).
+
+mod util;
