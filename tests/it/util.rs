@@ -1,1 +1,130 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: free ports, private redis-servers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A redis-server of this test's own on a free port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_on(free_port())
+    }
+
+    /// Starts on `port` (for restarts on the same port) and waits until it answers PING.
+    pub fn start_on(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed");
+        let server = RedisServer { port, child };
+        server.wait_ready(Duration::from_secs(10));
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on port {} did not answer within {limit:?}", self.port);
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking RESP connection for tests that talk to Redis directly.
+pub struct RespClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl RespClient {
+    pub fn connect(port: u16) -> RespClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        RespClient {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one command as a RESP array of bulk strings.
+    pub fn send(&mut self, args: &[&[u8]]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.reader.get_mut().write_all(&out).unwrap();
+    }
+
+    /// Reads one reply; arrays come back flattened into their bulk strings,
+    /// integers and simple strings as their text.
+    pub fn read(&mut self) -> Vec<Vec<u8>> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).expect("redis reply");
+        let body = line[1..line.len() - 2].to_vec();
+        match line[0] {
+            b'*' => {
+                let n: i64 = String::from_utf8_lossy(&body).parse().unwrap();
+                (0..n.max(0)).flat_map(|_| self.read()).collect()
+            }
+            b'$' => {
+                let n: i64 = String::from_utf8_lossy(&body).parse().unwrap();
+                if n < 0 {
+                    return vec![];
+                }
+                let mut data = vec![0u8; n as usize + 2];
+                self.reader.read_exact(&mut data).unwrap();
+                data.truncate(n as usize);
+                vec![data]
+            }
+            b'-' => panic!("redis error: {}", String::from_utf8_lossy(&body)),
+            _ => vec![body],
+        }
+    }
+}
