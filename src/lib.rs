@@ -11,4 +11,6 @@
 
 pub mod config;
 pub mod graph;
+pub mod check;
+pub mod cli;
 pub mod model;

@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = topo::cli::Cli::parse();
+    std::process::exit(topo::cli::run(cli));
+}

@@ -1,3 +1,9 @@
-//! Loading a topology file: YAML with positions, the spec, the compile step.
+//! Loading a topology file: YAML with positions (`yaml`), the file's shape
+//! (`spec`), and the compile step to a validated `model::Topology`.
 
+pub mod address;
+pub mod compile;
+pub mod diagnostic;
+pub mod interpolate;
+pub mod spec;
 pub mod yaml;

@@ -1,3 +1,7 @@
-//! The topology as a graph of links, and what it predicts.
+//! The topology as a graph of links (`build`), what it predicts (`analyze`),
+//! and how it is drawn (`render`).
 
+pub mod analyze;
+pub mod build;
 pub mod glob;
+pub mod render;

@@ -1,0 +1,124 @@
+//! The whole static check of one file: read, parse, decode, compile, build
+//! the graph, analyse. Its result is either a topology the runtime can trust
+//! or the complete list of what is wrong, in file order.
+
+use crate::config::compile::compile;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::spec::Decoder;
+use crate::config::yaml;
+use crate::graph::analyze::{Analysis, analyze};
+use crate::graph::build::build;
+use crate::model::Topology;
+use std::path::Path;
+
+/// A file that passed every check.
+#[derive(Clone, Debug)]
+pub struct Valid {
+    pub topology: Topology,
+    pub analysis: Analysis,
+}
+
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The file name as the user gave it, for messages.
+    pub file: String,
+    pub source: String,
+    /// Errors and warnings, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Present exactly when there is no error.
+    pub valid: Option<Valid>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| !d.is_error())
+    }
+
+    /// Every diagnostic rendered with its source line, as the CLI prints them.
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| crate::config::diagnostic::render(&self.file, &self.source, d))
+            .collect()
+    }
+}
+
+/// Why a file could not even be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{file}: cannot read: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}: file is {size} bytes; topology files are limited to 8 MiB")]
+    TooLarge { file: String, size: u64 },
+}
+
+/// Reads and checks `path`, with `${VAR}` taken from the process environment.
+pub fn check_file(path: &Path) -> Result<Checked, ReadError> {
+    let file = path.display().to_string();
+    let io = |source| ReadError::Io { file: file.clone(), source };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > yaml::MAX_FILE_BYTES as u64 {
+        return Err(ReadError::TooLarge { file, size });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    let stem = path.file_stem().map_or("topology".into(), |s| s.to_string_lossy().into_owned());
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(check_bytes(&file, &stem, &bytes, &env))
+}
+
+/// Checks a file's bytes. `stem` names the topology when the file does not.
+pub fn check_bytes(file: &str, stem: &str, bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Checked {
+    let source = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(e) => {
+            let before = &bytes[..e.valid_up_to()];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let span = yaml::Span::new(line as u32, column as u32);
+            return Checked {
+                file: file.to_owned(),
+                source: String::from_utf8_lossy(bytes).into_owned(),
+                diagnostics: vec![Diagnostic::error(span, "the file is not valid UTF-8")],
+                valid: None,
+            };
+        }
+    };
+    check_str(file, stem, source, env)
+}
+
+pub fn check_str(file: &str, stem: &str, source: String, env: &dyn Fn(&str) -> Option<String>) -> Checked {
+    let mut checked = Checked {
+        file: file.to_owned(),
+        source,
+        diagnostics: Vec::new(),
+        valid: None,
+    };
+    let doc = match yaml::parse(&checked.source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            checked.diagnostics.push(Diagnostic::error(e.span, e.message));
+            return checked;
+        }
+    };
+    let mut decoder = Decoder::new(env);
+    let spec = decoder.topology(&doc);
+    checked.diagnostics = decoder.diagnostics;
+    let (topology, diagnostics) = compile(&spec, stem);
+    checked.diagnostics.extend(diagnostics);
+    let topology = topology.filter(|_| checked.errors().next().is_none());
+    if let Some(topology) = topology {
+        let graph = build(&topology);
+        let (analysis, diagnostics) = analyze(&topology, graph);
+        checked.diagnostics.extend(diagnostics);
+        if let Some(analysis) = analysis.filter(|_| checked.errors().next().is_none()) {
+            checked.valid = Some(Valid { topology, analysis });
+        }
+    }
+    checked.diagnostics.sort_by_key(|d| (d.span, d.severity));
+    checked
+}

@@ -1,0 +1,200 @@
+//! The command line: argument definitions (clap) and everything printed.
+//! Commands return an exit code; `main` only maps it to the process.
+
+use crate::check::{Checked, check_file};
+use crate::config::spec::TopologySpec;
+use crate::graph::render;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "topo", version, about = "Validate, run and hot-reload chat topologies (Redis pub/sub, ZeroMQ PUB/SUB)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check topology files and print who receives whose messages.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the graph of a topology for Graphviz, Mermaid or programs.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of topology files.
+    Schema,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { files, format } => validate(&files, format),
+        Command::Graph { file, format } => graph(&file, format),
+        Command::Schema => {
+            println!("{}", schema_json());
+            EXIT_OK
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], format: Format) -> i32 {
+    let mut code = EXIT_OK;
+    for path in files {
+        let checked = match check_file(path) {
+            Ok(checked) => checked,
+            Err(error) => {
+                eprintln!("{error}");
+                code = EXIT_USAGE;
+                continue;
+            }
+        };
+        if checked.valid.is_none() && code == EXIT_OK {
+            code = EXIT_INVALID;
+        }
+        match format {
+            Format::Json => println!("{}", validation_json(&checked)),
+            Format::Text => {
+                eprint!("{}", checked.render());
+                print!("{}", summary(&checked));
+            }
+        }
+    }
+    code
+}
+
+/// SPEC's `validate --format json` object.
+pub fn validation_json(checked: &Checked) -> serde_json::Value {
+    let entries = |errors: bool| -> Vec<serde_json::Value> {
+        checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error() == errors)
+            .map(|d| json!({"line": d.span.line, "column": d.span.column, "message": d.message}))
+            .collect()
+    };
+    let mut object = json!({
+        "file": checked.file,
+        "valid": checked.valid.is_some(),
+        "errors": entries(true),
+        "warnings": entries(false),
+    });
+    if let Some(valid) = &checked.valid {
+        object["reach"] = json!(valid.analysis.reach_by_name(&valid.topology));
+        object["deliveries"] = json!(valid.analysis.deliveries_by_name(&valid.topology));
+    }
+    object
+}
+
+/// The closing lines of `validate`: a verdict, and the reach as a matrix
+/// when it fits on a screen, as one line per sender when it does not.
+fn summary(checked: &Checked) -> String {
+    let Some(valid) = &checked.valid else {
+        let errors = checked.errors().count();
+        return format!("{}: invalid ({errors} error{})\n", checked.file, plural(errors));
+    };
+    let (topology, analysis) = (&valid.topology, &valid.analysis);
+    let warnings = checked.warnings().count();
+    let mut out = format!(
+        "{}: valid ({} node{}, {} link{}{})\n",
+        checked.file,
+        topology.nodes.len(),
+        plural(topology.nodes.len()),
+        analysis.graph.edge_count(),
+        plural(analysis.graph.edge_count()),
+        if warnings > 0 { format!(", {warnings} warning{}", plural(warnings)) } else { String::new() }
+    );
+    let deliveries = analysis.deliveries_by_name(topology);
+    if deliveries.is_empty() {
+        out.push_str("no node has an HTTP server, so no client can send\n");
+        return out;
+    }
+    let names: Vec<&String> = deliveries.keys().collect();
+    if names.len() <= 12 {
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(3);
+        out.push_str("deliveries per message (row: sender's node, column: receiving node)\n");
+        let _ = write!(out, "  {:width$}", "");
+        for name in &names {
+            let _ = write!(out, " {name:>width$}");
+        }
+        out.push('\n');
+        for (from, row) in &deliveries {
+            let _ = write!(out, "  {from:width$}");
+            for to in &names {
+                let cell = row.get(*to).map_or("·".to_owned(), u64::to_string);
+                let _ = write!(out, " {cell:>width$}");
+            }
+            out.push('\n');
+        }
+    } else {
+        out.push_str("reach (sender -> receiving nodes)\n");
+        for (shown, (from, row)) in deliveries.iter().enumerate() {
+            if shown == 20 {
+                let _ = writeln!(out, "  … and {} more senders (use --format json)", deliveries.len() - 20);
+                break;
+            }
+            let targets: Vec<&String> = row.keys().take(6).collect();
+            let more = row.len().saturating_sub(6);
+            let tail = if more > 0 { format!(" … +{more}") } else { String::new() };
+            let targets: Vec<&str> = targets.iter().map(|s| s.as_str()).collect();
+            let _ = writeln!(out, "  {from} -> {} node{}: {}{tail}", row.len(), plural(row.len()), targets.join(" "));
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn graph(file: &PathBuf, format: GraphFormat) -> i32 {
+    let checked = match check_file(file) {
+        Ok(checked) => checked,
+        Err(error) => {
+            eprintln!("{error}");
+            return EXIT_USAGE;
+        }
+    };
+    eprint!("{}", checked.render());
+    let Some(valid) = &checked.valid else {
+        return EXIT_INVALID;
+    };
+    let (topology, graph) = (&valid.topology, &valid.analysis.graph);
+    match format {
+        GraphFormat::Dot => print!("{}", render::dot(topology, graph)),
+        GraphFormat::Mermaid => print!("{}", render::mermaid(topology, graph)),
+        GraphFormat::Json => println!("{}", render::json(topology, graph)),
+    }
+    EXIT_OK
+}
+
+/// The JSON Schema of topology files, as committed in `schemas/`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(TopologySpec);
+    serde_json::to_string_pretty(&schema).expect("a schema serialises")
+}

@@ -1,0 +1,160 @@
+//! Parsing the addresses a topology names: bind hosts, `tcp://` endpoints
+//! and Redis URLs. Each parser returns a message fit to show the user.
+
+use crate::model::{Endpoint, RedisUrl};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A bind address: an IP address, or `localhost` (127.0.0.1).
+pub fn parse_host(text: &str) -> Result<IpAddr, String> {
+    let trimmed = text.trim().trim_start_matches('[').trim_end_matches(']');
+    if trimmed.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    if trimmed == "*" {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    trimmed.parse().map_err(|_| {
+        format!("`{text}` is not an IP address to bind (like 127.0.0.1, 0.0.0.0 or ::1)")
+    })
+}
+
+/// `tcp://host:port`; host may be a name, an IPv4 address, `[v6]` or `*`.
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let Some(rest) = text.strip_prefix("tcp://") else {
+        return Err(match text.split_once("://") {
+            Some((scheme, _)) => format!(
+                "endpoint `{text}` uses `{scheme}://`; topo's ZeroMQ links are TCP: write tcp://host:port"
+            ),
+            None => format!("`{text}` is not an endpoint: write tcp://host:port"),
+        });
+    };
+    let (host, port) = split_host_port(rest)
+        .ok_or_else(|| format!("endpoint `{text}` has no port: write tcp://host:port"))?;
+    if host.is_empty() {
+        return Err(format!("endpoint `{text}` has no host: write tcp://host:port"));
+    }
+    let port = parse_port(port).map_err(|m| format!("endpoint `{text}`: {m}"))?;
+    Ok(Endpoint {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn split_host_port(text: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        return Some((host, tail.strip_prefix(':')?));
+    }
+    text.rsplit_once(':')
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u32>() {
+        Ok(n @ 1..=65535) => Ok(n as u16),
+        Ok(n) => Err(format!("port {n} is out of range: ports are 1-65535")),
+        Err(_) => Err(format!("`{text}` is not a port number")),
+    }
+}
+
+/// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
+pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
+    // Messages never repeat the URL itself: it may hold a password.
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("redis://") {
+        (false, rest)
+    } else if let Some(rest) = text.strip_prefix("rediss://") {
+        (true, rest)
+    } else {
+        return Err("a broker URL starts with redis:// or rediss:// (TLS)".to_owned());
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (auth, hostport) = match authority.rsplit_once('@') {
+        Some((auth, hostport)) => (Some(auth), hostport),
+        None => (None, authority),
+    };
+    let (username, password) = match auth {
+        None => (None, None),
+        Some(auth) => match auth.split_once(':') {
+            Some((user, pass)) => (non_empty(user), Some(percent_decode(pass))),
+            None => (non_empty(auth), None),
+        },
+    };
+    let (host, port) = if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
+        let (host, port) = split_host_port(hostport).ok_or("the broker URL's host is malformed")?;
+        (host, parse_port(port).map_err(|m| format!("broker URL: {m}"))?)
+    } else {
+        (hostport, 6379)
+    };
+    if host.is_empty() {
+        return Err("the broker URL has no host (like redis://127.0.0.1:6379)".to_owned());
+    }
+    let db = match path {
+        "" => 0,
+        db => db
+            .parse::<u32>()
+            .map_err(|_| format!("the broker URL's database `/{db}` is not a number"))?,
+    };
+    Ok(RedisUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+        username: username.map(|u| percent_decode(&u)),
+        password,
+        db,
+    })
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Passwords may carry reserved characters as `%XX`.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls() {
+        let url = parse_redis_url("redis://user:p%40ss@cache:6380/2").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.db), ("cache", 6380, 2));
+        assert_eq!(url.password.as_deref(), Some("p@ss"));
+        assert_eq!(url.to_string(), "redis://user:***@cache:6380/2");
+        let url = parse_redis_url("rediss://:secret@[::1]").unwrap();
+        assert!(url.tls);
+        assert_eq!((url.host.as_str(), url.port), ("::1", 6379));
+        assert_eq!(url.to_string(), "rediss://:***@[::1]:6379");
+        assert!(parse_redis_url("http://x").is_err());
+        assert!(parse_redis_url("redis://h:70000").unwrap_err().contains("out of range"));
+        assert!(!parse_redis_url("redis://:hunter2@h:x").unwrap_err().contains("hunter2"));
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = parse_endpoint("tcp://10.1.2.3:5000").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("10.1.2.3", 5000));
+        assert_eq!(parse_endpoint("tcp://[::1]:5").unwrap().host, "::1");
+        assert!(parse_endpoint("ipc:///tmp/x").unwrap_err().contains("ipc://"));
+        assert!(parse_endpoint("tcp://h").unwrap_err().contains("no port"));
+        assert!(parse_endpoint("tcp://h:0").unwrap_err().contains("out of range"));
+    }
+}

@@ -1,0 +1,394 @@
+//! From the file's shape (`spec`) to the validated [`Topology`]: resolve
+//! names, apply defaults, parse addresses, and check everything that does
+//! not need the graph. Every problem is collected; none stops the others.
+
+use super::address::{parse_endpoint, parse_host, parse_redis_url};
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
+use super::yaml::Span;
+use crate::graph::glob::glob_match;
+use crate::model::{
+    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
+    ZmqSubscription,
+};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub const DEFAULT_TOPIC: &str = "chat";
+pub const DEFAULT_CHANNEL: &str = "chat_messages";
+
+/// Compiles `spec`; returns a topology only when no error was found.
+pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Vec<Diagnostic>) {
+    let mut c = Compiler::default();
+    if let Some(version) = &spec.version
+        && version.value != 1
+    {
+        c.error(version.span, format!("unknown version {}: this topo reads version 1", version.value));
+    }
+    let name = spec.name.as_ref().map_or(default_name.to_owned(), |n| n.value.clone());
+    c.brokers(spec);
+    let names: HashMap<&str, NodeId> = spec
+        .nodes
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.value.as_str(), NodeId(i)))
+        .collect();
+    let mut nodes: Vec<Node> = spec
+        .nodes
+        .0
+        .iter()
+        .map(|(name, node)| c.node(name, node))
+        .collect();
+    for (i, (_, node)) in spec.nodes.0.iter().enumerate() {
+        c.subscriptions(NodeId(i), node, &names, &mut nodes);
+    }
+    c.listener_conflicts(spec, &nodes);
+    c.unmatched_patterns(spec, &nodes);
+    if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
+        c.error(Span::new(1, 1), "`nodes:` is empty; a topology needs at least one node");
+    }
+    let failed = c.diagnostics.iter().any(Diagnostic::is_error);
+    let topology = Topology {
+        name,
+        nodes,
+        brokers: c.brokers,
+    };
+    (if failed { None } else { Some(topology) }, c.diagnostics)
+}
+
+#[derive(Default)]
+struct Compiler {
+    diagnostics: Vec<Diagnostic>,
+    brokers: Vec<Broker>,
+    /// Names from `brokers:`; inline URLs are added to `brokers` as they are met.
+    named_brokers: usize,
+}
+
+impl Compiler {
+    fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::error(span, message));
+    }
+
+    fn warning(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::warning(span, message));
+    }
+
+    fn brokers(&mut self, spec: &TopologySpec) {
+        for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
+            match parse_redis_url(&broker.url.value) {
+                Ok(url) => self.brokers.push(Broker {
+                    name: name.value.clone(),
+                    url,
+                    span: name.span,
+                }),
+                Err(message) => self.error(broker.url.span, format!("broker `{}`: {message}", name.value)),
+            }
+        }
+        self.named_brokers = self.brokers.len();
+    }
+
+    fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {
+        let text = &reference.value;
+        if text.contains("://") {
+            let url = match parse_redis_url(text) {
+                Ok(url) => url,
+                Err(message) => {
+                    self.error(reference.span, message);
+                    return None;
+                }
+            };
+            let shown = url.to_string();
+            if let Some(i) = self.brokers[self.named_brokers..].iter().position(|b| b.url == url) {
+                return Some(BrokerId(self.named_brokers + i));
+            }
+            self.brokers.push(Broker {
+                name: shown,
+                url,
+                span: reference.span,
+            });
+            return Some(BrokerId(self.brokers.len() - 1));
+        }
+        if let Some(i) = self.brokers[..self.named_brokers].iter().position(|b| &b.name == text) {
+            return Some(BrokerId(i));
+        }
+        if names.iter().any(|n| n == text) {
+            return None; // the broker itself is invalid and already reported
+        }
+        let hint = match did_you_mean(text, names.iter().map(String::as_str)) {
+            Some(s) => format!("; did you mean `{s}`?"),
+            None if names.is_empty() => {
+                "; define it under `brokers:` or give a URL like redis://127.0.0.1:6379".to_owned()
+            }
+            None => format!("; known brokers: {}", names.join(", ")),
+        };
+        self.error(reference.span, format!("unknown broker `{text}`{hint}"));
+        None
+    }
+
+    fn node(&mut self, name: &Spanned<String>, spec: &NodeSpec) -> Node {
+        let host = match &spec.host {
+            Some(host) => match parse_host(&host.value) {
+                Ok(ip) => {
+                    if ip.is_unspecified() {
+                        self.warning(
+                            host.span,
+                            format!("node `{}` binds {ip}: it is reachable from other machines", name.value),
+                        );
+                    }
+                    ip
+                }
+                Err(message) => {
+                    self.error(host.span, message);
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                }
+            },
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let zmq = spec.zmq.as_ref().map(|zmq| {
+            let topic = zmq.value.topic.as_ref().map_or(DEFAULT_TOPIC.to_owned(), |t| t.value.clone());
+            if let Some(t) = &zmq.value.topic
+                && t.value.contains(' ')
+            {
+                self.error(t.span, "a topic cannot contain a space: frames are `<topic> <text>`");
+            }
+            let publish = zmq.value.publish.as_ref().and_then(|p| match &p.value {
+                Listen::Port(port) => Some(SocketAddr::new(host, *port)),
+                Listen::Endpoint(text) => match parse_endpoint(text).and_then(|e| bind_address(&e)) {
+                    Ok(addr) => Some(addr),
+                    Err(message) => {
+                        self.error(p.span, message);
+                        None
+                    }
+                },
+            });
+            ZmqLink {
+                publish: publish.map(|bind| ZmqPublish { bind, topic }),
+                subscribe: Vec::new(),
+                filter: zmq.value.filter.as_ref().map_or(DEFAULT_TOPIC.to_owned(), |f| f.value.clone()),
+            }
+        });
+        let broker_names: Vec<String> = self.brokers[..self.named_brokers].iter().map(|b| b.name.clone()).collect();
+        let redis = spec.redis.as_ref().and_then(|redis| {
+            let r = &redis.value;
+            let Some(reference) = &r.broker else {
+                self.error(redis.span, format!("node `{}`: a redis section needs `broker:` (a name from brokers: or a URL)", name.value));
+                return None;
+            };
+            let broker = self.broker(reference, &broker_names)?;
+            let publish = r.publish.as_ref().map_or(DEFAULT_CHANNEL.to_owned(), |p| p.value.clone());
+            if let Some(p) = &r.publish
+                && p.value.is_empty()
+            {
+                self.error(p.span, "the publish channel cannot be empty");
+            }
+            let subscribe = match &r.subscribe {
+                Some(list) => self.unique(&list.value, "channel"),
+                None => vec![publish.clone()],
+            };
+            let patterns = r.patterns.as_ref().map_or(Vec::new(), |list| self.unique(&list.value, "pattern"));
+            Some(RedisLink {
+                broker,
+                publish,
+                subscribe,
+                patterns,
+            })
+        });
+        if spec.relay.as_ref().is_some_and(|r| r.value) && spec.zmq.is_none() && spec.redis.is_none() {
+            self.warning(name.span, format!("node `{}` is a relay without links: it has nothing to forward", name.value));
+        }
+        Node {
+            name: name.value.clone(),
+            span: name.span,
+            http: spec.http.as_ref().map(|p| SocketAddr::new(host, p.value.0)),
+            zmq,
+            redis,
+            relay: spec.relay.as_ref().is_some_and(|r| r.value),
+        }
+    }
+
+    /// Redis ignores a second SUBSCRIBE to the same channel, so a repeated
+    /// entry would make the file claim a delivery that never happens.
+    fn unique(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for item in list {
+            if item.value.is_empty() {
+                self.error(item.span, format!("a {what} cannot be empty"));
+            } else if out.contains(&item.value) {
+                self.error(item.span, format!("{what} `{}` is listed twice", item.value));
+            } else {
+                out.push(item.value.clone());
+            }
+        }
+        out
+    }
+
+    fn subscriptions(&mut self, me: NodeId, spec: &NodeSpec, names: &HashMap<&str, NodeId>, nodes: &mut [Node]) {
+        let Some(zmq) = &spec.zmq else { return };
+        let Some(list) = &zmq.value.sub else { return };
+        let my_name = nodes[me.0].name.clone();
+        let mut seen: HashSet<Endpoint> = HashSet::new();
+        let mut subscriptions = Vec::with_capacity(list.value.len());
+        for item in &list.value {
+            let resolved = if item.value.contains("://") {
+                parse_endpoint(&item.value).map(|endpoint| {
+                    let from = nodes.iter().position(|n| publishes_at(n, &endpoint)).map(NodeId);
+                    (endpoint, from)
+                })
+            } else {
+                match names.get(item.value.as_str()) {
+                    Some(&id) => match nodes[id.0].zmq.as_ref().and_then(|z| z.publish.as_ref()) {
+                        Some(publish) => Ok((connect_endpoint(publish.bind), Some(id))),
+                        None => Err(format!("`{}` has no zmq `pub:` to subscribe to", item.value)),
+                    },
+                    None => Err(unknown_node(&item.value, item.value.parse::<u16>().is_ok(), names)),
+                }
+            };
+            let (endpoint, from) = match resolved {
+                Ok(ok) => ok,
+                Err(message) => {
+                    self.error(item.span, message);
+                    continue;
+                }
+            };
+            if from == Some(me) {
+                self.error(item.span, format!("node `{my_name}` subscribes to itself"));
+                continue;
+            }
+            if !seen.insert(endpoint.clone()) {
+                self.error(item.span, format!("`{}` is subscribed twice by node `{my_name}`", item.value));
+                continue;
+            }
+            if from.is_none() {
+                self.warning(item.span, format!("no node of this file binds {endpoint}"));
+            }
+            subscriptions.push(ZmqSubscription {
+                endpoint,
+                from,
+                span: item.span,
+            });
+        }
+        if let Some(z) = nodes[me.0].zmq.as_mut() {
+            z.subscribe = subscriptions;
+        }
+    }
+
+    fn listener_conflicts(&mut self, spec: &TopologySpec, nodes: &[Node]) {
+        let mut listeners: Vec<(SocketAddr, Span, String)> = Vec::new();
+        for (node, (_, s)) in nodes.iter().zip(&spec.nodes.0) {
+            if let (Some(addr), Some(p)) = (node.http, &s.http) {
+                listeners.push((addr, p.span, format!("node `{}`'s http", node.name)));
+            }
+            let publish = node.zmq.as_ref().and_then(|z| z.publish.as_ref());
+            let span = s.zmq.as_ref().and_then(|z| z.value.publish.as_ref()).map(|p| p.span);
+            if let (Some(publish), Some(span)) = (publish, span) {
+                listeners.push((publish.bind, span, format!("node `{}`'s zmq pub", node.name)));
+            }
+        }
+        let mut by_port: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (i, (addr, _, _)) in listeners.iter().enumerate() {
+            by_port.entry(addr.port()).or_default().push(i);
+        }
+        let mut conflicts: Vec<(usize, usize)> = Vec::new();
+        for group in by_port.values().filter(|g| g.len() > 1) {
+            for (k, &later) in group.iter().enumerate() {
+                if let Some(&first) = group[..k].iter().find(|&&first| overlaps(listeners[first].0.ip(), listeners[later].0.ip())) {
+                    conflicts.push((first, later));
+                }
+            }
+        }
+        conflicts.sort_unstable();
+        for (first, later) in conflicts {
+            let (addr, span, what) = &listeners[later];
+            let (other, other_span, other_what) = &listeners[first];
+            self.error(
+                *span,
+                format!("{what} listens on {addr}, which {other_what} already uses ({other}, line {})", other_span.line),
+            );
+        }
+    }
+
+    /// A pattern is suspicious when no node of the file publishes on a channel it matches.
+    fn unmatched_patterns(&mut self, spec: &TopologySpec, nodes: &[Node]) {
+        for (node, (_, s)) in nodes.iter().zip(&spec.nodes.0) {
+            let Some(redis) = &node.redis else { continue };
+            let server = self.brokers[redis.broker.0].url.server();
+            let written = s.redis.as_ref().and_then(|r| r.value.patterns.as_ref());
+            for item in written.iter().flat_map(|list| list.value.iter()) {
+                let matched = nodes.iter().filter_map(|n| n.redis.as_ref()).any(|other| {
+                    self.brokers[other.broker.0].url.server() == server
+                        && glob_match(item.value.as_bytes(), other.publish.as_bytes())
+                });
+                if !matched && !item.value.is_empty() {
+                    self.warning(item.span, format!("pattern `{}` matches no channel published in this file", item.value));
+                }
+            }
+        }
+    }
+}
+
+fn unknown_node(text: &str, is_number: bool, names: &HashMap<&str, NodeId>) -> String {
+    if is_number {
+        return format!("`{text}` is not a node name: to subscribe to a port write tcp://127.0.0.1:{text}, or name the node");
+    }
+    match did_you_mean(text, names.keys().copied()) {
+        Some(s) => format!("unknown node `{text}`; did you mean `{s}`?"),
+        None => format!("unknown node `{text}`"),
+    }
+}
+
+/// The address a PUB socket binds for an endpoint written in the file.
+fn bind_address(endpoint: &Endpoint) -> Result<SocketAddr, String> {
+    let ip = parse_host(&endpoint.host).map_err(|_| {
+        format!("`{}` is not an IP address to bind; a pub endpoint binds an address of this machine", endpoint.host)
+    })?;
+    Ok(SocketAddr::new(ip, endpoint.port))
+}
+
+/// Where a subscriber of this file connects to reach a PUB bound at `bind`.
+pub fn connect_endpoint(bind: SocketAddr) -> Endpoint {
+    let ip = match bind.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Endpoint {
+        host: ip.to_string(),
+        port: bind.port(),
+    }
+}
+
+fn publishes_at(node: &Node, endpoint: &Endpoint) -> bool {
+    let Some(publish) = node.zmq.as_ref().and_then(|z| z.publish.as_ref()) else {
+        return false;
+    };
+    if publish.bind.port() != endpoint.port {
+        return false;
+    }
+    match parse_host(&endpoint.host) {
+        Ok(ip) => overlaps(publish.bind.ip(), ip),
+        Err(_) => false,
+    }
+}
+
+/// Two listeners on one port collide when one address includes the other.
+pub fn overlaps(a: IpAddr, b: IpAddr) -> bool {
+    a == b
+        || a.is_unspecified() && (a.is_ipv6() || b.is_ipv4())
+        || b.is_unspecified() && (b.is_ipv6() || a.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(overlaps(ip("0.0.0.0"), ip("127.0.0.1")));
+        assert!(overlaps(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(!overlaps(ip("127.0.0.1"), ip("127.0.0.2")));
+        assert!(overlaps(ip("::"), ip("127.0.0.1")));
+        assert!(!overlaps(ip("0.0.0.0"), ip("::1")));
+    }
+}

@@ -1,0 +1,118 @@
+//! Errors and warnings about a topology file, each tied to a position.
+
+use super::yaml::Span;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Span,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Renders `file:line:col: error: message`, then the source line and a caret
+/// under the column, the way compilers do, so editors and people both read it.
+pub fn render(file: &str, source: &str, diagnostic: &Diagnostic) -> String {
+    let Span { line, column } = diagnostic.span;
+    let mut out = format!(
+        "{file}:{line}:{column}: {}: {}\n",
+        diagnostic.severity, diagnostic.message
+    );
+    let Some(text) = source.lines().nth(line.saturating_sub(1) as usize) else {
+        return out;
+    };
+    let text = text.trim_end_matches('\r');
+    let gutter = line.to_string();
+    let pad = " ".repeat(gutter.len());
+    // Columns count characters; tabs are kept so the caret lines up under them.
+    let lead: String = text
+        .chars()
+        .take(column.saturating_sub(1) as usize)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    out.push_str(&format!("{pad} |\n{gutter} | {text}\n{pad} | {lead}^\n"));
+    out
+}
+
+/// Levenshtein distance, for "did you mean" suggestions on short words.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = word.chars().count() / 3;
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_words_only() {
+        assert_eq!(did_you_mean("hhtp", ["http", "host", "zmq"]), Some("http"));
+        assert_eq!(did_you_mean("subscribe", ["subscribe"]), Some("subscribe"));
+        assert_eq!(did_you_mean("xyz", ["http", "host"]), None);
+    }
+
+    #[test]
+    fn renders_caret_under_column() {
+        let d = Diagnostic::error(Span::new(2, 5), "bad");
+        let text = render("f.yaml", "a:\n  b: c\n", &d);
+        assert_eq!(text, "f.yaml:2:5: error: bad\n  |\n2 |   b: c\n  |     ^\n");
+    }
+}

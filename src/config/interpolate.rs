@@ -1,0 +1,80 @@
+//! `${VAR}` and `${VAR:-default}` in string values, from the environment.
+
+/// Expands every `${NAME}` and `${NAME:-default}` in `text`; `$$` is a literal `$`.
+/// An unset variable without a default is an error that names it.
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    if !text.contains('$') {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                return Err(format!("unterminated `${{` in \"{text}\": write ${{NAME}} or $$ for a literal $"));
+            };
+            out.push_str(&expand(&body[..end], env)?);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let (name, default) = match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    };
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("`${{{inner}}}` is not a variable reference: names are letters, digits and `_`"));
+    }
+    match (env(name), default) {
+        (Some(value), _) if !value.is_empty() || default.is_none() => Ok(value),
+        (_, Some(default)) => Ok(default.to_owned()),
+        (None, None) => Err(format!(
+            "environment variable {name} is not set (use ${{{name}:-default}} to give a default)"
+        )),
+        (Some(value), None) => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PORT" => Some("9000".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_values_and_defaults() {
+        assert_eq!(interpolate("${PORT}", &env).unwrap(), "9000");
+        assert_eq!(interpolate("a${MISSING:-x}b", &env).unwrap(), "axb");
+        assert_eq!(interpolate("${EMPTY:-d}", &env).unwrap(), "d");
+        assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");
+        assert_eq!(interpolate("$$5 $x", &env).unwrap(), "$5 $x");
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let error = interpolate("redis://${REDIS_HOST}:6379", &env).unwrap_err();
+        assert!(error.contains("REDIS_HOST is not set"), "{error}");
+        assert!(interpolate("${oops", &env).unwrap_err().contains("unterminated"));
+        assert!(interpolate("${1X}", &env).unwrap_err().contains("not a variable"));
+    }
+}
