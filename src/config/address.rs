@@ -79,7 +79,9 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
             None => (non_empty(auth), None),
         },
     };
-    let (host, port) = if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        (v6, 6379)
+    } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
         let (host, port) = split_host_port(hostport).ok_or("the broker URL's host is malformed")?;
         (host, parse_port(port).map_err(|m| format!("broker URL: {m}"))?)
     } else {
