@@ -1,3 +1,5 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod glob_redis;
+#[allow(dead_code)]
 mod util;
