@@ -51,7 +51,10 @@ impl Checked {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: file is {size} bytes; topology files are limited to 8 MiB")]
     TooLarge { file: String, size: u64 },
 }
@@ -59,26 +62,42 @@ pub enum ReadError {
 /// Reads and checks `path`, with `${VAR}` taken from the process environment.
 pub fn check_file(path: &Path) -> Result<Checked, ReadError> {
     let file = path.display().to_string();
-    let io = |source| ReadError::Io { file: file.clone(), source };
+    let io = |source| ReadError::Io {
+        file: file.clone(),
+        source,
+    };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > yaml::MAX_FILE_BYTES as u64 {
         return Err(ReadError::TooLarge { file, size });
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    let stem = path.file_stem().map_or("topology".into(), |s| s.to_string_lossy().into_owned());
+    let stem = path
+        .file_stem()
+        .map_or("topology".into(), |s| s.to_string_lossy().into_owned());
     let env = |name: &str| std::env::var(name).ok();
     Ok(check_bytes(&file, &stem, &bytes, &env))
 }
 
 /// Checks a file's bytes. `stem` names the topology when the file does not.
-pub fn check_bytes(file: &str, stem: &str, bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Checked {
+pub fn check_bytes(
+    file: &str,
+    stem: &str,
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Checked {
     let source = match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),
         Err(e) => {
             let before = &bytes[..e.valid_up_to()];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
             let span = yaml::Span::new(line as u32, column as u32);
             return Checked {
                 file: file.to_owned(),
@@ -91,7 +110,12 @@ pub fn check_bytes(file: &str, stem: &str, bytes: &[u8], env: &dyn Fn(&str) -> O
     check_str(file, stem, source, env)
 }
 
-pub fn check_str(file: &str, stem: &str, source: String, env: &dyn Fn(&str) -> Option<String>) -> Checked {
+pub fn check_str(
+    file: &str,
+    stem: &str,
+    source: String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Checked {
     let mut checked = Checked {
         file: file.to_owned(),
         source,
@@ -101,7 +125,9 @@ pub fn check_str(file: &str, stem: &str, source: String, env: &dyn Fn(&str) -> O
     let doc = match yaml::parse(&checked.source) {
         Ok(doc) => doc,
         Err(e) => {
-            checked.diagnostics.push(Diagnostic::error(e.span, e.message));
+            checked
+                .diagnostics
+                .push(Diagnostic::error(e.span, e.message));
             return checked;
         }
     };

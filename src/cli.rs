@@ -10,7 +10,11 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "topo", version, about = "Validate, run and hot-reload chat topologies (Redis pub/sub, ZeroMQ PUB/SUB)")]
+#[command(
+    name = "topo",
+    version,
+    about = "Validate, run and hot-reload chat topologies (Redis pub/sub, ZeroMQ PUB/SUB)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -116,7 +120,11 @@ pub fn validation_json(checked: &Checked) -> serde_json::Value {
 fn summary(checked: &Checked) -> String {
     let Some(valid) = &checked.valid else {
         let errors = checked.errors().count();
-        return format!("{}: invalid ({errors} error{})\n", checked.file, plural(errors));
+        return format!(
+            "{}: invalid ({errors} error{})\n",
+            checked.file,
+            plural(errors)
+        );
     };
     let (topology, analysis) = (&valid.topology, &valid.analysis);
     let warnings = checked.warnings().count();
@@ -127,7 +135,11 @@ fn summary(checked: &Checked) -> String {
         plural(topology.nodes.len()),
         analysis.graph.edge_count(),
         plural(analysis.graph.edge_count()),
-        if warnings > 0 { format!(", {warnings} warning{}", plural(warnings)) } else { String::new() }
+        if warnings > 0 {
+            format!(", {warnings} warning{}", plural(warnings))
+        } else {
+            String::new()
+        }
     );
     let deliveries = analysis.deliveries_by_name(topology);
     if deliveries.is_empty() {
@@ -155,14 +167,28 @@ fn summary(checked: &Checked) -> String {
         out.push_str("reach (sender -> receiving nodes)\n");
         for (shown, (from, row)) in deliveries.iter().enumerate() {
             if shown == 20 {
-                let _ = writeln!(out, "  … and {} more senders (use --format json)", deliveries.len() - 20);
+                let _ = writeln!(
+                    out,
+                    "  … and {} more senders (use --format json)",
+                    deliveries.len() - 20
+                );
                 break;
             }
             let targets: Vec<&String> = row.keys().take(6).collect();
             let more = row.len().saturating_sub(6);
-            let tail = if more > 0 { format!(" … +{more}") } else { String::new() };
+            let tail = if more > 0 {
+                format!(" … +{more}")
+            } else {
+                String::new()
+            };
             let targets: Vec<&str> = targets.iter().map(|s| s.as_str()).collect();
-            let _ = writeln!(out, "  {from} -> {} node{}: {}{tail}", row.len(), plural(row.len()), targets.join(" "));
+            let _ = writeln!(
+                out,
+                "  {from} -> {} node{}: {}{tail}",
+                row.len(),
+                plural(row.len()),
+                targets.join(" ")
+            );
         }
     }
     out
@@ -172,7 +198,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn graph(file: &PathBuf, format: GraphFormat) -> i32 {
+fn graph(file: &std::path::Path, format: GraphFormat) -> i32 {
     let checked = match check_file(file) {
         Ok(checked) => checked,
         Err(error) => {

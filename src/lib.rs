@@ -9,8 +9,8 @@
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
 
-pub mod config;
-pub mod graph;
 pub mod check;
 pub mod cli;
+pub mod config;
+pub mod graph;
 pub mod model;

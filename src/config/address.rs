@@ -31,7 +31,9 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     let (host, port) = split_host_port(rest)
         .ok_or_else(|| format!("endpoint `{text}` has no port: write tcp://host:port"))?;
     if host.is_empty() {
-        return Err(format!("endpoint `{text}` has no host: write tcp://host:port"));
+        return Err(format!(
+            "endpoint `{text}` has no host: write tcp://host:port"
+        ));
     }
     let port = parse_port(port).map_err(|m| format!("endpoint `{text}`: {m}"))?;
     Ok(Endpoint {
@@ -79,11 +81,16 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
             None => (non_empty(auth), None),
         },
     };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+    let (host, port) = if let Some(v6) =
+        hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+    {
         (v6, 6379)
     } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
         let (host, port) = split_host_port(hostport).ok_or("the broker URL's host is malformed")?;
-        (host, parse_port(port).map_err(|m| format!("broker URL: {m}"))?)
+        (
+            host,
+            parse_port(port).map_err(|m| format!("broker URL: {m}"))?,
+        )
     } else {
         (hostport, 6379)
     };
@@ -116,7 +123,9 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -146,8 +155,16 @@ mod tests {
         assert_eq!((url.host.as_str(), url.port), ("::1", 6379));
         assert_eq!(url.to_string(), "rediss://:***@[::1]:6379");
         assert!(parse_redis_url("http://x").is_err());
-        assert!(parse_redis_url("redis://h:70000").unwrap_err().contains("out of range"));
-        assert!(!parse_redis_url("redis://:hunter2@h:x").unwrap_err().contains("hunter2"));
+        assert!(
+            parse_redis_url("redis://h:70000")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            !parse_redis_url("redis://:hunter2@h:x")
+                .unwrap_err()
+                .contains("hunter2")
+        );
     }
 
     #[test]
@@ -155,8 +172,16 @@ mod tests {
         let e = parse_endpoint("tcp://10.1.2.3:5000").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("10.1.2.3", 5000));
         assert_eq!(parse_endpoint("tcp://[::1]:5").unwrap().host, "::1");
-        assert!(parse_endpoint("ipc:///tmp/x").unwrap_err().contains("ipc://"));
+        assert!(
+            parse_endpoint("ipc:///tmp/x")
+                .unwrap_err()
+                .contains("ipc://")
+        );
         assert!(parse_endpoint("tcp://h").unwrap_err().contains("no port"));
-        assert!(parse_endpoint("tcp://h:0").unwrap_err().contains("out of range"));
+        assert!(
+            parse_endpoint("tcp://h:0")
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 }

@@ -23,9 +23,18 @@ pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Ve
     if let Some(version) = &spec.version
         && version.value != 1
     {
-        c.error(version.span, format!("unknown version {}: this topo reads version 1", version.value));
+        c.error(
+            version.span,
+            format!(
+                "unknown version {}: this topo reads version 1",
+                version.value
+            ),
+        );
     }
-    let name = spec.name.as_ref().map_or(default_name.to_owned(), |n| n.value.clone());
+    let name = spec
+        .name
+        .as_ref()
+        .map_or(default_name.to_owned(), |n| n.value.clone());
     c.brokers(spec);
     let names: HashMap<&str, NodeId> = spec
         .nodes
@@ -46,7 +55,10 @@ pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Ve
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
-        c.error(Span::new(1, 1), "`nodes:` is empty; a topology needs at least one node");
+        c.error(
+            Span::new(1, 1),
+            "`nodes:` is empty; a topology needs at least one node",
+        );
     }
     let failed = c.diagnostics.iter().any(Diagnostic::is_error);
     let topology = Topology {
@@ -82,7 +94,10 @@ impl Compiler {
                     url,
                     span: name.span,
                 }),
-                Err(message) => self.error(broker.url.span, format!("broker `{}`: {message}", name.value)),
+                Err(message) => self.error(
+                    broker.url.span,
+                    format!("broker `{}`: {message}", name.value),
+                ),
             }
         }
         self.named_brokers = self.brokers.len();
@@ -99,7 +114,10 @@ impl Compiler {
                 }
             };
             let shown = url.to_string();
-            if let Some(i) = self.brokers[self.named_brokers..].iter().position(|b| b.url == url) {
+            if let Some(i) = self.brokers[self.named_brokers..]
+                .iter()
+                .position(|b| b.url == url)
+            {
                 return Some(BrokerId(self.named_brokers + i));
             }
             self.brokers.push(Broker {
@@ -109,7 +127,10 @@ impl Compiler {
             });
             return Some(BrokerId(self.brokers.len() - 1));
         }
-        if let Some(i) = self.brokers[..self.named_brokers].iter().position(|b| &b.name == text) {
+        if let Some(i) = self.brokers[..self.named_brokers]
+            .iter()
+            .position(|b| &b.name == text)
+        {
             return Some(BrokerId(i));
         }
         if names.iter().any(|n| n == text) {
@@ -133,7 +154,10 @@ impl Compiler {
                     if ip.is_unspecified() {
                         self.warning(
                             host.span,
-                            format!("node `{}` binds {ip}: it is reachable from other machines", name.value),
+                            format!(
+                                "node `{}` binds {ip}: it is reachable from other machines",
+                                name.value
+                            ),
                         );
                     }
                     ip
@@ -146,15 +170,23 @@ impl Compiler {
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         let zmq = spec.zmq.as_ref().map(|zmq| {
-            let topic = zmq.value.topic.as_ref().map_or(DEFAULT_TOPIC.to_owned(), |t| t.value.clone());
+            let topic = zmq
+                .value
+                .topic
+                .as_ref()
+                .map_or(DEFAULT_TOPIC.to_owned(), |t| t.value.clone());
             if let Some(t) = &zmq.value.topic
                 && t.value.contains(' ')
             {
-                self.error(t.span, "a topic cannot contain a space: frames are `<topic> <text>`");
+                self.error(
+                    t.span,
+                    "a topic cannot contain a space: frames are `<topic> <text>`",
+                );
             }
             let publish = zmq.value.publish.as_ref().and_then(|p| match &p.value {
                 Listen::Port(port) => Some(SocketAddr::new(host, *port)),
-                Listen::Endpoint(text) => match parse_endpoint(text).and_then(|e| bind_address(&e)) {
+                Listen::Endpoint(text) => match parse_endpoint(text).and_then(|e| bind_address(&e))
+                {
                     Ok(addr) => Some(addr),
                     Err(message) => {
                         self.error(p.span, message);
@@ -165,10 +197,17 @@ impl Compiler {
             ZmqLink {
                 publish: publish.map(|bind| ZmqPublish { bind, topic }),
                 subscribe: Vec::new(),
-                filter: zmq.value.filter.as_ref().map_or(DEFAULT_TOPIC.to_owned(), |f| f.value.clone()),
+                filter: zmq
+                    .value
+                    .filter
+                    .as_ref()
+                    .map_or(DEFAULT_TOPIC.to_owned(), |f| f.value.clone()),
             }
         });
-        let broker_names: Vec<String> = self.brokers[..self.named_brokers].iter().map(|b| b.name.clone()).collect();
+        let broker_names: Vec<String> = self.brokers[..self.named_brokers]
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
         let redis = spec.redis.as_ref().and_then(|redis| {
             let r = &redis.value;
             let Some(reference) = &r.broker else {
@@ -194,8 +233,17 @@ impl Compiler {
                 patterns,
             })
         });
-        if spec.relay.as_ref().is_some_and(|r| r.value) && spec.zmq.is_none() && spec.redis.is_none() {
-            self.warning(name.span, format!("node `{}` is a relay without links: it has nothing to forward", name.value));
+        if spec.relay.as_ref().is_some_and(|r| r.value)
+            && spec.zmq.is_none()
+            && spec.redis.is_none()
+        {
+            self.warning(
+                name.span,
+                format!(
+                    "node `{}` is a relay without links: it has nothing to forward",
+                    name.value
+                ),
+            );
         }
         Node {
             name: name.value.clone(),
@@ -215,7 +263,10 @@ impl Compiler {
             if item.value.is_empty() {
                 self.error(item.span, format!("a {what} cannot be empty"));
             } else if out.contains(&item.value) {
-                self.error(item.span, format!("{what} `{}` is listed twice", item.value));
+                self.error(
+                    item.span,
+                    format!("{what} `{}` is listed twice", item.value),
+                );
             } else {
                 out.push(item.value.clone());
             }
@@ -223,7 +274,13 @@ impl Compiler {
         out
     }
 
-    fn subscriptions(&mut self, me: NodeId, spec: &NodeSpec, names: &HashMap<&str, NodeId>, nodes: &mut [Node]) {
+    fn subscriptions(
+        &mut self,
+        me: NodeId,
+        spec: &NodeSpec,
+        names: &HashMap<&str, NodeId>,
+        nodes: &mut [Node],
+    ) {
         let Some(zmq) = &spec.zmq else { return };
         let Some(list) = &zmq.value.sub else { return };
         let my_name = nodes[me.0].name.clone();
@@ -232,16 +289,26 @@ impl Compiler {
         for item in &list.value {
             let resolved = if item.value.contains("://") {
                 parse_endpoint(&item.value).map(|endpoint| {
-                    let from = nodes.iter().position(|n| publishes_at(n, &endpoint)).map(NodeId);
+                    let from = nodes
+                        .iter()
+                        .position(|n| publishes_at(n, &endpoint))
+                        .map(NodeId);
                     (endpoint, from)
                 })
             } else {
                 match names.get(item.value.as_str()) {
                     Some(&id) => match nodes[id.0].zmq.as_ref().and_then(|z| z.publish.as_ref()) {
                         Some(publish) => Ok((connect_endpoint(publish.bind), Some(id))),
-                        None => Err(format!("`{}` has no zmq `pub:` to subscribe to", item.value)),
+                        None => Err(format!(
+                            "`{}` has no zmq `pub:` to subscribe to",
+                            item.value
+                        )),
                     },
-                    None => Err(unknown_node(&item.value, item.value.parse::<u16>().is_ok(), names)),
+                    None => Err(unknown_node(
+                        &item.value,
+                        item.value.parse::<u16>().is_ok(),
+                        names,
+                    )),
                 }
             };
             let (endpoint, from) = match resolved {
@@ -256,7 +323,10 @@ impl Compiler {
                 continue;
             }
             if !seen.insert(endpoint.clone()) {
-                self.error(item.span, format!("`{}` is subscribed twice by node `{my_name}`", item.value));
+                self.error(
+                    item.span,
+                    format!("`{}` is subscribed twice by node `{my_name}`", item.value),
+                );
                 continue;
             }
             if from.is_none() {
@@ -280,9 +350,17 @@ impl Compiler {
                 listeners.push((addr, p.span, format!("node `{}`'s http", node.name)));
             }
             let publish = node.zmq.as_ref().and_then(|z| z.publish.as_ref());
-            let span = s.zmq.as_ref().and_then(|z| z.value.publish.as_ref()).map(|p| p.span);
+            let span = s
+                .zmq
+                .as_ref()
+                .and_then(|z| z.value.publish.as_ref())
+                .map(|p| p.span);
             if let (Some(publish), Some(span)) = (publish, span) {
-                listeners.push((publish.bind, span, format!("node `{}`'s zmq pub", node.name)));
+                listeners.push((
+                    publish.bind,
+                    span,
+                    format!("node `{}`'s zmq pub", node.name),
+                ));
             }
         }
         let mut by_port: HashMap<u16, Vec<usize>> = HashMap::new();
@@ -292,7 +370,10 @@ impl Compiler {
         let mut conflicts: Vec<(usize, usize)> = Vec::new();
         for group in by_port.values().filter(|g| g.len() > 1) {
             for (k, &later) in group.iter().enumerate() {
-                if let Some(&first) = group[..k].iter().find(|&&first| overlaps(listeners[first].0.ip(), listeners[later].0.ip())) {
+                if let Some(&first) = group[..k]
+                    .iter()
+                    .find(|&&first| overlaps(listeners[first].0.ip(), listeners[later].0.ip()))
+                {
                     conflicts.push((first, later));
                 }
             }
@@ -303,7 +384,10 @@ impl Compiler {
             let (other, other_span, other_what) = &listeners[first];
             self.error(
                 *span,
-                format!("{what} listens on {addr}, which {other_what} already uses ({other}, line {})", other_span.line),
+                format!(
+                    "{what} listens on {addr}, which {other_what} already uses ({other}, line {})",
+                    other_span.line
+                ),
             );
         }
     }
@@ -320,7 +404,13 @@ impl Compiler {
                         && glob_match(item.value.as_bytes(), other.publish.as_bytes())
                 });
                 if !matched && !item.value.is_empty() {
-                    self.warning(item.span, format!("pattern `{}` matches no channel published in this file", item.value));
+                    self.warning(
+                        item.span,
+                        format!(
+                            "pattern `{}` matches no channel published in this file",
+                            item.value
+                        ),
+                    );
                 }
             }
         }
@@ -329,7 +419,9 @@ impl Compiler {
 
 fn unknown_node(text: &str, is_number: bool, names: &HashMap<&str, NodeId>) -> String {
     if is_number {
-        return format!("`{text}` is not a node name: to subscribe to a port write tcp://127.0.0.1:{text}, or name the node");
+        return format!(
+            "`{text}` is not a node name: to subscribe to a port write tcp://127.0.0.1:{text}, or name the node"
+        );
     }
     match did_you_mean(text, names.keys().copied()) {
         Some(s) => format!("unknown node `{text}`; did you mean `{s}`?"),
@@ -340,7 +432,10 @@ fn unknown_node(text: &str, is_number: bool, names: &HashMap<&str, NodeId>) -> S
 /// The address a PUB socket binds for an endpoint written in the file.
 fn bind_address(endpoint: &Endpoint) -> Result<SocketAddr, String> {
     let ip = parse_host(&endpoint.host).map_err(|_| {
-        format!("`{}` is not an IP address to bind; a pub endpoint binds an address of this machine", endpoint.host)
+        format!(
+            "`{}` is not an IP address to bind; a pub endpoint binds an address of this machine",
+            endpoint.host
+        )
     })?;
     Ok(SocketAddr::new(ip, endpoint.port))
 }

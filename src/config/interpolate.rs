@@ -16,7 +16,9 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
-                return Err(format!("unterminated `${{` in \"{text}\": write ${{NAME}} or $$ for a literal $"));
+                return Err(format!(
+                    "unterminated `${{` in \"{text}\": write ${{NAME}} or $$ for a literal $"
+                ));
             };
             out.push_str(&expand(&body[..end], env)?);
             rest = &body[end + 1..];
@@ -34,10 +36,15 @@ fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         Some((name, default)) => (name, Some(default)),
         None => (inner, None),
     };
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("`${{{inner}}}` is not a variable reference: names are letters, digits and `_`"));
+        return Err(format!(
+            "`${{{inner}}}` is not a variable reference: names are letters, digits and `_`"
+        ));
     }
     match (env(name), default) {
         (Some(value), _) if !value.is_empty() || default.is_none() => Ok(value),
@@ -74,7 +81,15 @@ mod tests {
     fn names_the_missing_variable() {
         let error = interpolate("redis://${REDIS_HOST}:6379", &env).unwrap_err();
         assert!(error.contains("REDIS_HOST is not set"), "{error}");
-        assert!(interpolate("${oops", &env).unwrap_err().contains("unterminated"));
-        assert!(interpolate("${1X}", &env).unwrap_err().contains("not a variable"));
+        assert!(
+            interpolate("${oops", &env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            interpolate("${1X}", &env)
+                .unwrap_err()
+                .contains("not a variable")
+        );
     }
 }

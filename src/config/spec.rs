@@ -186,7 +186,11 @@ impl<'e> Decoder<'e> {
     pub fn topology(&mut self, doc: &Value) -> TopologySpec {
         let mut spec = TopologySpec::default();
         let mut saw_nodes = false;
-        for (key, value) in self.fields(doc, "the topology", &["version", "name", "brokers", "nodes"]) {
+        for (key, value) in self.fields(
+            doc,
+            "the topology",
+            &["version", "name", "brokers", "nodes"],
+        ) {
             match key.value.as_str() {
                 "version" => {
                     spec.version = self.integer(value).map(|v| Spanned {
@@ -203,7 +207,10 @@ impl<'e> Decoder<'e> {
             }
         }
         if !saw_nodes && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
-            self.error(doc.span, "the file has no `nodes:` section; a topology needs at least one node");
+            self.error(
+                doc.span,
+                "the file has no `nodes:` section; a topology needs at least one node",
+            );
         }
         spec
     }
@@ -217,7 +224,10 @@ impl<'e> Decoder<'e> {
             Some(url) => Some(BrokerSpec { url }),
             None => {
                 if matches!(value.kind, Kind::Map(_) | Kind::Null) {
-                    self.error(value.span, "a broker needs a `url:` (for example url: \"redis://127.0.0.1:6379\")");
+                    self.error(
+                        value.span,
+                        "a broker needs a `url:` (for example url: \"redis://127.0.0.1:6379\")",
+                    );
                 }
                 None
             }
@@ -234,8 +244,18 @@ impl<'e> Decoder<'e> {
                 "http" => node.http = self.port(v),
                 "host" => node.host = self.string(v),
                 "relay" => node.relay = self.boolean(v),
-                "zmq" => node.zmq = Some(Spanned { value: self.zmq(v), span: key.span }),
-                _ => node.redis = Some(Spanned { value: self.redis(v), span: key.span }),
+                "zmq" => {
+                    node.zmq = Some(Spanned {
+                        value: self.zmq(v),
+                        span: key.span,
+                    })
+                }
+                _ => {
+                    node.redis = Some(Spanned {
+                        value: self.redis(v),
+                        span: key.span,
+                    })
+                }
             }
         }
         Some(node)
@@ -280,7 +300,10 @@ impl<'e> Decoder<'e> {
             Kind::Map(entries) => entries,
             Kind::Null => return Vec::new(),
             other => {
-                self.error(value.span, format!("{what} must be a mapping, found {}", other.describe()));
+                self.error(
+                    value.span,
+                    format!("{what} must be a mapping, found {}", other.describe()),
+                );
                 return Vec::new();
             }
         };
@@ -293,12 +316,18 @@ impl<'e> Decoder<'e> {
                     Some(s) => format!("; did you mean `{s}`?"),
                     None => format!("; expected one of: {}", allowed.join(", ")),
                 };
-                self.error(name.span, format!("unknown key `{}` in {what}{hint}", name.value));
+                self.error(
+                    name.span,
+                    format!("unknown key `{}` in {what}{hint}", name.value),
+                );
                 continue;
             }
             if let Some(first) = seen.iter().find(|s| s.value == name.value) {
                 let at = first.span;
-                self.error(name.span, format!("duplicate key `{}` (first at line {})", name.value, at.line));
+                self.error(
+                    name.span,
+                    format!("duplicate key `{}` (first at line {})", name.value, at.line),
+                );
                 continue;
             }
             seen.push(name.clone());
@@ -309,11 +338,23 @@ impl<'e> Decoder<'e> {
 
     fn key(&mut self, key: &Value) -> Option<Spanned<String>> {
         match &key.kind {
-            Kind::Str(s) => Some(Spanned { value: s.clone(), span: key.span }),
-            Kind::Int(n) => Some(Spanned { value: n.to_string(), span: key.span }),
-            Kind::Bool(b) => Some(Spanned { value: b.to_string(), span: key.span }),
+            Kind::Str(s) => Some(Spanned {
+                value: s.clone(),
+                span: key.span,
+            }),
+            Kind::Int(n) => Some(Spanned {
+                value: n.to_string(),
+                span: key.span,
+            }),
+            Kind::Bool(b) => Some(Spanned {
+                value: b.to_string(),
+                span: key.span,
+            }),
             other => {
-                self.error(key.span, format!("a key must be a name, found {}", other.describe()));
+                self.error(
+                    key.span,
+                    format!("a key must be a name, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -330,7 +371,13 @@ impl<'e> Decoder<'e> {
             Kind::Map(entries) => entries,
             Kind::Null => return out,
             other => {
-                self.error(value.span, format!("`{section}:` must be a mapping of names, found {}", other.describe()));
+                self.error(
+                    value.span,
+                    format!(
+                        "`{section}:` must be a mapping of names, found {}",
+                        other.describe()
+                    ),
+                );
                 return out;
             }
         };
@@ -338,13 +385,22 @@ impl<'e> Decoder<'e> {
             let Some(name) = self.key(key) else { continue };
             if let Some((first, _)) = out.0.iter().find(|(n, _)| n.value == name.value) {
                 let line = first.span.line;
-                self.error(name.span, format!("duplicate key `{}` in {section} (first at line {line})", name.value));
+                self.error(
+                    name.span,
+                    format!(
+                        "duplicate key `{}` in {section} (first at line {line})",
+                        name.value
+                    ),
+                );
                 continue;
             }
             if !valid_name(&name.value) {
                 self.error(
                     name.span,
-                    format!("`{}` is not a valid name: use letters, digits, `_`, `.` and `-`", name.value),
+                    format!(
+                        "`{}` is not a valid name: use letters, digits, `_`, `.` and `-`",
+                        name.value
+                    ),
                 );
             }
             if let Some(item) = decode(self, v) {
@@ -363,12 +419,18 @@ impl<'e> Decoder<'e> {
             Kind::Bool(b) => b.to_string(),
             Kind::Float(f) => f.to_string(),
             other => {
-                self.error(value.span, format!("expected a string, found {}", other.describe()));
+                self.error(
+                    value.span,
+                    format!("expected a string, found {}", other.describe()),
+                );
                 return None;
             }
         };
         match interpolate(&raw, self.env) {
-            Ok(text) => Some(Spanned { value: text, span: value.span }),
+            Ok(text) => Some(Spanned {
+                value: text,
+                span: value.span,
+            }),
             Err(message) => {
                 self.error(value.span, message);
                 None
@@ -378,19 +440,31 @@ impl<'e> Decoder<'e> {
 
     fn integer(&mut self, value: &Value) -> Option<Spanned<i128>> {
         match &value.kind {
-            Kind::Int(n) => Some(Spanned { value: *n, span: value.span }),
+            Kind::Int(n) => Some(Spanned {
+                value: *n,
+                span: value.span,
+            }),
             Kind::Str(_) => {
                 let text = self.string(value)?;
                 match text.value.trim().parse::<i128>() {
-                    Ok(n) => Some(Spanned { value: n, span: value.span }),
+                    Ok(n) => Some(Spanned {
+                        value: n,
+                        span: value.span,
+                    }),
                     Err(_) => {
-                        self.error(value.span, format!("expected an integer, found \"{}\"", text.value));
+                        self.error(
+                            value.span,
+                            format!("expected an integer, found \"{}\"", text.value),
+                        );
                         None
                     }
                 }
             }
             other => {
-                self.error(value.span, format!("expected an integer, found {}", other.describe()));
+                self.error(
+                    value.span,
+                    format!("expected an integer, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -399,9 +473,15 @@ impl<'e> Decoder<'e> {
     fn port(&mut self, value: &Value) -> Option<Spanned<Port>> {
         let n = self.integer(value)?;
         match u16::try_from(n.value) {
-            Ok(port) if port >= 1 => Some(Spanned { value: Port(port), span: n.span }),
+            Ok(port) if port >= 1 => Some(Spanned {
+                value: Port(port),
+                span: n.span,
+            }),
             _ => {
-                self.error(n.span, format!("port {} is out of range: ports are 1-65535", n.value));
+                self.error(
+                    n.span,
+                    format!("port {} is out of range: ports are 1-65535", n.value),
+                );
                 None
             }
         }
@@ -409,18 +489,30 @@ impl<'e> Decoder<'e> {
 
     fn listen(&mut self, value: &Value) -> Option<Spanned<Listen>> {
         match &value.kind {
-            Kind::Int(_) => self.port(value).map(|p| Spanned { value: Listen::Port(p.value.0), span: p.span }),
+            Kind::Int(_) => self.port(value).map(|p| Spanned {
+                value: Listen::Port(p.value.0),
+                span: p.span,
+            }),
             _ => {
                 let text = self.string(value)?;
                 match text.value.trim().parse::<i128>() {
                     Ok(n) => match u16::try_from(n) {
-                        Ok(port) if port >= 1 => Some(Spanned { value: Listen::Port(port), span: text.span }),
+                        Ok(port) if port >= 1 => Some(Spanned {
+                            value: Listen::Port(port),
+                            span: text.span,
+                        }),
                         _ => {
-                            self.error(text.span, format!("port {n} is out of range: ports are 1-65535"));
+                            self.error(
+                                text.span,
+                                format!("port {n} is out of range: ports are 1-65535"),
+                            );
                             None
                         }
                     },
-                    Err(_) => Some(Spanned { value: Listen::Endpoint(text.value), span: text.span }),
+                    Err(_) => Some(Spanned {
+                        value: Listen::Endpoint(text.value),
+                        span: text.span,
+                    }),
                 }
             }
         }
@@ -428,9 +520,15 @@ impl<'e> Decoder<'e> {
 
     fn boolean(&mut self, value: &Value) -> Option<Spanned<bool>> {
         match &value.kind {
-            Kind::Bool(b) => Some(Spanned { value: *b, span: value.span }),
+            Kind::Bool(b) => Some(Spanned {
+                value: *b,
+                span: value.span,
+            }),
             other => {
-                self.error(value.span, format!("expected true or false, found {}", other.describe()));
+                self.error(
+                    value.span,
+                    format!("expected true or false, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -440,13 +538,22 @@ impl<'e> Decoder<'e> {
         match &value.kind {
             Kind::Seq(items) => {
                 let list = items.iter().filter_map(|item| self.string(item)).collect();
-                Some(Spanned { value: list, span: value.span })
+                Some(Spanned {
+                    value: list,
+                    span: value.span,
+                })
             }
-            Kind::Null => Some(Spanned { value: Vec::new(), span: value.span }),
+            Kind::Null => Some(Spanned {
+                value: Vec::new(),
+                span: value.span,
+            }),
             other => {
                 self.error(
                     value.span,
-                    format!("expected a list of {what} (like [a, b]), found {}", other.describe()),
+                    format!(
+                        "expected a list of {what} (like [a, b]), found {}",
+                        other.describe()
+                    ),
                 );
                 None
             }

@@ -25,11 +25,17 @@ pub struct Analysis {
 
 impl Analysis {
     /// `deliveries` keyed by node names, sorted: SPEC's `deliveries` object.
-    pub fn deliveries_by_name(&self, topology: &Topology) -> BTreeMap<String, BTreeMap<String, u64>> {
+    pub fn deliveries_by_name(
+        &self,
+        topology: &Topology,
+    ) -> BTreeMap<String, BTreeMap<String, u64>> {
         self.deliveries
             .iter()
             .map(|(from, row)| {
-                let row = row.iter().map(|(to, n)| (topology.node(*to).name.clone(), *n)).collect();
+                let row = row
+                    .iter()
+                    .map(|(to, n)| (topology.node(*to).name.clone(), *n))
+                    .collect();
                 (topology.node(*from).name.clone(), row)
             })
             .collect()
@@ -62,10 +68,16 @@ pub fn analyze(topology: &Topology, graph: LinkGraph) -> (Option<Analysis>, Vec<
         let errors = cycles
             .into_iter()
             .map(|path| {
-                let names: Vec<&str> = path.iter().map(|id| topology.node(*id).name.as_str()).collect();
+                let names: Vec<&str> = path
+                    .iter()
+                    .map(|id| topology.node(*id).name.as_str())
+                    .collect();
                 Diagnostic::error(
                     topology.node(path[0]).span,
-                    format!("relay cycle {}: a message would circulate forever", names.join(" -> ")),
+                    format!(
+                        "relay cycle {}: a message would circulate forever",
+                        names.join(" -> ")
+                    ),
                 )
             })
             .collect();
@@ -134,7 +146,8 @@ impl<'a> RelayStates<'a> {
                             }
                             OPEN => {
                                 let at = stack.iter().position(|(s, _)| *s == next).unwrap_or(0);
-                                let mut path: Vec<NodeId> = stack[at..].iter().map(|(s, _)| s.0).collect();
+                                let mut path: Vec<NodeId> =
+                                    stack[at..].iter().map(|(s, _)| s.0).collect();
                                 let mut key = path.clone();
                                 key.sort_unstable();
                                 key.dedup();
@@ -180,14 +193,20 @@ impl<'a> RelayStates<'a> {
                 if self.forwards(to) {
                     let state = (to, link.is_redis());
                     self.fill(state, &mut onward);
-                    for &(node, count) in onward[Self::index(state)].as_deref().unwrap_or_default() {
+                    for &(node, count) in onward[Self::index(state)].as_deref().unwrap_or_default()
+                    {
                         scratch.add(node, count);
                     }
                 }
             }
             let mut row = scratch.drain();
             row.retain(|(to, _)| self.topology.node(*to).http.is_some());
-            row.sort_by(|a, b| self.topology.node(a.0).name.cmp(&self.topology.node(b.0).name));
+            row.sort_by(|a, b| {
+                self.topology
+                    .node(a.0)
+                    .name
+                    .cmp(&self.topology.node(b.0).name)
+            });
             out.push((from, row));
         }
         out
@@ -276,25 +295,41 @@ fn warnings(topology: &Topology, analysis: &Analysis) -> Vec<Diagnostic> {
             .take(5)
             .map(|(from, count)| format!("{count}× from `{}`", topology.node(*from).name))
             .collect();
-        let more = if sources.len() > 5 { format!(" and {} more", sources.len() - 5) } else { String::new() };
+        let more = if sources.len() > 5 {
+            format!(" and {} more", sources.len() - 5)
+        } else {
+            String::new()
+        };
         out.push(Diagnostic::warning(
             topology.node(to).span,
-            format!("duplicate delivery: clients of `{}` get each message {}{more}", topology.node(to).name, listed.join(", ")),
+            format!(
+                "duplicate delivery: clients of `{}` get each message {}{more}",
+                topology.node(to).name,
+                listed.join(", ")
+            ),
         ));
     }
     if analysis.deliveries.len() >= 2 {
         let mut reached = vec![false; topology.nodes.len()];
         for (from, row) in &analysis.deliveries {
-            row.iter().filter(|(to, _)| to != from).for_each(|(to, _)| reached[to.0] = true);
+            row.iter()
+                .filter(|(to, _)| to != from)
+                .for_each(|(to, _)| reached[to.0] = true);
         }
         for (from, row) in &analysis.deliveries {
             let name = &topology.node(*from).name;
             let reaches = row.iter().any(|(to, _)| to != from);
             let message = match (reaches, reached[from.0]) {
                 (true, true) => continue,
-                (false, false) => format!("node `{name}` is isolated: its clients reach no other node and no other node reaches them"),
-                (false, true) => format!("partition: messages from `{name}`'s clients reach no other node"),
-                (true, false) => format!("partition: no other node's messages reach the clients of `{name}`"),
+                (false, false) => format!(
+                    "node `{name}` is isolated: its clients reach no other node and no other node reaches them"
+                ),
+                (false, true) => {
+                    format!("partition: messages from `{name}`'s clients reach no other node")
+                }
+                (true, false) => {
+                    format!("partition: no other node's messages reach the clients of `{name}`")
+                }
             };
             out.push(Diagnostic::warning(topology.node(*from).span, message));
         }

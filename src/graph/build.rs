@@ -14,7 +14,11 @@ pub enum Link {
     /// The target's SUBSCRIBE of the source's publish channel.
     RedisChannel { broker: BrokerId, channel: String },
     /// The target's PSUBSCRIBE `pattern`, which matches the source's channel.
-    RedisPattern { broker: BrokerId, channel: String, pattern: String },
+    RedisPattern {
+        broker: BrokerId,
+        channel: String,
+        pattern: String,
+    },
 }
 
 impl Link {
@@ -27,7 +31,9 @@ impl Link {
             Link::Zmq { topic, filter } if topic == filter => topic.clone(),
             Link::Zmq { topic, filter } => format!("{topic} ~ {filter}"),
             Link::RedisChannel { channel, .. } => channel.clone(),
-            Link::RedisPattern { channel, pattern, .. } => format!("{channel} ~ {pattern}"),
+            Link::RedisPattern {
+                channel, pattern, ..
+            } => format!("{channel} ~ {pattern}"),
         }
     }
 }
@@ -49,7 +55,12 @@ fn zmq_links(topology: &Topology, graph: &mut LinkGraph) {
     for (to, node) in topology.nodes.iter().enumerate() {
         let Some(zmq) = &node.zmq else { continue };
         for from in zmq.subscribe.iter().filter_map(|s| s.from) {
-            let Some(publish) = topology.node(from).zmq.as_ref().and_then(|z| z.publish.as_ref()) else {
+            let Some(publish) = topology
+                .node(from)
+                .zmq
+                .as_ref()
+                .and_then(|z| z.publish.as_ref())
+            else {
                 continue;
             };
             if publish.topic.as_bytes().starts_with(zmq.filter.as_bytes()) {
@@ -69,11 +80,16 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
     let mut by_server: HashMap<ServerKey, Vec<NodeId>> = HashMap::new();
     for id in topology.node_ids() {
         if let Some(redis) = &topology.node(id).redis {
-            by_server.entry(server_of(redis.broker)).or_default().push(id);
+            by_server
+                .entry(server_of(redis.broker))
+                .or_default()
+                .push(id);
         }
     }
     for from in topology.node_ids() {
-        let Some(publisher) = &topology.node(from).redis else { continue };
+        let Some(publisher) = &topology.node(from).redis else {
+            continue;
+        };
         let channel = &publisher.publish;
         for &to in &by_server[&server_of(publisher.broker)] {
             if to == from {

@@ -35,17 +35,28 @@ fn zmq_edges(graph: &LinkGraph) -> impl Iterator<Item = (NodeId, NodeId, &Link)>
     graph
         .edge_references()
         .filter(|e| !e.weight().is_redis())
-        .map(|e| (NodeId(e.source().index()), NodeId(e.target().index()), e.weight()))
+        .map(|e| {
+            (
+                NodeId(e.source().index()),
+                NodeId(e.target().index()),
+                e.weight(),
+            )
+        })
 }
 
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.
-type RedisEdges = (Vec<(NodeId, BrokerId, String)>, Vec<(BrokerId, NodeId, String)>);
+type RedisEdges = (
+    Vec<(NodeId, BrokerId, String)>,
+    Vec<(BrokerId, NodeId, String)>,
+);
 
 fn redis_edges(topology: &Topology) -> RedisEdges {
     let mut publish = Vec::new();
     let mut subscribe = Vec::new();
     for id in topology.node_ids() {
-        let Some(redis) = &topology.node(id).redis else { continue };
+        let Some(redis) = &topology.node(id).redis else {
+            continue;
+        };
         let broker = broker_vertex(topology, redis.broker);
         publish.push((id, broker, redis.publish.clone()));
         for channel in &redis.subscribe {
@@ -75,10 +86,21 @@ fn quote(text: &str) -> String {
 }
 
 pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
-    let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n", quote(&topology.name));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n",
+        quote(&topology.name)
+    );
     for id in topology.node_ids() {
-        let shape = if topology.node(id).relay { "diamond" } else { "box" };
-        let style = if topology.node(id).http.is_some() { "solid" } else { "dashed" };
+        let shape = if topology.node(id).relay {
+            "diamond"
+        } else {
+            "box"
+        };
+        let style = if topology.node(id).http.is_some() {
+            "solid"
+        } else {
+            "dashed"
+        };
         let _ = writeln!(
             out,
             "  {} [label={}, shape={shape}, style={style}];",
@@ -134,22 +156,50 @@ pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
     let mut out = String::from("flowchart LR\n");
     for id in topology.node_ids() {
         let label = text(&node_label(topology, id));
-        let shape = if topology.node(id).relay { format!("{{{{\"{label}\"}}}}") } else { format!("[\"{label}\"]") };
+        let shape = if topology.node(id).relay {
+            format!("{{{{\"{label}\"}}}}")
+        } else {
+            format!("[\"{label}\"]")
+        };
         let _ = writeln!(out, "  {}{shape}", node_id(id));
     }
     for b in used_brokers(topology) {
         let broker = topology.broker(b);
-        let _ = writeln!(out, "  {}[(\"{} {}\")]", broker_id(b), text(&broker.name), text(&broker.url.to_string()));
+        let _ = writeln!(
+            out,
+            "  {}[(\"{} {}\")]",
+            broker_id(b),
+            text(&broker.name),
+            text(&broker.url.to_string())
+        );
     }
     for (from, to, link) in zmq_edges(graph) {
-        let _ = writeln!(out, "  {} -->|\"{}\"| {}", node_id(from), text(&link.label()), node_id(to));
+        let _ = writeln!(
+            out,
+            "  {} -->|\"{}\"| {}",
+            node_id(from),
+            text(&link.label()),
+            node_id(to)
+        );
     }
     let (publish, subscribe) = redis_edges(topology);
     for (node, broker, channel) in publish {
-        let _ = writeln!(out, "  {} ==>|\"{}\"| {}", node_id(node), text(&channel), broker_id(broker));
+        let _ = writeln!(
+            out,
+            "  {} ==>|\"{}\"| {}",
+            node_id(node),
+            text(&channel),
+            broker_id(broker)
+        );
     }
     for (broker, node, channel) in subscribe {
-        let _ = writeln!(out, "  {} -.->|\"{}\"| {}", broker_id(broker), text(&channel), node_id(node));
+        let _ = writeln!(
+            out,
+            "  {} -.->|\"{}\"| {}",
+            broker_id(broker),
+            text(&channel),
+            node_id(node)
+        );
     }
     out
 }
