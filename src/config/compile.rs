@@ -73,8 +73,10 @@ pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Ve
 struct Compiler {
     diagnostics: Vec<Diagnostic>,
     brokers: Vec<Broker>,
-    /// Names from `brokers:`; inline URLs are added to `brokers` as they are met.
+    /// How many of `brokers` come from `brokers:`; inline URLs follow as they are met.
     named_brokers: usize,
+    /// Every name under `brokers:`, also those whose URL is invalid.
+    declared_brokers: Vec<String>,
 }
 
 impl Compiler {
@@ -88,6 +90,7 @@ impl Compiler {
 
     fn brokers(&mut self, spec: &TopologySpec) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
+            self.declared_brokers.push(name.value.clone());
             match parse_redis_url(&broker.url.value) {
                 Ok(url) => self.brokers.push(Broker {
                     name: name.value.clone(),
@@ -133,7 +136,7 @@ impl Compiler {
         {
             return Some(BrokerId(i));
         }
-        if names.iter().any(|n| n == text) {
+        if self.declared_brokers.iter().any(|n| n == text) {
             return None; // the broker itself is invalid and already reported
         }
         let hint = match did_you_mean(text, names.iter().map(String::as_str)) {

@@ -71,22 +71,30 @@ pub fn render(file: &str, source: &str, diagnostic: &Diagnostic) -> String {
     out
 }
 
-/// Levenshtein distance, for "did you mean" suggestions on short words.
+/// Edit distance counting a swap of two neighbours as one edit (the most
+/// common typo: `mian` for `main`), for "did you mean" suggestions.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != cb));
-            diagonal = above;
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            d[i * width + j] = if i == 0 || j == 0 {
+                i + j
+            } else {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (d[(i - 1) * width + j] + 1)
+                    .min(d[i * width + j - 1] + 1)
+                    .min(d[(i - 1) * width + j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(d[(i - 2) * width + j - 2] + 1);
+                }
+                best
+            };
         }
     }
-    row[b.len()]
+    d[a.len() * width + b.len()]
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
@@ -112,6 +120,10 @@ mod tests {
         assert_eq!(did_you_mean("hhtp", ["http", "host", "zmq"]), Some("http"));
         assert_eq!(did_you_mean("subscribe", ["subscribe"]), Some("subscribe"));
         assert_eq!(did_you_mean("xyz", ["http", "host"]), None);
+        assert_eq!(did_you_mean("mian", ["main", "other"]), Some("main"));
+        assert_eq!(did_you_mean("x", ["a"]), None);
+        assert_eq!(did_you_mean("mian", ["main", "other"]), Some("main"));
+        assert_eq!(did_you_mean("x", ["a"]), None);
     }
 
     #[test]

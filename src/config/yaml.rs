@@ -179,6 +179,8 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     options.alias_limits.max_replay_stack_depth = 16;
     options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
+    // YAML 1.1 read `y`, `no` and `on` as booleans: a node named `y` must stay `y`.
+    options.strict_booleans = true;
     if text.trim().is_empty() {
         return Ok(Value {
             span: Span::new(1, 1),

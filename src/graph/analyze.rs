@@ -151,7 +151,11 @@ impl<'a> RelayStates<'a> {
                                 let mut key = path.clone();
                                 key.sort_unstable();
                                 key.dedup();
-                                path.push(next.0);
+                                // Start at the cycle's first node in file order, so the
+                                // message does not depend on where the search began.
+                                let first = (0..path.len()).min_by_key(|&i| path[i]).unwrap_or(0);
+                                path.rotate_left(first);
+                                path.push(path[0]);
                                 if reported.insert(key) {
                                     found.push(path);
                                 }

@@ -1,5 +1,7 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod errors;
 mod glob_redis;
+mod golden;
 #[allow(dead_code)]
 mod util;
