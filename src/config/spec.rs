@@ -105,6 +105,7 @@ impl JsonSchema for Listen {
 #[schemars(title = "topo topology", deny_unknown_fields)]
 pub struct TopologySpec {
     /// Format version; only 1 exists.
+    #[schemars(range(min = 1, max = 1))]
     pub version: Option<Spanned<u64>>,
     /// Defaults to the file name without its extension.
     pub name: Option<Spanned<String>>,

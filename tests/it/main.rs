@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod cli;
 mod errors;
 mod glob_redis;
 mod golden;

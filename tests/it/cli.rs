@@ -1,0 +1,168 @@
+//! The binary as a user runs it: exit codes, JSON shape, text output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn topo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_topo"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run topo")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn validate_valid_file_exits_0_with_a_reach_table() {
+    let out = topo(&["validate", "topologies/zmq-3node.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("topologies/zmq-3node.yaml: valid (3 nodes, 6 links)"), "{text}");
+    assert!(text.contains("  a     1   1   1"), "{text}");
+}
+
+#[test]
+fn validate_json_has_exactly_the_spec_shape() {
+    let out = topo(&["validate", "--format", "json", "topologies/zmq-3node.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "one object on one line");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["file", "valid", "errors", "warnings", "reach", "deliveries"]);
+    assert_eq!(value["file"], "topologies/zmq-3node.yaml");
+    assert_eq!(value["reach"]["b"], serde_json::json!(["a", "b", "c"]));
+    assert_eq!(value["deliveries"]["c"], serde_json::json!({"a": 1, "b": 1, "c": 1}));
+}
+
+#[test]
+fn invalid_file_exits_1_with_positions_and_a_caret() {
+    let out = topo(&["validate", "tests/errors/unknown-key-typo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("tests/errors/unknown-key-typo.yaml:4:5: error: unknown key `hhtp` in a node; did you mean `http`?\n"),
+        "{err}"
+    );
+    assert!(err.contains("4 |     hhtp: 8080\n  |     ^\n"), "{err}");
+    let out = topo(&["validate", "--format", "json", "tests/errors/unknown-key-typo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["valid"], false);
+    assert_eq!(value["errors"][0]["line"], 4);
+    assert_eq!(value["errors"][0]["column"], 5);
+    assert!(value.get("reach").is_none() && value.get("deliveries").is_none());
+}
+
+#[test]
+fn unreadable_file_and_bad_usage_exit_2() {
+    let out = topo(&["validate", "no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no/such/file.yaml: cannot read"), "{}", stderr(&out));
+    assert_eq!(topo(&["validate"]).status.code(), Some(2));
+    assert_eq!(topo(&["validate", "--format", "xml", "topologies/single.yaml"]).status.code(), Some(2));
+    // A readable file and an unreadable one: the unreadable one decides.
+    let out = topo(&["validate", "topologies/single.yaml", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn several_files_are_all_checked() {
+    let out = topo(&["validate", "topologies/single.yaml", "tests/errors/sub-self.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("topologies/single.yaml: valid"));
+    assert!(stderr(&out).contains("sub-self.yaml:4:29: error"));
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let out = topo(&["validate", "tests/golden/redis-pattern-duplicate/topology.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains(":12:3: warning: duplicate delivery"), "{}", stderr(&out));
+}
+
+#[test]
+fn graph_formats() {
+    let dot = topo(&["graph", "topologies/hybrid-bridge.yaml"]);
+    assert_eq!(dot.status.code(), Some(0));
+    let dot = stdout(&dot);
+    assert!(dot.starts_with("digraph \"hybrid-bridge\" {"), "{dot}");
+    assert!(dot.contains("shape=cylinder"), "brokers drawn as cylinders: {dot}");
+    assert!(dot.contains("\"zmq-in\" [label=\"zmq-in (relay)\", shape=diamond"), "{dot}");
+    assert!(dot.contains("\"z1\" -> \"z2\" [label=\"chat\""), "{dot}");
+    let mermaid = stdout(&topo(&["graph", "--format", "mermaid", "topologies/zmq-3node.yaml"]));
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert_eq!(mermaid.matches("-->|\"chat\"|").count(), 6, "{mermaid}");
+    let json = stdout(&topo(&["graph", "--format", "json", "topologies/redis-3node.yaml"]));
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["links"].as_array().unwrap().len(), 6);
+    assert_eq!(value["brokers"][0]["url"], "redis://127.0.0.1:6379");
+    assert_eq!(topo(&["graph", "tests/errors/sub-self.yaml"]).status.code(), Some(1));
+}
+
+#[test]
+fn passwords_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(
+        &file,
+        "brokers:\n  main: { url: \"redis://user:hunter2@127.0.0.1:6379\" }\nnodes:\n  a:\n    http: 8080\n    redis: { broker: main }\n  b:\n    redis: { broker: \"redis://:hunter2@127.0.0.1:6379/3\" }\n    relay: nope\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        vec!["validate", file],
+        vec!["validate", "--format", "json", file],
+        vec!["graph", file],
+    ] {
+        let out = topo(&args);
+        let all = stdout(&out) + &stderr(&out);
+        assert!(!all.contains("hunter2"), "{args:?} printed the password:\n{all}");
+    }
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        "brokers:\n  main: { url: \"redis://user:hunter2@127.0.0.1:6379\" }\nnodes:\n  a:\n    http: 8080\n    redis: { broker: main }\n",
+    )
+    .unwrap();
+    let ok = dir.path().join("ok.yaml");
+    for format in ["dot", "mermaid", "json"] {
+        let out = topo(&["graph", "--format", format, ok.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(!text.contains("hunter2") && text.contains("user:***@"), "{format}: {text}");
+    }
+}
+
+#[test]
+fn committed_schema_is_what_the_code_generates() {
+    let committed = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/topology.schema.json")).unwrap();
+    let generated = stdout(&topo(&["schema"]));
+    assert!(
+        committed == generated,
+        "schemas/topology.schema.json is stale: run `cargo run -- schema > schemas/topology.schema.json`"
+    );
+}
+
+#[test]
+fn every_example_points_editors_at_the_schema() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["topologies"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.starts_with("# yaml-language-server: $schema=../schemas/topology.schema.json\n"),
+                "{} lacks the schema line",
+                path.display()
+            );
+        }
+    }
+}
