@@ -172,7 +172,10 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
     budget.max_recorded_anchor_events = 20_000;
-    budget.flow_nesting_limit = 64;
+    budget.flow_nesting_limit = 24;
+    // A topology is six levels deep, and the tree is built recursively:
+    // keep the recursion far from the stack limit of any thread.
+    budget.max_depth = 24;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = 20_000;

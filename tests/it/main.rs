@@ -2,6 +2,7 @@
 
 mod cli;
 mod errors;
+mod fuzz;
 mod glob_redis;
 mod golden;
 #[allow(dead_code)]
