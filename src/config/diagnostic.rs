@@ -59,16 +59,39 @@ pub fn render(file: &str, source: &str, diagnostic: &Diagnostic) -> String {
         return out;
     };
     let text = text.trim_end_matches('\r');
+    let (text, column) = window(text, column.saturating_sub(1) as usize);
     let gutter = line.to_string();
     let pad = " ".repeat(gutter.len());
-    // Columns count characters; tabs are kept so the caret lines up under them.
+    // Tabs are kept in the caret line so the caret lines up under them.
     let lead: String = text
         .chars()
-        .take(column.saturating_sub(1) as usize)
+        .take(column)
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
     out.push_str(&format!("{pad} |\n{gutter} | {text}\n{pad} | {lead}^\n"));
     out
+}
+
+/// At most ~100 characters of a long line, around the 0-based character
+/// `column`; returns the excerpt and the column within it.
+fn window(text: &str, column: usize) -> (String, usize) {
+    const SIDE: usize = 50;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 2 * SIDE {
+        return (text.to_owned(), column);
+    }
+    let start = column.saturating_sub(SIDE).min(chars.len());
+    let end = (column + SIDE).min(chars.len());
+    let mut excerpt: String = chars[start..end].iter().collect();
+    let mut column = column - start;
+    if start > 0 {
+        excerpt.insert(0, '…');
+        column += 1;
+    }
+    if end < chars.len() {
+        excerpt.push('…');
+    }
+    (excerpt, column)
 }
 
 /// Edit distance counting a swap of two neighbours as one edit (the most

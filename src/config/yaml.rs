@@ -168,7 +168,10 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     let mut budget = serde_saphyr::Budget::default();
     // Without aliases a document has no more events than it has bytes (plus a
     // few), so this never refuses an honest file but stops alias expansion early.
-    budget.max_events = (text.len() * 2).max(20_000);
+    let allowance = (text.len() * 2).max(20_000);
+    budget.max_events = allowance;
+    budget.max_nodes = allowance;
+    budget.max_total_scalar_bytes = allowance.max(64 * 1024);
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
     budget.max_recorded_anchor_events = 20_000;

@@ -7,33 +7,50 @@ use crate::model::{BrokerId, NodeId, ServerKey, Topology};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a message crosses one edge. Edges hold no strings: a full mesh of
+/// 1,000 nodes has 999,000 of them, and the names are in the topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
-    /// The target's SUB socket (entry `sub` of the target) hears the source's PUB.
-    Zmq { topic: String, filter: String },
-    /// The target's SUBSCRIBE of the source's publish channel.
-    RedisChannel { broker: BrokerId, channel: String },
-    /// The target's PSUBSCRIBE `pattern`, which matches the source's channel.
-    RedisPattern {
-        broker: BrokerId,
-        channel: String,
-        pattern: String,
-    },
+    /// The target's SUB socket hears the source's PUB (topic starts with filter).
+    Zmq,
+    /// The target SUBSCRIBEs the source's publish channel.
+    RedisChannel,
+    /// The target's PSUBSCRIBE pattern number `pattern` matches the source's channel.
+    RedisPattern { pattern: usize },
 }
 
 impl Link {
     pub fn is_redis(&self) -> bool {
-        !matches!(self, Link::Zmq { .. })
+        !matches!(self, Link::Zmq)
     }
 
-    pub fn label(&self) -> String {
+    /// What the edge is labelled with in drawings: topic or channel, and the
+    /// filter or pattern when it differs.
+    pub fn label(&self, topology: &Topology, from: NodeId, to: NodeId) -> String {
+        let (source, target) = (topology.node(from), topology.node(to));
         match self {
-            Link::Zmq { topic, filter } if topic == filter => topic.clone(),
-            Link::Zmq { topic, filter } => format!("{topic} ~ {filter}"),
-            Link::RedisChannel { channel, .. } => channel.clone(),
-            Link::RedisPattern {
-                channel, pattern, ..
-            } => format!("{channel} ~ {pattern}"),
+            Link::Zmq => {
+                let topic = source
+                    .zmq
+                    .as_ref()
+                    .and_then(|z| z.publish.as_ref())
+                    .map_or("", |p| &p.topic);
+                let filter = target.zmq.as_ref().map_or("", |z| &z.filter);
+                if topic == filter {
+                    topic.to_owned()
+                } else {
+                    format!("{topic} ~ {filter:?}")
+                }
+            }
+            Link::RedisChannel => source
+                .redis
+                .as_ref()
+                .map_or(String::new(), |r| r.publish.clone()),
+            Link::RedisPattern { pattern } => {
+                let channel = source.redis.as_ref().map_or("", |r| &r.publish);
+                let pattern = target.redis.as_ref().map_or("", |r| &r.patterns[*pattern]);
+                format!("{channel} ~ {pattern}")
+            }
         }
     }
 }
@@ -64,11 +81,7 @@ fn zmq_links(topology: &Topology, graph: &mut LinkGraph) {
                 continue;
             };
             if publish.topic.as_bytes().starts_with(zmq.filter.as_bytes()) {
-                let link = Link::Zmq {
-                    topic: publish.topic.clone(),
-                    filter: zmq.filter.clone(),
-                };
-                graph.add_edge(NodeIndex::new(from.0), NodeIndex::new(to), link);
+                graph.add_edge(NodeIndex::new(from.0), NodeIndex::new(to), Link::Zmq);
             }
         }
     }
@@ -98,20 +111,11 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
             let subscriber = topology.node(to).redis.as_ref().expect("grouped by redis");
             let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
             if subscriber.subscribe.iter().any(|c| c == channel) {
-                let link = Link::RedisChannel {
-                    broker: subscriber.broker,
-                    channel: channel.clone(),
-                };
-                graph.add_edge(a, b, link);
+                graph.add_edge(a, b, Link::RedisChannel);
             }
-            for pattern in &subscriber.patterns {
-                if glob_match(pattern.as_bytes(), channel.as_bytes()) {
-                    let link = Link::RedisPattern {
-                        broker: subscriber.broker,
-                        channel: channel.clone(),
-                        pattern: pattern.clone(),
-                    };
-                    graph.add_edge(a, b, link);
+            for (pattern, text) in subscriber.patterns.iter().enumerate() {
+                if glob_match(text.as_bytes(), channel.as_bytes()) {
+                    graph.add_edge(a, b, Link::RedisPattern { pattern });
                 }
             }
         }

@@ -123,7 +123,7 @@ pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
             "  {} -> {} [label={}, color=\"#1f77b4\"];",
             quote(&topology.node(from).name),
             quote(&topology.node(to).name),
-            quote(&link.label())
+            quote(&link.label(topology, from, to))
         );
     }
     let (publish, subscribe) = redis_edges(topology);
@@ -178,7 +178,7 @@ pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
             out,
             "  {} -->|\"{}\"| {}",
             node_id(from),
-            text(&link.label()),
+            text(&link.label(topology, from, to)),
             node_id(to)
         );
     }
@@ -237,12 +237,26 @@ pub fn json(topology: &Topology, graph: &LinkGraph) -> Value {
     let links: Vec<Value> = graph
         .edge_references()
         .map(|e| {
-            let from = &topology.node(NodeId(e.source().index())).name;
-            let to = &topology.node(NodeId(e.target().index())).name;
+            let (from, to) = (NodeId(e.source().index()), NodeId(e.target().index()));
+            let (source, target) = (topology.node(from), topology.node(to));
             match e.weight() {
-                Link::Zmq { topic, filter } => json!({"from": from, "to": to, "kind": "zmq", "topic": topic, "filter": filter}),
-                Link::RedisChannel { broker, channel } => json!({"from": from, "to": to, "kind": "redis", "broker": topology.broker(*broker).name, "channel": channel}),
-                Link::RedisPattern { broker, channel, pattern } => json!({"from": from, "to": to, "kind": "redis", "broker": topology.broker(*broker).name, "channel": channel, "pattern": pattern}),
+                Link::Zmq => json!({
+                    "from": source.name, "to": target.name, "kind": "zmq",
+                    "topic": source.zmq.as_ref().and_then(|z| z.publish.as_ref()).map(|p| p.topic.clone()),
+                    "filter": target.zmq.as_ref().map(|z| z.filter.clone()),
+                }),
+                link => {
+                    let redis = target.redis.as_ref().expect("a redis link ends at a redis node");
+                    let mut value = json!({
+                        "from": source.name, "to": target.name, "kind": "redis",
+                        "broker": topology.broker(redis.broker).name,
+                        "channel": source.redis.as_ref().map(|r| r.publish.clone()),
+                    });
+                    if let Link::RedisPattern { pattern } = link {
+                        value["pattern"] = json!(redis.patterns[*pattern]);
+                    }
+                    value
+                }
             }
         })
         .collect();

@@ -25,7 +25,10 @@ fn validate_valid_file_exits_0_with_a_reach_table() {
     let out = topo(&["validate", "topologies/zmq-3node.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("topologies/zmq-3node.yaml: valid (3 nodes, 6 links)"), "{text}");
+    assert!(
+        text.contains("topologies/zmq-3node.yaml: valid (3 nodes, 6 links)"),
+        "{text}"
+    );
     assert!(text.contains("  a     1   1   1"), "{text}");
 }
 
@@ -37,10 +40,16 @@ fn validate_json_has_exactly_the_spec_shape() {
     assert_eq!(text.lines().count(), 1, "one object on one line");
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["file", "valid", "errors", "warnings", "reach", "deliveries"]);
+    assert_eq!(
+        keys,
+        ["file", "valid", "errors", "warnings", "reach", "deliveries"]
+    );
     assert_eq!(value["file"], "topologies/zmq-3node.yaml");
     assert_eq!(value["reach"]["b"], serde_json::json!(["a", "b", "c"]));
-    assert_eq!(value["deliveries"]["c"], serde_json::json!({"a": 1, "b": 1, "c": 1}));
+    assert_eq!(
+        value["deliveries"]["c"],
+        serde_json::json!({"a": 1, "b": 1, "c": 1})
+    );
 }
 
 #[test]
@@ -53,7 +62,12 @@ fn invalid_file_exits_1_with_positions_and_a_caret() {
         "{err}"
     );
     assert!(err.contains("4 |     hhtp: 8080\n  |     ^\n"), "{err}");
-    let out = topo(&["validate", "--format", "json", "tests/errors/unknown-key-typo.yaml"]);
+    let out = topo(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/errors/unknown-key-typo.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(value["valid"], false);
@@ -66,9 +80,18 @@ fn invalid_file_exits_1_with_positions_and_a_caret() {
 fn unreadable_file_and_bad_usage_exit_2() {
     let out = topo(&["validate", "no/such/file.yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no/such/file.yaml: cannot read"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no/such/file.yaml: cannot read"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(topo(&["validate"]).status.code(), Some(2));
-    assert_eq!(topo(&["validate", "--format", "xml", "topologies/single.yaml"]).status.code(), Some(2));
+    assert_eq!(
+        topo(&["validate", "--format", "xml", "topologies/single.yaml"])
+            .status
+            .code(),
+        Some(2)
+    );
     // A readable file and an unreadable one: the unreadable one decides.
     let out = topo(&["validate", "topologies/single.yaml", "missing.yaml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -76,7 +99,11 @@ fn unreadable_file_and_bad_usage_exit_2() {
 
 #[test]
 fn several_files_are_all_checked() {
-    let out = topo(&["validate", "topologies/single.yaml", "tests/errors/sub-self.yaml"]);
+    let out = topo(&[
+        "validate",
+        "topologies/single.yaml",
+        "tests/errors/sub-self.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("topologies/single.yaml: valid"));
     assert!(stderr(&out).contains("sub-self.yaml:4:29: error"));
@@ -84,9 +111,16 @@ fn several_files_are_all_checked() {
 
 #[test]
 fn warnings_do_not_fail_validation() {
-    let out = topo(&["validate", "tests/golden/redis-pattern-duplicate/topology.yaml"]);
+    let out = topo(&[
+        "validate",
+        "tests/golden/redis-pattern-duplicate/topology.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains(":12:3: warning: duplicate delivery"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(":12:3: warning: duplicate delivery"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -95,17 +129,36 @@ fn graph_formats() {
     assert_eq!(dot.status.code(), Some(0));
     let dot = stdout(&dot);
     assert!(dot.starts_with("digraph \"hybrid-bridge\" {"), "{dot}");
-    assert!(dot.contains("shape=cylinder"), "brokers drawn as cylinders: {dot}");
-    assert!(dot.contains("\"zmq-in\" [label=\"zmq-in (relay)\", shape=diamond"), "{dot}");
+    assert!(
+        dot.contains("shape=cylinder"),
+        "brokers drawn as cylinders: {dot}"
+    );
+    assert!(
+        dot.contains("\"zmq-in\" [label=\"zmq-in (relay)\", shape=diamond"),
+        "{dot}"
+    );
     assert!(dot.contains("\"z1\" -> \"z2\" [label=\"chat\""), "{dot}");
-    let mermaid = stdout(&topo(&["graph", "--format", "mermaid", "topologies/zmq-3node.yaml"]));
+    let mermaid = stdout(&topo(&[
+        "graph",
+        "--format",
+        "mermaid",
+        "topologies/zmq-3node.yaml",
+    ]));
     assert!(mermaid.starts_with("flowchart LR\n"));
     assert_eq!(mermaid.matches("-->|\"chat\"|").count(), 6, "{mermaid}");
-    let json = stdout(&topo(&["graph", "--format", "json", "topologies/redis-3node.yaml"]));
+    let json = stdout(&topo(&[
+        "graph",
+        "--format",
+        "json",
+        "topologies/redis-3node.yaml",
+    ]));
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["links"].as_array().unwrap().len(), 6);
     assert_eq!(value["brokers"][0]["url"], "redis://127.0.0.1:6379");
-    assert_eq!(topo(&["graph", "tests/errors/sub-self.yaml"]).status.code(), Some(1));
+    assert_eq!(
+        topo(&["graph", "tests/errors/sub-self.yaml"]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -125,7 +178,10 @@ fn passwords_never_printed() {
     ] {
         let out = topo(&args);
         let all = stdout(&out) + &stderr(&out);
-        assert!(!all.contains("hunter2"), "{args:?} printed the password:\n{all}");
+        assert!(
+            !all.contains("hunter2"),
+            "{args:?} printed the password:\n{all}"
+        );
     }
     std::fs::write(
         dir.path().join("ok.yaml"),
@@ -137,13 +193,19 @@ fn passwords_never_printed() {
         let out = topo(&["graph", "--format", format, ok.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0));
         let text = stdout(&out);
-        assert!(!text.contains("hunter2") && text.contains("user:***@"), "{format}: {text}");
+        assert!(
+            !text.contains("hunter2") && text.contains("user:***@"),
+            "{format}: {text}"
+        );
     }
 }
 
 #[test]
 fn committed_schema_is_what_the_code_generates() {
-    let committed = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/topology.schema.json")).unwrap();
+    let committed = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/topology.schema.json"),
+    )
+    .unwrap();
     let generated = stdout(&topo(&["schema"]));
     assert!(
         committed == generated,
@@ -159,7 +221,9 @@ fn every_example_points_editors_at_the_schema() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(
-                text.starts_with("# yaml-language-server: $schema=../schemas/topology.schema.json\n"),
+                text.starts_with(
+                    "# yaml-language-server: $schema=../schemas/topology.schema.json\n"
+                ),
                 "{} lacks the schema line",
                 path.display()
             );

@@ -23,9 +23,47 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "nodes:", "zmq:", "redis:", "sub:", "pub:", "relay: true", "http:", "broker:", "patterns:", "[", "]", "{", "}",
-    ",", ":", "-", "&a", "*a", "<<:", "${X}", "${X:-1}", "\n", "\n  ", "\t", "\"", "'", "#", "? ", "!!str", "|", ">",
-    "65536", "-1", "9999999999999999999999", "tcp://", "redis://:p@h:1/9", "\u{0}", "\u{feff}", "[*", "ab", "\\",
+    "nodes:",
+    "zmq:",
+    "redis:",
+    "sub:",
+    "pub:",
+    "relay: true",
+    "http:",
+    "broker:",
+    "patterns:",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "-",
+    "&a",
+    "*a",
+    "<<:",
+    "${X}",
+    "${X:-1}",
+    "\n",
+    "\n  ",
+    "\t",
+    "\"",
+    "'",
+    "#",
+    "? ",
+    "!!str",
+    "|",
+    ">",
+    "65536",
+    "-1",
+    "9999999999999999999999",
+    "tcp://",
+    "redis://:p@h:1/9",
+    "\u{0}",
+    "\u{feff}",
+    "[*",
+    "ab",
+    "\\",
 ];
 
 fn corpus() -> Vec<Vec<u8>> {
@@ -45,7 +83,9 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         let at = rng.below(data.len() + 1);
         match rng.below(6) {
             0 => data.truncate(at),
-            1 => data.splice(at..at, TOKENS[rng.below(TOKENS.len())].bytes()).for_each(drop),
+            1 => data
+                .splice(at..at, TOKENS[rng.below(TOKENS.len())].bytes())
+                .for_each(drop),
             2 if !data.is_empty() => {
                 let i = rng.below(data.len());
                 data[i] = rng.next() as u8;
@@ -71,7 +111,12 @@ fn deep_nesting(depth: usize, open: &str, close: &str) -> Vec<u8> {
 
 #[test]
 fn loader_survives_hostile_input() {
-    let budget = Duration::from_secs(std::env::var("TOPO_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3));
+    let budget = Duration::from_secs(
+        std::env::var("TOPO_FUZZ_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    );
     let corpus = corpus();
     let mut rng = Rng(0x7090_5eed);
     let mut inputs: Vec<Vec<u8>> = vec![
@@ -95,12 +140,20 @@ fn loader_survives_hostile_input() {
             }
         };
         let one = Instant::now();
-        let _ = check_bytes("fuzz.yaml", "fuzz", &input, &|name| (name == "X").then(|| "1".to_owned()));
+        let _ = check_bytes("fuzz.yaml", "fuzz", &input, &|name| {
+            (name == "X").then(|| "1".to_owned())
+        });
         slowest = slowest.max(one.elapsed());
         runs += 1;
     }
-    eprintln!("fuzz: {runs} inputs in {:?}, slowest {slowest:?}", started.elapsed());
+    eprintln!(
+        "fuzz: {runs} inputs in {:?}, slowest {slowest:?}",
+        started.elapsed()
+    );
     assert!(runs > 100, "the fuzz loop barely ran ({runs} inputs)");
     // Debug builds; release is about ten times faster.
-    assert!(slowest < Duration::from_secs(2), "one input took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "one input took {slowest:?}"
+    );
 }
