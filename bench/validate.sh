@@ -12,7 +12,8 @@ python3 bench/gen_topology.py mixed 300 > "$work/mixed-300.yaml"
 for file in "$work/mesh-1000.yaml" "$work/mixed-300.yaml"; do
   best=""
   for _ in 1 2 3; do
-    line=$( { /usr/bin/time -f "%e %M" ./target/release/topo validate "$file" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$work/time" -f "%e %M" ./target/release/topo validate "$file" >/dev/null 2>&1 || true
+    line=$(tail -1 "$work/time")
     if [ -z "$best" ] || [ "$(echo "$line" | cut -d' ' -f1 | tr -d .)" -lt "$(echo "$best" | cut -d' ' -f1 | tr -d .)" ]; then best=$line; fi
   done
   size=$(stat -c %s "$file")
