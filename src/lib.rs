@@ -14,3 +14,4 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod model;
+pub mod probe;
