@@ -12,3 +12,6 @@
 pub mod config;
 pub mod graph;
 pub mod model;
+pub mod node;
+pub mod runtime;
+pub mod transport;

@@ -154,7 +154,12 @@ impl RedisUrl {
             (Some(user), None) => format!("{user}@"),
             (None, None) => String::new(),
         };
-        format!("{scheme}://{auth}{}:{}/{}", host_for_url(&self.host), self.port, self.db)
+        format!(
+            "{scheme}://{auth}{}:{}/{}",
+            host_for_url(&self.host),
+            self.port,
+            self.db
+        )
     }
 }
 

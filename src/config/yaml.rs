@@ -215,20 +215,31 @@ mod tests {
     fn values_carry_positions() {
         let doc = parse("nodes:\n  a:\n    sub: [b, x]\n").unwrap();
         let Kind::Map(top) = &doc.kind else { panic!() };
-        let Kind::Map(nodes) = &top[0].1.kind else { panic!() };
-        let Kind::Map(a) = &nodes[0].1.kind else { panic!() };
-        let Kind::Seq(items) = &a[0].1.kind else { panic!() };
+        let Kind::Map(nodes) = &top[0].1.kind else {
+            panic!()
+        };
+        let Kind::Map(a) = &nodes[0].1.kind else {
+            panic!()
+        };
+        let Kind::Seq(items) = &a[0].1.kind else {
+            panic!()
+        };
         assert_eq!(items[1].span, Span::new(3, 14));
         assert_eq!(items[1].kind, Kind::Str("x".into()));
     }
 
     #[test]
     fn alias_bomb_is_refused_quickly() {
-        let mut doc = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut doc = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         let names = ["b", "c", "d", "e", "f", "g", "h", "i"];
         let mut prev = "a";
         for name in names {
-            doc.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+            doc.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
             prev = name;
         }
         let started = std::time::Instant::now();

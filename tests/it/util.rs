@@ -61,7 +61,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server on port {} did not answer within {limit:?}", self.port);
+        panic!(
+            "redis-server on port {} did not answer within {limit:?}",
+            self.port
+        );
     }
 
     /// Kills the server (SIGKILL) and waits for it to be gone.
@@ -85,7 +88,9 @@ pub struct RespClient {
 impl RespClient {
     pub fn connect(port: u16) -> RespClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         RespClient {
             reader: BufReader::new(stream),
         }
@@ -106,7 +111,9 @@ impl RespClient {
     /// integers and simple strings as their text.
     pub fn read(&mut self) -> Vec<Vec<u8>> {
         let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).expect("redis reply");
+        self.reader
+            .read_until(b'\n', &mut line)
+            .expect("redis reply");
         let body = line[1..line.len() - 2].to_vec();
         match line[0] {
             b'*' => {
