@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
 mod chat;
+mod interop;
 mod runtime;
 mod util;

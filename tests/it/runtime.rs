@@ -288,7 +288,7 @@ async fn shutdown_closes_clients_with_going_away_and_is_quick() {
         vec![],
     );
     let running = start(&t).await;
-    let mut clients = vec![Client::connect(http).await, Client::connect(http).await];
+    let mut clients = [Client::connect(http).await, Client::connect(http).await];
     clients[0].send("before").await;
     let began = Instant::now();
     running.shutdown().await;
@@ -350,5 +350,53 @@ async fn binary_frames_are_refused_with_1003() {
     c.send_binary().await;
     let frame = c.close_frame().await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1003);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_external_publish_reaches_clients() {
+    let redis = RedisServer::start();
+    let http = free_port();
+    let n = with_redis(
+        node("a", Some(http)),
+        "chat_messages",
+        &["chat_messages"],
+        &[],
+    );
+    let running = start(&topology(vec![n], vec![broker(redis.port)])).await;
+    let mut client = Client::connect(http).await;
+    let mut resp = crate::util::RespClient::connect(redis.port);
+    resp.send(&[b"PUBLISH", b"chat_messages", b"from redis-cli"]);
+    assert_eq!(resp.read(), [b"1".to_vec()]);
+    assert_eq!(client.recv().await, "from redis-cli");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_nodes_resubscribe_after_a_server_restart() {
+    let mut redis = RedisServer::start();
+    let t = redis_trio(&redis, &[]);
+    let running = start(&t).await;
+    let mut a = Client::connect(http_port(&t, "a")).await;
+    let mut b = Client::connect(http_port(&t, "b")).await;
+    let old_pid = redis.pid();
+    redis.kill();
+    let statuses: Vec<_> = running.nodes().iter().map(|n| n.links[0].clone()).collect();
+    for s in &statuses {
+        let down = async {
+            while s.state() == topo::transport::LinkState::Up {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        timeout(LIMIT, down).await.expect("the loss is noticed");
+    }
+    let redis = RedisServer::start_on(redis.port);
+    assert_ne!(redis.pid(), old_pid);
+    for s in &statuses {
+        timeout(LIMIT, s.wait_up()).await.expect("resubscribed");
+    }
+    a.send("after restart").await;
+    assert_eq!(a.recv().await, "after restart");
+    assert_eq!(b.recv().await, "after restart");
     running.shutdown().await;
 }
