@@ -208,6 +208,7 @@ async fn start_in_span(
             links: links.clone(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
+            span: span.clone(),
         };
         let shutdown = cancel.clone().cancelled_owned();
         let server = async move {

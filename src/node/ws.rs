@@ -43,6 +43,8 @@ pub struct Http {
     /// The node's token: cancelled, every session says goodbye (1001).
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    /// The node's span: axum runs handlers in its own tasks, outside of it.
+    pub span: tracing::Span,
 }
 
 pub fn router(http: Http) -> Router {
@@ -77,7 +79,7 @@ async fn ws_only(State(http): State<Http>, ws: WebSocketUpgrade) -> Response {
 fn accept(http: Http, ws: WebSocketUpgrade) -> Response {
     // Tracked from the request on, so shutdown also waits for upgrades in flight.
     let tracked = http.tracker.token();
-    let span = tracing::Span::current();
+    let span = http.span.clone();
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| {

@@ -106,3 +106,52 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         parts.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml::Span;
+    use crate::model::*;
+
+    #[test]
+    fn the_ready_table_names_urls_and_links() {
+        let node = |name: &str, http: Option<u16>| Node {
+            name: name.into(),
+            span: Span::default(),
+            http: http.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+            zmq: None,
+            redis: None,
+            relay: false,
+        };
+        let mut a = node("a", Some(8080));
+        a.zmq = Some(ZmqLink {
+            publish: Some(ZmqPublish {
+                bind: "127.0.0.1:5000".parse().unwrap(),
+                topic: "chat".into(),
+            }),
+            subscribe: vec![ZmqSubscription {
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 5001,
+                },
+                from: Some(NodeId(1)),
+                span: Span::default(),
+            }],
+            filter: "chat".into(),
+        });
+        let mut bridge = node("bridge", None);
+        bridge.relay = true;
+        let t = Topology {
+            name: "demo".into(),
+            nodes: vec![a, bridge],
+            brokers: vec![],
+        };
+        let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
+        let expected = "demo ready: 2 node(s)\n\
+            NODE    URL                     LINKS\n\
+            a       http://127.0.0.1:8080/  zmq pub tcp://127.0.0.1:5000 topic \"chat\"; \
+            zmq sub tcp://127.0.0.1:5001 (bridge) filter \"chat\"\n\
+            bridge  -                       relay";
+        assert_eq!(table, expected);
+    }
+}

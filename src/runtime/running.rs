@@ -48,15 +48,40 @@ impl Running {
             nodes: Vec::new(),
         };
         for id in ids {
-            match node::start(topology, id, &running.root, 0).await {
-                Ok(handle) => running.nodes.push(handle),
-                Err(e) => {
-                    running.shutdown().await;
-                    return Err(e);
-                }
+            if let Err(e) = running.start_node(topology, id, 0).await {
+                running.shutdown().await;
+                return Err(e);
             }
         }
         Ok(running)
+    }
+
+    /// Starts one more node (hot reload: an added or restarted node).
+    pub async fn start_node(
+        &mut self,
+        topology: &Topology,
+        id: NodeId,
+        generation: u64,
+    ) -> Result<(), StartError> {
+        let handle = node::start(topology, id, &self.root, generation).await?;
+        self.nodes.push(handle);
+        Ok(())
+    }
+
+    /// Stops the node called `name` (its clients get a 1001 close frame);
+    /// `false` if no such node runs.
+    pub async fn stop_node(&mut self, name: &str) -> bool {
+        let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
+            return false;
+        };
+        let node = self.nodes.remove(i);
+        if tokio::time::timeout(SHUTDOWN_LIMIT, node.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %name, "node tasks did not stop in time");
+        }
+        true
     }
 
     pub fn nodes(&self) -> &[NodeHandle] {
@@ -106,9 +131,18 @@ impl Running {
     /// Returns within [`SHUTDOWN_LIMIT`] even if a task does not stop.
     pub async fn shutdown(self) {
         self.root.cancel();
+        // Dropping `self` afterwards cancels again: harmless.
         let all = futures_util::future::join_all(self.nodes.iter().map(|n| n.stop()));
         if tokio::time::timeout(SHUTDOWN_LIMIT, all).await.is_err() {
             tracing::warn!("some node tasks did not stop in time");
         }
+    }
+}
+
+/// A `Running` dropped without `shutdown` still stops its nodes (without
+/// waiting for them), so no task outlives its owner.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.root.cancel();
     }
 }

@@ -79,12 +79,16 @@ pub async fn connect(link: &RedisLink, url: &RedisUrl) -> Result<Connected, Stri
         redis::Client::open(format!("{secret}?protocol=resp3")).map_err(|e| e.to_string())?;
     let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
     let dropped = AtomicU64::new(0);
+    // Called from the client's own reader task: log in the node's span.
+    let span = tracing::Span::current();
     let sender = move |info: PushInfo| match tx.try_send(info) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(_)) => {
             let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "redis receive queue full, messages dropped");
+                span.in_scope(|| {
+                    tracing::warn!(dropped = n, "redis receive queue full, messages dropped")
+                });
             }
             Ok(())
         }

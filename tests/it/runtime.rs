@@ -400,3 +400,79 @@ async fn redis_nodes_resubscribe_after_a_server_restart() {
     assert_eq!(b.recv().await, "after restart");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_never_blocks_the_others() {
+    let http = free_port();
+    let running = start(&topology(vec![node("a", Some(http))], vec![])).await;
+    let mut stalled = Client::connect(http).await;
+    let mut reader = Client::connect(http).await;
+    let big = "x".repeat(4000);
+    // About 12 MB: more than the stalled client's socket buffers hold.
+    for i in 0..3000 {
+        reader.send(&format!("{i} {big}")).await;
+        if i % 500 == 0 {
+            // Keep reading as we go so that only the stalled client falls behind.
+            reader.drain(Duration::from_millis(1)).await;
+        }
+    }
+    reader.send("last").await;
+    reader.wait_for("last").await;
+    // Once it reads again, the stalled client learns it lost messages.
+    let frame = stalled.close_frame().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1008);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn up_and_run_node_run_until_their_shutdown_future_resolves() {
+    let (a_http, b_http) = (free_port(), free_port());
+    let t = topology(
+        vec![node("a", Some(a_http)), node("b", Some(b_http))],
+        vec![],
+    );
+    let (stop_up, stopped_up) = tokio::sync::oneshot::channel::<()>();
+    let up = tokio::spawn(topo::runtime::up(t.clone(), async move {
+        let _ = stopped_up.await;
+    }));
+    let mut client = connect_when_listening(a_http).await;
+    Client::connect(b_http).await;
+    let _ = stop_up.send(());
+    timeout(LIMIT, up)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("up returns Ok");
+    assert_eq!(u16::from(client.close_frame().await.unwrap().code), 1001);
+
+    let (stop_node, stopped_node) = tokio::sync::oneshot::channel::<()>();
+    let one = tokio::spawn(topo::runtime::run_node(t, NodeId(1), async move {
+        let _ = stopped_node.await;
+    }));
+    connect_when_listening(b_http).await;
+    // Only b runs.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", a_http))
+            .await
+            .is_err()
+    );
+    let _ = stop_node.send(());
+    timeout(LIMIT, one)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("run_node returns Ok");
+}
+
+/// `up` gives no handle: its readiness signal is the HTTP port answering.
+async fn connect_when_listening(port: u16) -> Client {
+    let deadline = Instant::now() + LIMIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never listened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Client::connect(port).await
+}
