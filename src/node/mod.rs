@@ -5,7 +5,7 @@
 pub mod relay;
 pub mod ws;
 
-use crate::model::{NodeId, Topology};
+use crate::model::{NodeId, RedisLink, RedisUrl, Topology, ZmqPublish};
 use crate::transport::{self, Counters, LinkKind, LinkState, LinkStatus, Outbound};
 use relay::Core;
 use std::net::SocketAddr;
@@ -88,6 +88,24 @@ async fn start_in_span(
     generation: u64,
     span: tracing::Span,
 ) -> Result<NodeHandle, StartError> {
+    let bound = bind(topology, id).await?;
+    // Everything is bound and connected: from here on nothing can fail.
+    let tasks = Tasks {
+        cancel: parent.child_token(),
+        tracker: TaskTracker::new(),
+        span,
+    };
+    Ok(launch(topology, id, bound, tasks, generation))
+}
+
+/// What a node holds before its tasks run: listeners and connections.
+struct Bound<'t> {
+    http: Option<tokio::net::TcpListener>,
+    publish: Option<(&'t ZmqPublish, transport::zmq::BoundPub)>,
+    redis: Option<(&'t RedisLink, &'t RedisUrl, transport::redis::Connected)>,
+}
+
+async fn bind(topology: &Topology, id: NodeId) -> Result<Bound<'_>, StartError> {
     let node = topology.node(id);
     let bind_error = |what, addr, reason: String| StartError::Bind {
         node: node.name.clone(),
@@ -95,7 +113,7 @@ async fn start_in_span(
         addr,
         reason,
     };
-    let http_listener = match node.http {
+    let http = match node.http {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -103,22 +121,15 @@ async fn start_in_span(
         ),
         None => None,
     };
-    let http_addr = match &http_listener {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| bind_error("http", node.http.unwrap(), io_reason(&e)))?,
-        ),
-        None => None,
-    };
-    let publish = node.zmq.as_ref().and_then(|z| z.publish.as_ref());
-    let bound_pub = match publish {
+    let publish = match node.zmq.as_ref().and_then(|z| z.publish.as_ref()) {
         Some(p) => {
+            // Bound here so that a taken port is a plain io::Error.
             let listener = std::net::TcpListener::bind(p.bind)
                 .map_err(|e| bind_error("zmq pub", p.bind, io_reason(&e)))?;
             let bound = transport::zmq::bind_pub(listener)
                 .await
                 .map_err(|e| bind_error("zmq pub", p.bind, e.to_string()))?;
-            Some(bound)
+            Some((p, bound))
         }
         None => None,
     };
@@ -136,102 +147,128 @@ async fn start_in_span(
         }
         None => None,
     };
+    Ok(Bound {
+        http,
+        publish,
+        redis,
+    })
+}
 
-    // Everything is bound and connected: from here on nothing can fail.
-    let cancel = parent.child_token();
-    let tracker = TaskTracker::new();
+/// Where a node's tasks run: its token, its tracker, its span.
+struct Tasks {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    span: tracing::Span,
+}
+
+impl Tasks {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task.instrument(self.span.clone()));
+    }
+}
+
+fn launch(
+    topology: &Topology,
+    id: NodeId,
+    bound: Bound<'_>,
+    tasks: Tasks,
+    generation: u64,
+) -> NodeHandle {
+    let node = topology.node(id);
     let counters = Arc::new(Counters::default());
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
     let mut links = Vec::new();
     let mut outbound: Vec<Box<dyn Outbound>> = Vec::new();
-    if let (Some(bound), Some(p)) = (bound_pub, publish) {
+    if let Some((p, socket)) = bound.publish {
         let address = format!("tcp://{}", p.bind);
         links.push(Arc::new(LinkStatus::new(
             LinkKind::ZmqPub,
             address,
             LinkState::Up,
         )));
-        let (handle, task) = bound.run(p.topic.clone(), counters.clone(), cancel.clone());
-        tracker.spawn(task.instrument(span.clone()));
+        let (handle, task) = socket.run(p.topic.clone(), counters.clone(), tasks.cancel.clone());
+        tasks.spawn(task);
         outbound.push(Box::new(handle));
     }
-    if let Some(zmq) = &node.zmq {
-        for sub in &zmq.subscribe {
-            let endpoint = sub.endpoint.to_string();
-            let status = Arc::new(LinkStatus::new(
-                LinkKind::ZmqSub,
-                endpoint.clone(),
-                LinkState::Connecting,
-            ));
-            links.push(status.clone());
-            let task = transport::zmq::sub_task(
-                endpoint,
-                zmq.filter.clone(),
-                inbox.clone(),
-                status,
-                cancel.clone(),
-            );
-            tracker.spawn(task.instrument(span.clone()));
-        }
+    for sub in node.zmq.iter().flat_map(|z| &z.subscribe) {
+        let endpoint = sub.endpoint.to_string();
+        let status = LinkStatus::new(LinkKind::ZmqSub, endpoint.clone(), LinkState::Connecting);
+        let status = Arc::new(status);
+        links.push(status.clone());
+        let filter = node
+            .zmq
+            .as_ref()
+            .map(|z| z.filter.clone())
+            .unwrap_or_default();
+        let task = transport::zmq::sub_task(
+            endpoint,
+            filter,
+            inbox.clone(),
+            status,
+            tasks.cancel.clone(),
+        );
+        tasks.spawn(task);
     }
-    if let Some((link, url, connected)) = redis {
+    if let Some((link, url, connected)) = bound.redis {
         let status = Arc::new(LinkStatus::new(
             LinkKind::Redis,
             url.to_string(),
             LinkState::Up,
         ));
         links.push(status.clone());
-        let (handle, publisher, receiver) = connected.run(
-            link,
-            counters.clone(),
-            inbox.clone(),
-            status,
-            cancel.clone(),
-        );
-        tracker.spawn(publisher.instrument(span.clone()));
-        tracker.spawn(receiver.instrument(span.clone()));
+        let cancel = tasks.cancel.clone();
+        let (handle, publisher, receiver) =
+            connected.run(link, counters.clone(), inbox.clone(), status, cancel);
+        tasks.spawn(publisher);
+        tasks.spawn(receiver);
         outbound.push(Box::new(handle));
     }
+    // Only the links hold the inbox now: the router ends when they all do.
     drop(inbox);
-    let core = Arc::new(Core::new(
+    let core = Core::new(
         node.name.clone(),
         generation,
         node.relay,
         counters,
         outbound,
-    ));
-    tracker.spawn(relay::route(core.clone(), inbox_rx, cancel.clone()).instrument(span.clone()));
+    );
+    let core = Arc::new(core);
+    tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
     let links = Arc::new(links);
-    if let Some(listener) = http_listener {
+    let mut http_addr = None;
+    if let Some(listener) = bound.http {
+        http_addr = listener.local_addr().ok();
         let http = ws::Http {
             core: core.clone(),
             links: links.clone(),
-            cancel: cancel.clone(),
-            tracker: tracker.clone(),
-            span: span.clone(),
+            cancel: tasks.cancel.clone(),
+            tracker: tasks.tracker.clone(),
+            span: tasks.span.clone(),
         };
-        let shutdown = cancel.clone().cancelled_owned();
-        let server = async move {
-            let app = ws::router(http);
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
-        };
-        tracker.spawn(server.instrument(span.clone()));
+        tasks.spawn(serve_http(listener, http));
     }
     tracing::info!(http = ?http_addr, links = links.len(), "node ready");
-    Ok(NodeHandle {
+    NodeHandle {
         id,
         name: node.name.clone(),
         http: http_addr,
         links,
         core,
-        cancel,
-        tracker,
-    })
+        cancel: tasks.cancel,
+        tracker: tasks.tracker,
+    }
+}
+
+/// The HTTP server; on cancel it stops accepting and lets sessions close.
+async fn serve_http(listener: tokio::net::TcpListener, http: ws::Http) {
+    let shutdown = http.cancel.clone().cancelled_owned();
+    let app = ws::router(http);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "http server failed");
+    }
 }
 
 /// "address in use" rather than the OS's longer wording for the common case.

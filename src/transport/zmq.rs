@@ -134,19 +134,8 @@ pub async fn sub_task(
         return;
     }
     let mut events = socket.monitor();
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = socket.connect(&endpoint) => match r {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, %endpoint, "zmq sub not connected yet, retrying");
-                    if cancellable_sleep(&cancel, Duration::from_millis(50)).await {
-                        return;
-                    }
-                }
-            },
-        }
+    if !connect(&mut socket, &endpoint, &cancel).await {
+        return;
     }
     tracing::info!(%endpoint, "zmq sub connected");
     status.set(LinkState::Up);
@@ -180,6 +169,28 @@ pub async fn sub_task(
                     status.set(LinkState::Connecting);
                     if cancellable_sleep(&cancel, Duration::from_millis(100)).await {
                         return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Connects, retrying until the PUB exists; `false` when cancelled first.
+async fn connect(
+    socket: &mut zeromq::SubSocket,
+    endpoint: &str,
+    cancel: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            r = socket.connect(endpoint) => match r {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::debug!(error = %e, %endpoint, "zmq sub not connected yet, retrying");
+                    if cancellable_sleep(cancel, Duration::from_millis(50)).await {
+                        return false;
                     }
                 }
             },

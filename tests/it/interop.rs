@@ -3,7 +3,7 @@
 //! over ZeroMQ and over Redis, both ways. Skipped only when `node` is missing.
 
 use crate::chat::*;
-use crate::util::{RedisServer, free_port};
+use crate::util::RedisServer;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
@@ -64,7 +64,7 @@ async fn zmq_node_and_node_seed_peer_exchange_messages() {
     if !node_installed() {
         return;
     }
-    let (t_http, t_pub, n_http, n_pub) = (free_port(), free_port(), free_port(), free_port());
+    let (t_http, t_pub, n_http, n_pub) = (port(), port(), port(), port());
     let t = topology(
         vec![with_zmq(node("t", Some(t_http)), Some(t_pub), &[n_pub])],
         vec![],
@@ -103,7 +103,7 @@ async fn redis_node_and_node_seed_peer_share_a_channel() {
         return;
     }
     let redis = RedisServer::start();
-    let (t_http, n_http) = (free_port(), free_port());
+    let (t_http, n_http) = (port(), port());
     let n = with_redis(
         node("t", Some(t_http)),
         "chat_messages",

@@ -2,7 +2,7 @@
 //! links, relays, readiness, `/healthz`, shutdown and start errors.
 
 use crate::chat::*;
-use crate::util::{RedisServer, free_port};
+use crate::util::RedisServer;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use topo::model::{NodeId, Topology};
@@ -25,7 +25,7 @@ fn http_port(t: &Topology, name: &str) -> u16 {
 
 #[tokio::test]
 async fn single_node_delivers_to_every_client_including_the_sender() {
-    let t = topology(vec![node("a", Some(free_port()))], vec![]);
+    let t = topology(vec![node("a", Some(port()))], vec![]);
     let running = start(&t).await;
     let port = http_port(&t, "a");
     let mut alice = Client::connect(port).await;
@@ -42,13 +42,13 @@ async fn single_node_delivers_to_every_client_including_the_sender() {
 
 /// The book's mesh: every node subscribes to the two others.
 fn zmq_mesh() -> Topology {
-    let pubs = [free_port(), free_port(), free_port()];
+    let pubs = [port(), port(), port()];
     let nodes = ["a", "b", "c"]
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let subs: Vec<u16> = (0..3).filter(|&j| j != i).map(|j| pubs[j]).collect();
-            with_zmq(node(name, Some(free_port())), Some(pubs[i]), &subs)
+            with_zmq(node(name, Some(port())), Some(pubs[i]), &subs)
         })
         .collect();
     topology(nodes, vec![])
@@ -83,7 +83,7 @@ fn redis_trio(redis: &RedisServer, patterns: &[&str]) -> Topology {
         .iter()
         .map(|name| {
             with_redis(
-                node(name, Some(free_port())),
+                node(name, Some(port())),
                 "chat_messages",
                 &["chat_messages"],
                 patterns,
@@ -133,7 +133,7 @@ async fn redis_exact_and_pattern_subscription_give_two_deliveries_and_no_echo() 
 
 #[tokio::test]
 async fn a_sub_started_before_its_pub_receives_once_the_pub_is_up() {
-    let (pub_port, a_http, b_http) = (free_port(), free_port(), free_port());
+    let (pub_port, a_http, b_http) = (port(), port(), port());
     let t = topology(
         vec![
             with_zmq(node("a", Some(a_http)), Some(pub_port), &[]),
@@ -172,7 +172,7 @@ async fn a_sub_started_before_its_pub_receives_once_the_pub_is_up() {
 #[tokio::test]
 async fn relay_bridges_zmq_to_redis_and_never_back_onto_redis() {
     let redis = RedisServer::start();
-    let (z_pub, z_http, r_http) = (free_port(), free_port(), free_port());
+    let (z_pub, z_http, r_http) = (port(), port(), port());
     let mut bridge = with_zmq(node("bridge", None), None, &[z_pub]);
     bridge = with_redis(bridge, "chat_messages", &["chat_messages"], &[]);
     bridge.relay = true;
@@ -220,7 +220,7 @@ async fn relay_bridges_zmq_to_redis_and_never_back_onto_redis() {
 #[tokio::test]
 async fn healthz_reports_node_clients_links_and_counters() {
     let redis = RedisServer::start();
-    let (http, pub_port, up_port) = (free_port(), free_port(), free_port());
+    let (http, pub_port, up_port) = (port(), port(), port());
     let n = with_zmq(node("a", Some(http)), Some(pub_port), &[up_port]);
     let t = topology(
         vec![with_redis(n, "chat_messages", &["chat_messages"], &[])],
@@ -267,7 +267,7 @@ async fn healthz_reports_node_clients_links_and_counters() {
 
 #[tokio::test]
 async fn http_serves_the_page_and_404_elsewhere() {
-    let http = free_port();
+    let http = port();
     let running = start(&topology(vec![node("a", Some(http))], vec![])).await;
     let (status, body) = http_get(http, "/").await;
     assert_eq!(status, 200);
@@ -278,13 +278,9 @@ async fn http_serves_the_page_and_404_elsewhere() {
 
 #[tokio::test]
 async fn shutdown_closes_clients_with_going_away_and_is_quick() {
-    let (http, pub_port) = (free_port(), free_port());
+    let (http, pub_port) = (port(), port());
     let t = topology(
-        vec![with_zmq(
-            node("a", Some(http)),
-            Some(pub_port),
-            &[free_port()],
-        )],
+        vec![with_zmq(node("a", Some(http)), Some(pub_port), &[port()])],
         vec![],
     );
     let running = start(&t).await;
@@ -309,16 +305,16 @@ async fn shutdown_closes_clients_with_going_away_and_is_quick() {
 #[tokio::test]
 async fn a_taken_port_names_node_and_address_and_stops_the_others() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let first = free_port();
-    let t = topology(vec![node("a", Some(first)), node("b", Some(port))], vec![]);
+    let busy = taken.local_addr().unwrap().port();
+    let first = port();
+    let t = topology(vec![node("a", Some(first)), node("b", Some(busy))], vec![]);
     let err = match timeout(LIMIT, Running::start(&t)).await.unwrap() {
         Ok(_) => panic!("started on a taken port"),
         Err(e) => e.to_string(),
     };
     assert_eq!(
         err,
-        format!("node b: cannot bind http 127.0.0.1:{port}: address in use")
+        format!("node b: cannot bind http 127.0.0.1:{busy}: address in use")
     );
     std::net::TcpListener::bind(("127.0.0.1", first)).expect("node a was stopped");
 }
@@ -327,12 +323,12 @@ async fn a_taken_port_names_node_and_address_and_stops_the_others() {
 async fn an_unreachable_redis_names_node_and_broker() {
     let t = topology(
         vec![with_redis(
-            node("r", Some(free_port())),
+            node("r", Some(port())),
             "chat_messages",
             &["chat_messages"],
             &[],
         )],
-        vec![broker(free_port())],
+        vec![broker(crate::util::free_port())],
     );
     let err = match timeout(LIMIT, Running::start(&t)).await.unwrap() {
         Ok(_) => panic!("started without redis"),
@@ -344,7 +340,7 @@ async fn an_unreachable_redis_names_node_and_broker() {
 
 #[tokio::test]
 async fn binary_frames_are_refused_with_1003() {
-    let http = free_port();
+    let http = port();
     let running = start(&topology(vec![node("a", Some(http))], vec![])).await;
     let mut c = Client::connect(http).await;
     c.send_binary().await;
@@ -356,7 +352,7 @@ async fn binary_frames_are_refused_with_1003() {
 #[tokio::test]
 async fn an_external_publish_reaches_clients() {
     let redis = RedisServer::start();
-    let http = free_port();
+    let http = port();
     let n = with_redis(
         node("a", Some(http)),
         "chat_messages",
@@ -403,7 +399,7 @@ async fn redis_nodes_resubscribe_after_a_server_restart() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_never_blocks_the_others() {
-    let http = free_port();
+    let http = port();
     let running = start(&topology(vec![node("a", Some(http))], vec![])).await;
     let mut stalled = Client::connect(http).await;
     let mut reader = Client::connect(http).await;
@@ -426,7 +422,7 @@ async fn a_client_that_does_not_read_never_blocks_the_others() {
 
 #[tokio::test]
 async fn up_and_run_node_run_until_their_shutdown_future_resolves() {
-    let (a_http, b_http) = (free_port(), free_port());
+    let (a_http, b_http) = (port(), port());
     let t = topology(
         vec![node("a", Some(a_http)), node("b", Some(b_http))],
         vec![],
