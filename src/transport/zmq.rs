@@ -148,7 +148,8 @@ pub async fn sub_task(
                     tracing::warn!(%endpoint, "zmq sub lost its publisher, reconnecting");
                     status.set(LinkState::Connecting);
                 }
-                Some(SocketEvent::Connected(..)) => {
+                // The first event is the initial connection, already reported.
+                Some(SocketEvent::Connected(..)) if status.state() != LinkState::Up => {
                     tracing::info!(%endpoint, "zmq sub reconnected");
                     status.set(LinkState::Up);
                 }
