@@ -14,4 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod model;
+pub mod node;
 pub mod probe;
+pub mod runtime;
+pub mod transport;

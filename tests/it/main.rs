@@ -1,9 +1,12 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod chat;
 mod cli;
 mod errors;
 mod fuzz;
 mod glob_redis;
 mod golden;
+mod interop;
+mod runtime;
 #[allow(dead_code)]
 mod util;

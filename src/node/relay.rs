@@ -1,0 +1,143 @@
+//! What a node does with a message: deliver it to its own clients, publish
+//! what its clients send, and (relay nodes only) forward what a link brought.
+//! It owns no socket; the links and the WebSocket sessions call into it.
+
+use crate::transport::local::Hub;
+use crate::transport::{Counters, Origin, Outbound, Received, Text};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub struct Core {
+    pub name: String,
+    pub generation: u64,
+    pub hub: Hub,
+    pub counters: Arc<Counters>,
+    relay: bool,
+    outbound: Vec<Box<dyn Outbound>>,
+}
+
+impl Core {
+    pub fn new(
+        name: String,
+        generation: u64,
+        relay: bool,
+        counters: Arc<Counters>,
+        outbound: Vec<Box<dyn Outbound>>,
+    ) -> Core {
+        Core {
+            name,
+            generation,
+            hub: Hub::default(),
+            counters,
+            relay,
+            outbound,
+        }
+    }
+
+    /// A text frame from one of this node's clients: every client of the node
+    /// gets it (the sender too, SPEC rule 1), then every outbound link (rule 2).
+    pub fn from_client(&self, text: Text) {
+        self.counters.add_in(1);
+        for link in &self.outbound {
+            link.publish(&text);
+        }
+        self.hub.deliver(text);
+    }
+
+    /// A message from a link: delivered to the clients (each reception is one
+    /// delivery, duplicates included); a relay also forwards it, except back
+    /// onto Redis when it came from Redis (rule 4).
+    pub fn from_link(&self, msg: Received) {
+        self.counters.add_in(1);
+        if self.relay {
+            for link in &self.outbound {
+                if !(msg.origin == Origin::Redis && link.origin() == Origin::Redis) {
+                    link.publish(&msg.text);
+                }
+            }
+        }
+        self.hub.deliver(msg.text);
+    }
+}
+
+/// Drains the inbox that every receiving link feeds.
+pub async fn route(
+    core: Arc<Core>,
+    mut inbox: mpsc::Receiver<Received>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            msg = inbox.recv() => match msg {
+                Some(msg) => core.from_link(msg),
+                None => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Recorder(Origin, Arc<Mutex<Vec<String>>>);
+
+    impl Outbound for Recorder {
+        fn origin(&self) -> Origin {
+            self.0
+        }
+        fn publish(&self, text: &Text) -> bool {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{:?}:{}", self.0, text.as_str()));
+            true
+        }
+    }
+
+    fn core(relay: bool) -> (Core, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let links: Vec<Box<dyn Outbound>> = vec![
+            Box::new(Recorder(Origin::Zmq, log.clone())),
+            Box::new(Recorder(Origin::Redis, log.clone())),
+        ];
+        (Core::new("n".into(), 0, relay, Arc::default(), links), log)
+    }
+
+    #[test]
+    fn client_messages_go_to_every_link_and_every_client() {
+        let (core, log) = core(false);
+        let (mut rx, _guard) = core.hub.join();
+        core.from_client(Text::from("hi"));
+        assert_eq!(*log.lock().unwrap(), ["Zmq:hi", "Redis:hi"]);
+        assert_eq!(rx.try_recv().unwrap(), "hi");
+        assert_eq!(core.counters.incoming(), 1);
+    }
+
+    #[test]
+    fn only_relays_forward_and_never_back_onto_redis() {
+        let (plain, log) = core(false);
+        plain.from_link(Received {
+            origin: Origin::Zmq,
+            text: Text::from("z"),
+        });
+        assert!(log.lock().unwrap().is_empty());
+
+        let (relay, log) = core(true);
+        let (mut rx, _guard) = relay.hub.join();
+        relay.from_link(Received {
+            origin: Origin::Redis,
+            text: Text::from("r"),
+        });
+        relay.from_link(Received {
+            origin: Origin::Zmq,
+            text: Text::from("z"),
+        });
+        assert_eq!(*log.lock().unwrap(), ["Zmq:r", "Zmq:z", "Redis:z"]);
+        assert_eq!(rx.try_recv().unwrap(), "r");
+        assert_eq!(rx.try_recv().unwrap(), "z");
+    }
+}

@@ -1,0 +1,149 @@
+//! How chat messages move between a node and the outside: the message type,
+//! the one trait every outbound link implements, and per-link status.
+//! Transports only carry text; what a node does with it (local delivery,
+//! relaying) lives in `node::relay`, never here.
+
+pub mod echo;
+pub mod local;
+pub mod redis;
+pub mod zmq;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, watch};
+
+/// One chat message: valid UTF-8 (WebSocket text frames must be), encoded once
+/// and shared by every client and link through cheap clones.
+pub type Text = axum::extract::ws::Utf8Bytes;
+
+/// Where a message entered a node; relaying uses it to avoid sending a
+/// message back onto the Redis server it came from (SPEC rule 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Zmq,
+    Redis,
+}
+
+/// A message received from a link, on its way to the node's router.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub origin: Origin,
+    pub text: Text,
+}
+
+/// The node's inbox: every receiving link feeds it. Bounded; a link waits
+/// when it is full, which pushes back onto that link only (a ZeroMQ PUB then
+/// drops for us, a Redis push queue drops and counts).
+pub type Inbox = mpsc::Sender<Received>;
+
+/// The sending half of an outbound link (ZeroMQ PUB, Redis publish).
+pub trait Outbound: Send + Sync {
+    /// Which kind of link this is, so a relay can skip the link a message came from.
+    fn origin(&self) -> Origin;
+    /// Queues `text` for publication without waiting; `false` when it was
+    /// dropped because the link's queue is full (the link is slower than us).
+    fn publish(&self, text: &Text) -> bool;
+}
+
+/// Message counters of one node, shown by `/healthz`.
+///
+/// - `incoming`: text frames received from this node's WebSocket clients plus
+///   messages received from its links (echoes of its own Redis publications
+///   excluded);
+/// - `outgoing`: messages handed to a link's socket: one per PUB frame sent,
+///   one per Redis PUBLISH acknowledged. A message published on two links
+///   counts twice.
+#[derive(Debug, Default)]
+pub struct Counters {
+    incoming: AtomicU64,
+    outgoing: AtomicU64,
+}
+
+impl Counters {
+    pub fn add_in(&self, n: u64) {
+        self.incoming.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_out(&self, n: u64) {
+        self.outgoing.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn incoming(&self) -> u64 {
+        self.incoming.load(Ordering::Relaxed)
+    }
+
+    pub fn outgoing(&self) -> u64 {
+        self.outgoing.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    ZmqPub,
+    ZmqSub,
+    Redis,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::ZmqPub => "zmq-pub",
+            LinkKind::ZmqSub => "zmq-sub",
+            LinkKind::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Up,
+    Down,
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+        })
+    }
+}
+
+/// The live state of one link, written by the task that owns the link and
+/// read by `/healthz` and by `Running::wait_links_up`.
+#[derive(Debug)]
+pub struct LinkStatus {
+    pub kind: LinkKind,
+    /// A ZeroMQ endpoint, or the redacted broker URL (never the secret).
+    pub address: String,
+    state: watch::Sender<LinkState>,
+}
+
+impl LinkStatus {
+    pub fn new(kind: LinkKind, address: String, state: LinkState) -> LinkStatus {
+        LinkStatus {
+            kind,
+            address,
+            state: watch::Sender::new(state),
+        }
+    }
+
+    pub fn state(&self) -> LinkState {
+        *self.state.borrow()
+    }
+
+    pub fn set(&self, state: LinkState) {
+        self.state
+            .send_if_modified(|s| std::mem::replace(s, state) != state);
+    }
+
+    /// Resolves once the link is up.
+    pub async fn wait_up(&self) {
+        let mut rx = self.state.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we borrow it.
+        let _ = rx.wait_for(|s| *s == LinkState::Up).await;
+    }
+}

@@ -1,0 +1,313 @@
+//! The Redis link: one publishing connection, one RESP3 subscribing connection
+//! that reconnects and resubscribes by itself (CRATES.md §2), and the echo
+//! filter between them. Never logs the connection string: only the redacted URL.
+
+use super::echo::{EchoFilter, PENDING_LIMIT, Via};
+use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
+use crate::model::{RedisLink, RedisUrl};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushInfo, PushKind, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Messages waiting to be published. When full (Redis slow or down), new
+/// messages are dropped and logged: local delivery never waits for Redis.
+const PUBLISH_QUEUE: usize = 4096;
+/// Pushes (received messages) waiting for the receiver task. The client's
+/// reader must never block, so when full a push is dropped and counted.
+const PUSH_QUEUE: usize = 8192;
+/// Most PUBLISH commands sent in one pipeline.
+const BATCH: usize = 256;
+/// How long `start` may take to reach the server and subscribe.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The node's side of its Redis publish channel.
+pub struct RedisPub {
+    tx: mpsc::Sender<Text>,
+}
+
+impl Outbound for RedisPub {
+    fn origin(&self) -> Origin {
+        Origin::Redis
+    }
+
+    fn publish(&self, text: &Text) -> bool {
+        match self.tx.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::warn!("redis publish queue full, message dropped");
+                false
+            }
+        }
+    }
+}
+
+/// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
+pub struct Connected {
+    publisher: ConnectionManager,
+    subscriber: ConnectionManager,
+    pushes: mpsc::Receiver<PushInfo>,
+}
+
+/// Reconnects forever, at most a second apart (CRATES.md §2, row 2).
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(usize::MAX)
+        .set_max_delay(Duration::from_secs(1))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
+
+/// Connects and subscribes. The error text never contains the password.
+pub async fn connect(link: &RedisLink, url: &RedisUrl) -> Result<Connected, String> {
+    let secret = url.connection_string();
+    let client = redis::Client::open(secret.as_str()).map_err(|e| e.to_string())?;
+    // The managers retry forever, even the first time: try once plainly so
+    // that an unreachable server is reported at start instead of awaited.
+    let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
+    match probe.await {
+        Err(_) => return Err("timed out".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(_)) => {}
+    }
+    let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
+
+    let client =
+        redis::Client::open(format!("{secret}?protocol=resp3")).map_err(|e| e.to_string())?;
+    let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
+    let dropped = AtomicU64::new(0);
+    // Called from the client's own reader task: log in the node's span.
+    let span = tracing::Span::current();
+    let sender = move |info: PushInfo| match tx.try_send(info) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                span.in_scope(|| {
+                    tracing::warn!(dropped = n, "redis receive queue full, messages dropped")
+                });
+            }
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    };
+    let config = manager_config()
+        .set_push_sender(sender)
+        .set_automatic_resubscription();
+    let mut subscriber = within(ConnectionManager::new_with_config(client, config)).await?;
+    if !link.subscribe.is_empty() {
+        within(subscriber.subscribe(&link.subscribe)).await?;
+    }
+    if !link.patterns.is_empty() {
+        within(subscriber.psubscribe(&link.patterns)).await?;
+    }
+    Ok(Connected {
+        publisher,
+        subscriber,
+        pushes,
+    })
+}
+
+async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    match tokio::time::timeout(START_TIMEOUT, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+impl Connected {
+    /// The publishing handle and the two tasks (publisher, receiver) to spawn.
+    pub fn run(
+        self,
+        link: &RedisLink,
+        counters: Arc<Counters>,
+        inbox: Inbox,
+        status: Arc<LinkStatus>,
+        cancel: CancellationToken,
+    ) -> (
+        RedisPub,
+        impl Future<Output = ()> + Send + 'static,
+        impl Future<Output = ()> + Send + 'static,
+    ) {
+        let filter = EchoFilter::new(
+            &link.publish,
+            &link.subscribe,
+            &link.patterns,
+            PENDING_LIMIT,
+        );
+        let filter = Arc::new(Mutex::new(filter));
+        let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let publisher = Publisher {
+            conn: self.publisher,
+            channel: link.publish.clone(),
+            filter: filter.clone(),
+            counters,
+            next_seq: 0,
+        };
+        let receiver = Receiver {
+            _conn: self.subscriber,
+            filter,
+            inbox,
+            status,
+        };
+        (
+            RedisPub { tx },
+            publisher.run(rx, cancel.clone()),
+            receiver.run(self.pushes, cancel),
+        )
+    }
+}
+
+struct Publisher {
+    conn: ConnectionManager,
+    channel: String,
+    filter: Arc<Mutex<EchoFilter>>,
+    counters: Arc<Counters>,
+    next_seq: u64,
+}
+
+impl Publisher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Text>, cancel: CancellationToken) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.publish(&batch) => {}
+            }
+            batch.clear();
+        }
+    }
+
+    /// Publishes a batch in order in one pipeline, retrying once: the first
+    /// command after a server restart fails with a broken pipe (CRATES.md §2).
+    async fn publish(&mut self, batch: &[Text]) {
+        let first = self.next_seq;
+        self.next_seq += batch.len() as u64;
+        {
+            // Remember before sending: the echo may come back before the reply.
+            let mut filter = lock(&self.filter);
+            for (i, text) in batch.iter().enumerate() {
+                filter.published(first + i as u64, text.as_bytes());
+            }
+            if filter.overflowed > 0 && filter.overflowed.is_power_of_two() {
+                tracing::warn!(
+                    forgotten = filter.overflowed,
+                    "redis echo queue full, oldest forgotten"
+                );
+            }
+        }
+        let mut pipe = redis::pipe();
+        for text in batch {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(text.as_bytes())
+                .ignore();
+        }
+        let mut result = pipe.exec_async(&mut self.conn).await;
+        if result.is_err() {
+            result = pipe.exec_async(&mut self.conn).await;
+        }
+        match result {
+            Ok(()) => self.counters.add_out(batch.len() as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, messages = batch.len(), "redis publish failed, messages dropped");
+                let seqs: Vec<u64> = (first..self.next_seq).collect();
+                lock(&self.filter).failed(&seqs);
+            }
+        }
+    }
+}
+
+struct Receiver {
+    /// Kept alive: dropping the manager stops its reconnection.
+    _conn: ConnectionManager,
+    filter: Arc<Mutex<EchoFilter>>,
+    inbox: Inbox,
+    status: Arc<LinkStatus>,
+}
+
+impl Receiver {
+    async fn run(self, mut pushes: mpsc::Receiver<PushInfo>, cancel: CancellationToken) {
+        self.status.set(LinkState::Up);
+        loop {
+            let push = tokio::select! {
+                _ = cancel.cancelled() => return,
+                push = pushes.recv() => match push {
+                    Some(push) => push,
+                    None => return,
+                },
+            };
+            let text = match push.kind {
+                PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
+                PushKind::Disconnection => {
+                    tracing::warn!("redis connection lost, reconnecting");
+                    self.status.set(LinkState::Down);
+                    // Whatever was in flight will not come back on the new connection.
+                    lock(&self.filter).clear();
+                    None
+                }
+                PushKind::Subscribe | PushKind::PSubscribe => {
+                    if self.status.state() != LinkState::Up {
+                        tracing::info!("redis resubscribed");
+                    }
+                    self.status.set(LinkState::Up);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(text) = text {
+                let received = Received {
+                    origin: Origin::Redis,
+                    text,
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = self.inbox.send(received) => if r.is_err() { return },
+                }
+            }
+        }
+    }
+
+    /// The text of a `message` ([channel, payload]) or `pmessage` ([pattern,
+    /// channel, payload]) push, unless it is our own echo or not UTF-8.
+    fn message(&self, kind: PushKind, data: Vec<Value>) -> Option<Text> {
+        let mut parts = data.into_iter().map(|v| match v {
+            Value::BulkString(b) => Some(b),
+            Value::SimpleString(s) => Some(s.into_bytes()),
+            _ => None,
+        });
+        let pattern = match kind {
+            PushKind::PMessage => Some(parts.next()??),
+            _ => None,
+        };
+        let channel = parts.next()??;
+        let payload = parts.next()??;
+        let via = match &pattern {
+            Some(p) => Via::Pattern(p),
+            None => Via::Channel,
+        };
+        if lock(&self.filter).is_echo(via, &channel, &payload) {
+            return None;
+        }
+        match Text::try_from(payload) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                tracing::debug!("redis message that is not UTF-8 dropped");
+                None
+            }
+        }
+    }
+}
+
+/// The filter's lock is never held across an await; a poisoned lock only
+/// means a panic elsewhere, and the queues stay usable.
+fn lock(filter: &Mutex<EchoFilter>) -> std::sync::MutexGuard<'_, EchoFilter> {
+    filter.lock().unwrap_or_else(|e| e.into_inner())
+}

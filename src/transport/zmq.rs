@@ -1,0 +1,248 @@
+//! ZeroMQ links: the node's PUB socket (frames `<topic> <text>`) and one SUB
+//! socket per upstream, each in its own task so a PUB that is down never
+//! stalls the others. No routing decisions here: received text goes to the inbox.
+
+use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use zeromq::{Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+
+/// Frames waiting for the PUB task. When full, new messages are dropped (and
+/// logged): a PUB drops for slow peers anyway, and the node must not wait.
+const PUB_QUEUE: usize = 4096;
+
+/// A SUB connect attempt gives up after this long and starts again, so the
+/// crate's own backoff (which grows to 30 s) never delays a late PUB by much.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// `<topic> <text>`, built once per message.
+pub fn encode_frame(topic: &str, text: &str) -> Bytes {
+    let mut frame = BytesMut::with_capacity(topic.len() + 1 + text.len());
+    frame.put_slice(topic.as_bytes());
+    frame.put_u8(b' ');
+    frame.put_slice(text.as_bytes());
+    frame.freeze()
+}
+
+/// The message of a frame: everything after the first space (the topic is
+/// before it). A frame without a space carries no message and gives `None`.
+pub fn decode_frame(frame: &Bytes) -> Option<Bytes> {
+    let space = frame.iter().position(|&b| b == b' ')?;
+    Some(frame.slice(space + 1..))
+}
+
+/// The node's side of its PUB socket.
+pub struct ZmqPub {
+    tx: mpsc::Sender<Text>,
+}
+
+impl Outbound for ZmqPub {
+    fn origin(&self) -> Origin {
+        Origin::Zmq
+    }
+
+    fn publish(&self, text: &Text) -> bool {
+        match self.tx.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::warn!("zmq pub queue full, message dropped");
+                false
+            }
+        }
+    }
+}
+
+/// A PUB socket bound to its listener, not yet running.
+pub struct BoundPub {
+    socket: zeromq::PubSocket,
+}
+
+/// Binds the PUB socket on a listener the caller bound (so a taken port is
+/// reported as a plain `io::Error`).
+pub async fn bind_pub(listener: std::net::TcpListener) -> Result<BoundPub, zeromq::ZmqError> {
+    let mut socket = zeromq::PubSocket::new();
+    socket.bind_listener(listener).await?;
+    Ok(BoundPub { socket })
+}
+
+impl BoundPub {
+    /// The handle that publishes, and the task that owns the socket.
+    pub fn run(
+        self,
+        topic: String,
+        counters: Arc<Counters>,
+        cancel: CancellationToken,
+    ) -> (ZmqPub, impl Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(PUB_QUEUE);
+        (
+            ZmqPub { tx },
+            pub_task(self.socket, rx, topic, counters, cancel),
+        )
+    }
+}
+
+async fn pub_task(
+    mut socket: zeromq::PubSocket,
+    mut rx: mpsc::Receiver<Text>,
+    topic: String,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let text = tokio::select! {
+            _ = cancel.cancelled() => break,
+            text = rx.recv() => match text {
+                Some(text) => text,
+                None => break,
+            },
+        };
+        // PubSocket::send only queues the frame for its fan-out task.
+        match socket
+            .send(ZmqMessage::from(encode_frame(&topic, &text)))
+            .await
+        {
+            Ok(()) => counters.add_out(1),
+            Err(e) => tracing::warn!(error = %e, "zmq publish failed"),
+        }
+    }
+    let errors = socket.close().await;
+    if !errors.is_empty() {
+        tracing::debug!(?errors, "zmq pub close");
+    }
+}
+
+/// One upstream: connect (retrying until its PUB exists), subscribe with
+/// `filter`, and feed every message into the inbox until cancelled.
+pub async fn sub_task(
+    endpoint: String,
+    filter: String,
+    inbox: Inbox,
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+) {
+    let mut options = SocketOptions::default();
+    options.connect_timeout(CONNECT_ATTEMPT);
+    let mut socket = zeromq::SubSocket::with_options(options);
+    // Subscribing before connecting makes the socket send the subscription as
+    // part of every (re)connection, before `connect` returns.
+    if let Err(e) = socket.subscribe(&filter).await {
+        tracing::error!(error = %e, %endpoint, "zmq subscribe failed");
+        return;
+    }
+    let mut events = socket.monitor();
+    if !connect(&mut socket, &endpoint, &cancel).await {
+        return;
+    }
+    tracing::info!(%endpoint, "zmq sub connected");
+    status.set(LinkState::Up);
+    let mut monitoring = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            event = events.next(), if monitoring => match event {
+                Some(SocketEvent::Disconnected(_)) => {
+                    tracing::warn!(%endpoint, "zmq sub lost its publisher, reconnecting");
+                    status.set(LinkState::Connecting);
+                }
+                // The first event is the initial connection, already reported.
+                Some(SocketEvent::Connected(..)) if status.state() != LinkState::Up => {
+                    tracing::info!(%endpoint, "zmq sub reconnected");
+                    status.set(LinkState::Up);
+                }
+                Some(_) => {}
+                // The monitor is gone; keep receiving without it.
+                None => monitoring = false,
+            },
+            msg = socket.recv() => match msg {
+                Ok(msg) => {
+                    if let Some(text) = message_text(msg)
+                        && inbox.send(Received { origin: Origin::Zmq, text }).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, %endpoint, "zmq sub receive error");
+                    status.set(LinkState::Connecting);
+                    if cancellable_sleep(&cancel, Duration::from_millis(100)).await {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Connects, retrying until the PUB exists; `false` when cancelled first.
+async fn connect(
+    socket: &mut zeromq::SubSocket,
+    endpoint: &str,
+    cancel: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            r = socket.connect(endpoint) => match r {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::debug!(error = %e, %endpoint, "zmq sub not connected yet, retrying");
+                    if cancellable_sleep(cancel, Duration::from_millis(50)).await {
+                        return false;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The chat text of a received message (first frame only), or `None` (logged)
+/// for frames that carry no valid UTF-8 message.
+fn message_text(msg: ZmqMessage) -> Option<Text> {
+    let frame = msg.into_vec().into_iter().next()?;
+    let Some(body) = decode_frame(&frame) else {
+        tracing::debug!(len = frame.len(), "zmq frame without a space dropped");
+        return None;
+    };
+    match Text::try_from(body) {
+        Ok(text) => Some(text),
+        Err(_) => {
+            tracing::debug!("zmq frame that is not UTF-8 dropped");
+            None
+        }
+    }
+}
+
+/// Sleeps unless cancelled first; `true` when cancelled.
+async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_topic_space_text() {
+        assert_eq!(
+            &encode_frame("chat", "hello world")[..],
+            b"chat hello world"
+        );
+        assert_eq!(&encode_frame("chat", "")[..], b"chat ");
+    }
+
+    #[test]
+    fn decoding_keeps_everything_after_the_first_space() {
+        let d = |s: &'static str| decode_frame(&Bytes::from_static(s.as_bytes()));
+        assert_eq!(d("chat hello world").as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(d("chat  two").as_deref(), Some(&b" two"[..]));
+        assert_eq!(d("chat ").as_deref(), Some(&b""[..]));
+        assert_eq!(d("chatonly"), None);
+    }
+}

@@ -1,0 +1,254 @@
+//! Helpers for runtime tests: hand-built topologies, a WebSocket chat client,
+//! a raw HTTP GET, and a probe loop that waits out ZeroMQ's slow joiner.
+
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use topo::config::yaml::Span;
+use topo::model::*;
+
+/// A port to listen on, from below the kernel's ephemeral range (32768+):
+/// ports the OS hands out for port 0 can be taken by any outgoing connection
+/// (these tests open many) between the check and the node's bind.
+pub fn port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 1000) as u16 * 12,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = 20_000 + p.wrapping_sub(20_000) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Every await in these tests is bounded by this unless it says otherwise.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+pub fn topology(nodes: Vec<Node>, brokers: Vec<Broker>) -> Topology {
+    Topology {
+        name: "test".into(),
+        nodes,
+        brokers,
+    }
+}
+
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A node with an HTTP server on `http` (if any) and no links.
+pub fn node(name: &str, http: Option<u16>) -> Node {
+    Node {
+        name: name.into(),
+        span: Span::default(),
+        http: http.map(local),
+        zmq: None,
+        redis: None,
+        relay: false,
+    }
+}
+
+/// Adds a ZeroMQ section: PUB on `publish` (if any), SUB to each port in `subscribe`.
+pub fn with_zmq(mut n: Node, publish: Option<u16>, subscribe: &[u16]) -> Node {
+    n.zmq = Some(ZmqLink {
+        publish: publish.map(|p| ZmqPublish {
+            bind: local(p),
+            topic: "chat".into(),
+        }),
+        subscribe: subscribe
+            .iter()
+            .map(|&port| ZmqSubscription {
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                from: None,
+                span: Span::default(),
+            })
+            .collect(),
+        filter: "chat".into(),
+    });
+    n
+}
+
+/// Adds a Redis section on broker 0 publishing on `publish`.
+pub fn with_redis(mut n: Node, publish: &str, subscribe: &[&str], patterns: &[&str]) -> Node {
+    n.redis = Some(RedisLink {
+        broker: BrokerId(0),
+        publish: publish.into(),
+        subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        patterns: patterns.iter().map(|s| s.to_string()).collect(),
+    });
+    n
+}
+
+pub fn broker(port: u16) -> Broker {
+    Broker {
+        name: "main".into(),
+        url: RedisUrl {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password: None,
+            db: 0,
+        },
+        span: Span::default(),
+    }
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(port: u16) -> Client {
+        Self::connect_path(port, "/ws").await
+    }
+
+    pub async fn connect_path(port: u16, path: &str) -> Client {
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let (ws, _) = timeout(LIMIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect failed");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        timeout(LIMIT, self.ws.send(Message::text(text)))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+
+    /// The next frame within `within`, if any.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Message> {
+        match timeout(within, self.ws.next()).await {
+            Ok(Some(Ok(m))) => Some(m),
+            Ok(Some(Err(e))) => panic!("websocket error: {e}"),
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    /// The next text message (panics on anything else or after [`LIMIT`]).
+    pub async fn recv(&mut self) -> String {
+        match self.next_within(LIMIT).await {
+            Some(Message::Text(t)) => t.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// Every text message received before `fence` (which is consumed).
+    pub async fn until(&mut self, fence: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let text = self.recv().await;
+            if text == fence {
+                return seen;
+            }
+            seen.push(text);
+        }
+    }
+
+    /// Skips messages until `text` arrives.
+    pub async fn wait_for(&mut self, text: &str) {
+        self.until(text).await;
+    }
+
+    /// The close frame the server sends next (skipping text messages).
+    pub async fn close_frame(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.next_within(LIMIT).await {
+                Some(Message::Close(frame)) => return frame,
+                Some(Message::Text(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Messages already queued, waiting at most `quiet` for each.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(m) = self.next_within(quiet).await {
+            if let Message::Text(t) = m {
+                seen.push(t.to_string());
+            }
+        }
+        seen
+    }
+}
+
+pub fn count(seen: &[String], text: &str) -> usize {
+    seen.iter().filter(|s| *s == text).count()
+}
+
+/// Sends probes until every link `(from, to)` (indices into `clients`) has
+/// carried one: past the ZeroMQ slow joiner, every later message arrives.
+pub async fn probe_links(clients: &mut [Client], links: &[(usize, usize)]) {
+    let mut pending: Vec<(usize, usize)> = links.to_vec();
+    for round in 0..100 {
+        if pending.is_empty() {
+            return;
+        }
+        let mut senders: Vec<usize> = pending.iter().map(|l| l.0).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        for &s in &senders {
+            clients[s].send(&format!("probe:{s}:{round}")).await;
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            for text in client.drain(Duration::from_millis(60)).await {
+                if let Some(rest) = text.strip_prefix("probe:")
+                    && let Some((from, _)) = rest.split_once(':')
+                {
+                    let from: usize = from.parse().unwrap();
+                    pending.retain(|&l| l != (from, i));
+                }
+            }
+        }
+    }
+    panic!("links never carried a probe: {pending:?}");
+}
+
+/// `GET path` over a fresh connection: (status code, body).
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let fetch = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let response = timeout(LIMIT, fetch).await.expect("http get timed out");
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Client {
+    pub async fn send_binary(&mut self) {
+        timeout(LIMIT, self.ws.send(Message::binary(vec![1u8, 2, 3])))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+}
