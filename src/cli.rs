@@ -1,7 +1,8 @@
 //! The command line: argument definitions (clap) and everything printed.
 //! Commands return an exit code; `main` only maps it to the process.
 
-use crate::check::{Checked, check_file};
+use crate::check::{Checked, Valid, check_file};
+use crate::config::diagnostic::did_you_mean;
 use crate::config::spec::TopologySpec;
 use crate::graph::render;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +38,20 @@ pub enum Command {
     },
     /// Print the JSON Schema of topology files.
     Schema,
+    /// Start every node of a topology in this process.
+    Up { file: PathBuf },
+    /// Run one node of a topology (for several hosts, or child processes).
+    Node { file: PathBuf, name: String },
+    /// Send a tagged message from a client of every node of a running
+    /// topology and compare what arrives with the prediction.
+    Probe {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Seconds to wait for the predicted deliveries.
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,6 +79,101 @@ pub fn run(cli: Cli) -> i32 {
             println!("{}", schema_json());
             EXIT_OK
         }
+        Command::Up { file } => match load_valid(&file) {
+            Ok(valid) => run_async(crate::runtime::up(valid.topology, shutdown_signal())),
+            Err(code) => code,
+        },
+        Command::Node { file, name } => match load_valid(&file) {
+            Ok(valid) => match valid.topology.node_id(&name) {
+                Some(id) => run_async(crate::runtime::run_node(
+                    valid.topology,
+                    id,
+                    shutdown_signal(),
+                )),
+                None => {
+                    let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
+                    let hint = match did_you_mean(&name, names) {
+                        Some(s) => format!("; did you mean `{s}`?"),
+                        None => String::new(),
+                    };
+                    eprintln!("{}: no node `{name}`{hint}", file.display());
+                    EXIT_USAGE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Probe {
+            file,
+            format,
+            timeout,
+        } => match load_valid(&file) {
+            Ok(valid) => probe(&file, &valid, format, timeout),
+            Err(code) => code,
+        },
+    }
+}
+
+/// Checks `file` and prints its diagnostics; a valid file comes back to run.
+fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
+    let checked = check_file(file).map_err(|error| {
+        eprintln!("{error}");
+        EXIT_USAGE
+    })?;
+    eprint!("{}", checked.render());
+    checked.valid.ok_or_else(|| {
+        eprintln!("{}: invalid, nothing started", checked.file);
+        EXIT_INVALID
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
+    crate::logging::init();
+    match runtime().block_on(job) {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            EXIT_INVALID
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) -> i32 {
+    let options = crate::probe::ProbeOptions {
+        timeout: std::time::Duration::from_secs_f64(timeout.clamp(0.1, 600.0)),
+        ..Default::default()
+    };
+    let report = runtime().block_on(crate::probe::probe(valid, options));
+    match format {
+        Format::Json => println!("{}", report.to_json(&file.display().to_string())),
+        Format::Text => print!("{}", report.to_text()),
+    }
+    if report.agrees() {
+        EXIT_OK
+    } else {
+        EXIT_INVALID
     }
 }
 

@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod logging;
 pub mod model;
 pub mod node;
 pub mod probe;

@@ -13,25 +13,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use topo::config::yaml::Span;
 use topo::model::*;
 
-/// A port to listen on, from below the kernel's ephemeral range (32768+):
-/// ports the OS hands out for port 0 can be taken by any outgoing connection
-/// (these tests open many) between the check and the node's bind.
+/// A port to listen on (see `util::free_port`).
 pub fn port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 1000) as u16 * 12,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    loop {
-        let p = NEXT.fetch_add(1, Ordering::SeqCst);
-        let p = 20_000 + p.wrapping_sub(20_000) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
+    crate::util::free_port()
 }
 
 /// Every await in these tests is bounded by this unless it says otherwise.

@@ -6,6 +6,7 @@ mod errors;
 mod fuzz;
 mod glob_redis;
 mod golden;
+mod golden_runtime;
 mod interop;
 mod runtime;
 #[allow(dead_code)]
