@@ -135,7 +135,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
     crate::logging::init();
-    match runtime().block_on(job) {
+    let runtime = runtime();
+    let outcome = runtime.block_on(job);
+    // Every node has stopped; don't let a library's leftover blocking task
+    // hold the exit (SPEC: exit within 2 s of Ctrl-C).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -35,6 +35,7 @@ async fn serve(
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
