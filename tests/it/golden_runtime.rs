@@ -16,7 +16,7 @@ use topo::runtime::Running;
 
 /// Moves every listener of the topology to a free loopback port and every
 /// Redis server onto a private one; returns the servers (killed on drop).
-fn relocate(valid: &mut Valid) -> Vec<RedisServer> {
+pub fn relocate(valid: &mut Valid) -> Vec<RedisServer> {
     let topology = &mut valid.topology;
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut pub_binds: HashMap<usize, SocketAddr> = HashMap::new();
