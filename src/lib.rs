@@ -12,6 +12,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod graph;
 pub mod logging;
 pub mod model;
