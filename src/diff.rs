@@ -39,13 +39,15 @@ impl Change {
 
 impl Diff {
     pub fn between(old: &Topology, new: &Topology) -> Diff {
-        let wirings =
-            |t: &Topology| -> Vec<Wiring> { t.node_ids().map(|id| Wiring::of(t, id)).collect() };
-        let (old, new) = (wirings(old), wirings(new));
+        Diff::of_wirings(&wirings(old), &wirings(new))
+    }
+
+    /// Between what runs (whatever order it runs in) and a new file.
+    pub fn of_wirings(old: &[Wiring], new: &[Wiring]) -> Diff {
         let find = |list: &[Wiring], name: &str| list.iter().position(|w| w.name == name);
         let mut diff = Diff::default();
-        for w in &new {
-            match find(&old, &w.name) {
+        for w in new {
+            match find(old, &w.name) {
                 None => diff.add.push(w.clone()),
                 Some(i) if old[i] != *w => diff.change.push(Change {
                     old: old[i].clone(),
@@ -58,7 +60,7 @@ impl Diff {
         }
         diff.remove = old
             .iter()
-            .filter(|w| find(&new, &w.name).is_none())
+            .filter(|w| find(new, &w.name).is_none())
             .cloned()
             .collect();
         diff
@@ -82,6 +84,11 @@ impl Diff {
         }));
         parts.join(" ")
     }
+}
+
+/// Every node's wiring, in file order.
+pub fn wirings(t: &Topology) -> Vec<Wiring> {
+    t.node_ids().map(|id| Wiring::of(t, id)).collect()
 }
 
 /// Every difference between two wirings of one node, for people.

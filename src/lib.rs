@@ -9,6 +9,7 @@
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod logging;
 pub mod model;
 pub mod node;
+pub mod plan;
 pub mod probe;
 pub mod runtime;
 pub mod transport;

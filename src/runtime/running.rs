@@ -94,6 +94,15 @@ impl Running {
         true
     }
 
+    /// What every running node runs now.
+    pub async fn wirings(&self) -> Vec<Wiring> {
+        let mut all = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            all.push(node.wiring().await);
+        }
+        all
+    }
+
     pub fn nodes(&self) -> &[NodeHandle] {
         &self.nodes
     }
