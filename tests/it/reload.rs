@@ -150,7 +150,7 @@ impl Ports {
 /// changes): a node comes and goes, subscriptions and channels move, a
 /// relay switches, a publisher moves to another port.
 fn variant(i: usize, p: &Ports, redis: &str) -> String {
-    let sub_a = if i % 2 == 0 { "[b]" } else { "[b, c]" };
+    let sub_a = if i.is_multiple_of(2) { "[b]" } else { "[b, c]" };
     let c = if i % 2 == 1 {
         format!(
             "  c: {{ http: {}, zmq: {{ pub: {}, sub: [a] }} }}\n",
@@ -159,7 +159,7 @@ fn variant(i: usize, p: &Ports, redis: &str) -> String {
     } else {
         String::new()
     };
-    let channel = if i % 3 == 0 { "chat" } else { "room" };
+    let channel = if i.is_multiple_of(3) { "chat" } else { "room" };
     let pub_b = if i % 4 < 2 { p.pub_b } else { p.pub_b2 };
     let relay = if i % 5 == 4 { "true" } else { "false" };
     let topic = if i == 7 { "chatty" } else { "chat" };
