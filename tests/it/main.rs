@@ -8,6 +8,7 @@ mod glob_redis;
 mod golden;
 mod golden_runtime;
 mod interop;
+mod process;
 mod reload;
 mod runtime;
 #[allow(dead_code)]
