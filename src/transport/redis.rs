@@ -173,9 +173,11 @@ impl Connected {
     }
 }
 
-/// A new echo filter for the receiver to install once it has handled every
-/// push already queued, and the signal that it did.
-type Fence = (EchoFilter, oneshot::Sender<()>);
+/// The subscription (publish channel, channels, patterns) whose echo filter
+/// the receiver installs once it has handled every push already queued, and
+/// the signal that it did. The filter is derived at that moment, under the
+/// lock, so that nothing the publisher remembered in between is lost.
+type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
 
 /// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
 /// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match.
@@ -217,7 +219,11 @@ impl RedisControl {
         let target = if result.is_ok() { new } else { old };
         // Pushes of removed entries may still be queued: the receiver judges
         // them with the union filter, then installs the final one.
-        let next = lock(&self.filter).rewired(&target.publish, &target.subscribe, &target.patterns);
+        let next = (
+            target.publish.clone(),
+            target.subscribe.clone(),
+            target.patterns.clone(),
+        );
         let (ack, done) = oneshot::channel();
         if self.fence.send((next, ack)).await.is_ok() {
             let _ = done.await;
@@ -333,14 +339,17 @@ impl Receiver {
         loop {
             let push = tokio::select! {
                 _ = cancel.cancelled() => return,
-                Some((filter, ack)) = fences.recv() => {
+                Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
                     // Everything queued before the rewiring is judged by the old filter.
                     while let Ok(push) = pushes.try_recv() {
                         if !self.forward(push, &cancel).await {
                             return;
                         }
                     }
-                    *lock(&self.filter) = filter;
+                    let mut filter = lock(&self.filter);
+                    let next = filter.rewired(&publish, &subscribe, &patterns);
+                    *filter = next;
+                    drop(filter);
                     let _ = ack.send(());
                     continue;
                 }
