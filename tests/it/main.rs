@@ -10,6 +10,7 @@ mod golden_runtime;
 mod interop;
 mod process;
 mod reload;
+mod reload_bench;
 mod rewire;
 mod runtime;
 #[allow(dead_code)]
