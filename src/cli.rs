@@ -38,10 +38,47 @@ pub enum Command {
     },
     /// Print the JSON Schema of topology files.
     Schema,
-    /// Start every node of a topology in this process.
-    Up { file: PathBuf },
+    /// Start every node of a topology, watch the file and apply its edits.
+    Up {
+        file: PathBuf,
+        /// One child process per node (`topo node FILE NAME`).
+        #[arg(long)]
+        process: bool,
+        /// Poll for changes (network filesystems) instead of file events.
+        #[arg(long)]
+        poll: bool,
+        /// Address of the admin server (`GET /api/topology`, used by `topo plan`).
+        #[arg(long, default_value = crate::admin::DEFAULT_ADDR)]
+        admin: std::net::SocketAddr,
+        /// Run without the admin server.
+        #[arg(long, conflicts_with = "admin")]
+        no_admin: bool,
+    },
     /// Run one node of a topology (for several hosts, or child processes).
-    Node { file: PathBuf, name: String },
+    Node {
+        file: PathBuf,
+        name: String,
+        /// The reload generation shown by /healthz (set by `up --process`).
+        #[arg(long, default_value_t = 0, hide = true)]
+        generation: u64,
+    },
+    /// What saving FILE would do to the running `topo up`: nodes added,
+    /// removed, rewired, restarted, and how deliveries change.
+    Plan {
+        file: PathBuf,
+        /// The admin server of the running `topo up`.
+        #[arg(long, default_value = crate::admin::DEFAULT_ADDR)]
+        admin: std::net::SocketAddr,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// What a reload from OLD to NEW would do (as `plan`, for two files).
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Send a tagged message from a client of every node of a running
     /// topology and compare what arrives with the prediction.
     Probe {
@@ -79,15 +116,41 @@ pub fn run(cli: Cli) -> i32 {
             println!("{}", schema_json());
             EXIT_OK
         }
-        Command::Up { file } => match load_valid(&file) {
-            Ok(valid) => run_async(crate::runtime::up(valid.topology, shutdown_signal())),
-            Err(code) => code,
-        },
-        Command::Node { file, name } => match load_valid(&file) {
+        Command::Up {
+            file,
+            process,
+            poll,
+            admin,
+            no_admin,
+        } => {
+            if !file.is_file() {
+                eprintln!("{}: cannot read: not a file", file.display());
+                return EXIT_USAGE;
+            }
+            let options = crate::runtime::reload::UpOptions {
+                file,
+                process,
+                poll,
+                admin: (!no_admin).then_some(admin),
+            };
+            run_async(crate::runtime::reload::up(options, shutdown_signal()))
+        }
+        Command::Plan {
+            file,
+            admin,
+            format,
+        } => crate::plan::plan(&file, admin, format),
+        Command::Diff { old, new, format } => crate::plan::diff(&old, &new, format),
+        Command::Node {
+            file,
+            name,
+            generation,
+        } => match load_valid(&file) {
             Ok(valid) => match valid.topology.node_id(&name) {
-                Some(id) => run_async(crate::runtime::run_node(
+                Some(id) => run_async(crate::runtime::run_node_at(
                     valid.topology,
                     id,
+                    generation,
                     shutdown_signal(),
                 )),
                 None => {
@@ -114,7 +177,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 /// Checks `file` and prints its diagnostics; a valid file comes back to run.
-fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
+pub(crate) fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
     let checked = check_file(file).map_err(|error| {
         eprintln!("{error}");
         EXIT_USAGE
@@ -126,7 +189,7 @@ fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,18 +4,25 @@
 //! - `config` reads the file (spanned YAML → spec → validated [`model::Topology`]);
 //! - `graph` builds the petgraph of links and predicts who receives whose
 //!   messages (reach and deliveries), and renders it;
+//! - `node`, `transport` and `runtime` run the nodes (in this process or one
+//!   child process each); `diff` + `runtime::controller` + `runtime::watch`
+//!   turn every save of the file into an in-place reload; `admin` serves the
+//!   applied file to `topo plan`; `probe` checks a running topology;
 //! - `cli` is the command line.
 //!
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod graph;
 pub mod logging;
 pub mod model;
 pub mod node;
+pub mod plan;
 pub mod probe;
 pub mod runtime;
 pub mod transport;

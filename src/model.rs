@@ -208,3 +208,55 @@ impl fmt::Display for ServerKey {
         write!(f, "{}:{}", host_for_url(&self.host), self.port)
     }
 }
+
+/// One node's configuration resolved against its topology: everything the
+/// runtime needs to run it, with no index into the file (so two files'
+/// wirings compare directly, whatever the order of their nodes or brokers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wiring {
+    pub name: String,
+    pub http: Option<SocketAddr>,
+    pub publish: Option<ZmqPublish>,
+    /// Endpoints of the SUB sockets, in file order.
+    pub subscribe: Vec<Endpoint>,
+    /// The SUB sockets' prefix; empty when there is no SUB socket.
+    pub filter: String,
+    pub redis: Option<RedisWiring>,
+    pub relay: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisWiring {
+    pub url: RedisUrl,
+    pub publish: String,
+    pub subscribe: Vec<String>,
+    pub patterns: Vec<String>,
+}
+
+impl Wiring {
+    pub fn of(topology: &Topology, id: NodeId) -> Wiring {
+        let node = topology.node(id);
+        let zmq = node.zmq.as_ref();
+        let subscribe: Vec<Endpoint> = zmq
+            .map(|z| z.subscribe.iter().map(|s| s.endpoint.clone()).collect())
+            .unwrap_or_default();
+        let filter = match zmq {
+            Some(z) if !subscribe.is_empty() => z.filter.clone(),
+            _ => String::new(),
+        };
+        Wiring {
+            name: node.name.clone(),
+            http: node.http,
+            publish: zmq.and_then(|z| z.publish.clone()),
+            subscribe,
+            filter,
+            redis: node.redis.as_ref().map(|r| RedisWiring {
+                url: topology.broker(r.broker).url.clone(),
+                publish: r.publish.clone(),
+                subscribe: r.subscribe.clone(),
+                patterns: r.patterns.clone(),
+            }),
+            relay: node.relay,
+        }
+    }
+}

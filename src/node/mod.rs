@@ -3,17 +3,19 @@
 //! It trusts the `Topology` it is given and never decides which nodes run.
 
 pub mod relay;
+pub mod wiring;
 pub mod ws;
 
-use crate::model::{NodeId, RedisLink, RedisUrl, Topology, ZmqPublish};
-use crate::transport::{self, Counters, LinkKind, LinkState, LinkStatus, Outbound};
+use crate::model::Wiring;
+use crate::transport::{Counters, Inbox, LinkKind, LinkStatus};
 use relay::Core;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use wiring::{Env, Wired};
 
 /// Messages from links waiting for the node's router; when full, the links
 /// wait (a ZeroMQ PUB then drops for us, Redis pushes are dropped and counted).
@@ -40,203 +42,128 @@ pub enum StartError {
 
 /// A running node.
 pub struct NodeHandle {
-    pub id: NodeId,
     pub name: String,
     /// Where its HTTP server listens, if it has one.
     pub http: Option<SocketAddr>,
-    pub links: Arc<Vec<Arc<LinkStatus>>>,
     pub core: Arc<Core>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+    links: Links,
+    wired: tokio::sync::Mutex<Wired>,
+    /// Kept for links that a reload adds; the router ends on cancel.
+    inbox: Inbox,
+    tasks: Tasks,
 }
 
+/// The statuses of a node's links, shared with `/healthz`; replaced by a reload.
+pub type Links = Arc<RwLock<Vec<Arc<LinkStatus>>>>;
+
 impl NodeHandle {
+    /// The node's links now (a snapshot).
+    pub fn links(&self) -> Vec<Arc<LinkStatus>> {
+        self.links.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What the node runs now.
+    pub async fn wiring(&self) -> Wiring {
+        self.wired.lock().await.wiring.clone()
+    }
+
     /// Resolves once every ZeroMQ SUB of this node is connected and has sent
     /// its subscription (see `Running::wait_links_up` for what that guarantees).
     pub async fn wait_links_up(&self) {
-        for link in self.links.iter().filter(|l| l.kind == LinkKind::ZmqSub) {
+        for link in self.links().iter().filter(|l| l.kind == LinkKind::ZmqSub) {
             link.wait_up().await;
         }
     }
 
+    /// Rewires the node's links in place to `new` (hot reload); its HTTP
+    /// server and clients stay. On an error nothing changed.
+    pub async fn rewire(&self, new: &Wiring, generation: u64) -> Result<(), StartError> {
+        let mut wired = self.wired.lock().await;
+        let env = Env {
+            core: &self.core,
+            inbox: &self.inbox,
+            tasks: &self.tasks,
+        };
+        let applied = wired
+            .apply(new, &env)
+            .instrument(self.tasks.span.clone())
+            .await;
+        *self.links.write().unwrap_or_else(|e| e.into_inner()) = wired.statuses();
+        if applied.is_ok() {
+            self.core.set_generation(generation);
+        }
+        applied
+    }
+
     /// Stops every task of the node: clients get a 1001 close frame, sockets close.
     pub async fn stop(&self) {
-        self.cancel.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.tasks.cancel.cancel();
+        self.tasks.tracker.close();
+        self.tasks.tracker.wait().await;
     }
 }
 
-/// Starts node `id`. Nothing keeps running when this fails: listeners and
-/// connections are made first, and tasks are spawned only once all succeeded.
+/// Starts the node `wiring` describes. Nothing keeps running when this
+/// fails: listeners and connections are made first, tasks spawned after.
 pub async fn start(
-    topology: &Topology,
-    id: NodeId,
+    wiring: &Wiring,
     parent: &CancellationToken,
     generation: u64,
 ) -> Result<NodeHandle, StartError> {
-    let span = tracing::info_span!("node", node = %topology.node(id).name);
-    start_in_span(topology, id, parent, generation, span.clone())
-        .instrument(span)
-        .await
-}
-
-async fn start_in_span(
-    topology: &Topology,
-    id: NodeId,
-    parent: &CancellationToken,
-    generation: u64,
-    span: tracing::Span,
-) -> Result<NodeHandle, StartError> {
-    let bound = bind(topology, id).await?;
-    // Everything is bound and connected: from here on nothing can fail.
+    let span = tracing::info_span!("node", node = %wiring.name);
     let tasks = Tasks {
         cancel: parent.child_token(),
         tracker: TaskTracker::new(),
-        span,
+        span: span.clone(),
     };
-    Ok(launch(topology, id, bound, tasks, generation))
+    start_with(wiring, tasks, generation).instrument(span).await
 }
 
-/// What a node holds before its tasks run: listeners and connections.
-struct Bound<'t> {
-    http: Option<tokio::net::TcpListener>,
-    publish: Option<(&'t ZmqPublish, transport::zmq::BoundPub)>,
-    redis: Option<(&'t RedisLink, &'t RedisUrl, transport::redis::Connected)>,
-}
-
-async fn bind(topology: &Topology, id: NodeId) -> Result<Bound<'_>, StartError> {
-    let node = topology.node(id);
-    let bind_error = |what, addr, reason: String| StartError::Bind {
-        node: node.name.clone(),
-        what,
-        addr,
-        reason,
-    };
-    let http = match node.http {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| bind_error("http", addr, io_reason(&e)))?,
-        ),
-        None => None,
-    };
-    let publish = match node.zmq.as_ref().and_then(|z| z.publish.as_ref()) {
-        Some(p) => {
-            // Bound here so that a taken port is a plain io::Error.
-            let listener = std::net::TcpListener::bind(p.bind)
-                .map_err(|e| bind_error("zmq pub", p.bind, io_reason(&e)))?;
-            let bound = transport::zmq::bind_pub(listener)
-                .await
-                .map_err(|e| bind_error("zmq pub", p.bind, e.to_string()))?;
-            Some((p, bound))
-        }
-        None => None,
-    };
-    let redis = match &node.redis {
-        Some(link) => {
-            let url = &topology.broker(link.broker).url;
-            let connected = transport::redis::connect(link, url)
-                .await
-                .map_err(|reason| StartError::Redis {
-                    node: node.name.clone(),
-                    broker: url.to_string(),
-                    reason,
-                })?;
-            Some((link, url, connected))
-        }
-        None => None,
-    };
-    Ok(Bound {
-        http,
-        publish,
-        redis,
-    })
-}
-
-/// Where a node's tasks run: its token, its tracker, its span.
-struct Tasks {
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-    span: tracing::Span,
-}
-
-impl Tasks {
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tracker.spawn(task.instrument(self.span.clone()));
-    }
-}
-
-fn launch(
-    topology: &Topology,
-    id: NodeId,
-    bound: Bound<'_>,
+async fn start_with(
+    wiring: &Wiring,
     tasks: Tasks,
     generation: u64,
-) -> NodeHandle {
-    let node = topology.node(id);
+) -> Result<NodeHandle, StartError> {
+    let http = match wiring.http {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind {
+                        node: wiring.name.clone(),
+                        what: "http",
+                        addr,
+                        reason: io_reason(&e),
+                    })?,
+            )
+        }
+        None => None,
+    };
     let counters = Arc::new(Counters::default());
-    let (inbox, inbox_rx) = mpsc::channel(INBOX);
-    let mut links = Vec::new();
-    let mut outbound: Vec<Box<dyn Outbound>> = Vec::new();
-    if let Some((p, socket)) = bound.publish {
-        let address = format!("tcp://{}", p.bind);
-        links.push(Arc::new(LinkStatus::new(
-            LinkKind::ZmqPub,
-            address,
-            LinkState::Up,
-        )));
-        let (handle, task) = socket.run(p.topic.clone(), counters.clone(), tasks.cancel.clone());
-        tasks.spawn(task);
-        outbound.push(Box::new(handle));
-    }
-    for sub in node.zmq.iter().flat_map(|z| &z.subscribe) {
-        let endpoint = sub.endpoint.to_string();
-        let status = LinkStatus::new(LinkKind::ZmqSub, endpoint.clone(), LinkState::Connecting);
-        let status = Arc::new(status);
-        links.push(status.clone());
-        let filter = node
-            .zmq
-            .as_ref()
-            .map(|z| z.filter.clone())
-            .unwrap_or_default();
-        let task = transport::zmq::sub_task(
-            endpoint,
-            filter,
-            inbox.clone(),
-            status,
-            tasks.cancel.clone(),
-        );
-        tasks.spawn(task);
-    }
-    if let Some((link, url, connected)) = bound.redis {
-        let status = Arc::new(LinkStatus::new(
-            LinkKind::Redis,
-            url.to_string(),
-            LinkState::Up,
-        ));
-        links.push(status.clone());
-        let cancel = tasks.cancel.clone();
-        let (handle, publisher, receiver) =
-            connected.run(link, counters.clone(), inbox.clone(), status, cancel);
-        tasks.spawn(publisher);
-        tasks.spawn(receiver);
-        outbound.push(Box::new(handle));
-    }
-    // Only the links hold the inbox now: the router ends when they all do.
-    drop(inbox);
-    let core = Core::new(
-        node.name.clone(),
+    let core = Arc::new(Core::new(
+        wiring.name.clone(),
         generation,
-        node.relay,
+        wiring.relay,
         counters,
-        outbound,
-    );
-    let core = Arc::new(core);
+        Vec::new(),
+    ));
+    let (inbox, inbox_rx) = mpsc::channel(INBOX);
+    let mut wired = Wired::empty(wiring);
+    let env = Env {
+        core: &core,
+        inbox: &inbox,
+        tasks: &tasks,
+    };
+    if let Err(e) = wired.apply(wiring, &env).await {
+        // Only link tasks of a partial start could exist: none does, but be sure.
+        tasks.cancel.cancel();
+        return Err(e);
+    }
+    // Everything is bound and connected: from here on nothing can fail.
+    let links: Links = Arc::new(RwLock::new(wired.statuses()));
     tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
-    let links = Arc::new(links);
     let mut http_addr = None;
-    if let Some(listener) = bound.http {
+    if let Some(listener) = http {
         http_addr = listener.local_addr().ok();
         let http = ws::Http {
             core: core.clone(),
@@ -247,15 +174,28 @@ fn launch(
         };
         tasks.spawn(serve_http(listener, http));
     }
-    tracing::info!(http = ?http_addr, links = links.len(), "node ready");
-    NodeHandle {
-        id,
-        name: node.name.clone(),
+    tracing::info!(http = ?http_addr, links = wired.statuses().len(), generation, "node ready");
+    Ok(NodeHandle {
+        name: wiring.name.clone(),
         http: http_addr,
-        links,
         core,
-        cancel: tasks.cancel,
-        tracker: tasks.tracker,
+        links,
+        wired: tokio::sync::Mutex::new(wired),
+        inbox,
+        tasks,
+    })
+}
+
+/// Where a node's tasks run: its token, its tracker, its span.
+pub struct Tasks {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    span: tracing::Span,
+}
+
+impl Tasks {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task.instrument(self.span.clone()));
     }
 }
 

@@ -4,17 +4,21 @@
 
 use crate::transport::local::Hub;
 use crate::transport::{Counters, Origin, Outbound, Received, Text};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub struct Core {
     pub name: String,
-    pub generation: u64,
     pub hub: Hub,
     pub counters: Arc<Counters>,
-    relay: bool,
-    outbound: Vec<Box<dyn Outbound>>,
+    /// The reload that last configured this node (shown by `/healthz`).
+    generation: AtomicU64,
+    relay: AtomicBool,
+    /// At most one link per origin (ZeroMQ PUB, Redis), ZeroMQ first. Swapped
+    /// by a reload; read (never held across an await) for every message.
+    outbound: RwLock<Vec<Box<dyn Outbound>>>,
 }
 
 impl Core {
@@ -27,19 +31,47 @@ impl Core {
     ) -> Core {
         Core {
             name,
-            generation,
             hub: Hub::default(),
             counters,
-            relay,
-            outbound,
+            generation: AtomicU64::new(generation),
+            relay: AtomicBool::new(relay),
+            outbound: RwLock::new(outbound),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    pub fn relay(&self) -> bool {
+        self.relay.load(Ordering::Relaxed)
+    }
+
+    pub fn set_relay(&self, relay: bool) {
+        self.relay.store(relay, Ordering::Relaxed);
+    }
+
+    /// Replaces (or removes) the outbound link of `origin`.
+    pub fn set_outbound(&self, origin: Origin, link: Option<Box<dyn Outbound>>) {
+        let mut links = self.outbound.write().unwrap_or_else(|e| e.into_inner());
+        links.retain(|l| l.origin() != origin);
+        links.extend(link);
+        links.sort_by_key(|l| l.origin() != Origin::Zmq);
+    }
+
+    fn outbound(&self) -> std::sync::RwLockReadGuard<'_, Vec<Box<dyn Outbound>>> {
+        self.outbound.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A text frame from one of this node's clients: every client of the node
     /// gets it (the sender too, SPEC rule 1), then every outbound link (rule 2).
     pub fn from_client(&self, text: Text) {
         self.counters.add_in(1);
-        for link in &self.outbound {
+        for link in self.outbound().iter() {
             link.publish(&text);
         }
         self.hub.deliver(text);
@@ -50,8 +82,8 @@ impl Core {
     /// onto Redis when it came from Redis (rule 4).
     pub fn from_link(&self, msg: Received) {
         self.counters.add_in(1);
-        if self.relay {
-            for link in &self.outbound {
+        if self.relay() {
+            for link in self.outbound().iter() {
                 if !(msg.origin == Origin::Redis && link.origin() == Origin::Redis) {
                     link.publish(&msg.text);
                 }

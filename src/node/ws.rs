@@ -3,7 +3,7 @@
 //! Sessions only talk to `relay::Core`; they never touch a link directly.
 
 use super::relay::Core;
-use crate::transport::{LinkStatus, Text};
+use crate::transport::Text;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -39,7 +39,7 @@ const POLICY: u16 = 1008;
 #[derive(Clone)]
 pub struct Http {
     pub core: Arc<Core>,
-    pub links: Arc<Vec<Arc<LinkStatus>>>,
+    pub links: super::Links,
     /// The node's token: cancelled, every session says goodbye (1001).
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -95,6 +95,8 @@ fn accept(http: Http, ws: WebSocketUpgrade) -> Response {
 async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let links: Vec<_> = http
         .links
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
             let key = match l.kind {
@@ -111,7 +113,7 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let core = &http.core;
     Json(serde_json::json!({
         "node": core.name,
-        "generation": core.generation,
+        "generation": core.generation(),
         "clients": core.hub.clients(),
         "links": links,
         "messages": {"in": core.counters.incoming(), "out": core.counters.outgoing()},

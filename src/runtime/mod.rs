@@ -1,8 +1,13 @@
 //! Running a topology: every node in this process (`up`), or one node
 //! (`run_node`, what `topo node FILE NAME` and `up --process` children run).
 //! The CLI calls these; they print the ready table and log through `tracing`.
+//! `reload::up` is `topo up FILE`: the same plus watching and hot reload.
 
+pub mod controller;
+pub mod process;
+pub mod reload;
 pub mod running;
+pub mod watch;
 
 pub use crate::node::StartError;
 pub use running::{LinksNotUp, Running};
@@ -22,7 +27,22 @@ pub async fn run_node(
     node: NodeId,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    serve(&topology, &[node], shutdown).await
+    run_node_at(topology, node, 0, shutdown).await
+}
+
+/// [`run_node`] stamped with the reload `generation` that started it (what
+/// `up --process` passes to a child it restarts).
+pub async fn run_node_at(
+    topology: Topology,
+    node: NodeId,
+    generation: u64,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let running = Running::start_nodes(&topology, [node]).await?;
+    for n in running.nodes() {
+        n.core.set_generation(generation);
+    }
+    wait_and_stop(running, &topology, &[node], shutdown).await
 }
 
 async fn serve(
@@ -31,6 +51,15 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let running = Running::start_nodes(topology, ids.iter().copied()).await?;
+    wait_and_stop(running, topology, ids, shutdown).await
+}
+
+async fn wait_and_stop(
+    running: Running,
+    topology: &Topology,
+    ids: &[NodeId],
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     println!("{}", ready_table(topology, ids));
     shutdown.await;
     tracing::info!("shutting down");

@@ -2,7 +2,7 @@
 //! wait for their links, stop them within a deadline.
 //! It does not watch files or compute diffs; a controller drives it.
 
-use crate::model::{NodeId, Topology};
+use crate::model::{NodeId, Topology, Wiring};
 use crate::node::{self, NodeHandle, StartError};
 use crate::transport::{LinkKind, LinkState};
 use std::fmt;
@@ -63,7 +63,17 @@ impl Running {
         id: NodeId,
         generation: u64,
     ) -> Result<(), StartError> {
-        let handle = node::start(topology, id, &self.root, generation).await?;
+        self.start_wiring(&Wiring::of(topology, id), generation)
+            .await
+    }
+
+    /// Starts the node `wiring` describes.
+    pub async fn start_wiring(
+        &mut self,
+        wiring: &Wiring,
+        generation: u64,
+    ) -> Result<(), StartError> {
+        let handle = node::start(wiring, &self.root, generation).await?;
         self.nodes.push(handle);
         Ok(())
     }
@@ -82,6 +92,15 @@ impl Running {
             tracing::warn!(node = %name, "node tasks did not stop in time");
         }
         true
+    }
+
+    /// What every running node runs now.
+    pub async fn wirings(&self) -> Vec<Wiring> {
+        let mut all = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            all.push(node.wiring().await);
+        }
+        all
     }
 
     pub fn nodes(&self) -> &[NodeHandle] {
@@ -110,8 +129,8 @@ impl Running {
             .nodes
             .iter()
             .flat_map(|n| {
-                n.links
-                    .iter()
+                n.links()
+                    .into_iter()
                     .filter(|l| l.kind == LinkKind::ZmqSub && l.state() != LinkState::Up)
                     .map(move |l| {
                         format!(

@@ -69,6 +69,23 @@ impl EchoFilter {
         }
     }
 
+    /// The filter for a rewired subscription (a reload): entries that stay
+    /// keep what they wait for, new entries start empty. A new publish
+    /// channel starts from scratch (echoes of the old one are no longer ours
+    /// to recognise: the README lists this limitation).
+    pub fn rewired(&self, publish: &str, subscribe: &[String], patterns: &[String]) -> Self {
+        let mut next = EchoFilter::new(publish, subscribe, patterns, self.limit);
+        if next.channel == self.channel {
+            for q in &mut next.queues {
+                if let Some(old) = self.queues.iter().find(|o| o.pattern == q.pattern) {
+                    q.pending = old.pending.clone();
+                }
+            }
+        }
+        next.overflowed = self.overflowed;
+        next
+    }
+
     /// Whether anything of ours comes back at all (no queue: nothing to track).
     pub fn tracks_anything(&self) -> bool {
         !self.queues.is_empty()
@@ -185,6 +202,18 @@ mod tests {
         }
         assert_eq!(f.pending(), 3);
         assert_eq!(f.overflowed, 5);
+    }
+
+    #[test]
+    fn rewiring_keeps_what_surviving_entries_wait_for() {
+        let mut f = filter(&["chat"], &["ch*"]);
+        f.published(1, b"a");
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut g = f.rewired("chat", &s(&["chat"]), &s(&["c*"]));
+        assert!(g.is_echo(Via::Channel, b"chat", b"a"));
+        assert!(!g.is_echo(Via::Pattern(b"c*"), b"chat", b"a"));
+        let h = f.rewired("other", &s(&["other"]), &[]);
+        assert_eq!(h.pending(), 0);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 
 use super::echo::{EchoFilter, PENDING_LIMIT, Via};
 use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
-use crate::model::{RedisLink, RedisUrl};
+use crate::model::RedisWiring;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting to be published. When full (Redis slow or down), new
@@ -62,8 +62,8 @@ fn manager_config() -> ConnectionManagerConfig {
 }
 
 /// Connects and subscribes. The error text never contains the password.
-pub async fn connect(link: &RedisLink, url: &RedisUrl) -> Result<Connected, String> {
-    let secret = url.connection_string();
+pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
+    let secret = link.url.connection_string();
     let client = redis::Client::open(secret.as_str()).map_err(|e| e.to_string())?;
     // The managers retry forever, even the first time: try once plainly so
     // that an unreachable server is reported at start instead of awaited.
@@ -119,16 +119,18 @@ async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, 
 }
 
 impl Connected {
-    /// The publishing handle and the two tasks (publisher, receiver) to spawn.
+    /// The publishing handle, the handle that rewires the subscription, and
+    /// the two tasks (publisher, receiver) to spawn.
     pub fn run(
         self,
-        link: &RedisLink,
+        link: &RedisWiring,
         counters: Arc<Counters>,
         inbox: Inbox,
         status: Arc<LinkStatus>,
         cancel: CancellationToken,
     ) -> (
         RedisPub,
+        RedisControl,
         impl Future<Output = ()> + Send + 'static,
         impl Future<Output = ()> + Send + 'static,
     ) {
@@ -140,12 +142,21 @@ impl Connected {
         );
         let filter = Arc::new(Mutex::new(filter));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (channel, channel_rx) = watch::channel(link.publish.clone());
+        // One rewiring at a time (the node's wiring lock); one slot is enough.
+        let (fence, fences) = mpsc::channel(1);
         let publisher = Publisher {
             conn: self.publisher,
-            channel: link.publish.clone(),
+            channel: channel_rx,
             filter: filter.clone(),
             counters,
             next_seq: 0,
+        };
+        let control = RedisControl {
+            conn: self.subscriber.clone(),
+            filter: filter.clone(),
+            channel,
+            fence,
         };
         let receiver = Receiver {
             _conn: self.subscriber,
@@ -155,15 +166,98 @@ impl Connected {
         };
         (
             RedisPub { tx },
+            control,
             publisher.run(rx, cancel.clone()),
-            receiver.run(self.pushes, cancel),
+            receiver.run(self.pushes, fences, cancel),
         )
+    }
+}
+
+/// The subscription (publish channel, channels, patterns) whose echo filter
+/// the receiver installs once it has handled every push already queued, and
+/// the signal that it did. The filter is derived at that moment, under the
+/// lock, so that nothing the publisher remembered in between is lost.
+type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
+
+/// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
+/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match.
+pub struct RedisControl {
+    conn: ConnectionManager,
+    filter: Arc<Mutex<EchoFilter>>,
+    channel: watch::Sender<String>,
+    fence: mpsc::Sender<Fence>,
+}
+
+impl RedisControl {
+    /// Moves the link from `old` to `new` (same server). On an error the
+    /// subscriptions already changed are reverted as far as Redis lets us.
+    pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), String> {
+        let minus = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        let add_s = minus(&new.subscribe, &old.subscribe);
+        let gone_s = minus(&old.subscribe, &new.subscribe);
+        let add_p = minus(&new.patterns, &old.patterns);
+        let gone_p = minus(&old.patterns, &new.patterns);
+        // While both old and new entries may deliver, recognise echoes through either.
+        let mut union_s = old.subscribe.clone();
+        union_s.extend(add_s.iter().cloned());
+        let mut union_p = old.patterns.clone();
+        union_p.extend(add_p.iter().cloned());
+        {
+            let mut f = lock(&self.filter);
+            let next = f.rewired(&new.publish, &union_s, &union_p);
+            *f = next;
+        }
+        self.channel.send_replace(new.publish.clone());
+        let result = self.commands(&add_s, &gone_s, &add_p, &gone_p).await;
+        if result.is_err() {
+            // Best effort: put the old subscription back.
+            let _ = self.commands(&gone_s, &add_s, &gone_p, &add_p).await;
+            self.channel.send_replace(old.publish.clone());
+        }
+        let target = if result.is_ok() { new } else { old };
+        // Pushes of removed entries may still be queued: the receiver judges
+        // them with the union filter, then installs the final one.
+        let next = (
+            target.publish.clone(),
+            target.subscribe.clone(),
+            target.patterns.clone(),
+        );
+        let (ack, done) = oneshot::channel();
+        if self.fence.send((next, ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        result
+    }
+
+    async fn commands(
+        &mut self,
+        add_s: &[String],
+        gone_s: &[String],
+        add_p: &[String],
+        gone_p: &[String],
+    ) -> Result<(), String> {
+        if !add_s.is_empty() {
+            within(self.conn.subscribe(add_s)).await?;
+        }
+        if !add_p.is_empty() {
+            within(self.conn.psubscribe(add_p)).await?;
+        }
+        if !gone_s.is_empty() {
+            within(self.conn.unsubscribe(gone_s)).await?;
+        }
+        if !gone_p.is_empty() {
+            within(self.conn.punsubscribe(gone_p)).await?;
+        }
+        Ok(())
     }
 }
 
 struct Publisher {
     conn: ConnectionManager,
-    channel: String,
+    /// The current publish channel (a reload may change it).
+    channel: watch::Receiver<String>,
     filter: Arc<Mutex<EchoFilter>>,
     counters: Arc<Counters>,
     next_seq: u64,
@@ -203,10 +297,11 @@ impl Publisher {
                 );
             }
         }
+        let channel = self.channel.borrow().clone();
         let mut pipe = redis::pipe();
         for text in batch {
             pipe.cmd("PUBLISH")
-                .arg(&self.channel)
+                .arg(&channel)
                 .arg(text.as_bytes())
                 .ignore();
         }
@@ -234,44 +329,69 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(self, mut pushes: mpsc::Receiver<PushInfo>, cancel: CancellationToken) {
+    async fn run(
+        self,
+        mut pushes: mpsc::Receiver<PushInfo>,
+        mut fences: mpsc::Receiver<Fence>,
+        cancel: CancellationToken,
+    ) {
         self.status.set(LinkState::Up);
         loop {
             let push = tokio::select! {
                 _ = cancel.cancelled() => return,
+                Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
+                    // Everything queued before the rewiring is judged by the old filter.
+                    while let Ok(push) = pushes.try_recv() {
+                        if !self.forward(push, &cancel).await {
+                            return;
+                        }
+                    }
+                    let mut filter = lock(&self.filter);
+                    let next = filter.rewired(&publish, &subscribe, &patterns);
+                    *filter = next;
+                    drop(filter);
+                    let _ = ack.send(());
+                    continue;
+                }
                 push = pushes.recv() => match push {
                     Some(push) => push,
                     None => return,
                 },
             };
-            let text = match push.kind {
-                PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
-                PushKind::Disconnection => {
-                    tracing::warn!("redis connection lost, reconnecting");
-                    self.status.set(LinkState::Down);
-                    // Whatever was in flight will not come back on the new connection.
-                    lock(&self.filter).clear();
-                    None
-                }
-                PushKind::Subscribe | PushKind::PSubscribe => {
-                    if self.status.state() != LinkState::Up {
-                        tracing::info!("redis resubscribed");
-                    }
-                    self.status.set(LinkState::Up);
-                    None
-                }
-                _ => None,
-            };
-            if let Some(text) = text {
-                let received = Received {
-                    origin: Origin::Redis,
-                    text,
-                };
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    r = self.inbox.send(received) => if r.is_err() { return },
-                }
+            if !self.forward(push, &cancel).await {
+                return;
             }
+        }
+    }
+
+    /// Handles one push; `false` when the node is going away.
+    async fn forward(&self, push: PushInfo, cancel: &CancellationToken) -> bool {
+        let text = match push.kind {
+            PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
+            PushKind::Disconnection => {
+                tracing::warn!("redis connection lost, reconnecting");
+                self.status.set(LinkState::Down);
+                // Whatever was in flight will not come back on the new connection.
+                lock(&self.filter).clear();
+                None
+            }
+            PushKind::Subscribe | PushKind::PSubscribe => {
+                if self.status.state() != LinkState::Up {
+                    tracing::info!("redis resubscribed");
+                }
+                self.status.set(LinkState::Up);
+                None
+            }
+            _ => None,
+        };
+        let Some(text) = text else { return true };
+        let received = Received {
+            origin: Origin::Redis,
+            text,
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            r = self.inbox.send(received) => r.is_ok(),
         }
     }
 

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
@@ -71,9 +71,10 @@ pub async fn bind_pub(listener: std::net::TcpListener) -> Result<BoundPub, zerom
 
 impl BoundPub {
     /// The handle that publishes, and the task that owns the socket.
+    /// `topic` can change while it runs (a reload); each frame takes the current one.
     pub fn run(
         self,
-        topic: String,
+        topic: watch::Receiver<String>,
         counters: Arc<Counters>,
         cancel: CancellationToken,
     ) -> (ZmqPub, impl Future<Output = ()> + Send + 'static) {
@@ -88,7 +89,7 @@ impl BoundPub {
 async fn pub_task(
     mut socket: zeromq::PubSocket,
     mut rx: mpsc::Receiver<Text>,
-    topic: String,
+    topic: watch::Receiver<String>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) {
@@ -100,11 +101,9 @@ async fn pub_task(
                 None => break,
             },
         };
+        let frame = encode_frame(&topic.borrow(), &text);
         // PubSocket::send only queues the frame for its fan-out task.
-        match socket
-            .send(ZmqMessage::from(encode_frame(&topic, &text)))
-            .await
-        {
+        match socket.send(ZmqMessage::from(frame)).await {
             Ok(()) => counters.add_out(1),
             Err(e) => tracing::warn!(error = %e, "zmq publish failed"),
         }

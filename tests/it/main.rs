@@ -9,6 +9,10 @@ mod glob_redis;
 mod golden;
 mod golden_runtime;
 mod interop;
+mod process;
+mod reload;
+mod reload_bench;
+mod rewire;
 mod runtime;
 #[allow(dead_code)]
 mod util;

@@ -377,7 +377,11 @@ async fn redis_nodes_resubscribe_after_a_server_restart() {
     let mut b = Client::connect(http_port(&t, "b")).await;
     let old_pid = redis.pid();
     redis.kill();
-    let statuses: Vec<_> = running.nodes().iter().map(|n| n.links[0].clone()).collect();
+    let statuses: Vec<_> = running
+        .nodes()
+        .iter()
+        .map(|n| n.links()[0].clone())
+        .collect();
     for s in &statuses {
         let down = async {
             while s.state() == topo::transport::LinkState::Up {

@@ -1,0 +1,314 @@
+//! What a reload changes: `Diff { add, change, remove }` between the running
+//! and the new topology (nodes matched by name, compared by their resolved
+//! [`Wiring`]), each change classified as in-place rewiring or a restart,
+//! and how the predicted deliveries change. Pure values: it applies nothing
+//! (`runtime::controller` does) and prints nothing (`cli` does).
+
+use crate::check::Valid;
+use crate::model::{Topology, Wiring};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Diff {
+    /// New nodes, in the new file's order.
+    pub add: Vec<Wiring>,
+    /// Nodes in both files whose wiring differs, in the new file's order.
+    pub change: Vec<Change>,
+    /// Nodes gone from the new file, in the old file's order.
+    pub remove: Vec<Wiring>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub old: Wiring,
+    pub new: Wiring,
+    /// True when the node's own HTTP address changed: its server (and so its
+    /// clients) cannot move in place. Everything else is rewired in place.
+    pub restart: bool,
+    /// One line per difference, e.g. `zmq sub + tcp://127.0.0.1:5002`.
+    pub what: Vec<String>,
+}
+
+impl Change {
+    pub fn name(&self) -> &str {
+        &self.new.name
+    }
+}
+
+impl Diff {
+    pub fn between(old: &Topology, new: &Topology) -> Diff {
+        Diff::of_wirings(&wirings(old), &wirings(new))
+    }
+
+    /// Between what runs (whatever order it runs in) and a new file.
+    pub fn of_wirings(old: &[Wiring], new: &[Wiring]) -> Diff {
+        let find = |list: &[Wiring], name: &str| list.iter().position(|w| w.name == name);
+        let mut diff = Diff::default();
+        for w in new {
+            match find(old, &w.name) {
+                None => diff.add.push(w.clone()),
+                Some(i) if old[i] != *w => diff.change.push(Change {
+                    old: old[i].clone(),
+                    new: w.clone(),
+                    restart: old[i].http != w.http,
+                    what: describe(&old[i], w),
+                }),
+                Some(_) => {}
+            }
+        }
+        diff.remove = old
+            .iter()
+            .filter(|w| find(new, &w.name).is_none())
+            .cloned()
+            .collect();
+        diff
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.change.is_empty() && self.remove.is_empty()
+    }
+
+    /// One line for logs: `+c -d ~a(rewire) ~b(restart)`.
+    pub fn summary(&self) -> String {
+        if self.is_empty() {
+            return "no node changed".into();
+        }
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.add.iter().map(|w| format!("+{}", w.name)));
+        parts.extend(self.remove.iter().map(|w| format!("-{}", w.name)));
+        parts.extend(self.change.iter().map(|c| {
+            let how = if c.restart { "restart" } else { "rewire" };
+            format!("~{}({how})", c.name())
+        }));
+        parts.join(" ")
+    }
+}
+
+/// Every node's wiring, in file order.
+pub fn wirings(t: &Topology) -> Vec<Wiring> {
+    t.node_ids().map(|id| Wiring::of(t, id)).collect()
+}
+
+/// Every difference between two wirings of one node, for people.
+pub fn describe(old: &Wiring, new: &Wiring) -> Vec<String> {
+    let mut what = Vec::new();
+    let addr = |a: &Option<std::net::SocketAddr>| a.map_or("none".to_owned(), |a| a.to_string());
+    if old.http != new.http {
+        what.push(format!("http {} -> {}", addr(&old.http), addr(&new.http)));
+    }
+    let publish = |w: &Wiring| {
+        w.publish.as_ref().map_or("none".to_owned(), |p| {
+            format!("tcp://{} topic {:?}", p.bind, p.topic)
+        })
+    };
+    if old.publish != new.publish {
+        what.push(format!("zmq pub {} -> {}", publish(old), publish(new)));
+    }
+    if old.filter != new.filter && !old.subscribe.is_empty() && !new.subscribe.is_empty() {
+        what.push(format!("zmq filter {:?} -> {:?}", old.filter, new.filter));
+    }
+    let eps = |w: &Wiring| -> Vec<String> { w.subscribe.iter().map(|e| e.to_string()).collect() };
+    set_changes(&mut what, "zmq sub", &eps(old), &eps(new));
+    match (&old.redis, &new.redis) {
+        (None, None) => {}
+        (None, Some(r)) => what.push(format!("redis + {} publish {}", r.url, r.publish)),
+        (Some(r), None) => what.push(format!("redis - {}", r.url)),
+        (Some(a), Some(b)) => {
+            if a.url != b.url {
+                what.push(format!("redis broker {} -> {}", a.url, b.url));
+            }
+            if a.publish != b.publish {
+                what.push(format!("redis publish {} -> {}", a.publish, b.publish));
+            }
+            set_changes(&mut what, "redis subscribe", &a.subscribe, &b.subscribe);
+            set_changes(&mut what, "redis pattern", &a.patterns, &b.patterns);
+        }
+    }
+    if old.relay != new.relay {
+        what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
+    }
+    what
+}
+
+fn set_changes(what: &mut Vec<String>, label: &str, old: &[String], new: &[String]) {
+    for x in new.iter().filter(|x| !old.contains(x)) {
+        what.push(format!("{label} + {x}"));
+    }
+    for x in old.iter().filter(|x| !new.contains(x)) {
+        what.push(format!("{label} - {x}"));
+    }
+}
+
+/// One cell of the deliveries matrix that a reload changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReachChange {
+    pub from: String,
+    pub to: String,
+    pub old: u64,
+    pub new: u64,
+}
+
+/// Cells of the deliveries matrix (by node name) whose count changes; a cell
+/// absent on one side counts 0 (no client there, or no path).
+pub fn reach_changes(old: &Valid, new: &Valid) -> Vec<ReachChange> {
+    let a = old.analysis.deliveries_by_name(&old.topology);
+    let b = new.analysis.deliveries_by_name(&new.topology);
+    let get = |m: &BTreeMap<String, BTreeMap<String, u64>>, f: &str, t: &str| {
+        m.get(f).and_then(|r| r.get(t)).copied().unwrap_or(0)
+    };
+    let mut cells = BTreeSet::new();
+    for m in [&a, &b] {
+        for (f, row) in m {
+            for t in row.keys() {
+                cells.insert((f.clone(), t.clone()));
+            }
+        }
+    }
+    cells
+        .into_iter()
+        .filter_map(|(from, to)| {
+            let (old, new) = (get(&a, &from, &to), get(&b, &from, &to));
+            (old != new).then_some(ReachChange { from, to, old, new })
+        })
+        .collect()
+}
+
+/// What `topo plan` and `topo diff` print.
+pub fn plan_text(diff: &Diff, reach: &[ReachChange]) -> String {
+    let mut out = String::new();
+    if diff.is_empty() {
+        out.push_str("no node changes\n");
+    }
+    for w in &diff.add {
+        let _ = writeln!(out, "+ {} (start)", w.name);
+    }
+    for w in &diff.remove {
+        let _ = writeln!(out, "- {} (stop; its clients get close code 1001)", w.name);
+    }
+    for c in &diff.change {
+        let how = if c.restart {
+            "restart: its clients are disconnected"
+        } else {
+            "rewire in place: its clients stay connected"
+        };
+        let _ = writeln!(out, "~ {} ({how})", c.name());
+        for line in &c.what {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    if reach.is_empty() {
+        out.push_str("deliveries: unchanged\n");
+    } else {
+        out.push_str("deliveries (sender -> receiver: old -> new)\n");
+        for r in reach {
+            let _ = writeln!(out, "  {} -> {}: {} -> {}", r.from, r.to, r.old, r.new);
+        }
+    }
+    out
+}
+
+pub fn plan_json(diff: &Diff, reach: &[ReachChange]) -> serde_json::Value {
+    json!({
+        "add": diff.add.iter().map(|w| &w.name).collect::<Vec<_>>(),
+        "remove": diff.remove.iter().map(|w| &w.name).collect::<Vec<_>>(),
+        "change": diff.change.iter().map(|c| json!({
+            "node": c.name(),
+            "action": if c.restart { "restart" } else { "rewire" },
+            "what": c.what,
+        })).collect::<Vec<_>>(),
+        "deliveries": reach.iter().map(|r| json!({
+            "from": r.from, "to": r.to, "old": r.old, "new": r.new,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::check_bytes;
+
+    fn valid(yaml: &str) -> Valid {
+        let checked = check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
+        let text = checked.render();
+        checked.valid.unwrap_or_else(|| panic!("{text}"))
+    }
+
+    const BASE: &str = "nodes:
+  a: { http: 9100, zmq: { pub: 9200, sub: [b] } }
+  b: { http: 9101, zmq: { pub: 9201, sub: [a] } }
+  c: { http: 9102 }
+";
+
+    #[test]
+    fn the_same_file_reordered_changes_nothing() {
+        let reordered = "# moved around
+nodes:
+  c: { http: 9102 }
+  b: { http: 9101, zmq: { sub: [a], pub: 9201 } }
+  a: { http: 9100, zmq: { pub: 9200, sub: [b] } }
+";
+        let d = Diff::between(&valid(BASE).topology, &valid(reordered).topology);
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn adds_removes_rewires_and_restarts() {
+        let new = "nodes:
+  a: { http: 9100, zmq: { pub: 9200, sub: [b, d], topic: chatx } }
+  b: { http: 9111, zmq: { pub: 9201, sub: [a] } }
+  d: { http: 9103, zmq: { pub: 9203 } }
+";
+        let (old, new) = (valid(BASE), valid(new));
+        let d = Diff::between(&old.topology, &new.topology);
+        assert_eq!(d.summary(), "+d -c ~a(rewire) ~b(restart)");
+        assert_eq!(
+            d.change[0].what,
+            [
+                "zmq pub tcp://127.0.0.1:9200 topic \"chat\" -> tcp://127.0.0.1:9200 topic \"chatx\"",
+                "zmq sub + tcp://127.0.0.1:9203"
+            ]
+        );
+        assert_eq!(d.change[1].what, ["http 127.0.0.1:9101 -> 127.0.0.1:9111"]);
+        let text = plan_text(&d, &reach_changes(&old, &new));
+        assert!(text.contains("  c -> c: 1 -> 0\n"), "{text}");
+        assert!(text.contains("  d -> a: 0 -> 1\n"), "{text}");
+    }
+
+    #[test]
+    fn moving_a_publisher_rewires_its_subscribers() {
+        let new = BASE.replace("pub: 9200", "pub: 9300");
+        let d = Diff::between(&valid(BASE).topology, &valid(&new).topology);
+        assert_eq!(d.summary(), "~a(rewire) ~b(rewire)");
+        assert_eq!(
+            d.change[1].what,
+            [
+                "zmq sub + tcp://127.0.0.1:9300",
+                "zmq sub - tcp://127.0.0.1:9200"
+            ]
+        );
+    }
+
+    #[test]
+    fn redis_changes_are_listed_one_by_one() {
+        let old = "nodes:
+  r: { http: 9100, redis: { broker: 'redis://127.0.0.1:9999', subscribe: [x, y] } }
+";
+        let new = "nodes:
+  r: { http: 9100, relay: true, redis: { broker: 'redis://127.0.0.1:9999', publish: p, subscribe: [y, z], patterns: ['q.*'] } }
+";
+        let d = Diff::between(&valid(old).topology, &valid(new).topology);
+        assert_eq!(
+            d.change[0].what,
+            [
+                "redis publish chat_messages -> p",
+                "redis subscribe + z",
+                "redis subscribe - x",
+                "redis pattern + q.*",
+                "relay on"
+            ]
+        );
+        assert!(!d.change[0].restart);
+    }
+}

@@ -1,0 +1,265 @@
+//! A node's links as slots that a reload can change one by one while the
+//! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
+//! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
+//! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), relay on/off.
+//! Starting a node is rewiring it from nothing. It never touches the HTTP
+//! server or the clients: links untouched by a change keep flowing.
+
+use super::relay::Core;
+use super::{StartError, Tasks, io_reason};
+use crate::model::{Endpoint, RedisWiring, Wiring, ZmqPublish};
+use crate::transport::redis::RedisControl;
+use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The links of a running node and the wiring they implement.
+pub struct Wired {
+    pub wiring: Wiring,
+    publish: Option<PubSlot>,
+    subs: Vec<SubSlot>,
+    redis: Option<RedisSlot>,
+}
+
+struct PubSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+    topic: watch::Sender<String>,
+}
+
+struct SubSlot {
+    endpoint: Endpoint,
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+}
+
+struct RedisSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+    control: RedisControl,
+}
+
+/// What the slots need from their node.
+pub struct Env<'a> {
+    pub core: &'a Arc<Core>,
+    pub inbox: &'a Inbox,
+    pub tasks: &'a Tasks,
+}
+
+/// The fallible half of a change, done before anything running is touched.
+enum PubPlan {
+    Keep,
+    Replace(Option<(ZmqPublish, transport::zmq::BoundPub)>),
+}
+
+enum RedisPlan {
+    Keep,
+    Rewire,
+    Replace(Option<transport::redis::Connected>),
+}
+
+impl Wired {
+    /// A node with no link yet, with the HTTP part of `wiring` (never rewired).
+    pub fn empty(wiring: &Wiring) -> Wired {
+        Wired {
+            wiring: Wiring {
+                publish: None,
+                subscribe: Vec::new(),
+                filter: String::new(),
+                redis: None,
+                relay: false,
+                ..wiring.clone()
+            },
+            publish: None,
+            subs: Vec::new(),
+            redis: None,
+        }
+    }
+
+    /// Every link's status, PUB first, then the SUBs in file order, then Redis.
+    pub fn statuses(&self) -> Vec<Arc<LinkStatus>> {
+        let mut all: Vec<_> = self.publish.iter().map(|p| p.status.clone()).collect();
+        all.extend(self.subs.iter().map(|s| s.status.clone()));
+        all.extend(self.redis.iter().map(|r| r.status.clone()));
+        all
+    }
+
+    /// Moves the links to `new`. Binding and connecting come first: when one
+    /// fails (a taken port, an unreachable server) nothing has changed and
+    /// the error is returned. `new.http` is ignored (a restart moves it).
+    pub async fn apply(&mut self, new: &Wiring, env: &Env<'_>) -> Result<(), StartError> {
+        let old = self.wiring.clone();
+        let pub_plan = self.plan_pub(&old, new).await?;
+        let mut redis_plan = match (&old.redis, &new.redis) {
+            (None, None) => RedisPlan::Keep,
+            (Some(a), Some(b)) if a == b => RedisPlan::Keep,
+            (Some(a), Some(b)) if a.url == b.url => RedisPlan::Rewire,
+            (_, Some(b)) => RedisPlan::Replace(Some(connect(&new.name, b).await?)),
+            (Some(_), None) => RedisPlan::Replace(None),
+        };
+        if let (RedisPlan::Rewire, Some(slot), Some(a), Some(b)) =
+            (&redis_plan, &mut self.redis, &old.redis, &new.redis)
+        {
+            // Fallible too; it undoes itself when it fails.
+            slot.control
+                .rewire(a, b)
+                .await
+                .map_err(|reason| StartError::Redis {
+                    node: new.name.clone(),
+                    broker: b.url.to_string(),
+                    reason,
+                })?;
+            redis_plan = RedisPlan::Keep;
+        }
+        // From here on nothing can fail.
+        self.commit_pub(pub_plan, new, env);
+        self.commit_subs(&old, new, env);
+        if let RedisPlan::Replace(connected) = redis_plan {
+            self.commit_redis(connected, new, env);
+        }
+        env.core.set_relay(new.relay);
+        self.wiring = Wiring {
+            http: self.wiring.http,
+            ..new.clone()
+        };
+        Ok(())
+    }
+
+    async fn plan_pub(&self, old: &Wiring, new: &Wiring) -> Result<PubPlan, StartError> {
+        let bind = |w: &Wiring| w.publish.as_ref().map(|p| p.bind);
+        if bind(old) == bind(new) {
+            return Ok(PubPlan::Keep);
+        }
+        let Some(p) = &new.publish else {
+            return Ok(PubPlan::Replace(None));
+        };
+        let error = |reason| StartError::Bind {
+            node: new.name.clone(),
+            what: "zmq pub",
+            addr: p.bind,
+            reason,
+        };
+        // Bound here so that a taken port is a plain io::Error.
+        let listener = std::net::TcpListener::bind(p.bind).map_err(|e| error(io_reason(&e)))?;
+        let bound = transport::zmq::bind_pub(listener)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        Ok(PubPlan::Replace(Some((p.clone(), bound))))
+    }
+
+    fn commit_pub(&mut self, plan: PubPlan, new: &Wiring, env: &Env<'_>) {
+        match plan {
+            PubPlan::Keep => {
+                if let (Some(slot), Some(p)) = (&self.publish, &new.publish) {
+                    slot.topic.send_if_modified(|t| {
+                        let changed = *t != p.topic;
+                        t.clone_from(&p.topic);
+                        changed
+                    });
+                }
+            }
+            PubPlan::Replace(bound) => {
+                if let Some(old) = self.publish.take() {
+                    old.cancel.cancel();
+                }
+                env.core.set_outbound(Origin::Zmq, None);
+                if let Some((p, socket)) = bound {
+                    let cancel = env.tasks.cancel.child_token();
+                    let (topic, topic_rx) = watch::channel(p.topic.clone());
+                    let counters = env.core.counters.clone();
+                    let (handle, task) = socket.run(topic_rx, counters, cancel.clone());
+                    env.tasks.spawn(task);
+                    env.core.set_outbound(Origin::Zmq, Some(Box::new(handle)));
+                    let address = format!("tcp://{}", p.bind);
+                    let status = LinkStatus::new(LinkKind::ZmqPub, address, LinkState::Up);
+                    self.publish = Some(PubSlot {
+                        status: Arc::new(status),
+                        cancel,
+                        topic,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Disconnects the SUBs no longer listed and connects the new ones; a new
+    /// filter reconnects them all (a SUB socket's filter is set before it connects).
+    fn commit_subs(&mut self, old: &Wiring, new: &Wiring, env: &Env<'_>) {
+        let refilter = old.filter != new.filter;
+        let mut kept = Vec::new();
+        for slot in self.subs.drain(..) {
+            if !refilter && new.subscribe.contains(&slot.endpoint) {
+                kept.push(slot);
+            } else {
+                tracing::info!(endpoint = %slot.endpoint, "zmq sub disconnected (reload)");
+                slot.cancel.cancel();
+            }
+        }
+        for endpoint in &new.subscribe {
+            if let Some(i) = kept.iter().position(|s| &s.endpoint == endpoint) {
+                self.subs.push(kept.swap_remove(i));
+                continue;
+            }
+            let address = endpoint.to_string();
+            let status = LinkStatus::new(LinkKind::ZmqSub, address.clone(), LinkState::Connecting);
+            let status = Arc::new(status);
+            let cancel = env.tasks.cancel.child_token();
+            env.tasks.spawn(transport::zmq::sub_task(
+                address,
+                new.filter.clone(),
+                env.inbox.clone(),
+                status.clone(),
+                cancel.clone(),
+            ));
+            self.subs.push(SubSlot {
+                endpoint: endpoint.clone(),
+                status,
+                cancel,
+            });
+        }
+    }
+
+    fn commit_redis(
+        &mut self,
+        connected: Option<transport::redis::Connected>,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) {
+        if let Some(old) = self.redis.take() {
+            old.cancel.cancel();
+        }
+        env.core.set_outbound(Origin::Redis, None);
+        let (Some(connected), Some(link)) = (connected, &new.redis) else {
+            return;
+        };
+        let status = LinkStatus::new(LinkKind::Redis, link.url.to_string(), LinkState::Up);
+        let status = Arc::new(status);
+        let cancel = env.tasks.cancel.child_token();
+        let counters = env.core.counters.clone();
+        let inbox = env.inbox.clone();
+        let (handle, control, publisher, receiver) =
+            connected.run(link, counters, inbox, status.clone(), cancel.clone());
+        env.tasks.spawn(publisher);
+        env.tasks.spawn(receiver);
+        env.core.set_outbound(Origin::Redis, Some(Box::new(handle)));
+        self.redis = Some(RedisSlot {
+            status,
+            cancel,
+            control,
+        });
+    }
+}
+
+async fn connect(
+    node: &str,
+    link: &RedisWiring,
+) -> Result<transport::redis::Connected, StartError> {
+    transport::redis::connect(link)
+        .await
+        .map_err(|reason| StartError::Redis {
+            node: node.to_owned(),
+            broker: link.url.to_string(),
+            reason,
+        })
+}

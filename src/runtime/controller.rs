@@ -1,0 +1,137 @@
+//! Applies a [`Diff`] to the nodes running in this process, piece by piece:
+//! removed nodes stop, changed nodes are rewired in place (or restarted when
+//! their HTTP address moved), added nodes start. A node whose change fails
+//! goes back to its previous configuration; the rest of the diff stands.
+//! It does not read files or decide what changed (`diff` does).
+
+use super::Running;
+use crate::diff::Diff;
+use crate::model::Wiring;
+use std::fmt;
+
+/// What happened to one node of a diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub node: String,
+    /// Why the new configuration could not be applied.
+    pub error: String,
+    /// What runs now instead.
+    pub now: Fallback,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// The previous configuration runs again (or still).
+    Previous,
+    /// Nothing runs under this name (an added node, or a restart whose
+    /// rollback failed too).
+    Stopped,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let now = match self.now {
+            Fallback::Previous => "kept its previous configuration",
+            Fallback::Stopped => "is not running",
+        };
+        write!(f, "{}: {}; the node {now}", self.node, self.error)
+    }
+}
+
+/// Applies `diff` and stamps every node that runs its new (or unchanged)
+/// configuration with `generation`. Returns the nodes that failed.
+pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    // Removals first: their ports may be what an added or moved node binds.
+    for w in &diff.remove {
+        running.stop_node(&w.name).await;
+        tracing::info!(node = %w.name, generation, "node removed (clients closed with 1001)");
+    }
+    let mut failed: Vec<&str> = Vec::new();
+    for change in &diff.change {
+        let name = change.name();
+        let outcome = if change.restart {
+            restart(running, &change.old, &change.new, generation).await
+        } else {
+            rewire(running, &change.new, generation).await
+        };
+        match outcome {
+            Ok(()) => {
+                let how = if change.restart {
+                    "restarted"
+                } else {
+                    "rewired in place"
+                };
+                tracing::info!(node = %name, generation, what = %change.what.join("; "), "node {how}");
+            }
+            Err(failure) => {
+                tracing::error!(generation, "reload of node {failure}");
+                failed.push(name);
+                failures.push(failure);
+            }
+        }
+    }
+    for w in &diff.add {
+        match running.start_wiring(w, generation).await {
+            Ok(()) => tracing::info!(node = %w.name, generation, "node added"),
+            Err(e) => {
+                let failure = Failure {
+                    node: w.name.clone(),
+                    error: e.to_string(),
+                    now: Fallback::Stopped,
+                };
+                tracing::error!(generation, "reload of node {failure}");
+                failed.push(&w.name);
+                failures.push(failure);
+            }
+        }
+    }
+    for node in running.nodes() {
+        if !failed.contains(&node.name.as_str()) {
+            node.core.set_generation(generation);
+        }
+    }
+    failures
+}
+
+async fn rewire(running: &Running, new: &Wiring, generation: u64) -> Result<(), Failure> {
+    let Some(node) = running.node(&new.name) else {
+        return Err(Failure {
+            node: new.name.clone(),
+            error: "not running".into(),
+            now: Fallback::Stopped,
+        });
+    };
+    node.rewire(new, generation).await.map_err(|e| Failure {
+        node: new.name.clone(),
+        error: e.to_string(),
+        now: Fallback::Previous,
+    })
+}
+
+/// Stops the node and starts it anew; if the new one cannot start, the old
+/// configuration is started again under its old generation.
+async fn restart(
+    running: &mut Running,
+    old: &Wiring,
+    new: &Wiring,
+    generation: u64,
+) -> Result<(), Failure> {
+    let before = running.node(&old.name).map(|n| n.core.generation());
+    running.stop_node(&old.name).await;
+    let Err(e) = running.start_wiring(new, generation).await else {
+        return Ok(());
+    };
+    let back = running
+        .start_wiring(old, before.unwrap_or(generation))
+        .await;
+    Err(Failure {
+        node: new.name.clone(),
+        error: e.to_string(),
+        now: if back.is_ok() {
+            Fallback::Previous
+        } else {
+            Fallback::Stopped
+        },
+    })
+}

@@ -1,0 +1,283 @@
+//! `topo up --process`: one child process per node, each running
+//! `topo node FILE NAME` (this same binary), supervised: output prefixed
+//! with the node's name, restarts with exponential backoff, a crash loop
+//! marks the node failed, stop = SIGTERM then SIGKILL. Children never
+//! outlive us: each is its own process group and gets SIGKILL from the
+//! kernel when we die (`PR_SET_PDEATHSIG`), even by SIGKILL.
+//! It applies diffs by restarting only the children of changed nodes.
+
+use super::controller::Failure;
+use crate::diff::Diff;
+use crate::model::Wiring;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A child gets this long to stop after SIGTERM before SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+/// This many exits within [`CRASH_WINDOW`] mark the node failed.
+pub const CRASH_LIMIT: usize = 5;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(30);
+/// First restart delay; doubles per exit, capped.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub struct Supervisor {
+    exe: PathBuf,
+    file: PathBuf,
+    color: bool,
+    width: usize,
+    children: Vec<Child>,
+    tracker: TaskTracker,
+}
+
+struct Child {
+    wiring: Wiring,
+    stop: CancellationToken,
+    /// Cancelled when the supervising task ends (its process is gone).
+    done: CancellationToken,
+}
+
+impl Supervisor {
+    /// Starts one child per wiring. `exe` is normally `current_exe()`.
+    pub fn start(exe: PathBuf, file: &Path, wirings: &[Wiring], generation: u64) -> Supervisor {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let width = wirings.iter().map(|w| w.name.len()).max().unwrap_or(4);
+        let mut s = Supervisor {
+            exe,
+            file: file.to_path_buf(),
+            color,
+            width,
+            children: Vec::new(),
+            tracker: TaskTracker::new(),
+        };
+        for w in wirings {
+            s.spawn(w, generation);
+        }
+        s
+    }
+
+    fn spawn(&mut self, wiring: &Wiring, generation: u64) {
+        let stop = CancellationToken::new();
+        let done = CancellationToken::new();
+        let child = Spec {
+            exe: self.exe.clone(),
+            file: self.file.clone(),
+            name: wiring.name.clone(),
+            generation,
+            prefix: prefix(&wiring.name, self.width, self.color),
+            color: self.color,
+        };
+        let span = tracing::info_span!("node", node = %wiring.name);
+        self.tracker.spawn(tracing::Instrument::instrument(
+            supervise(
+                child,
+                stop.clone(),
+                done.clone().drop_guard(),
+                self.tracker.clone(),
+            ),
+            span,
+        ));
+        self.children.push(Child {
+            wiring: wiring.clone(),
+            stop,
+            done,
+        });
+    }
+
+    /// What each child was started with.
+    pub fn wirings(&self) -> Vec<Wiring> {
+        self.children.iter().map(|c| c.wiring.clone()).collect()
+    }
+
+    /// Stops removed and changed nodes' children, starts added and changed
+    /// ones (they read the file again). Unchanged children are not touched.
+    pub async fn apply(&mut self, diff: &Diff, generation: u64) -> Vec<Failure> {
+        let stopping: Vec<&str> = diff
+            .remove
+            .iter()
+            .map(|w| w.name.as_str())
+            .chain(diff.change.iter().map(|c| c.name()))
+            .collect();
+        let (gone, kept): (Vec<Child>, Vec<Child>) = std::mem::take(&mut self.children)
+            .into_iter()
+            .partition(|c| stopping.contains(&c.wiring.name.as_str()));
+        self.children = kept;
+        for c in &gone {
+            c.stop.cancel();
+        }
+        // The children must be gone before their successors bind the same ports.
+        wait_stopped(&gone).await;
+        for change in &diff.change {
+            self.spawn(&change.new, generation);
+            tracing::info!(node = %change.name(), generation, "child restarted");
+        }
+        for w in &diff.add {
+            self.spawn(w, generation);
+            tracing::info!(node = %w.name, generation, "child added");
+        }
+        // Failures show up as child exits (restarted with backoff).
+        Vec::new()
+    }
+
+    /// Stops every child (SIGTERM, then SIGKILL after [`GRACE`]).
+    pub async fn shutdown(self) {
+        for c in &self.children {
+            c.stop.cancel();
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Waits until the supervising tasks of `children` saw their process exit
+/// (bounded: a task SIGKILLs its child after [`GRACE`]).
+async fn wait_stopped(children: &[Child]) {
+    let all = futures_util::future::join_all(children.iter().map(|c| c.done.cancelled()));
+    let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), all).await;
+}
+
+struct Spec {
+    exe: PathBuf,
+    file: PathBuf,
+    name: String,
+    generation: u64,
+    prefix: String,
+    color: bool,
+}
+
+/// Runs one child until `stop`, restarting it when it exits.
+async fn supervise(
+    spec: Spec,
+    stop: CancellationToken,
+    _done: tokio_util::sync::DropGuard,
+    tracker: TaskTracker,
+) {
+    let mut exits: Vec<Instant> = Vec::new();
+    let mut backoff = BACKOFF_START;
+    loop {
+        let mut child = match spawn(&spec) {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start child");
+                return;
+            }
+        };
+        let pid = child.id();
+        tracing::info!(pid, "child started");
+        if let Some(out) = child.stdout.take() {
+            tracker.spawn(relay_lines(out, spec.prefix.clone(), false));
+        }
+        if let Some(err) = child.stderr.take() {
+            tracker.spawn(relay_lines(err, spec.prefix.clone(), true));
+        }
+        let status = tokio::select! {
+            _ = stop.cancelled() => {
+                terminate(&mut child, pid).await;
+                return;
+            }
+            status = child.wait() => status,
+        };
+        let now = Instant::now();
+        exits.retain(|t| now.duration_since(*t) < CRASH_WINDOW);
+        exits.push(now);
+        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        if exits.len() >= CRASH_LIMIT {
+            tracing::error!(%status, exits = exits.len(), "child exited {CRASH_LIMIT} times within {CRASH_WINDOW:?}: node marked failed, not restarted");
+            return;
+        }
+        tracing::warn!(%status, restart_in = ?backoff, "child exited, restarting");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn spawn(spec: &Spec) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&spec.exe);
+    cmd.arg("node")
+        .arg(&spec.file)
+        .arg(&spec.name)
+        .arg("--generation")
+        .arg(spec.generation.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if !spec.color {
+        cmd.env("NO_COLOR", "1");
+    }
+    #[cfg(unix)]
+    {
+        // Its own group, so that stopping it also stops anything it started.
+        cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        {
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // The kernel kills the child when the thread that spawned it
+                    // exits: these tasks run on tokio's worker threads, which
+                    // live as long as the runtime (never on the blocking pool).
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // We may have died before the prctl took effect.
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::other("parent exited"));
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+    cmd.spawn()
+}
+
+/// SIGTERM to the child's group, SIGKILL after [`GRACE`].
+async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = pid {
+        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGTERM) };
+        if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
+            tracing::info!("child stopped");
+            return;
+        }
+        tracing::warn!("child did not stop within {GRACE:?}, killing it");
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+    }
+    let _ = child.kill().await;
+}
+
+/// Copies a child's output line by line, each line prefixed with its node.
+async fn relay_lines(stream: impl AsyncRead + Unpin, prefix: String, stderr: bool) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if stderr {
+            eprintln!("{prefix}{line}");
+        } else {
+            println!("{prefix}{line}");
+        }
+    }
+}
+
+/// `name | ` padded, in a colour chosen from the name (stable across runs).
+fn prefix(name: &str, width: usize, color: bool) -> String {
+    const PALETTE: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    if !color {
+        return format!("{name:width$} | ");
+    }
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let c = PALETTE[h as usize % PALETTE.len()];
+    format!("\x1b[{c}m{name:width$} |\x1b[0m ")
+}

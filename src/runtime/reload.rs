@@ -1,0 +1,180 @@
+//! `topo up FILE`: start the file's nodes (in this process, or one child
+//! each), then turn every save of the file into a reload: re-validate,
+//! diff against what runs, apply only the difference, publish the applied
+//! state on the admin server. An invalid save changes nothing.
+
+use super::controller::{self, Failure};
+use super::process::Supervisor;
+use super::watch::{self, Saved};
+use super::{Running, ready_table};
+use crate::admin::{self, Applied};
+use crate::check::{Checked, check_bytes};
+use crate::diff::{Diff, wirings};
+use crate::model::{Topology, Wiring};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::sync::{mpsc, watch as state};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    pub file: PathBuf,
+    /// One child process per node (`topo node FILE NAME`).
+    pub process: bool,
+    /// Poll the directory instead of waiting for file events.
+    pub poll: bool,
+    /// Where the admin server listens; `None`: no admin server.
+    pub admin: Option<SocketAddr>,
+}
+
+/// What runs the nodes.
+enum Engine {
+    InProcess(Running),
+    Process(Supervisor),
+}
+
+impl Engine {
+    async fn wirings(&self) -> Vec<Wiring> {
+        match self {
+            Engine::InProcess(r) => r.wirings().await,
+            Engine::Process(s) => s.wirings(),
+        }
+    }
+
+    async fn apply(&mut self, diff: &Diff, generation: u64) -> Vec<Failure> {
+        match self {
+            Engine::InProcess(r) => controller::apply(r, diff, generation).await,
+            Engine::Process(s) => s.apply(diff, generation).await,
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Engine::InProcess(r) => r.shutdown().await,
+            Engine::Process(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves, applying every valid save of the file.
+pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let file = options.file.display().to_string();
+    let bytes = std::fs::read(&options.file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let checked = check(&options, &bytes);
+    eprint!("{}", checked.render());
+    let Some(valid) = checked.valid else {
+        anyhow::bail!("{file}: invalid, nothing started");
+    };
+    let topology = valid.topology;
+    let mut engine = start(&options, &topology).await?;
+    let ids: Vec<_> = topology.node_ids().collect();
+    println!("{}", ready_table(&topology, &ids));
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (applied, applied_rx) = state::channel(Applied {
+        file: file.clone(),
+        source: checked.source,
+        generation: 0,
+        failed: Vec::new(),
+    });
+    if let Some(addr) = options.admin {
+        match admin::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(%addr, "admin server: GET /api/topology");
+                tracker.spawn(admin::serve(listener, applied_rx, cancel.clone()));
+            }
+            // A second `topo up` on the same machine: run without it.
+            Err(e) => tracing::warn!(%addr, error = %e, "admin server not started"),
+        }
+    }
+    // One save waits while the previous one is applied; later ones queue in
+    // the watcher as a single wake-up (it re-reads the file when it runs).
+    let (saves, mut saved) = mpsc::channel(1);
+    let (_watch, watcher) =
+        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone())
+            .map_err(|e| anyhow::anyhow!("{file}: cannot watch: {e}"))?;
+    tracker.spawn(watcher);
+    tracing::info!(file = %file, poll = options.poll, "watching for changes (SIGHUP reloads too)");
+
+    let mut generation = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            save = saved.recv() => match save {
+                Some(save) => reload(&options, &mut engine, save, &mut generation, &applied).await,
+                None => break,
+            },
+        }
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+    tracker.close();
+    engine.shutdown().await;
+    tracker.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn check(options: &UpOptions, bytes: &[u8]) -> Checked {
+    let stem = options
+        .file
+        .file_stem()
+        .map_or("topology".into(), |s| s.to_string_lossy().into_owned());
+    let env = |name: &str| std::env::var(name).ok();
+    check_bytes(&options.file.display().to_string(), &stem, bytes, &env)
+}
+
+async fn start(options: &UpOptions, topology: &Topology) -> anyhow::Result<Engine> {
+    if options.process {
+        let exe = std::env::current_exe()?;
+        let all = wirings(topology);
+        return Ok(Engine::Process(Supervisor::start(
+            exe,
+            &options.file,
+            &all,
+            0,
+        )));
+    }
+    Ok(Engine::InProcess(Running::start(topology).await?))
+}
+
+async fn reload(
+    options: &UpOptions,
+    engine: &mut Engine,
+    save: Saved,
+    generation: &mut u64,
+    applied: &state::Sender<Applied>,
+) {
+    let file = options.file.display();
+    let checked = check(options, &save.bytes);
+    eprint!("{}", checked.render());
+    let Some(valid) = checked.valid else {
+        let errors = checked.errors().count();
+        tracing::warn!(
+            generation = *generation,
+            errors,
+            "reload rejected: {file} is invalid, nothing changed"
+        );
+        return;
+    };
+    let next = *generation + 1;
+    let diff = Diff::of_wirings(&engine.wirings().await, &wirings(&valid.topology));
+    tracing::info!(generation = next, changes = %diff.summary(), forced = save.forced, "reloading {file}");
+    let failures = engine.apply(&diff, next).await;
+    *generation = next;
+    if failures.is_empty() {
+        tracing::info!(generation = next, "reload applied");
+    } else {
+        let failed: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        tracing::warn!(generation = next, failed = %failed.join(" | "), "reload applied except for {} node(s)", failures.len());
+    }
+    applied.send_replace(Applied {
+        file: file.to_string(),
+        source: checked.source,
+        generation: next,
+        failed: failures.into_iter().map(|f| f.node).collect(),
+    });
+}
