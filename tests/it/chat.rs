@@ -42,6 +42,7 @@ pub fn node(name: &str, http: Option<u16>) -> Node {
         zmq: None,
         redis: None,
         relay: false,
+        limits: Limits::default(),
     }
 }
 
