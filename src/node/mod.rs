@@ -231,7 +231,8 @@ fn launch(
         node.relay,
         counters,
         outbound,
-    );
+    )
+    .with_backlog(node.limits.send_queue);
     let core = Arc::new(core);
     tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
     let links = Arc::new(links);
@@ -244,6 +245,8 @@ fn launch(
             cancel: tasks.cancel.clone(),
             tracker: tasks.tracker.clone(),
             span: tasks.span.clone(),
+            limits: Arc::new(node.limits.clone()),
+            connections: Arc::default(),
         };
         tasks.spawn(serve_http(listener, http));
     }

@@ -35,6 +35,12 @@ impl Core {
         }
     }
 
+    /// The same core with a hub whose clients may fall `backlog` messages behind.
+    pub fn with_backlog(mut self, backlog: usize) -> Core {
+        self.hub = Hub::with_capacity(backlog);
+        self
+    }
+
     /// A text frame from one of this node's clients: every client of the node
     /// gets it (the sender too, SPEC rule 1), then every outbound link (rule 2).
     pub fn from_client(&self, text: Text) {
