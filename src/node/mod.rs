@@ -217,8 +217,14 @@ fn launch(
         ));
         links.push(status.clone());
         let cancel = tasks.cancel.clone();
-        let (handle, publisher, receiver) =
-            connected.run(link, counters.clone(), inbox.clone(), status, cancel);
+        let (handle, publisher, receiver) = connected.run(
+            link,
+            counters.clone(),
+            inbox.clone(),
+            status,
+            node.limits.outbox,
+            cancel,
+        );
         tasks.spawn(publisher);
         tasks.spawn(receiver);
         outbound.push(Box::new(handle));

@@ -169,11 +169,19 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
                 crate::transport::LinkKind::Redis => "broker",
                 _ => "endpoint",
             };
-            serde_json::json!({
+            let mut link = serde_json::json!({
                 "kind": l.kind.as_str(),
                 key: l.address,
                 "state": l.state().to_string(),
-            })
+            });
+            if l.kind == crate::transport::LinkKind::Redis {
+                link["outbox"] = serde_json::json!({
+                    "queued": l.outbox.queued(),
+                    "dropped": l.outbox.dropped(),
+                    "flushed": l.outbox.flushed(),
+                });
+            }
+            link
         })
         .collect();
     let core = &http.core;

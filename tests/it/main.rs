@@ -3,6 +3,7 @@
 mod chat;
 mod cli;
 mod errors;
+mod faults_redis;
 mod faults_ws;
 mod fuzz;
 mod glob_redis;
