@@ -5,6 +5,7 @@ mod cli;
 mod errors;
 mod faults_redis;
 mod faults_ws;
+mod faults_zmq;
 mod fuzz;
 mod glob_redis;
 mod golden;
