@@ -256,6 +256,15 @@ fn launch(
         };
         tasks.spawn(serve_http(listener, http));
     }
+    let public = node.http.iter().map(|a| a.ip()).chain(
+        node.zmq
+            .iter()
+            .flat_map(|z| &z.publish)
+            .map(|p| p.bind.ip()),
+    );
+    for ip in public.filter(|ip| ip.is_unspecified()) {
+        tracing::warn!(%ip, "binding every interface: reachable from other machines");
+    }
     tracing::info!(http = ?http_addr, links = links.len(), "node ready");
     NodeHandle {
         id,

@@ -12,5 +12,6 @@ mod golden;
 mod golden_runtime;
 mod interop;
 mod runtime;
+mod secrets;
 #[allow(dead_code)]
 mod util;
