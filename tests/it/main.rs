@@ -13,5 +13,6 @@ mod golden_runtime;
 mod interop;
 mod runtime;
 mod secrets;
+mod soak;
 #[allow(dead_code)]
 mod util;
