@@ -3,6 +3,7 @@
 //! filter between them. Never logs the connection string: only the redacted URL.
 
 use super::echo::{EchoFilter, PENDING_LIMIT, Via};
+use super::outbox::Outbox;
 use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
 use crate::model::RedisWiring;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting to be published. When full (Redis slow or down), new
@@ -21,6 +23,16 @@ const PUBLISH_QUEUE: usize = 4096;
 const PUSH_QUEUE: usize = 8192;
 /// Most PUBLISH commands sent in one pipeline.
 const BATCH: usize = 256;
+/// One publication attempt at most (the manager may be reconnecting).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection and publication retries back off up to this, plus up to as
+/// much again of jitter: attempts are at most 0.8 s apart.
+const RETRY_CAP: Duration = Duration::from_millis(400);
+/// After a reconnection, publishing waits until the subscribers of our
+/// channel are back (see [`subscribers_back`]), at most this long: Redis
+/// delivers only to those subscribed at that moment, and the other nodes
+/// retry at most 0.8 s apart.
+const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 /// How long `start` may take to reach the server and subscribe.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,11 +64,14 @@ pub struct Connected {
     pushes: mpsc::Receiver<PushInfo>,
 }
 
-/// Reconnects forever, at most a second apart (CRATES.md §2, row 2).
+/// Reconnects forever (CRATES.md §2, row 2) with capped exponential backoff
+/// and jitter: 50 ms doubling to [`RETRY_CAP`], and the crate adds up to as
+/// much again at random, so attempts are at most 0.8 s apart.
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_number_of_retries(usize::MAX)
-        .set_max_delay(Duration::from_secs(1))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(RETRY_CAP)
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
 }
@@ -127,6 +142,7 @@ impl Connected {
         counters: Arc<Counters>,
         inbox: Inbox,
         status: Arc<LinkStatus>,
+        outbox: usize,
         cancel: CancellationToken,
     ) -> (
         RedisPub,
@@ -145,18 +161,24 @@ impl Connected {
         let (channel, channel_rx) = watch::channel(link.publish.clone());
         // One rewiring at a time (the node's wiring lock); one slot is enough.
         let (fence, fences) = mpsc::channel(1);
+        let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
         let publisher = Publisher {
             conn: self.publisher,
             channel: channel_rx,
             filter: filter.clone(),
             counters,
             next_seq: 0,
+            status: status.clone(),
+            outbox: Outbox::new(outbox),
+            outbox_limit: outbox_limit_rx,
+            reach: (link.publish.clone(), 0),
         };
         let control = RedisControl {
             conn: self.subscriber.clone(),
             filter: filter.clone(),
             channel,
             fence,
+            outbox_limit,
         };
         let receiver = Receiver {
             _conn: self.subscriber,
@@ -180,15 +202,25 @@ impl Connected {
 type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
 
 /// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
-/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match.
+/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match;
+/// and the size of its outbox. The publisher keeps running throughout, so
+/// what its outbox holds, its backoff and the link's state carry over.
 pub struct RedisControl {
     conn: ConnectionManager,
     filter: Arc<Mutex<EchoFilter>>,
     channel: watch::Sender<String>,
     fence: mpsc::Sender<Fence>,
+    outbox_limit: watch::Sender<usize>,
 }
 
 impl RedisControl {
+    /// Resizes the outbox (`limits.outbox`); when it shrinks below what it
+    /// holds, the oldest messages are dropped and counted.
+    pub fn set_outbox(&self, limit: usize) {
+        self.outbox_limit
+            .send_if_modified(|l| std::mem::replace(l, limit) != limit);
+    }
+
     /// Moves the link from `old` to `new` (same server). On an error the
     /// subscriptions already changed are reverted as far as Redis lets us.
     pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), String> {
@@ -261,31 +293,150 @@ struct Publisher {
     filter: Arc<Mutex<EchoFilter>>,
     counters: Arc<Counters>,
     next_seq: u64,
+    /// Written by the receiver: `Up` once every subscription is confirmed.
+    status: Arc<LinkStatus>,
+    outbox: Outbox,
+    /// The outbox's size; a reload may change it.
+    outbox_limit: watch::Receiver<usize>,
+    /// The channel of our last publication and how many clients received it
+    /// (PUBLISH's reply): after a reconnection, the outbox waits for that
+    /// many subscribers. On another channel (a reload moved it) the number
+    /// is unknown and the outbox waits out the whole grace period.
+    reach: (String, i64),
 }
 
 impl Publisher {
+    /// Publishes while the link is up; while it is down (or a publication
+    /// failed) messages wait in the outbox and are published, in order,
+    /// once the subscriptions are confirmed again.
     async fn run(mut self, mut rx: mpsc::Receiver<Text>, cancel: CancellationToken) {
+        let mut state = self.status.watch();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut retry = Backoff::default();
+        let mut was_down = false;
+        let mut grace_until: Option<Instant> = None;
         loop {
+            let up = *state.borrow_and_update() == LinkState::Up;
+            if !up {
+                was_down = true;
+                grace_until = None;
+            } else if was_down {
+                was_down = false;
+                grace_until = Some(Instant::now() + FLUSH_GRACE);
+                tracing::info!(
+                    held = self.outbox.len(),
+                    "redis link back: publishing again after a grace period"
+                );
+            }
+            let waiting = grace_until.filter(|t| Instant::now() < *t);
+            let open = up && waiting.is_none();
+            if open && !self.outbox.is_empty() {
+                if self.flush_some(&cancel, &mut retry).await {
+                    return;
+                }
+                // New messages queue behind the outbox until it is empty.
+                while self.outbox.len() < BATCH
+                    && let Ok(text) = rx.try_recv()
+                {
+                    self.hold(text);
+                }
+                continue;
+            }
+            let channel = self.channel.borrow().clone();
+            let reach = match &self.reach {
+                (on, n) if *on == channel => *n,
+                _ => i64::MAX,
+            };
+            let conn = &mut self.conn;
+            let grace_over = async {
+                match waiting {
+                    Some(t) => {
+                        let back = subscribers_back(conn, &channel, reach);
+                        let _ = tokio::time::timeout_at(t, back).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                // Down or up: re-decide. (The watch cannot close: we hold the status.)
+                _ = state.changed() => continue,
+                // A reload resized the outbox. (Closed: the node is stopping.)
+                Ok(()) = self.outbox_limit.changed() => {
+                    self.resize_outbox();
+                    continue;
+                }
+                _ = grace_over => {
+                    grace_until = None;
+                    continue;
+                }
             }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.publish(&batch) => {}
+            if !(open && self.publish(&batch).await) {
+                if open {
+                    tracing::warn!(
+                        messages = batch.len(),
+                        "redis publish failed, messages kept in the outbox"
+                    );
+                }
+                for text in batch.drain(..) {
+                    self.hold(text);
+                }
             }
             batch.clear();
         }
     }
 
+    /// Publishes the oldest batch of the outbox, or backs off when that
+    /// fails; `true` when cancelled.
+    async fn flush_some(&mut self, cancel: &CancellationToken, retry: &mut Backoff) -> bool {
+        let held = self.outbox.peek(BATCH);
+        let sent = tokio::select! {
+            _ = cancel.cancelled() => return true,
+            ok = self.publish(&held) => ok,
+        };
+        if !sent {
+            return cancellable_sleep(cancel, retry.next()).await;
+        }
+        self.outbox.sent(held.len(), &self.status.outbox);
+        *retry = Backoff::default();
+        if self.outbox.is_empty() {
+            tracing::info!(
+                flushed = self.status.outbox.flushed(),
+                dropped = self.status.outbox.dropped(),
+                "redis outbox flushed"
+            );
+        }
+        false
+    }
+
+    fn resize_outbox(&mut self) {
+        let limit = *self.outbox_limit.borrow_and_update();
+        let dropped = self.outbox.set_limit(limit, &self.status.outbox);
+        tracing::info!(limit, dropped, "redis outbox resized");
+    }
+
+    fn hold(&mut self, text: Text) {
+        let stats = &self.status.outbox;
+        if self.outbox.hold(text, stats) > 0 && stats.dropped().is_power_of_two() {
+            tracing::warn!(
+                dropped = stats.dropped(),
+                "redis outbox full, oldest messages dropped"
+            );
+        }
+    }
+
     /// Publishes a batch in order in one pipeline, retrying once: the first
     /// command after a server restart fails with a broken pipe (CRATES.md §2).
-    async fn publish(&mut self, batch: &[Text]) {
+    /// `false` when it failed: the caller keeps the batch.
+    async fn publish(&mut self, batch: &[Text]) -> bool {
         let first = self.next_seq;
         self.next_seq += batch.len() as u64;
         {
             // Remember before sending: the echo may come back before the reply.
+            // A failed batch stays remembered: its echo may still come (the
+            // reply was lost, not the command); if not, a later echo or the
+            // reconnection clears it.
             let mut filter = lock(&self.filter);
             for (i, text) in batch.iter().enumerate() {
                 filter.published(first + i as u64, text.as_bytes());
@@ -299,24 +450,76 @@ impl Publisher {
         }
         let channel = self.channel.borrow().clone();
         let mut pipe = redis::pipe();
-        for text in batch {
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(text.as_bytes())
-                .ignore();
-        }
-        let mut result = pipe.exec_async(&mut self.conn).await;
-        if result.is_err() {
-            result = pipe.exec_async(&mut self.conn).await;
-        }
-        match result {
-            Ok(()) => self.counters.add_out(batch.len() as u64),
-            Err(e) => {
-                tracing::warn!(error = %e, messages = batch.len(), "redis publish failed, messages dropped");
-                let seqs: Vec<u64> = (first..self.next_seq).collect();
-                lock(&self.filter).failed(&seqs);
+        for (i, text) in batch.iter().enumerate() {
+            pipe.cmd("PUBLISH").arg(&channel).arg(text.as_bytes());
+            if i + 1 < batch.len() {
+                pipe.ignore();
             }
         }
+        for _ in 0..2 {
+            // The manager may be waiting out its reconnection backoff: bounded.
+            let query = pipe.query_async::<Vec<i64>>(&mut self.conn);
+            match tokio::time::timeout(PUBLISH_TIMEOUT, query).await {
+                Ok(Ok(reach)) => {
+                    if let Some(&n) = reach.last() {
+                        self.reach = (channel, n);
+                    }
+                    self.counters.add_out(batch.len() as u64);
+                    return true;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "redis publish failed"),
+                Err(_) => tracing::debug!("redis publish timed out"),
+            }
+        }
+        false
+    }
+}
+
+/// Resolves once `PUBSUB NUMSUB channel` counts at least `reach`
+/// subscribers (checked every 50 ms): everyone who received our last
+/// message before the outage is back. With pattern subscribers (not
+/// counted by NUMSUB) it never resolves and the grace period runs out.
+async fn subscribers_back(conn: &mut ConnectionManager, channel: &str, reach: i64) {
+    loop {
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB").arg(channel);
+        let counted: redis::RedisResult<(String, i64)> = cmd.query_async(conn).await;
+        match counted {
+            Ok((_, n)) if n >= reach => return,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter between publication retries:
+/// 50 ms doubling to [`RETRY_CAP`], plus up to as much again at random.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = Duration::from_millis(50 << self.attempt.min(4)).min(RETRY_CAP);
+        self.attempt += 1;
+        base + base.mul_f64(jitter())
+    }
+}
+
+/// A number in [0, 1) that differs between calls and between nodes.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    // Every RandomState has fresh keys: hashing anything gives a new number.
+    h.write_u8(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Sleeps unless cancelled first; `true` when cancelled.
+async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
     }
 }
 
@@ -369,7 +572,10 @@ impl Receiver {
         let text = match push.kind {
             PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
             PushKind::Disconnection => {
-                tracing::warn!("redis connection lost, reconnecting");
+                tracing::warn!(
+                    broker = %self.status.address,
+                    "redis link down: reconnecting; messages wait in the outbox"
+                );
                 self.status.set(LinkState::Down);
                 // Whatever was in flight will not come back on the new connection.
                 lock(&self.filter).clear();
@@ -377,7 +583,7 @@ impl Receiver {
             }
             PushKind::Subscribe | PushKind::PSubscribe => {
                 if self.status.state() != LinkState::Up {
-                    tracing::info!("redis resubscribed");
+                    tracing::info!(broker = %self.status.address, "redis link up: resubscribed");
                 }
                 self.status.set(LinkState::Up);
                 None

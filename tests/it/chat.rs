@@ -42,6 +42,7 @@ pub fn node(name: &str, http: Option<u16>) -> Node {
         zmq: None,
         redis: None,
         relay: false,
+        limits: Limits::default(),
     }
 }
 
@@ -234,5 +235,27 @@ impl Client {
             .await
             .expect("send timed out")
             .expect("send failed");
+    }
+}
+
+impl Client {
+    /// Sends any message, raw frames included.
+    pub async fn send_message(&mut self, message: Message) {
+        timeout(LIMIT, self.ws.send(message))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+
+    /// Reads until the connection ends: the close code, if a close frame came
+    /// (a reset or a cut-off frame is an end without one).
+    pub async fn ended(&mut self) -> Option<u16> {
+        loop {
+            match timeout(LIMIT, self.ws.next()).await.expect("never ended") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
     }
 }
