@@ -1,0 +1,282 @@
+//! The Redis link: one publishing connection, one RESP3 subscribing connection
+//! that reconnects and resubscribes by itself (CRATES.md §2), and the echo
+//! filter between them. This file connects, starts the two tasks
+//! (`publisher`: outbox, backoff; `receiver`: pushes, link state) and
+//! rewires a running link. Never logs the connection string: only the
+//! redacted URL.
+
+mod publisher;
+mod receiver;
+
+use super::echo::{EchoFilter, PENDING_LIMIT};
+use super::{Counters, Inbox, LinkStatus, Origin, Outbound, Text};
+use crate::model::RedisWiring;
+use publisher::Publisher;
+use receiver::Receiver;
+use redis::PushInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Messages waiting to be published. When full (Redis slow or down), new
+/// messages are dropped and logged: local delivery never waits for Redis.
+const PUBLISH_QUEUE: usize = 4096;
+/// Pushes (received messages) waiting for the receiver task. The client's
+/// reader must never block, so when full a push is dropped and counted.
+const PUSH_QUEUE: usize = 8192;
+/// Reconnection and publication retries back off up to this, plus up to as
+/// much again of jitter: attempts are at most 0.8 s apart.
+const RETRY_CAP: Duration = Duration::from_millis(400);
+/// How long `start` may take to reach the server and subscribe.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The node's side of its Redis publish channel.
+pub struct RedisPub {
+    tx: mpsc::Sender<Text>,
+}
+
+impl Outbound for RedisPub {
+    fn origin(&self) -> Origin {
+        Origin::Redis
+    }
+
+    fn publish(&self, text: &Text) -> bool {
+        match self.tx.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::warn!("redis publish queue full, message dropped");
+                false
+            }
+        }
+    }
+}
+
+/// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
+pub struct Connected {
+    publisher: ConnectionManager,
+    subscriber: ConnectionManager,
+    pushes: mpsc::Receiver<PushInfo>,
+}
+
+/// Reconnects forever (CRATES.md §2, row 2) with capped exponential backoff
+/// and jitter: 50 ms doubling to [`RETRY_CAP`], and the crate adds up to as
+/// much again at random, so attempts are at most 0.8 s apart.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(usize::MAX)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(RETRY_CAP)
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
+
+/// Connects and subscribes. The error text never contains the password.
+pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
+    let secret = link.url.connection_string();
+    let client = redis::Client::open(secret.as_str()).map_err(|e| e.to_string())?;
+    // The managers retry forever, even the first time: try once plainly so
+    // that an unreachable server is reported at start instead of awaited.
+    let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
+    match probe.await {
+        Err(_) => return Err("timed out".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(_)) => {}
+    }
+    let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
+
+    let client =
+        redis::Client::open(format!("{secret}?protocol=resp3")).map_err(|e| e.to_string())?;
+    let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
+    let dropped = AtomicU64::new(0);
+    // Called from the client's own reader task: log in the node's span.
+    let span = tracing::Span::current();
+    let sender = move |info: PushInfo| match tx.try_send(info) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                span.in_scope(|| {
+                    tracing::warn!(dropped = n, "redis receive queue full, messages dropped")
+                });
+            }
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    };
+    let config = manager_config()
+        .set_push_sender(sender)
+        .set_automatic_resubscription();
+    let mut subscriber = within(ConnectionManager::new_with_config(client, config)).await?;
+    if !link.subscribe.is_empty() {
+        within(subscriber.subscribe(&link.subscribe)).await?;
+    }
+    if !link.patterns.is_empty() {
+        within(subscriber.psubscribe(&link.patterns)).await?;
+    }
+    Ok(Connected {
+        publisher,
+        subscriber,
+        pushes,
+    })
+}
+
+async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    match tokio::time::timeout(START_TIMEOUT, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+impl Connected {
+    /// The publishing handle, the handle that rewires the subscription, and
+    /// the two tasks (publisher, receiver) to spawn.
+    pub fn run(
+        self,
+        link: &RedisWiring,
+        counters: Arc<Counters>,
+        inbox: Inbox,
+        status: Arc<LinkStatus>,
+        outbox: usize,
+        cancel: CancellationToken,
+    ) -> (
+        RedisPub,
+        RedisControl,
+        impl Future<Output = ()> + Send + 'static,
+        impl Future<Output = ()> + Send + 'static,
+    ) {
+        let filter = EchoFilter::new(
+            &link.publish,
+            &link.subscribe,
+            &link.patterns,
+            PENDING_LIMIT,
+        );
+        let filter = Arc::new(Mutex::new(filter));
+        let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (channel, channel_rx) = watch::channel(link.publish.clone());
+        // One rewiring at a time (the node's wiring lock); one slot is enough.
+        let (fence, fences) = mpsc::channel(1);
+        let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
+        let publisher = Publisher::new(
+            self.publisher,
+            channel_rx,
+            filter.clone(),
+            counters,
+            status.clone(),
+            outbox_limit_rx,
+        );
+        let control = RedisControl {
+            conn: self.subscriber.clone(),
+            filter: filter.clone(),
+            channel,
+            fence,
+            outbox_limit,
+        };
+        let receiver = Receiver::new(self.subscriber, filter, inbox, status);
+        (
+            RedisPub { tx },
+            control,
+            publisher.run(rx, cancel.clone()),
+            receiver.run(self.pushes, fences, cancel),
+        )
+    }
+}
+
+/// The subscription (publish channel, channels, patterns) whose echo filter
+/// the receiver installs once it has handled every push already queued, and
+/// the signal that it did. The filter is derived at that moment, under the
+/// lock, so that nothing the publisher remembered in between is lost.
+type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
+
+/// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
+/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match;
+/// and the size of its outbox. The publisher keeps running throughout, so
+/// what its outbox holds, its backoff and the link's state carry over.
+pub struct RedisControl {
+    conn: ConnectionManager,
+    filter: Arc<Mutex<EchoFilter>>,
+    channel: watch::Sender<String>,
+    fence: mpsc::Sender<Fence>,
+    outbox_limit: watch::Sender<usize>,
+}
+
+impl RedisControl {
+    /// Resizes the outbox (`limits.outbox`); when it shrinks below what it
+    /// holds, the oldest messages are dropped and counted.
+    pub fn set_outbox(&self, limit: usize) {
+        self.outbox_limit
+            .send_if_modified(|l| std::mem::replace(l, limit) != limit);
+    }
+
+    /// Moves the link from `old` to `new` (same server). On an error the
+    /// subscriptions already changed are reverted as far as Redis lets us.
+    pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), String> {
+        let minus = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        let add_s = minus(&new.subscribe, &old.subscribe);
+        let gone_s = minus(&old.subscribe, &new.subscribe);
+        let add_p = minus(&new.patterns, &old.patterns);
+        let gone_p = minus(&old.patterns, &new.patterns);
+        // While both old and new entries may deliver, recognise echoes through either.
+        let mut union_s = old.subscribe.clone();
+        union_s.extend(add_s.iter().cloned());
+        let mut union_p = old.patterns.clone();
+        union_p.extend(add_p.iter().cloned());
+        {
+            let mut f = lock(&self.filter);
+            let next = f.rewired(&new.publish, &union_s, &union_p);
+            *f = next;
+        }
+        self.channel.send_replace(new.publish.clone());
+        let result = self.commands(&add_s, &gone_s, &add_p, &gone_p).await;
+        if result.is_err() {
+            // Best effort: put the old subscription back.
+            let _ = self.commands(&gone_s, &add_s, &gone_p, &add_p).await;
+            self.channel.send_replace(old.publish.clone());
+        }
+        let target = if result.is_ok() { new } else { old };
+        // Pushes of removed entries may still be queued: the receiver judges
+        // them with the union filter, then installs the final one.
+        let next = (
+            target.publish.clone(),
+            target.subscribe.clone(),
+            target.patterns.clone(),
+        );
+        let (ack, done) = oneshot::channel();
+        if self.fence.send((next, ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        result
+    }
+
+    async fn commands(
+        &mut self,
+        add_s: &[String],
+        gone_s: &[String],
+        add_p: &[String],
+        gone_p: &[String],
+    ) -> Result<(), String> {
+        if !add_s.is_empty() {
+            within(self.conn.subscribe(add_s)).await?;
+        }
+        if !add_p.is_empty() {
+            within(self.conn.psubscribe(add_p)).await?;
+        }
+        if !gone_s.is_empty() {
+            within(self.conn.unsubscribe(gone_s)).await?;
+        }
+        if !gone_p.is_empty() {
+            within(self.conn.punsubscribe(gone_p)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The filter's lock is never held across an await; a poisoned lock only
+/// means a panic elsewhere, and the queues stay usable.
+fn lock(filter: &Mutex<EchoFilter>) -> std::sync::MutexGuard<'_, EchoFilter> {
+    filter.lock().unwrap_or_else(|e| e.into_inner())
+}
