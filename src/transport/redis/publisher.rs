@@ -30,7 +30,6 @@ pub(super) struct Publisher {
     channel: watch::Receiver<String>,
     filter: Arc<Mutex<EchoFilter>>,
     counters: Arc<Counters>,
-    next_seq: u64,
     /// Written by the receiver: `Up` once every subscription is confirmed.
     status: Arc<LinkStatus>,
     outbox: Outbox,
@@ -59,7 +58,6 @@ impl Publisher {
             channel,
             filter,
             counters,
-            next_seq: 0,
             status,
             outbox,
             outbox_limit,
@@ -191,16 +189,11 @@ impl Publisher {
     /// command after a server restart fails with a broken pipe (CRATES.md §2).
     /// `false` when it failed: the caller keeps the batch.
     async fn publish(&mut self, batch: &[Text]) -> bool {
-        let first = self.next_seq;
-        self.next_seq += batch.len() as u64;
         {
             // Remember before sending: the echo may come back before the reply.
-            // A failed batch stays remembered: its echo may still come (the
-            // reply was lost, not the command); if not, a later echo or the
-            // reconnection clears it.
             let mut filter = lock(&self.filter);
-            for (i, text) in batch.iter().enumerate() {
-                filter.published(first + i as u64, text.as_bytes());
+            for text in batch {
+                filter.published(text.as_bytes());
             }
             if filter.overflowed > 0 && filter.overflowed.is_power_of_two() {
                 tracing::warn!(
