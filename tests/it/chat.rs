@@ -130,10 +130,15 @@ impl Client {
     }
 
     /// The next text message (panics on anything else or after [`LIMIT`]).
+    /// Pings are skipped: tungstenite answers them, and a node with a short
+    /// `ping_interval` may send one at any moment.
     pub async fn recv(&mut self) -> String {
-        match self.next_within(LIMIT).await {
-            Some(Message::Text(t)) => t.to_string(),
-            other => panic!("expected a text message, got {other:?}"),
+        loop {
+            match self.next_within(LIMIT).await {
+                Some(Message::Text(t)) => return t.to_string(),
+                Some(Message::Ping(_)) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
         }
     }
 
@@ -159,7 +164,7 @@ impl Client {
         loop {
             match self.next_within(LIMIT).await {
                 Some(Message::Close(frame)) => return frame,
-                Some(Message::Text(_)) => continue,
+                Some(Message::Text(_) | Message::Ping(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
             }
         }
