@@ -127,6 +127,12 @@ async fn the_outbox_survives_a_rewire_during_an_outage_and_flushes_onto_the_new_
     let mut cb = Client::connect(b_http).await;
     ca.send("before").await;
     assert_eq!(ca.recv().await, "before");
+    // Published (not held) before the outage: the outbox starts empty.
+    let deadline = Instant::now() + LIMIT;
+    while health(a_http).await["messages"]["out"] != 1 {
+        assert!(Instant::now() < deadline, "\"before\" never published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     redis.kill();
     wait_link(a_http, "down", |l| l["state"] == "down").await;
