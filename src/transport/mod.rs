@@ -5,6 +5,7 @@
 
 pub mod echo;
 pub mod local;
+pub mod outbox;
 pub mod redis;
 pub mod zmq;
 
@@ -120,6 +121,8 @@ pub struct LinkStatus {
     /// A ZeroMQ endpoint, or the redacted broker URL (never the secret).
     pub address: String,
     state: watch::Sender<LinkState>,
+    /// Messages held while the link is down (used by Redis links).
+    pub outbox: outbox::OutboxStats,
 }
 
 impl LinkStatus {
@@ -128,6 +131,7 @@ impl LinkStatus {
             kind,
             address,
             state: watch::Sender::new(state),
+            outbox: outbox::OutboxStats::default(),
         }
     }
 
@@ -138,6 +142,11 @@ impl LinkStatus {
     pub fn set(&self, state: LinkState) {
         self.state
             .send_if_modified(|s| std::mem::replace(s, state) != state);
+    }
+
+    /// Follows the state, for a task that acts on changes.
+    pub fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
     }
 
     /// Resolves once the link is up.
