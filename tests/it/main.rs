@@ -20,5 +20,6 @@ mod rewire;
 mod runtime;
 mod secrets;
 mod soak;
+mod tls;
 #[allow(dead_code)]
 mod util;
