@@ -9,6 +9,7 @@
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod bench;
 mod chat;
 mod cli;
 mod errors;
