@@ -390,8 +390,11 @@ async fn open_loop(
     rate: f64,
 ) -> Result<(), tungstenite::Error> {
     let period = 1e9 / rate.max(1e-3);
-    // Senders start staggered over one period so they do not send in step.
-    let start = out.shared.now_ns() as f64 + period * out.index as f64 / out.plan.senders as f64;
+    // Every sender runs on the same clock from the window's start, so the
+    // messages due in one tick leave together, as many users of a busy
+    // server would: each is still stamped with its own due time.
+    let start = out.shared.window.0.load(Ordering::Relaxed) as f64
+        - out.plan.warmup.as_nanos() as f64;
     let mut tick = tokio::time::interval(SEND_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
