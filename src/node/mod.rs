@@ -263,6 +263,13 @@ fn launch(
 async fn serve_http(listener: tokio::net::TcpListener, http: ws::Http) {
     let shutdown = http.cancel.clone().cancelled_owned();
     let app = ws::router(http);
+    // Writers already coalesce queued frames into one flush; Nagle would
+    // only hold the next flush back until the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
