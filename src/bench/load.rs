@@ -395,8 +395,8 @@ async fn open_loop(
     // Every sender runs on the same clock from the window's start, so the
     // messages due in one tick leave together, as many users of a busy
     // server would: each is still stamped with its own due time.
-    let start = out.shared.window.0.load(Ordering::Relaxed) as f64
-        - out.plan.warmup.as_nanos() as f64;
+    let start =
+        out.shared.window.0.load(Ordering::Relaxed) as f64 - out.plan.warmup.as_nanos() as f64;
     let mut tick = tokio::time::interval(SEND_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

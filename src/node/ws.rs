@@ -15,7 +15,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -23,9 +23,11 @@ use tracing::Instrument;
 const PAGE: &str = include_str!("../../www/index.html");
 
 /// Socket buffers per connection: tungstenite's 128 KiB defaults cost about
-/// 135 KiB per client (CRATES.md §5). The write buffer still lets one flush
-/// carry several queued messages.
-const READ_BUFFER: usize = 4096;
+/// 135 KiB per client (CRATES.md §5). tungstenite zero-fills the whole read
+/// buffer before its first read, so it is resident at once: 1 KiB (it grows
+/// for a larger frame) rather than 4 saves 3 KiB per idle client. The write
+/// buffer still lets one flush carry several queued messages.
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4096;
 /// Messages written per flush at most, so one busy client flushes regularly.
 const MAX_BATCH: usize = 64;
@@ -128,8 +130,9 @@ async fn session(socket: WebSocket, http: Http) {
     let (sink, stream) = socket.split();
     // Cancelled by the writer when it stops, so the reader stops too.
     let session = http.cancel.child_token();
-    // Reader -> writer: close with this frame. One slot: the reader sends at most one.
-    let (close_tx, close_rx) = mpsc::channel(1);
+    // Reader -> writer: close with this frame. A oneshot, not an mpsc: an
+    // mpsc allocates a block of 32 slots (~1.3 KiB) per connection.
+    let (close_tx, close_rx) = oneshot::channel();
     let writer = writer(sink, rx, close_rx, http.cancel.clone(), session.clone());
     let writer = http.tracker.spawn(writer.in_current_span());
     reader(stream, &http.core, close_tx, session).await;
@@ -140,7 +143,7 @@ async fn session(socket: WebSocket, http: Http) {
 async fn reader(
     mut stream: SplitStream<WebSocket>,
     core: &Core,
-    close: mpsc::Sender<CloseFrame>,
+    close: oneshot::Sender<CloseFrame>,
     session: CancellationToken,
 ) {
     loop {
@@ -152,7 +155,7 @@ async fn reader(
             Some(Ok(Message::Text(text))) => core.from_client(text),
             Some(Ok(Message::Binary(_))) => {
                 let frame = close_frame(UNSUPPORTED, "binary frames are not supported");
-                let _ = close.send(frame).await;
+                let _ = close.send(frame);
                 return;
             }
             Some(Ok(Message::Close(_))) | None => return,
@@ -170,7 +173,7 @@ async fn reader(
 async fn writer(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: broadcast::Receiver<Text>,
-    mut close: mpsc::Receiver<CloseFrame>,
+    mut close: oneshot::Receiver<CloseFrame>,
     node: CancellationToken,
     session: CancellationToken,
 ) {
@@ -179,7 +182,8 @@ async fn writer(
         let first = tokio::select! {
             biased;
             _ = node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
-            frame = close.recv() => break frame,
+            // Resolved once only: the loop ends with it.
+            frame = &mut close => break frame.ok(),
             msg = rx.recv() => msg,
         };
         let batch = tokio::select! {
