@@ -98,6 +98,37 @@ async fn start_in_span(
     Ok(launch(topology, id, bound, tasks, generation))
 }
 
+/// Starts several nodes: every listener of every node is bound first, then
+/// all are launched, so no SUB dials a PUB that is bound a moment later
+/// (zeromq retries such a connect only after 50 ms or more). Nothing runs
+/// when one fails.
+pub async fn start_many(
+    topology: &Topology,
+    ids: &[NodeId],
+    parent: &CancellationToken,
+    generation: u64,
+) -> Result<Vec<NodeHandle>, StartError> {
+    let mut bound = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let span = tracing::info_span!("node", node = %topology.node(id).name);
+        let b = bind(topology, id).instrument(span.clone()).await?;
+        bound.push((id, b, span));
+    }
+    let handles = bound
+        .into_iter()
+        .map(|(id, b, span)| {
+            let _entered = span.enter();
+            let tasks = Tasks {
+                cancel: parent.child_token(),
+                tracker: TaskTracker::new(),
+                span: span.clone(),
+            };
+            launch(topology, id, b, tasks, generation)
+        })
+        .collect();
+    Ok(handles)
+}
+
 /// What a node holds before its tasks run: listeners and connections.
 struct Bound<'t> {
     http: Option<tokio::net::TcpListener>,
