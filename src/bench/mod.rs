@@ -17,6 +17,7 @@ mod progress;
 pub mod report;
 mod run;
 pub mod startup;
+pub mod summary;
 
 use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format};
 use plan::{Expect, Load, Plan};
@@ -78,7 +79,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Draw p99 latency against delivered msgs/s from JSON lines of earlier
-    /// runs (`--format json --label SERIES/...`) into the SVG `--svg`.
+    /// runs (`--format json --label SCENARIO/IMPL`) into the SVG `--svg`,
+    /// and print the summary table (Markdown).
     #[arg(long, requires = "svg", conflicts_with_all = ["file", "urls"])]
     pub plot: Option<PathBuf>,
     #[arg(long)]
@@ -95,7 +97,10 @@ pub fn main(args: BenchArgs) -> i32 {
     if let Some(input) = &args.plot {
         let svg = args.svg.as_deref().expect("clap requires --svg");
         return match plot::plot_file(input, svg) {
-            Ok(()) => EXIT_OK,
+            Ok(table) => {
+                print!("{table}");
+                EXIT_OK
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 EXIT_INVALID

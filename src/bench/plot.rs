@@ -2,6 +2,7 @@
 //! per scenario, one line per implementation, from the JSON lines that
 //! `topo bench --format json --label SCENARIO/IMPL` printed (open-loop runs
 //! only: a rate ladder). SVG only; text is left to the viewer's fonts.
+//! The table beside it is `summary.rs`.
 
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ struct Point {
 
 type Panels = BTreeMap<String, BTreeMap<String, Vec<Point>>>;
 
-pub fn plot_file(input: &Path, svg: &Path) -> Result<(), String> {
+/// Draws the SVG and returns the summary table (Markdown).
+pub fn plot_file(input: &Path, svg: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let panels = panels(&text);
     if panels.is_empty() {
@@ -25,7 +27,8 @@ pub fn plot_file(input: &Path, svg: &Path) -> Result<(), String> {
             input.display()
         ));
     }
-    draw(&panels, svg).map_err(|e| format!("{}: {e}", svg.display()))
+    draw(&panels, svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+    Ok(super::summary::table(&text))
 }
 
 fn panels(text: &str) -> Panels {
