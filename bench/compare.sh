@@ -155,6 +155,15 @@ for scenario in single redis zmq; do
   if [ "$scenario" = redis ]; then kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; fi
 done
 
+echo "== one message across the mesh" >&2
+for impl in node topo; do
+  start_servers zmq "$impl"; sleep 1
+  urls=(); for n in 0 1 2; do urls+=(--url "ws://127.0.0.1:$((http + n))/"); done
+  "$topo" bench "${urls[@]}" --expect all --clients 3 --senders 1 --rate 100 \
+    --warmup 1 --duration "$dur" --label "route/$impl" --format json >> "$out/compare.jsonl" || true
+  stop_servers
+done
+
 echo "== idle connections" >&2
 for impl in node topo; do
   start_servers single "$impl"

@@ -28,6 +28,9 @@ const CONNECT_PARALLEL: usize = 64;
 const PUBLISH_EVERY: Duration = Duration::from_millis(10);
 /// Open loop: senders wake this often and send everything due since.
 const SEND_TICK: Duration = Duration::from_millis(1);
+/// Latency is also kept per route (sender's node → receiver's node) up to
+/// this many targets.
+const MAX_ROUTE_TARGETS: usize = 8;
 /// How late (ns) a tick may wake before the lateness counts as latency.
 const TIMER_SLACK: f64 = 2e6;
 
@@ -103,6 +106,9 @@ pub struct Tally {
     pub counts: Vec<Vec<Vec<u8>>>,
     /// End-to-end latency (ns from intended send to receipt), window only.
     pub latency: Histogram<u64>,
+    /// The same per route, `routes[from target * targets + to target]`
+    /// (only for a few targets: each costs a histogram per thread).
+    pub routes: Vec<Histogram<u64>>,
     /// Messages that were not this run's (or named no sender of it).
     pub foreign: u64,
     /// Clients whose connection ended before the run did.
@@ -112,8 +118,19 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new(clients: Vec<usize>, senders: usize) -> Tally {
+    fn new(clients: Vec<usize>, senders: usize, targets: usize) -> Tally {
+        let routes = if targets <= MAX_ROUTE_TARGETS {
+            (0..targets * targets)
+                .map(|_| {
+                    Histogram::new_with_bounds(1_000, 1_000_000_000_000, 2)
+                        .expect("valid histogram bounds")
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Tally {
+            routes,
             counts: clients.iter().map(|_| vec![Vec::new(); senders]).collect(),
             clients,
             latency: Histogram::new_with_bounds(1_000, 1_000_000_000_000, 3)
@@ -134,7 +151,11 @@ pub fn thread_main(shared: Arc<Shared>, plan: Arc<Plan>, mine: Vec<usize>) -> Ta
         .build()
         .expect("a current-thread runtime");
     let local = tokio::task::LocalSet::new();
-    let tally = Rc::new(RefCell::new(Tally::new(mine.clone(), plan.senders)));
+    let tally = Rc::new(RefCell::new(Tally::new(
+        mine.clone(),
+        plan.senders,
+        plan.targets.len(),
+    )));
     local.block_on(&runtime, run_clients(&shared, &plan, &mine, &tally));
     drop(local);
     Rc::try_unwrap(tally)
@@ -189,6 +210,8 @@ async fn run_clients(
             shared: shared.clone(),
             tally: tally.clone(),
             local,
+            target: plan.target_of(global),
+            targets: plan.targets.len(),
             own: None,
         };
         if global < plan.senders {
@@ -247,6 +270,10 @@ struct Reader {
     shared: Arc<Shared>,
     tally: Rc<RefCell<Tally>>,
     local: usize,
+    /// This client's target, and how many there are (a sender's target is
+    /// its index modulo that, as `Plan::target_of` says).
+    target: usize,
+    targets: usize,
     own: Option<(u32, Rc<Ack>)>,
 }
 
@@ -301,7 +328,12 @@ impl Reader {
         counts[i] = counts[i].saturating_add(1);
         if self.shared.in_window(sent_ns) {
             tally.received_measured += 1;
-            tally.latency.saturating_record(now.saturating_sub(sent_ns));
+            let latency = now.saturating_sub(sent_ns);
+            tally.latency.saturating_record(latency);
+            let route = (sender as usize % self.targets) * self.targets + self.target;
+            if let Some(h) = tally.routes.get_mut(route) {
+                h.saturating_record(latency);
+            }
         }
         if let Some((me, ack)) = &self.own
             && *me == sender

@@ -35,6 +35,14 @@ impl Latency {
     }
 }
 
+/// Latency from the clients of one node to the clients of another.
+#[derive(Clone, Debug, Serialize)]
+pub struct Route {
+    pub from: String,
+    pub to: String,
+    pub latency: Latency,
+}
+
 /// A process given with `--pid`: its share of one core during the window,
 /// and its resident memory before the clients connected and at the window's end.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,6 +80,8 @@ pub struct Report {
     /// Clients whose connection the server ended during the run.
     pub dropped_clients: u64,
     pub latency: Latency,
+    /// Per route (up to 8 nodes); empty otherwise.
+    pub routes: Vec<Route>,
     /// Share of one core this generator used during the window.
     pub generator_cpu: Option<f64>,
     pub generator_threads: usize,
@@ -167,6 +177,19 @@ impl Report {
                     l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
                 ),
             );
+            if self.routes.len() > 1 {
+                let routes: Vec<String> = self
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}→{} {:.2}/{:.2}",
+                            r.from, r.to, r.latency.p50_ms, r.latency.p99_ms
+                        )
+                    })
+                    .collect();
+                row(&mut out, "p50/p99 route", routes.join("  "));
+            }
             row(
                 &mut out,
                 "lost",
@@ -219,7 +242,7 @@ fn percent(share: Option<f64>) -> String {
 
 /// 1234567 → "1.23 M", 12345 → "12.3 k".
 pub fn count(n: f64) -> String {
-    if n >= 1e6 {
+    if n >= 999_500.0 {
         format!("{:.2} M", n / 1e6)
     } else if n >= 1e4 {
         format!("{:.1} k", n / 1e3)

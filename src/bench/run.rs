@@ -6,7 +6,7 @@
 use super::load::{Shared, Tally, thread_main};
 use super::plan::{Load, Plan};
 use super::procstat;
-use super::report::{Latency, Process, Report};
+use super::report::{Latency, Process, Report, Route};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -185,9 +185,24 @@ struct Window<'a> {
 
 fn report(shared: &Shared, plan: &Plan, tallies: &[Tally], window: Window<'_>) -> Report {
     let mut latency = tallies[0].latency.clone();
+    let mut routes = tallies[0].routes.clone();
     for t in &tallies[1..] {
         let _ = latency.add(&t.latency);
+        for (sum, h) in routes.iter_mut().zip(&t.routes) {
+            let _ = sum.add(h);
+        }
     }
+    let n = plan.targets.len();
+    let routes = routes
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| !h.is_empty() && plan.expected[i / n][i % n] > 0)
+        .map(|(i, h)| Route {
+            from: plan.targets[i / n].name.clone(),
+            to: plan.targets[i % n].name.clone(),
+            latency: Latency::from_histogram(h),
+        })
+        .collect();
     let (mut delivered, mut expected, mut lost, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
     let ranges: Vec<(u64, u64)> = (0..plan.senders)
         .map(|s| measured_range(shared, s))
@@ -250,6 +265,7 @@ fn report(shared: &Shared, plan: &Plan, tallies: &[Tally], window: Window<'_>) -
         foreign: tallies.iter().map(|t| t.foreign).sum(),
         dropped_clients: tallies.iter().map(|t| t.dropped).sum(),
         latency: Latency::from_histogram(&latency),
+        routes,
         generator_cpu: share(cpu_start.own, cpu_end.own),
         generator_threads: plan.threads,
         processes,

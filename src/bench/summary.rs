@@ -93,14 +93,14 @@ pub fn table(jsonl: &str) -> String {
             };
             let peak = peak.map_or("-".into(), |p| {
                 format!(
-                    "{} ({:.1} ms)",
+                    "{}/s (p99 {:.1} ms)",
                     count(f(p, &["delivered_per_s"])),
                     f(p, &["latency", "p99_ms"])
                 )
             });
             let _ = writeln!(
                 out,
-                "| {scenario} | {imp} | {rate}/s | {lat} | {cpu} | {peak}/s | {faults:.0} |"
+                "| {scenario} | {imp} | {rate}/s | {lat} | {cpu} | {peak} | {faults:.0} |"
             );
         }
         if let (Some(n), Some(t)) = (best_rate.get("node"), best_rate.get("topo")) {
@@ -152,6 +152,17 @@ fn idle_and_startup(runs: &[Value], out: &mut String) {
                 run["clients"],
                 kib.map_or("n/a".into(), |k| format!("{k:.1}"))
             ));
+        } else if let Some(imp) = label.strip_prefix("route/") {
+            for r in run["routes"].as_array().into_iter().flatten() {
+                rows.push(format!(
+                    "| one message, client of {} → client of {}, {imp} ({} msg/s) | p50 {:.2} ms, p99 {:.2} ms |",
+                    r["from"].as_str().unwrap_or("?"),
+                    r["to"].as_str().unwrap_or("?"),
+                    run["load"]["rate"],
+                    f(r, &["latency", "p50_ms"]),
+                    f(r, &["latency", "p99_ms"]),
+                ));
+            }
         } else if let Some(what) = label.strip_prefix("startup/") {
             let rss = run["rss_kib"].as_f64().map_or(String::new(), |k| {
                 format!(", idle RSS {:.1} MiB", k / 1024.0)
