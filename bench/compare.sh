@@ -106,7 +106,8 @@ stop_servers() {
   for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-# bench SCENARIO IMPL ARGS...: one run, appended to the results.
+# bench SCENARIO IMPL ARGS...: one run, appended to the results (or to
+# $to when set).
 bench() {
   local scenario=$1 impl=$2 urls=() pid_args=()
   shift 2
@@ -116,10 +117,15 @@ bench() {
   for p in "${server_pids[@]}"; do pid_args+=(--pid "$p"); done
   "$topo" bench "${urls[@]}" --expect all --clients $clients --senders $senders \
     --warmup "$warm" --duration "$dur" --drain 3 "${pid_args[@]}" \
-    --label "$scenario/$impl" --format json "$@" | tee -a "$out/compare.jsonl" |
+    --label "$scenario/$impl" --format json "$@" | tee -a "${to:-$out/compare.jsonl}" |
     jq -r '"  \(.label) \(.load.mode) \(.load.rate // .load.window // ""): \(.delivered_per_s | floor) deliveries/s, p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, lost \(.lost), dup \(.duplicates), cpu \([.processes[].cpu // 0] | add * 100 | floor)%"' >&2 || true
 }
 
+# Saturated: the server fell behind (p99 over 1 s), lost or dropped
+# clients, or delivered less than 90% of what was offered.
+saturated='.latency.p99_ms > 1000 or .lost > 0 or .dropped_clients > 0
+  or .delivered_per_s < 0.9 * .load.rate * .clients'
+bad="$saturated or .latency.p99_ms > 50"
 : > "$out/compare.jsonl"
 echo "load before: $(uptime)" >&2
 for scenario in single redis zmq; do
@@ -138,14 +144,17 @@ for scenario in single redis zmq; do
     start_servers "$scenario" "$impl"
     sleep 1 # links (ZeroMQ SUBs, Redis subscriptions) settle
     for rate in $ladder; do
-      bench "$scenario" "$impl" --rate "$rate"
-      last=$(tail -1 "$out/compare.jsonl")
-      # Saturated: the server fell behind (p99 over 1 s), lost or dropped
-      # clients, or delivered less than 90% of what was offered.
-      if echo "$last" | jq -e '.latency.p99_ms > 1000 or .lost > 0 or .dropped_clients > 0
-           or .delivered_per_s < 0.9 * .load.rate * .clients' >/dev/null; then
-        break
+      # The machine is shared: a point over 50 ms p99 (or saturated) gets one
+      # more try, on fresh servers, and the better of the two is kept. Node
+      # and topo are treated alike.
+      : > "$work/point.jsonl"
+      to=$work/point.jsonl bench "$scenario" "$impl" --rate "$rate"
+      if jq -e "$bad" "$work/point.jsonl" >/dev/null; then
+        stop_servers; start_servers "$scenario" "$impl"; sleep 1
+        to=$work/point.jsonl bench "$scenario" "$impl" --rate "$rate"
       fi
+      jq -s -c 'sort_by([.lost + .dropped_clients, .latency.p99_ms]) | .[0]' "$work/point.jsonl" >> "$out/compare.jsonl"
+      if tail -1 "$out/compare.jsonl" | jq -e "$saturated" >/dev/null; then break; fi
     done
     # Closed-loop peak (restart: a saturated server may still be catching up).
     stop_servers; start_servers "$scenario" "$impl"; sleep 1

@@ -42,6 +42,12 @@ pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The machine's 1-minute load average: how busy the other processes were.
+pub fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Threads of `pid`, as /proc counts them.
 pub fn threads(pid: Option<u32>) -> Option<u64> {
     let path = match pid {

@@ -87,6 +87,8 @@ pub struct Report {
     pub generator_threads: usize,
     pub processes: Vec<Process>,
     pub idle: bool,
+    /// The machine's 1-minute load average at the end of the window.
+    pub load_average: Option<f64>,
 }
 
 fn load_json<S: serde::Serializer>(load: &Load, s: S) -> Result<S::Ok, S::Error> {
@@ -216,6 +218,13 @@ impl Report {
                 if self.generator_threads == 1 { "" } else { "s" }
             ),
         );
+        if let Some(load) = self.load_average {
+            row(
+                &mut out,
+                "machine load",
+                format!("{load:.2} (1-minute average)"),
+            );
+        }
         for p in &self.processes {
             let rss = match (p.rss_kib, self.rss_per_client_kib(p)) {
                 (Some(rss), Some(per)) => {

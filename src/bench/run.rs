@@ -79,6 +79,7 @@ pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
     let received_start = shared.received.load(Ordering::Relaxed);
     wait_until(&shared, end, |s| bar.update(s, &plan));
     let cpu_end = cpu_snapshot(pids);
+    let load_average = procstat::load_average();
     let received_window = shared.received.load(Ordering::Relaxed) - received_start;
     let rss_loaded: Vec<Option<u64>> = pids.iter().map(|&p| procstat::rss_kib(Some(p))).collect();
     shared.stop_sending.cancel();
@@ -109,6 +110,7 @@ pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
             cpu: (cpu_start, cpu_end),
             pids,
             rss: (rss_before, rss_loaded),
+            load_average,
         },
     ))
 }
@@ -181,6 +183,7 @@ struct Window<'a> {
     cpu: (CpuSnapshot, CpuSnapshot),
     pids: &'a [u32],
     rss: (Vec<Option<u64>>, Vec<Option<u64>>),
+    load_average: Option<f64>,
 }
 
 fn report(shared: &Shared, plan: &Plan, tallies: &[Tally], window: Window<'_>) -> Report {
@@ -270,5 +273,6 @@ fn report(shared: &Shared, plan: &Plan, tallies: &[Tally], window: Window<'_>) -
         generator_threads: plan.threads,
         processes,
         idle: matches!(plan.load, Load::Idle),
+        load_average: window.load_average,
     }
 }
