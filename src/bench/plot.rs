@@ -11,6 +11,8 @@ use std::path::Path;
 /// One measured point of a series.
 #[derive(Clone, Copy, Debug)]
 struct Point {
+    /// Offered: the line follows the ladder, so a saturated point bends back.
+    offered: f64,
     delivered_per_s: f64,
     p99_ms: f64,
 }
@@ -44,6 +46,9 @@ fn panels(text: &str) -> Panels {
         let Some((scenario, series)) = label.split_once('/') else {
             continue;
         };
+        if super::summary::NOT_LADDERS.contains(&scenario) {
+            continue;
+        }
         let (Some(rate), Some(p99)) = (
             run["delivered_per_s"].as_f64(),
             run["latency"]["p99_ms"].as_f64(),
@@ -57,13 +62,14 @@ fn panels(text: &str) -> Panels {
                 .entry(series.to_owned())
                 .or_default()
                 .push(Point {
+                    offered: run["load"]["rate"].as_f64().unwrap_or(rate),
                     delivered_per_s: rate,
                     p99_ms: p99,
                 });
         }
     }
     for series in panels.values_mut().flat_map(|p| p.values_mut()) {
-        series.sort_by(|a, b| a.delivered_per_s.total_cmp(&b.delivered_per_s));
+        series.sort_by(|a, b| a.offered.total_cmp(&b.offered));
     }
     panels
 }

@@ -8,6 +8,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// Labels of runs that are not rate ladders (listed in the last table).
+pub const NOT_LADDERS: [&str; 3] = ["idle", "route", "startup"];
+
 /// p99 bound of the "sustainable" rate.
 const P99_LIMIT_MS: f64 = 50.0;
 
@@ -54,7 +57,7 @@ pub fn table(jsonl: &str) -> String {
     ));
     out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for (scenario, imps) in &by {
-        if scenario == "idle" || scenario == "startup" {
+        if NOT_LADDERS.contains(&scenario.as_str()) {
             continue;
         }
         let mut best_rate = BTreeMap::new();
