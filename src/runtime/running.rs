@@ -72,6 +72,12 @@ impl Running {
         Ok(())
     }
 
+    /// Launches a node bound by [`node::bind`] (hot reload: the added
+    /// nodes are all bound before any is launched).
+    pub fn launch(&mut self, bound: node::Bound, generation: u64) {
+        self.nodes.push(bound.launch(&self.root, generation));
+    }
+
     /// Stops the node called `name` (its clients get a 1001 close frame);
     /// `false` if no such node runs.
     pub async fn stop_node(&mut self, name: &str) -> bool {
