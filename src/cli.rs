@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0)]
         timeout: f64,
     },
+    /// Load a topology (or any chat server with --url) and measure
+    /// deliveries/s, latency, losses, CPU and memory.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> i32 {
             Ok(valid) => probe(&file, &valid, format, timeout),
             Err(code) => code,
         },
+        Command::Bench(args) => crate::bench::main(*args),
     }
 }
 

@@ -8,12 +8,14 @@
 //!   child process each); `diff` + `runtime::controller` + `runtime::watch`
 //!   turn every save of the file into an in-place reload; `admin` serves the
 //!   applied file to `topo plan`; `probe` checks a running topology;
+//!   `bench` loads one and measures throughput, latency and start-up;
 //! - `cli` is the command line.
 //!
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
 
 pub mod admin;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;

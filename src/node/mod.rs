@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use wiring::{Env, Wired};
+use wiring::{Env, Prepared, Wired};
 
 /// Messages from links waiting for the node's router; when full, the links
 /// wait (a ZeroMQ PUB then drops for us, Redis pushes are dropped and counted).
@@ -124,89 +124,138 @@ pub async fn start(
     parent: &CancellationToken,
     generation: u64,
 ) -> Result<NodeHandle, StartError> {
-    let span = tracing::info_span!("node", node = %wiring.name);
-    let tasks = Tasks {
-        cancel: parent.child_token(),
-        tracker: TaskTracker::new(),
-        span: span.clone(),
-    };
-    start_with(wiring, tasks, generation).instrument(span).await
+    Ok(bind(wiring).await?.launch(parent, generation))
 }
 
-async fn start_with(
-    wiring: &Wiring,
-    tasks: Tasks,
+/// Starts several nodes: every listener and connection of every node is
+/// made first, then all are launched, so no SUB dials a PUB that is bound a
+/// moment later (zeromq retries such a connect only after 50 ms or more).
+/// Nothing runs when one fails.
+pub async fn start_many(
+    wirings: &[Wiring],
+    parent: &CancellationToken,
     generation: u64,
-) -> Result<NodeHandle, StartError> {
+) -> Result<Vec<NodeHandle>, StartError> {
+    let mut bound = Vec::with_capacity(wirings.len());
+    for wiring in wirings {
+        bound.push(bind(wiring).await?);
+    }
+    let handles = bound
+        .into_iter()
+        .map(|b| b.launch(parent, generation))
+        .collect();
+    Ok(handles)
+}
+
+/// A node whose listeners are bound and whose connections are made, none
+/// of its tasks running yet. Dropped instead of launched, it closes them.
+pub struct Bound {
+    wiring: Wiring,
+    span: tracing::Span,
+    http: Option<tokio::net::TcpListener>,
+    wired: Wired,
+    prepared: Prepared,
+}
+
+/// The fallible half of starting the node `wiring` describes: binds its
+/// HTTP listener and its PUB, connects to its Redis server.
+pub async fn bind(wiring: &Wiring) -> Result<Bound, StartError> {
+    let span = tracing::info_span!("node", node = %wiring.name);
     let http = match wiring.http {
-        Some(addr) => {
-            Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| StartError::Bind {
-                        node: wiring.name.clone(),
-                        what: "http",
-                        addr,
-                        reason: io_reason(&e),
-                    })?,
-            )
-        }
+        Some(addr) => Some(bind_http(&wiring.name, addr).await?),
         None => None,
     };
-    let counters = Arc::new(Counters::default());
-    let core = Core::new(
-        wiring.name.clone(),
-        generation,
-        wiring.relay,
-        counters,
-        Vec::new(),
-    )
-    .with_backlog(wiring.limits.send_queue);
-    let core = Arc::new(core);
-    let (inbox, inbox_rx) = mpsc::channel(INBOX);
-    let mut wired = Wired::empty(wiring);
-    let env = Env {
-        core: &core,
-        inbox: &inbox,
-        tasks: &tasks,
-    };
-    if let Err(e) = wired.apply(wiring, &env).await {
-        // Only link tasks of a partial start could exist: none does, but be sure.
-        tasks.cancel.cancel();
-        return Err(e);
-    }
-    // Everything is bound and connected: from here on nothing can fail.
-    let links: Links = Arc::new(RwLock::new(wired.statuses()));
-    tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
-    let limits = watch::Sender::new(Arc::new(wiring.limits.clone()));
-    let mut http_addr = None;
-    if let Some(listener) = http {
-        http_addr = listener.local_addr().ok();
-        let http = ws::Http {
-            core: core.clone(),
-            links: links.clone(),
-            cancel: tasks.cancel.clone(),
-            tracker: tasks.tracker.clone(),
-            span: tasks.span.clone(),
-            limits: limits.subscribe(),
-            connections: Arc::default(),
-        };
-        tasks.spawn(serve_http(listener, http));
-    }
-    if let Some(addr) = http_addr {
-        warn_if_every_interface("http", addr);
-    }
-    tracing::info!(http = ?http_addr, links = wired.statuses().len(), generation, "node ready");
-    Ok(NodeHandle {
-        name: wiring.name.clone(),
-        http: http_addr,
-        core,
-        links,
-        wired: tokio::sync::Mutex::new(wired),
-        limits,
-        inbox,
-        tasks,
+    let wired = Wired::empty(wiring);
+    let prepared = wired.prepare(wiring).instrument(span.clone()).await?;
+    Ok(Bound {
+        wiring: wiring.clone(),
+        span,
+        http,
+        wired,
+        prepared,
     })
+}
+
+async fn bind_http(node: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind {
+            node: node.to_owned(),
+            what: "http",
+            addr,
+            reason: io_reason(&e),
+        })
+}
+
+impl Bound {
+    pub fn name(&self) -> &str {
+        &self.wiring.name
+    }
+
+    /// Spawns the node's tasks under a child of `parent`; nothing can fail.
+    pub fn launch(self, parent: &CancellationToken, generation: u64) -> NodeHandle {
+        let Bound {
+            wiring,
+            span,
+            http,
+            mut wired,
+            prepared,
+        } = self;
+        let _entered = span.enter();
+        let tasks = Tasks {
+            cancel: parent.child_token(),
+            tracker: TaskTracker::new(),
+            span: span.clone(),
+        };
+        let counters = Arc::new(Counters::default());
+        let core = Core::new(
+            wiring.name.clone(),
+            generation,
+            wiring.relay,
+            counters,
+            Vec::new(),
+        )
+        .with_backlog(wiring.limits.send_queue);
+        let core = Arc::new(core);
+        let (inbox, inbox_rx) = mpsc::channel(INBOX);
+        let env = Env {
+            core: &core,
+            inbox: &inbox,
+            tasks: &tasks,
+        };
+        wired.commit(prepared, &wiring, &env);
+        let links: Links = Arc::new(RwLock::new(wired.statuses()));
+        tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
+        let limits = watch::Sender::new(Arc::new(wiring.limits.clone()));
+        let mut http_addr = None;
+        if let Some(listener) = http {
+            http_addr = listener.local_addr().ok();
+            let http = ws::Http {
+                core: core.clone(),
+                links: links.clone(),
+                cancel: tasks.cancel.clone(),
+                tracker: tasks.tracker.clone(),
+                span: tasks.span.clone(),
+                limits: limits.subscribe(),
+                connections: Arc::default(),
+            };
+            tasks.spawn(serve_http(listener, http));
+        }
+        if let Some(addr) = http_addr {
+            warn_if_every_interface("http", addr);
+        }
+        tracing::info!(http = ?http_addr, links = wired.statuses().len(), generation, "node ready");
+        NodeHandle {
+            name: wiring.name.clone(),
+            http: http_addr,
+            core,
+            links,
+            wired: tokio::sync::Mutex::new(wired),
+            limits,
+            inbox,
+            tasks,
+        }
+    }
 }
 
 /// Where a node's tasks run: its token, its tracker, its span.
@@ -226,6 +275,13 @@ impl Tasks {
 async fn serve_http(listener: tokio::net::TcpListener, http: ws::Http) {
     let shutdown = http.cancel.clone().cancelled_owned();
     let app = ws::router(http);
+    // Writers already coalesce queued frames into one flush; Nagle would
+    // only hold the next flush back until the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

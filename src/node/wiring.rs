@@ -48,6 +48,11 @@ pub struct Env<'a> {
 }
 
 /// The fallible half of a change, done before anything running is touched.
+pub struct Prepared {
+    publish: PubPlan,
+    redis: RedisPlan,
+}
+
 enum PubPlan {
     Keep,
     Replace(Option<(ZmqPublish, transport::zmq::BoundPub)>),
@@ -91,18 +96,13 @@ impl Wired {
     /// the error is returned. `new.http` and `new.limits.send_queue` are
     /// ignored (a restart changes them); the node applies the client limits.
     pub async fn apply(&mut self, new: &Wiring, env: &Env<'_>) -> Result<(), StartError> {
-        let old = self.wiring.clone();
-        let pub_plan = self.plan_pub(&old, new).await?;
-        let mut redis_plan = match (&old.redis, &new.redis) {
-            (None, None) => RedisPlan::Keep,
-            (Some(a), Some(b)) if a == b => RedisPlan::Keep,
-            (Some(a), Some(b)) if a.url == b.url => RedisPlan::Rewire,
-            (_, Some(b)) => RedisPlan::Replace(Some(connect(&new.name, b).await?)),
-            (Some(_), None) => RedisPlan::Replace(None),
-        };
-        if let (RedisPlan::Rewire, Some(slot), Some(a), Some(b)) =
-            (&redis_plan, &mut self.redis, &old.redis, &new.redis)
-        {
+        let mut prepared = self.prepare(new).await?;
+        if let (RedisPlan::Rewire, Some(slot), Some(a), Some(b)) = (
+            &prepared.redis,
+            &mut self.redis,
+            &self.wiring.redis,
+            &new.redis,
+        ) {
             // Fallible too; it undoes itself when it fails.
             slot.control
                 .rewire(a, b)
@@ -112,12 +112,34 @@ impl Wired {
                     broker: b.url.to_string(),
                     reason,
                 })?;
-            redis_plan = RedisPlan::Keep;
+            prepared.redis = RedisPlan::Keep;
         }
-        // From here on nothing can fail.
-        self.commit_pub(pub_plan, new, env);
+        self.commit(prepared, new, env);
+        Ok(())
+    }
+
+    /// The fallible half of a change to `new` that touches nothing running:
+    /// binds a new PUB, connects to a new Redis server. Dropped instead of
+    /// committed, it closes them. (`apply` also rewires the subscriptions
+    /// on the same Redis server; from nothing, as a start, there are none.)
+    pub async fn prepare(&self, new: &Wiring) -> Result<Prepared, StartError> {
+        let publish = self.plan_pub(&self.wiring, new).await?;
+        let redis = match (&self.wiring.redis, &new.redis) {
+            (None, None) => RedisPlan::Keep,
+            (Some(a), Some(b)) if a == b => RedisPlan::Keep,
+            (Some(a), Some(b)) if a.url == b.url => RedisPlan::Rewire,
+            (_, Some(b)) => RedisPlan::Replace(Some(connect(&new.name, b).await?)),
+            (Some(_), None) => RedisPlan::Replace(None),
+        };
+        Ok(Prepared { publish, redis })
+    }
+
+    /// Moves the links to `new` with what `prepare` made; nothing can fail.
+    pub fn commit(&mut self, prepared: Prepared, new: &Wiring, env: &Env<'_>) {
+        let old = self.wiring.clone();
+        self.commit_pub(prepared.publish, new, env);
         self.commit_subs(&old, new, env);
-        match redis_plan {
+        match prepared.redis {
             RedisPlan::Replace(connected) => self.commit_redis(connected, new, env),
             RedisPlan::Keep | RedisPlan::Rewire => {
                 if let Some(slot) = &self.redis {
@@ -135,7 +157,6 @@ impl Wired {
             },
             ..new.clone()
         };
-        Ok(())
     }
 
     async fn plan_pub(&self, old: &Wiring, new: &Wiring) -> Result<PubPlan, StartError> {

@@ -7,6 +7,7 @@
 use super::Running;
 use crate::diff::Diff;
 use crate::model::Wiring;
+use crate::node;
 use std::fmt;
 
 /// What happened to one node of a diff.
@@ -71,9 +72,12 @@ pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<F
             }
         }
     }
+    // Every added node is bound before any is launched, so their SUBs do
+    // not dial a PUB bound a moment later (see `node::start_many`).
+    let mut bound = Vec::with_capacity(diff.add.len());
     for w in &diff.add {
-        match running.start_wiring(w, generation).await {
-            Ok(()) => tracing::info!(node = %w.name, generation, "node added"),
+        match node::bind(w).await {
+            Ok(b) => bound.push(b),
             Err(e) => {
                 let failure = Failure {
                     node: w.name.clone(),
@@ -85,6 +89,11 @@ pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<F
                 failures.push(failure);
             }
         }
+    }
+    for b in bound {
+        let name = b.name().to_owned();
+        running.launch(b, generation);
+        tracing::info!(node = %name, generation, "node added");
     }
     for node in running.nodes() {
         if !failed.contains(&node.name.as_str()) {

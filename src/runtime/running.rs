@@ -37,23 +37,17 @@ impl Running {
         Self::start_nodes(topology, topology.node_ids()).await
     }
 
-    /// Starts only `ids` (what `topo node FILE NAME` runs). On the first
-    /// failure the nodes already started are stopped and the error returned.
+    /// Starts only `ids` (what `topo node FILE NAME` runs): binds every
+    /// listener of them all, then launches them. On the first failure
+    /// nothing runs and the error is returned.
     pub async fn start_nodes(
         topology: &Topology,
         ids: impl IntoIterator<Item = NodeId>,
     ) -> Result<Running, StartError> {
-        let mut running = Running {
-            root: CancellationToken::new(),
-            nodes: Vec::new(),
-        };
-        for id in ids {
-            if let Err(e) = running.start_node(topology, id, 0).await {
-                running.shutdown().await;
-                return Err(e);
-            }
-        }
-        Ok(running)
+        let wirings: Vec<Wiring> = ids.into_iter().map(|id| Wiring::of(topology, id)).collect();
+        let root = CancellationToken::new();
+        let nodes = node::start_many(&wirings, &root, 0).await?;
+        Ok(Running { root, nodes })
     }
 
     /// Starts one more node (hot reload: an added or restarted node).
@@ -76,6 +70,12 @@ impl Running {
         let handle = node::start(wiring, &self.root, generation).await?;
         self.nodes.push(handle);
         Ok(())
+    }
+
+    /// Launches a node bound by [`node::bind`] (hot reload: the added
+    /// nodes are all bound before any is launched).
+    pub fn launch(&mut self, bound: node::Bound, generation: u64) {
+        self.nodes.push(bound.launch(&self.root, generation));
     }
 
     /// Stops the node called `name` (its clients get a 1001 close frame);

@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod bench;
 mod browser;
 mod chat;
 mod cli;

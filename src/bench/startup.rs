@@ -1,0 +1,171 @@
+//! `topo bench --startup CMD`: launches CMD (through `sh -c 'exec CMD'`, so
+//! the pid is the server's), polls until every target accepts a WebSocket
+//! client and, for a topology file, every node's `/healthz` says all its
+//! links are up; then notes the process's memory and threads and stops it
+//! (SIGTERM). Repeated; the median is the figure.
+
+use super::plan::Target;
+use super::procstat;
+use crate::cli::{EXIT_INVALID, EXIT_OK, Format};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Give up on one launch after this long.
+const LIMIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(1);
+/// Memory is read this long after ready, once start-up allocations settled.
+const SETTLE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, serde::Serialize)]
+pub struct Startup {
+    pub command: String,
+    pub runs_ms: Vec<f64>,
+    pub median_ms: f64,
+    /// Resident memory and threads of the process, idle, after the last run.
+    pub rss_kib: Option<u64>,
+    pub threads: Option<u64>,
+}
+
+pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> i32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut runs = Vec::new();
+    let (mut rss, mut threads) = (None, None);
+    for _ in 0..repeat.max(1) {
+        let mut child = match spawn(command) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot run {command:?}: {e}");
+                return EXIT_INVALID;
+            }
+        };
+        let started = Instant::now();
+        let ready = runtime.block_on(wait_ready(targets, links, &mut child));
+        let took = started.elapsed();
+        if ready.is_ok() {
+            std::thread::sleep(SETTLE);
+            rss = procstat::rss_kib(Some(child.id()));
+            threads = procstat::threads(Some(child.id()));
+        }
+        stop(&mut child);
+        if let Err(e) = ready {
+            eprintln!("error: {command:?}: {e}");
+            return EXIT_INVALID;
+        }
+        runs.push(took.as_secs_f64() * 1e3);
+    }
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let result = Startup {
+        command: command.to_owned(),
+        median_ms: sorted[sorted.len() / 2],
+        runs_ms: runs,
+        rss_kib: rss,
+        threads,
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&result).expect("serialises")),
+        Format::Text => {
+            let runs: Vec<String> = result.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
+            println!(
+                "startup: {command}\n  launch → ready  median {:.1} ms  (runs: {} ms)\n  idle process   rss {}  threads {}",
+                result.median_ms,
+                runs.join(", "),
+                result
+                    .rss_kib
+                    .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                result.threads.map_or("n/a".into(), |t| t.to_string()),
+            );
+        }
+    }
+    EXIT_OK
+}
+
+fn spawn(command: &str) -> std::io::Result<Child> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {command}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+/// SIGTERM, then SIGKILL if it has not exited within 3 s.
+fn stop(child: &mut Child) {
+    // SAFETY: a signal to our own child, whose pid we hold.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn wait_ready(targets: &[Target], links: bool, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + LIMIT;
+    for target in targets {
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited before ready ({status})"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} not ready after {LIMIT:?}", target.url));
+            }
+            if ready(target, links).await {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+async fn ready(target: &Target, links: bool) -> bool {
+    let attempt = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&target.url).await.ok()?;
+        let _ = ws.close(None).await;
+        if !links {
+            return Some(true);
+        }
+        let authority = target
+            .url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()?
+            .to_owned();
+        let health = get(&authority, "/healthz").await?;
+        let json: serde_json::Value = serde_json::from_str(&health).ok()?;
+        let all_up = json["links"]
+            .as_array()?
+            .iter()
+            .all(|l| l["state"].as_str() == Some("up"));
+        Some(all_up)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+/// A minimal HTTP/1.0 GET: the body, or `None`.
+async fn get(authority: &str, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+}
