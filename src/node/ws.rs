@@ -91,7 +91,8 @@ fn accept(http: Http, ws: WebSocketUpgrade) -> Response {
         })
 }
 
-/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts.
+/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts
+/// and [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`.
 async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let links: Vec<_> = http
         .links
@@ -103,11 +104,17 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
                 crate::transport::LinkKind::Redis => "broker",
                 _ => "endpoint",
             };
-            serde_json::json!({
+            let mut link = serde_json::json!({
                 "kind": l.kind.as_str(),
                 key: l.address,
                 "state": l.state().to_string(),
-            })
+                "sent": l.sent(),
+                "received": l.received(),
+            });
+            if l.kind == crate::transport::LinkKind::Redis {
+                link["via"] = l.received_via().into_iter().collect();
+            }
+            link
         })
         .collect();
     let core = &http.core;

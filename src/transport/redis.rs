@@ -150,6 +150,7 @@ impl Connected {
             channel: channel_rx,
             filter: filter.clone(),
             counters,
+            status: status.clone(),
             next_seq: 0,
         };
         let control = RedisControl {
@@ -260,6 +261,7 @@ struct Publisher {
     channel: watch::Receiver<String>,
     filter: Arc<Mutex<EchoFilter>>,
     counters: Arc<Counters>,
+    status: Arc<LinkStatus>,
     next_seq: u64,
 }
 
@@ -310,7 +312,10 @@ impl Publisher {
             result = pipe.exec_async(&mut self.conn).await;
         }
         match result {
-            Ok(()) => self.counters.add_out(batch.len() as u64),
+            Ok(()) => {
+                self.counters.add_out(batch.len() as u64);
+                self.status.add_sent(batch.len() as u64);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, messages = batch.len(), "redis publish failed, messages dropped");
                 let seqs: Vec<u64> = (first..self.next_seq).collect();
@@ -417,11 +422,25 @@ impl Receiver {
             return None;
         }
         match Text::try_from(payload) {
-            Ok(text) => Some(text),
+            Ok(text) => {
+                self.count(pattern.as_deref(), &channel);
+                Some(text)
+            }
             Err(_) => {
                 tracing::debug!("redis message that is not UTF-8 dropped");
                 None
             }
+        }
+    }
+}
+
+impl Receiver {
+    /// Counts a delivered message under the subscription that brought it,
+    /// named as the drawing names it (`channel`, `psubscribe pattern`).
+    fn count(&self, pattern: Option<&[u8]>, channel: &[u8]) {
+        match pattern {
+            Some(p) => self.status.add_received_via("psubscribe ", p),
+            None => self.status.add_received_via("", channel),
         }
     }
 }

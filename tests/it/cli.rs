@@ -236,17 +236,26 @@ fn oversized_files_and_alias_bombs_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.yaml");
     let mut text = String::from("nodes:\n  a: {}\n");
-    text.push_str(&"# padding padding padding padding padding padding padding padding\n".repeat(140_000));
+    text.push_str(
+        &"# padding padding padding padding padding padding padding padding\n".repeat(140_000),
+    );
     std::fs::write(&big, text).unwrap();
     let out = topo(&["validate", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("limited to 8 MiB"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("limited to 8 MiB"),
+        "{}",
+        stderr(&out)
+    );
 
     let bomb = dir.path().join("bomb.yaml");
     let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     let mut previous = 'a';
     for name in 'b'..='i' {
-        text.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 9].join(", ")));
+        text.push_str(&format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{previous}"); 9].join(", ")
+        ));
         previous = name;
     }
     std::fs::write(&bomb, text).unwrap();
