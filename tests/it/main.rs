@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod admin_live;
 mod browser;
 mod chat;
 mod cli;
