@@ -198,3 +198,24 @@ impl LinkStatus {
         let _ = rx.wait_for(|s| *s == LinkState::Up).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_receptions_are_counted_by_the_subscription_that_brought_them() {
+        let s = LinkStatus::new(LinkKind::Redis, "redis://h".into(), LinkState::Up);
+        s.add_received_via("", b"chat");
+        s.add_received_via("psubscribe ", b"chat*");
+        s.add_received_via("", b"chat");
+        s.add_received_via("psubscribe ", b"ch");
+        assert_eq!(s.received(), 4);
+        let via = s.received_via();
+        let expected = [("chat", 2), ("psubscribe chat*", 1), ("psubscribe ch", 1)];
+        assert_eq!(via.len(), expected.len());
+        for ((k, n), (ek, en)) in via.iter().zip(expected) {
+            assert_eq!((k.as_str(), *n), (ek, en));
+        }
+    }
+}

@@ -144,3 +144,62 @@ async fn the_view_and_the_link_counters_follow_the_traffic() {
         "a's PUB counts what it sent: {health}"
     );
 }
+
+/// `up --process`: the node state lives in the children, and the event
+/// stream still shows every node and link up (polled through `/healthz`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_shows_children_of_up_process() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let (http, publ) = ports();
+    let file = tmp.path().join("zmq-3node.yaml");
+    std::fs::write(&file, mesh(&http, &publ, false)).unwrap();
+    let up = Up::start(&file, &["--process"]);
+    wait_admin(&up).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", up.admin))
+        .await
+        .unwrap();
+    // HTTP/1.0: the stream comes unchunked, one event after another.
+    stream
+        .write_all(b"GET /api/events HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let all_up = async {
+        let mut seen = String::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut topology = false;
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended:\n{seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            while let Some(end) = seen.find("\n\n") {
+                let block: String = seen.drain(..end + 2).collect();
+                let data = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect::<String>();
+                if block.contains("event: topology") {
+                    let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+                    assert_eq!(v["view"]["edges"].as_array().unwrap().len(), 6);
+                    topology = true;
+                }
+                if block.contains("event: stats") {
+                    assert!(topology, "the topology comes first");
+                    let s: serde_json::Value = serde_json::from_str(&data).unwrap();
+                    let nodes = s["nodes"].as_object().unwrap();
+                    let edges = s["edges"].as_object().unwrap();
+                    if nodes.len() == 3
+                        && nodes.values().all(|n| n["state"] == "up")
+                        && edges.len() == 6
+                        && edges.values().all(|e| e["state"] == "up")
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT * 2, all_up)
+        .await
+        .unwrap_or_else(|_| panic!("never all up:\n{}", up.log()));
+}
