@@ -5,10 +5,11 @@
 //! (`runtime::controller` does) and prints nothing (`cli` does).
 
 use crate::check::Valid;
-use crate::model::{Topology, Wiring};
+use crate::model::{Limits, Topology, Wiring};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Diff {
@@ -24,8 +25,9 @@ pub struct Diff {
 pub struct Change {
     pub old: Wiring,
     pub new: Wiring,
-    /// True when the node's own HTTP address changed: its server (and so its
-    /// clients) cannot move in place. Everything else is rewired in place.
+    /// True when the node's own HTTP address or its `limits.send_queue`
+    /// changed: its server, or the hub its clients read from, cannot change
+    /// in place (see [`needs_restart`]). Everything else is rewired in place.
     pub restart: bool,
     /// One line per difference, e.g. `zmq sub + tcp://127.0.0.1:5002`.
     pub what: Vec<String>,
@@ -52,7 +54,7 @@ impl Diff {
                 Some(i) if old[i] != *w => diff.change.push(Change {
                     old: old[i].clone(),
                     new: w.clone(),
-                    restart: old[i].http != w.http,
+                    restart: needs_restart(&old[i], w),
                     what: describe(&old[i], w),
                 }),
                 Some(_) => {}
@@ -89,6 +91,14 @@ impl Diff {
 /// Every node's wiring, in file order.
 pub fn wirings(t: &Topology) -> Vec<Wiring> {
     t.node_ids().map(|id| Wiring::of(t, id)).collect()
+}
+
+/// Whether a node must be stopped and started again to run `new`: its HTTP
+/// server cannot move, and its clients' send queues are sized when they
+/// join. Every other difference (links, relay, other limits) is applied in
+/// place; client limits then hold for connections accepted after the reload.
+pub fn needs_restart(old: &Wiring, new: &Wiring) -> bool {
+    old.http != new.http || old.limits.send_queue != new.limits.send_queue
 }
 
 /// Every difference between two wirings of one node, for people.
@@ -129,7 +139,42 @@ pub fn describe(old: &Wiring, new: &Wiring) -> Vec<String> {
     if old.relay != new.relay {
         what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
     }
+    describe_limits(&mut what, &old.limits, &new.limits);
     what
+}
+
+fn describe_limits(what: &mut Vec<String>, old: &Limits, new: &Limits) {
+    let mut count = |key: &str, a: usize, b: usize| {
+        if a != b {
+            what.push(format!("limits {key} {a} -> {b}"));
+        }
+    };
+    count(
+        "max_message_bytes",
+        old.max_message_bytes,
+        new.max_message_bytes,
+    );
+    count("max_connections", old.max_connections, new.max_connections);
+    count("send_queue", old.send_queue, new.send_queue);
+    count("outbox", old.outbox, new.outbox);
+    let mut time = |key: &str, a: Duration, b: Duration| {
+        if a != b {
+            what.push(format!("limits {key} {a:?} -> {b:?}"));
+        }
+    };
+    time("ping_interval", old.ping_interval, new.ping_interval);
+    time("idle_timeout", old.idle_timeout, new.idle_timeout);
+    if old.origins != new.origins {
+        let list = |o: &[String]| match o {
+            [] => "any".to_owned(),
+            o => o.join(", "),
+        };
+        what.push(format!(
+            "origins {} -> {}",
+            list(&old.origins),
+            list(&new.origins)
+        ));
+    }
 }
 
 fn set_changes(what: &mut Vec<String>, label: &str, old: &[String], new: &[String]) {
@@ -310,5 +355,31 @@ nodes:
             ]
         );
         assert!(!d.change[0].restart);
+    }
+
+    #[test]
+    fn limits_rewire_in_place_except_the_send_queue() {
+        let old = "limits: { outbox: 10 }
+nodes:
+  a: { http: 9100 }
+  b: { http: 9101 }
+";
+        let new = "limits: { outbox: 20, ping_interval: 5s }
+origins: ['http://x.test']
+nodes:
+  a: { http: 9100 }
+  b: { http: 9101, limits: { send_queue: 8 } }
+";
+        let d = Diff::between(&valid(old).topology, &valid(new).topology);
+        assert_eq!(d.summary(), "~a(rewire) ~b(restart)");
+        assert_eq!(
+            d.change[0].what,
+            [
+                "limits outbox 10 -> 20",
+                "limits ping_interval 30s -> 5s",
+                "origins any -> http://x.test"
+            ]
+        );
+        assert_eq!(d.change[1].what[0], "limits send_queue 1024 -> 8");
     }
 }

@@ -8,6 +8,7 @@
 use crate::config::yaml::Span;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Index of a node in [`Topology::nodes`] (file order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +54,41 @@ pub struct Node {
     pub redis: Option<RedisLink>,
     /// Forward what it receives onto its other outbound links (SPEC rule 4).
     pub relay: bool,
+    /// What a client or an outage may cost this node (file: `limits:`, `origins:`).
+    pub limits: Limits,
+}
+
+/// A node's limits, defaults filled in (see `config::limits` for the file's keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest WebSocket message (and frame) accepted; bigger: close 1009.
+    pub max_message_bytes: usize,
+    /// Open WebSocket connections at most; beyond: the upgrade gets 503.
+    pub max_connections: usize,
+    /// Messages a client may fall behind before it is disconnected (1008).
+    pub send_queue: usize,
+    /// A ping to every client this often.
+    pub ping_interval: Duration,
+    /// A client that sent nothing (not even a pong) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Messages held while the Redis link is down; beyond it the oldest go.
+    pub outbox: usize,
+    /// Allowed browser `Origin`s for upgrades; empty: any.
+    pub origins: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_connections: 10_000,
+            send_queue: 1024,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            outbox: 1000,
+            origins: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -223,6 +259,7 @@ pub struct Wiring {
     pub filter: String,
     pub redis: Option<RedisWiring>,
     pub relay: bool,
+    pub limits: Limits,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -257,6 +294,7 @@ impl Wiring {
                 patterns: r.patterns.clone(),
             }),
             relay: node.relay,
+            limits: node.limits.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::address::{parse_endpoint, parse_host, parse_redis_url};
 use super::diagnostic::{Diagnostic, did_you_mean};
+use super::limits;
 use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::graph::glob::glob_match;
@@ -47,7 +48,7 @@ pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Ve
         .nodes
         .0
         .iter()
-        .map(|(name, node)| c.node(name, node))
+        .map(|(name, node)| c.node(name, node, spec))
         .collect();
     for (i, (_, node)) in spec.nodes.0.iter().enumerate() {
         c.subscriptions(NodeId(i), node, &names, &mut nodes);
@@ -150,7 +151,7 @@ impl Compiler {
         None
     }
 
-    fn node(&mut self, name: &Spanned<String>, spec: &NodeSpec) -> Node {
+    fn node(&mut self, name: &Spanned<String>, spec: &NodeSpec, file: &TopologySpec) -> Node {
         let host = match &spec.host {
             Some(host) => match parse_host(&host.value) {
                 Ok(ip) => {
@@ -248,6 +249,13 @@ impl Compiler {
                 ),
             );
         }
+        let limits = limits::resolve(
+            file.limits.as_ref().map(|l| &l.value),
+            spec.limits.as_ref().map(|l| &l.value),
+            file.origins.as_ref(),
+            spec.origins.as_ref(),
+            &mut self.diagnostics,
+        );
         Node {
             name: name.value.clone(),
             span: name.span,
@@ -255,6 +263,7 @@ impl Compiler {
             zmq,
             redis,
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
+            limits,
         }
     }
 

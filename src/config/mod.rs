@@ -5,5 +5,6 @@ pub mod address;
 pub mod compile;
 pub mod diagnostic;
 pub mod interpolate;
+pub mod limits;
 pub mod spec;
 pub mod yaml;

@@ -6,6 +6,7 @@
 
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::interpolate::interpolate;
+use super::limits::LimitsSpec;
 use super::yaml::{Kind, Span, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
@@ -113,6 +114,10 @@ pub struct TopologySpec {
     pub brokers: Option<Named<BrokerSpec>>,
     /// The chat servers, in order.
     pub nodes: Named<NodeSpec>,
+    /// Defaults for every node's limits (a node's own `limits:` overrides them field by field).
+    pub limits: Option<Spanned<LimitsSpec>>,
+    /// Browser origins allowed to open a WebSocket on every node (a node's own list replaces it); absent: any.
+    pub origins: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A Redis server.
@@ -137,6 +142,10 @@ pub struct NodeSpec {
     pub zmq: Option<Spanned<ZmqSpec>>,
     /// Redis pub/sub links.
     pub redis: Option<Spanned<RedisSpec>>,
+    /// This node's limits, over the top-level ones.
+    pub limits: Option<Spanned<LimitsSpec>>,
+    /// Browser origins allowed to open a WebSocket here (replaces the top-level list).
+    pub origins: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -180,7 +189,7 @@ impl<'e> Decoder<'e> {
         }
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Span, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(span, message));
     }
 
@@ -190,9 +199,16 @@ impl<'e> Decoder<'e> {
         for (key, value) in self.fields(
             doc,
             "the topology",
-            &["version", "name", "brokers", "nodes"],
+            &["version", "name", "brokers", "nodes", "limits", "origins"],
         ) {
             match key.value.as_str() {
+                "limits" => {
+                    spec.limits = Some(Spanned {
+                        value: self.limits(value),
+                        span: key.span,
+                    })
+                }
+                "origins" => spec.origins = self.origins(value),
                 "version" => {
                     spec.version = self.integer(value).map(|v| Spanned {
                         value: u64::try_from(v.value).unwrap_or(u64::MAX),
@@ -240,8 +256,16 @@ impl<'e> Decoder<'e> {
         if matches!(value.kind, Kind::Null) {
             return Some(node);
         }
-        for (key, v) in self.fields(value, "a node", &["http", "host", "relay", "zmq", "redis"]) {
+        let allowed = ["http", "host", "relay", "zmq", "redis", "limits", "origins"];
+        for (key, v) in self.fields(value, "a node", &allowed) {
             match key.value.as_str() {
+                "limits" => {
+                    node.limits = Some(Spanned {
+                        value: self.limits(v),
+                        span: key.span,
+                    })
+                }
+                "origins" => node.origins = self.origins(v),
                 "http" => node.http = self.port(v),
                 "host" => node.host = self.string(v),
                 "relay" => node.relay = self.boolean(v),
@@ -291,7 +315,7 @@ impl<'e> Decoder<'e> {
 
     /// The entries of a mapping whose keys are among `allowed`; reports the
     /// rest (unknown, duplicate, not a string) and a mapping of the wrong type.
-    fn fields<'v>(
+    pub(super) fn fields<'v>(
         &mut self,
         value: &'v Value,
         what: &str,
@@ -413,7 +437,7 @@ impl<'e> Decoder<'e> {
 
     /// A string scalar, after `${VAR}` interpolation. Numbers and booleans
     /// are taken as their text (`topic: 42` is the topic "42").
-    fn string(&mut self, value: &Value) -> Option<Spanned<String>> {
+    pub(super) fn string(&mut self, value: &Value) -> Option<Spanned<String>> {
         let raw = match &value.kind {
             Kind::Str(s) => s.clone(),
             Kind::Int(n) => n.to_string(),
@@ -439,7 +463,7 @@ impl<'e> Decoder<'e> {
         }
     }
 
-    fn integer(&mut self, value: &Value) -> Option<Spanned<i128>> {
+    pub(super) fn integer(&mut self, value: &Value) -> Option<Spanned<i128>> {
         match &value.kind {
             Kind::Int(n) => Some(Spanned {
                 value: *n,
@@ -535,7 +559,11 @@ impl<'e> Decoder<'e> {
         }
     }
 
-    fn string_list(&mut self, value: &Value, what: &str) -> Option<Spanned<Vec<Spanned<String>>>> {
+    pub(super) fn string_list(
+        &mut self,
+        value: &Value,
+        what: &str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
         match &value.kind {
             Kind::Seq(items) => {
                 let list = items.iter().filter_map(|item| self.string(item)).collect();

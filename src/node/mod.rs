@@ -6,12 +6,12 @@ pub mod relay;
 pub mod wiring;
 pub mod ws;
 
-use crate::model::Wiring;
+use crate::model::{Limits, Wiring};
 use crate::transport::{Counters, Inbox, LinkKind, LinkStatus};
 use relay::Core;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -48,6 +48,8 @@ pub struct NodeHandle {
     pub core: Arc<Core>,
     links: Links,
     wired: tokio::sync::Mutex<Wired>,
+    /// The client limits its HTTP server applies to new connections.
+    limits: watch::Sender<Arc<Limits>>,
     /// Kept for links that a reload adds; the router ends on cancel.
     inbox: Inbox,
     tasks: Tasks,
@@ -75,8 +77,11 @@ impl NodeHandle {
         }
     }
 
-    /// Rewires the node's links in place to `new` (hot reload); its HTTP
-    /// server and clients stay. On an error nothing changed.
+    /// Rewires the node's links in place to `new` (hot reload) and applies
+    /// its limits: the outbox at once, the client limits to connections
+    /// accepted from now on. Its HTTP server and clients stay. A new
+    /// `limits.send_queue` needs a restart (see `diff`) and is ignored here.
+    /// On an error nothing changed.
     pub async fn rewire(&self, new: &Wiring, generation: u64) -> Result<(), StartError> {
         let mut wired = self.wired.lock().await;
         let env = Env {
@@ -90,6 +95,15 @@ impl NodeHandle {
             .await;
         *self.links.write().unwrap_or_else(|e| e.into_inner()) = wired.statuses();
         if applied.is_ok() {
+            // What runs now (its send_queue unchanged).
+            let now = &wired.wiring.limits;
+            self.limits.send_if_modified(|l| {
+                let changed = **l != *now;
+                if changed {
+                    *l = Arc::new(now.clone());
+                }
+                changed
+            });
             self.core.set_generation(generation);
         }
         applied
@@ -140,13 +154,15 @@ async fn start_with(
         None => None,
     };
     let counters = Arc::new(Counters::default());
-    let core = Arc::new(Core::new(
+    let core = Core::new(
         wiring.name.clone(),
         generation,
         wiring.relay,
         counters,
         Vec::new(),
-    ));
+    )
+    .with_backlog(wiring.limits.send_queue);
+    let core = Arc::new(core);
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
     let mut wired = Wired::empty(wiring);
     let env = Env {
@@ -162,6 +178,7 @@ async fn start_with(
     // Everything is bound and connected: from here on nothing can fail.
     let links: Links = Arc::new(RwLock::new(wired.statuses()));
     tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
+    let limits = watch::Sender::new(Arc::new(wiring.limits.clone()));
     let mut http_addr = None;
     if let Some(listener) = http {
         http_addr = listener.local_addr().ok();
@@ -171,8 +188,13 @@ async fn start_with(
             cancel: tasks.cancel.clone(),
             tracker: tasks.tracker.clone(),
             span: tasks.span.clone(),
+            limits: limits.subscribe(),
+            connections: Arc::default(),
         };
         tasks.spawn(serve_http(listener, http));
+    }
+    if let Some(addr) = http_addr {
+        warn_if_every_interface("http", addr);
     }
     tracing::info!(http = ?http_addr, links = wired.statuses().len(), generation, "node ready");
     Ok(NodeHandle {
@@ -181,6 +203,7 @@ async fn start_with(
         core,
         links,
         wired: tokio::sync::Mutex::new(wired),
+        limits,
         inbox,
         tasks,
     })
@@ -208,6 +231,13 @@ async fn serve_http(listener: tokio::net::TcpListener, http: ws::Http) {
         .await
     {
         tracing::error!(error = %e, "http server failed");
+    }
+}
+
+/// Binding 0.0.0.0 (or `::`) exposes the node to other machines: say so.
+fn warn_if_every_interface(what: &'static str, addr: SocketAddr) {
+    if addr.ip().is_unspecified() {
+        tracing::warn!(what, %addr, "binding every interface: reachable from other machines");
     }
 }
 

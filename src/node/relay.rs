@@ -39,6 +39,12 @@ impl Core {
         }
     }
 
+    /// The same core with a hub whose clients may fall `backlog` messages behind.
+    pub fn with_backlog(mut self, backlog: usize) -> Core {
+        self.hub = Hub::with_capacity(backlog);
+        self
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }

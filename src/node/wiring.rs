@@ -6,8 +6,8 @@
 //! server or the clients: links untouched by a change keep flowing.
 
 use super::relay::Core;
-use super::{StartError, Tasks, io_reason};
-use crate::model::{Endpoint, RedisWiring, Wiring, ZmqPublish};
+use super::{StartError, Tasks, io_reason, warn_if_every_interface};
+use crate::model::{Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
 use crate::transport::redis::RedisControl;
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
@@ -85,9 +85,11 @@ impl Wired {
         all
     }
 
-    /// Moves the links to `new`. Binding and connecting come first: when one
+    /// Moves the links to `new` and resizes the Redis outbox to
+    /// `new.limits.outbox`. Binding and connecting come first: when one
     /// fails (a taken port, an unreachable server) nothing has changed and
-    /// the error is returned. `new.http` is ignored (a restart moves it).
+    /// the error is returned. `new.http` and `new.limits.send_queue` are
+    /// ignored (a restart changes them); the node applies the client limits.
     pub async fn apply(&mut self, new: &Wiring, env: &Env<'_>) -> Result<(), StartError> {
         let old = self.wiring.clone();
         let pub_plan = self.plan_pub(&old, new).await?;
@@ -115,12 +117,22 @@ impl Wired {
         // From here on nothing can fail.
         self.commit_pub(pub_plan, new, env);
         self.commit_subs(&old, new, env);
-        if let RedisPlan::Replace(connected) = redis_plan {
-            self.commit_redis(connected, new, env);
+        match redis_plan {
+            RedisPlan::Replace(connected) => self.commit_redis(connected, new, env),
+            RedisPlan::Keep | RedisPlan::Rewire => {
+                if let Some(slot) = &self.redis {
+                    slot.control.set_outbox(new.limits.outbox);
+                }
+            }
         }
         env.core.set_relay(new.relay);
+        // What runs: the HTTP address and the hub's backlog stay as they were.
         self.wiring = Wiring {
             http: self.wiring.http,
+            limits: Limits {
+                send_queue: self.wiring.limits.send_queue,
+                ..new.limits.clone()
+            },
             ..new.clone()
         };
         Ok(())
@@ -168,6 +180,7 @@ impl Wired {
                     let cancel = env.tasks.cancel.child_token();
                     let (topic, topic_rx) = watch::channel(p.topic.clone());
                     let counters = env.core.counters.clone();
+                    warn_if_every_interface("zmq pub", p.bind);
                     let address = format!("tcp://{}", p.bind);
                     let status = LinkStatus::new(LinkKind::ZmqPub, address, LinkState::Up);
                     let status = Arc::new(status);
@@ -240,8 +253,14 @@ impl Wired {
         let cancel = env.tasks.cancel.child_token();
         let counters = env.core.counters.clone();
         let inbox = env.inbox.clone();
-        let (handle, control, publisher, receiver) =
-            connected.run(link, counters, inbox, status.clone(), cancel.clone());
+        let (handle, control, publisher, receiver) = connected.run(
+            link,
+            counters,
+            inbox,
+            status.clone(),
+            new.limits.outbox,
+            cancel.clone(),
+        );
         env.tasks.spawn(publisher);
         env.tasks.spawn(receiver);
         env.core.set_outbound(Origin::Redis, Some(Box::new(handle)));

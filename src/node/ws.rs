@@ -1,21 +1,30 @@
 //! The HTTP side of a chat node: the chat page at `/`, WebSocket sessions on
 //! `/ws` and on `/` (when the request asks to upgrade), `/healthz`, 404 else.
 //! Sessions only talk to `relay::Core`; they never touch a link directly.
+//! Enforces the node's client limits: origins and connection count at the
+//! upgrade, message size (1009), UTF-8 (1007), binary (1003), keepalive,
+//! and a bounded backlog per client (1008) so one stalled client costs the
+//! others nothing.
 
 use super::relay::Core;
+use crate::model::Limits;
 use crate::transport::Text;
+use axum::BoxError;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -32,9 +41,14 @@ const MAX_BATCH: usize = 64;
 /// A close frame to a client that stopped reading is abandoned after this.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How often a writer blocked on a full socket looks at its backlog.
+const STALL_CHECK: Duration = Duration::from_millis(20);
+
 const GOING_AWAY: u16 = 1001;
 const UNSUPPORTED: u16 = 1003;
+const INVALID_DATA: u16 = 1007;
 const POLICY: u16 = 1008;
+const TOO_BIG: u16 = 1009;
 
 #[derive(Clone)]
 pub struct Http {
@@ -45,6 +59,11 @@ pub struct Http {
     pub tracker: TaskTracker,
     /// The node's span: axum runs handlers in its own tasks, outside of it.
     pub span: tracing::Span,
+    /// The node's client limits; a reload replaces them, and each connection
+    /// keeps those it was accepted under.
+    pub limits: watch::Receiver<Arc<Limits>>,
+    /// WebSocket connections open or being upgraded, for `max_connections`.
+    pub connections: Arc<AtomicUsize>,
 }
 
 pub fn router(http: Http) -> Router {
@@ -64,31 +83,83 @@ async fn not_found() -> StatusCode {
 /// The chapter's client connects to the root, so `/` upgrades when asked to.
 async fn root(
     State(http): State<Http>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        Ok(ws) => accept(http, ws),
+        Ok(ws) => accept(http, &headers, ws),
         Err(_) => Html(PAGE).into_response(),
     }
 }
 
-async fn ws_only(State(http): State<Http>, ws: WebSocketUpgrade) -> Response {
-    accept(http, ws)
+async fn ws_only(State(http): State<Http>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    accept(http, &headers, ws)
 }
 
-fn accept(http: Http, ws: WebSocketUpgrade) -> Response {
+/// Checks the origin and the connection limit, then upgrades with the
+/// node's message size limit (tungstenite refuses bigger frames early).
+fn accept(http: Http, headers: &HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let limits = http.limits.borrow().clone();
+    if !origin_allowed(&limits.origins, headers) {
+        tracing::info!(origin = ?headers.get(ORIGIN), "websocket upgrade refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let Some(slot) = Slot::take(&http.connections, limits.max_connections) else {
+        tracing::warn!(
+            limit = limits.max_connections,
+            "websocket upgrade refused: connection limit reached"
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
     // Tracked from the request on, so shutdown also waits for upgrades in flight.
     let tracked = http.tracker.token();
     let span = http.span.clone();
+    let max = limits.max_message_bytes;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| {
             async move {
-                session(socket, http).await;
+                session(socket, http, &limits).await;
+                drop(slot);
                 drop(tracked);
             }
             .instrument(span)
         })
+}
+
+/// Browsers always send `Origin`; other clients may omit it, and could
+/// forge it anyway, so a request without one is let through.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))),
+    }
+}
+
+/// One of `max_connections`; released when dropped (also if the upgrade fails).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts
@@ -113,6 +184,11 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
             });
             if l.kind == crate::transport::LinkKind::Redis {
                 link["via"] = l.received_via().into_iter().collect();
+                link["outbox"] = serde_json::json!({
+                    "queued": l.outbox.queued(),
+                    "dropped": l.outbox.dropped(),
+                    "flushed": l.outbox.flushed(),
+                });
             }
             link
         })
@@ -128,7 +204,7 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
 }
 
 /// One client: this task reads, a writer task (tracked by the node) writes.
-async fn session(socket: WebSocket, http: Http) {
+async fn session(socket: WebSocket, http: Http, limits: &Limits) {
     if http.cancel.is_cancelled() {
         return;
     }
@@ -139,9 +215,19 @@ async fn session(socket: WebSocket, http: Http) {
     let session = http.cancel.child_token();
     // Reader -> writer: close with this frame. One slot: the reader sends at most one.
     let (close_tx, close_rx) = mpsc::channel(1);
-    let writer = writer(sink, rx, close_rx, http.cancel.clone(), session.clone());
-    let writer = http.tracker.spawn(writer.in_current_span());
-    reader(stream, &http.core, close_tx, session).await;
+    let writer = Writer {
+        sink,
+        rx,
+        close: close_rx,
+        node: http.cancel.clone(),
+        send_queue: limits.send_queue,
+        ping_interval: limits.ping_interval,
+    };
+    let writer = http
+        .tracker
+        .spawn(writer.run(session.clone()).in_current_span());
+    let idle = limits.idle_timeout;
+    reader(stream, &http.core, close_tx, session, idle).await;
     let _ = writer.await;
     tracing::debug!("client disconnected");
 }
@@ -151,103 +237,191 @@ async fn reader(
     core: &Core,
     close: mpsc::Sender<CloseFrame>,
     session: CancellationToken,
+    idle_timeout: Duration,
 ) {
-    loop {
+    // Any frame (a pong too) proves the peer alive; the timer is re-armed
+    // only when it fires, not per message.
+    let mut last_seen = Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let goodbye = loop {
         let frame = tokio::select! {
             _ = session.cancelled() => return,
+            _ = &mut idle => {
+                if last_seen.elapsed() >= idle_timeout {
+                    tracing::info!(?idle_timeout, "client silent, dropping it");
+                    break close_frame(POLICY, "idle timeout: no pong");
+                }
+                idle.as_mut().reset((last_seen + idle_timeout).into());
+                continue;
+            }
             frame = stream.next() => frame,
         };
+        last_seen = Instant::now();
         match frame {
             Some(Ok(Message::Text(text))) => core.from_client(text),
             Some(Ok(Message::Binary(_))) => {
-                let frame = close_frame(UNSUPPORTED, "binary frames are not supported");
-                let _ = close.send(frame).await;
-                return;
+                break close_frame(UNSUPPORTED, "binary frames are not supported");
             }
             Some(Ok(Message::Close(_))) | None => return,
             Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "client read error");
-                return;
-            }
-        }
-    }
-}
-
-/// Sends everything queued for this client, then flushes once: one write
-/// syscall carries many messages under load.
-async fn writer(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: broadcast::Receiver<Text>,
-    mut close: mpsc::Receiver<CloseFrame>,
-    node: CancellationToken,
-    session: CancellationToken,
-) {
-    let _stop_reader = session.drop_guard();
-    let goodbye = loop {
-        let first = tokio::select! {
-            biased;
-            _ = node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
-            frame = close.recv() => break frame,
-            msg = rx.recv() => msg,
-        };
-        let batch = tokio::select! {
-            _ = node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
-            r = write_batch(&mut sink, &mut rx, first) => match r {
-                Ok(batch) => batch,
+            Some(Err(e)) => match refusal(e) {
+                Ok(frame) => break frame,
                 Err(e) => {
-                    tracing::debug!(error = %e, "client write error");
+                    tracing::debug!(error = %e, "client read error");
                     return;
                 }
             },
-        };
-        match batch {
-            Batch::Sent => {}
-            Batch::Lagged(missed) => {
-                tracing::warn!(missed, "client too slow, disconnecting it");
-                break Some(close_frame(POLICY, "too slow: messages were lost"));
-            }
-            Batch::Closed => break Some(close_frame(GOING_AWAY, "node shutting down")),
         }
     };
-    if let Some(frame) = goodbye {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    tracing::debug!(code = goodbye.code, reason = %goodbye.reason, "closing client");
+    let _ = close.send(goodbye).await;
+    drain(&mut stream).await;
+}
+
+/// The close frame for a read error caused by what the client sent (a
+/// message too big: 1009, invalid UTF-8: 1007); `Err` for a lost connection.
+fn refusal(e: axum::Error) -> Result<CloseFrame, BoxError> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast::<WsError>() {
+        Ok(e) => match *e {
+            WsError::Capacity(_) => Ok(close_frame(TOO_BIG, "message too big")),
+            WsError::Utf8(_) => Ok(close_frame(INVALID_DATA, "invalid UTF-8")),
+            other => Err(other.into()),
+        },
+        Err(other) => Err(other),
     }
 }
 
-enum Batch {
-    Sent,
-    /// The client fell this many messages behind.
-    Lagged(u64),
-    /// The hub is gone: the node is being torn down.
-    Closed,
-}
-
-/// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then flushes.
-async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut broadcast::Receiver<Text>,
-    first: Result<Text, broadcast::error::RecvError>,
-) -> Result<Batch, axum::Error> {
-    use broadcast::error::{RecvError, TryRecvError};
-    match first {
-        Ok(text) => sink.feed(Message::Text(text)).await?,
-        Err(RecvError::Lagged(n)) => return Ok(Batch::Lagged(n)),
-        Err(RecvError::Closed) => return Ok(Batch::Closed),
-    }
-    let mut outcome = Batch::Sent;
-    for _ in 1..MAX_BATCH {
-        match rx.try_recv() {
-            Ok(text) => sink.feed(Message::Text(text)).await?,
-            Err(TryRecvError::Lagged(n)) => {
-                outcome = Batch::Lagged(n);
-                break;
+/// Reads (and discards) what the client still sends until its close reply,
+/// so that closing the socket with unread data does not reset the
+/// connection before the client has read our close frame.
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    let rest = async {
+        while let Some(frame) = stream.next().await {
+            match frame {
+                Ok(Message::Close(_)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    if refusal(e).is_err() {
+                        return;
+                    }
+                }
             }
-            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, rest).await;
+}
+
+/// Writes what the hub delivers and a ping every `ping_interval`. A client
+/// whose backlog reaches `send_queue` is disconnected (1008): while its
+/// socket accepts nothing, it is never waited for (the hub does not block).
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    rx: broadcast::Receiver<Text>,
+    close: mpsc::Receiver<CloseFrame>,
+    node: CancellationToken,
+    send_queue: usize,
+    ping_interval: Duration,
+}
+
+enum Out {
+    Ping,
+    Batch,
+}
+
+impl Writer {
+    async fn run(mut self, session: CancellationToken) {
+        let _stop_reader = session.drop_guard();
+        let start = tokio::time::Instant::now() + self.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<Text> = Vec::with_capacity(MAX_BATCH);
+        let goodbye = loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
+                frame = self.close.recv() => break frame,
+                _ = ping.tick() => Out::Ping,
+                msg = self.rx.recv() => match msg {
+                    Ok(text) => {
+                        batch.push(text);
+                        Out::Batch
+                    }
+                    Err(RecvError::Lagged(missed)) => break Some(self.too_slow(missed)),
+                    Err(RecvError::Closed) => break Some(close_frame(GOING_AWAY, "node shutting down")),
+                },
+            };
+            if let Out::Batch = next
+                && let Err(missed) = self.fill(&mut batch)
+            {
+                break Some(self.too_slow(missed));
+            }
+            let limit = self.send_queue;
+            let Writer { sink, rx, node, .. } = &mut self;
+            let write = async {
+                match next {
+                    Out::Ping => sink.send(Message::Ping(Default::default())).await,
+                    Out::Batch => {
+                        for text in batch.drain(..) {
+                            sink.feed(Message::Text(text)).await?;
+                        }
+                        sink.flush().await
+                    }
+                }
+            };
+            // The write is polled first: the watch only starts when the socket is full.
+            let full = tokio::select! {
+                biased;
+                r = write => match r {
+                    Ok(()) => rx.len() >= limit,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "client write error");
+                        return;
+                    }
+                },
+                _ = backlog_full(rx, limit) => true,
+                _ = node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
+            };
+            if full {
+                let missed = self.rx.len() as u64;
+                break Some(self.too_slow(missed));
+            }
+        };
+        if let Some(frame) = goodbye {
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(frame))))
+                    .await;
         }
     }
-    sink.flush().await?;
-    Ok(outcome)
+
+    /// Takes what else is queued, up to [`MAX_BATCH`]; `Err(missed)` if the client lagged.
+    fn fill(&mut self, batch: &mut Vec<Text>) -> Result<(), u64> {
+        while batch.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(text) => batch.push(text),
+                Err(TryRecvError::Lagged(n)) => return Err(n),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn too_slow(&self, behind: u64) -> CloseFrame {
+        tracing::warn!(
+            behind,
+            send_queue = self.send_queue,
+            "client not reading, disconnecting it"
+        );
+        close_frame(POLICY, "too slow: send queue full")
+    }
+}
+
+/// Resolves once this client's backlog reaches `limit` messages.
+async fn backlog_full(rx: &broadcast::Receiver<Text>, limit: usize) {
+    while rx.len() < limit {
+        tokio::time::sleep(STALL_CHECK).await;
+    }
 }
 
 fn close_frame(code: u16, reason: &'static str) -> CloseFrame {

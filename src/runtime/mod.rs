@@ -152,6 +152,7 @@ mod tests {
             zmq: None,
             redis: None,
             relay: false,
+            limits: Limits::default(),
         };
         let mut a = node("a", Some(8080));
         a.zmq = Some(ZmqLink {

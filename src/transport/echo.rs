@@ -31,7 +31,7 @@ pub enum Via<'a> {
 struct Queue {
     /// `None` for the exact subscription, `Some(pattern)` for a pattern.
     pattern: Option<Vec<u8>>,
-    pending: VecDeque<(u64, Vec<u8>)>,
+    pending: VecDeque<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -91,21 +91,16 @@ impl EchoFilter {
         !self.queues.is_empty()
     }
 
-    /// Remembers a text about to be published, under the caller's sequence number.
-    pub fn published(&mut self, seq: u64, text: &[u8]) {
+    /// Remembers a text about to be published. A publication that fails stays
+    /// remembered: its echo may still come (the reply was lost, not the
+    /// command); if not, a later echo or a lost connection clears it.
+    pub fn published(&mut self, text: &[u8]) {
         for q in &mut self.queues {
             if q.pending.len() >= self.limit {
                 q.pending.pop_front();
                 self.overflowed += 1;
             }
-            q.pending.push_back((seq, text.to_vec()));
-        }
-    }
-
-    /// Forgets texts whose PUBLISH failed: their echo will never come.
-    pub fn failed(&mut self, seqs: &[u64]) {
-        for q in &mut self.queues {
-            q.pending.retain(|(s, _)| !seqs.contains(s));
+            q.pending.push_back(text.to_vec());
         }
     }
 
@@ -119,7 +114,7 @@ impl EchoFilter {
             Via::Pattern(p) => q.pattern.as_deref() == Some(p),
         });
         let Some(queue) = queue else { return false };
-        match queue.pending.iter().position(|(_, t)| t == payload) {
+        match queue.pending.iter().position(|t| t == payload) {
             Some(i) => {
                 queue.pending.drain(..=i);
                 true
@@ -154,7 +149,7 @@ mod tests {
     #[test]
     fn drops_own_echo_once_and_keeps_foreign_messages() {
         let mut f = filter(&["chat"], &[]);
-        f.published(1, b"hi");
+        f.published(b"hi");
         assert!(!f.is_echo(Via::Channel, b"chat", b"other"));
         assert!(f.is_echo(Via::Channel, b"chat", b"hi"));
         // The same text again is someone else's.
@@ -165,7 +160,7 @@ mod tests {
     #[test]
     fn other_channels_are_never_echoes() {
         let mut f = filter(&["chat", "news"], &[]);
-        f.published(1, b"hi");
+        f.published(b"hi");
         assert!(!f.is_echo(Via::Channel, b"news", b"hi"));
         assert!(f.is_echo(Via::Channel, b"chat", b"hi"));
     }
@@ -174,7 +169,7 @@ mod tests {
     fn exact_and_pattern_entries_each_get_one_echo() {
         // "chat" as a pattern matches the channel "chat" under any glob implementation.
         let mut f = filter(&["chat"], &["chat"]);
-        f.published(1, b"hi");
+        f.published(b"hi");
         assert!(f.is_echo(Via::Channel, b"chat", b"hi"));
         assert!(f.is_echo(Via::Pattern(b"chat"), b"chat", b"hi"));
         assert!(!f.is_echo(Via::Pattern(b"chat"), b"chat", b"hi"));
@@ -183,22 +178,18 @@ mod tests {
     #[test]
     fn a_later_echo_discards_older_lost_ones() {
         let mut f = filter(&["chat"], &[]);
-        f.published(1, b"a");
-        f.published(2, b"b");
+        f.published(b"a");
+        f.published(b"b");
         assert!(f.is_echo(Via::Channel, b"chat", b"b"));
         assert_eq!(f.pending(), 0);
         assert!(!f.is_echo(Via::Channel, b"chat", b"a"));
     }
 
     #[test]
-    fn failed_publications_are_forgotten_and_the_queue_is_bounded() {
+    fn the_queue_is_bounded() {
         let mut f = filter(&["chat"], &[]);
-        f.published(1, b"a");
-        f.published(2, b"b");
-        f.failed(&[1]);
-        assert_eq!(f.pending(), 1);
-        for i in 3..10 {
-            f.published(i, b"x");
+        for _ in 0..8 {
+            f.published(b"x");
         }
         assert_eq!(f.pending(), 3);
         assert_eq!(f.overflowed, 5);
@@ -207,7 +198,7 @@ mod tests {
     #[test]
     fn rewiring_keeps_what_surviving_entries_wait_for() {
         let mut f = filter(&["chat"], &["ch*"]);
-        f.published(1, b"a");
+        f.published(b"a");
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut g = f.rewired("chat", &s(&["chat"]), &s(&["c*"]));
         assert!(g.is_echo(Via::Channel, b"chat", b"a"));
@@ -220,7 +211,7 @@ mod tests {
     fn nothing_to_track_when_not_subscribed_to_own_channel() {
         let mut f = filter(&["news"], &[]);
         assert!(!f.tracks_anything());
-        f.published(1, b"hi");
+        f.published(b"hi");
         assert!(!f.is_echo(Via::Channel, b"chat", b"hi"));
     }
 }

@@ -27,6 +27,15 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// A hub whose clients may each fall `backlog` messages behind (at least;
+    /// the channel rounds up to a power of two).
+    pub fn with_capacity(backlog: usize) -> Hub {
+        Hub {
+            tx: broadcast::Sender::new(backlog.max(1)),
+            clients: Arc::default(),
+        }
+    }
+
     /// Delivers `text` to every connected client.
     pub fn deliver(&self, text: Text) {
         // An error only means that nobody is connected right now.

@@ -5,6 +5,7 @@
 
 pub mod echo;
 pub mod local;
+pub mod outbox;
 pub mod redis;
 pub mod zmq;
 
@@ -131,6 +132,8 @@ pub struct LinkStatus {
     /// keyed like the drawing's edges (`chan`, `psubscribe pat*`). Bounded
     /// by the link's subscriptions; only the receiving task writes it.
     via: Mutex<Vec<(String, u64)>>,
+    /// Messages held while the link is down (used by Redis links).
+    pub outbox: outbox::OutboxStats,
 }
 
 impl LinkStatus {
@@ -142,6 +145,7 @@ impl LinkStatus {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             via: Mutex::new(Vec::new()),
+            outbox: outbox::OutboxStats::default(),
         }
     }
 
@@ -189,6 +193,11 @@ impl LinkStatus {
     pub fn set(&self, state: LinkState) {
         self.state
             .send_if_modified(|s| std::mem::replace(s, state) != state);
+    }
+
+    /// Follows the state, for a task that acts on changes.
+    pub fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
     }
 
     /// Resolves once the link is up.

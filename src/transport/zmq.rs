@@ -120,7 +120,10 @@ async fn pub_task(
 }
 
 /// One upstream: connect (retrying until its PUB exists), subscribe with
-/// `filter`, and feed every message into the inbox until cancelled.
+/// `filter`, and feed every message into the inbox until cancelled. When the
+/// PUB goes away the socket is replaced by a fresh one that connects with
+/// our own short retries: the crate's reconnection backs off to 30 s
+/// (CRATES.md §1), ours resumes within about a second of the PUB's return.
 pub async fn sub_task(
     endpoint: String,
     filter: String,
@@ -128,35 +131,57 @@ pub async fn sub_task(
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
 ) {
-    let mut options = SocketOptions::default();
-    options.connect_timeout(CONNECT_ATTEMPT);
-    let mut socket = zeromq::SubSocket::with_options(options);
-    // Subscribing before connecting makes the socket send the subscription as
-    // part of every (re)connection, before `connect` returns.
-    if let Err(e) = socket.subscribe(&filter).await {
-        tracing::error!(error = %e, %endpoint, "zmq subscribe failed");
-        return;
+    let mut first = true;
+    loop {
+        let mut options = SocketOptions::default();
+        options.connect_timeout(CONNECT_ATTEMPT);
+        let mut socket = zeromq::SubSocket::with_options(options);
+        // Subscribing before connecting makes the socket send the subscription
+        // as part of the connection, before `connect` returns.
+        if let Err(e) = socket.subscribe(&filter).await {
+            tracing::error!(error = %e, %endpoint, "zmq subscribe failed");
+            return;
+        }
+        let events = socket.monitor();
+        if !connect(&mut socket, &endpoint, &cancel).await {
+            return;
+        }
+        if first {
+            tracing::info!(%endpoint, "zmq sub connected");
+        } else {
+            tracing::info!(%endpoint, "zmq sub reconnected");
+        }
+        first = false;
+        status.set(LinkState::Up);
+        let lost = receive(&mut socket, events, &endpoint, &inbox, &status, &cancel).await;
+        let errors = socket.close().await;
+        if !errors.is_empty() {
+            tracing::debug!(?errors, "zmq sub close");
+        }
+        if !lost {
+            return;
+        }
+        tracing::warn!(%endpoint, "zmq sub lost its publisher, reconnecting");
+        status.set(LinkState::Connecting);
     }
-    let mut events = socket.monitor();
-    if !connect(&mut socket, &endpoint, &cancel).await {
-        return;
-    }
-    tracing::info!(%endpoint, "zmq sub connected");
-    status.set(LinkState::Up);
+}
+
+/// Feeds the inbox until the publisher is lost (`true`) or the node stops
+/// or the inbox closes (`false`).
+async fn receive(
+    socket: &mut zeromq::SubSocket,
+    mut events: impl futures_util::Stream<Item = SocketEvent> + Unpin,
+    endpoint: &str,
+    inbox: &Inbox,
+    status: &LinkStatus,
+    cancel: &CancellationToken,
+) -> bool {
     let mut monitoring = true;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return false,
             event = events.next(), if monitoring => match event {
-                Some(SocketEvent::Disconnected(_)) => {
-                    tracing::warn!(%endpoint, "zmq sub lost its publisher, reconnecting");
-                    status.set(LinkState::Connecting);
-                }
-                // The first event is the initial connection, already reported.
-                Some(SocketEvent::Connected(..)) if status.state() != LinkState::Up => {
-                    tracing::info!(%endpoint, "zmq sub reconnected");
-                    status.set(LinkState::Up);
-                }
+                Some(SocketEvent::Disconnected(_)) => return true,
                 Some(_) => {}
                 // The monitor is gone; keep receiving without it.
                 None => monitoring = false,
@@ -166,16 +191,13 @@ pub async fn sub_task(
                     if let Some(text) = message_text(msg) {
                         status.add_received();
                         if inbox.send(Received { origin: Origin::Zmq, text }).await.is_err() {
-                            return;
+                            return false;
                         }
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, %endpoint, "zmq sub receive error");
-                    status.set(LinkState::Connecting);
-                    if cancellable_sleep(&cancel, Duration::from_millis(100)).await {
-                        return;
-                    }
+                    return true;
                 }
             },
         }

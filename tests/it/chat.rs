@@ -42,6 +42,7 @@ pub fn node(name: &str, http: Option<u16>) -> Node {
         zmq: None,
         redis: None,
         relay: false,
+        limits: Limits::default(),
     }
 }
 
@@ -129,10 +130,15 @@ impl Client {
     }
 
     /// The next text message (panics on anything else or after [`LIMIT`]).
+    /// Pings are skipped: tungstenite answers them, and a node with a short
+    /// `ping_interval` may send one at any moment.
     pub async fn recv(&mut self) -> String {
-        match self.next_within(LIMIT).await {
-            Some(Message::Text(t)) => t.to_string(),
-            other => panic!("expected a text message, got {other:?}"),
+        loop {
+            match self.next_within(LIMIT).await {
+                Some(Message::Text(t)) => return t.to_string(),
+                Some(Message::Ping(_)) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
         }
     }
 
@@ -158,7 +164,7 @@ impl Client {
         loop {
             match self.next_within(LIMIT).await {
                 Some(Message::Close(frame)) => return frame,
-                Some(Message::Text(_)) => continue,
+                Some(Message::Text(_) | Message::Ping(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
             }
         }
@@ -234,5 +240,27 @@ impl Client {
             .await
             .expect("send timed out")
             .expect("send failed");
+    }
+}
+
+impl Client {
+    /// Sends any message, raw frames included.
+    pub async fn send_message(&mut self, message: Message) {
+        timeout(LIMIT, self.ws.send(message))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+
+    /// Reads until the connection ends: the close code, if a close frame came
+    /// (a reset or a cut-off frame is an end without one).
+    pub async fn ended(&mut self) -> Option<u16> {
+        loop {
+            match timeout(LIMIT, self.ws.next()).await.expect("never ended") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
     }
 }

@@ -418,9 +418,9 @@ async fn a_client_that_does_not_read_never_blocks_the_others() {
     }
     reader.send("last").await;
     reader.wait_for("last").await;
-    // Once it reads again, the stalled client learns it lost messages.
-    let frame = stalled.close_frame().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1008);
+    // It was disconnected: a 1008 close frame if the socket had room for
+    // one, else the connection simply ends.
+    assert!(matches!(stalled.ended().await, None | Some(1008)));
     running.shutdown().await;
 }
 

@@ -1,12 +1,20 @@
 //! The Redis link: one publishing connection, one RESP3 subscribing connection
 //! that reconnects and resubscribes by itself (CRATES.md §2), and the echo
-//! filter between them. Never logs the connection string: only the redacted URL.
+//! filter between them. This file connects, starts the two tasks
+//! (`publisher`: outbox, backoff; `receiver`: pushes, link state) and
+//! rewires a running link. Never logs the connection string: only the
+//! redacted URL.
 
-use super::echo::{EchoFilter, PENDING_LIMIT, Via};
-use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
+mod publisher;
+mod receiver;
+
+use super::echo::{EchoFilter, PENDING_LIMIT};
+use super::{Counters, Inbox, LinkStatus, Origin, Outbound, Text};
 use crate::model::RedisWiring;
+use publisher::Publisher;
+use receiver::Receiver;
+use redis::PushInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,8 +27,9 @@ const PUBLISH_QUEUE: usize = 4096;
 /// Pushes (received messages) waiting for the receiver task. The client's
 /// reader must never block, so when full a push is dropped and counted.
 const PUSH_QUEUE: usize = 8192;
-/// Most PUBLISH commands sent in one pipeline.
-const BATCH: usize = 256;
+/// Reconnection and publication retries back off up to this, plus up to as
+/// much again of jitter: attempts are at most 0.8 s apart.
+const RETRY_CAP: Duration = Duration::from_millis(400);
 /// How long `start` may take to reach the server and subscribe.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,11 +61,14 @@ pub struct Connected {
     pushes: mpsc::Receiver<PushInfo>,
 }
 
-/// Reconnects forever, at most a second apart (CRATES.md §2, row 2).
+/// Reconnects forever (CRATES.md §2, row 2) with capped exponential backoff
+/// and jitter: 50 ms doubling to [`RETRY_CAP`], and the crate adds up to as
+/// much again at random, so attempts are at most 0.8 s apart.
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_number_of_retries(usize::MAX)
-        .set_max_delay(Duration::from_secs(1))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(RETRY_CAP)
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
 }
@@ -127,6 +139,7 @@ impl Connected {
         counters: Arc<Counters>,
         inbox: Inbox,
         status: Arc<LinkStatus>,
+        outbox: usize,
         cancel: CancellationToken,
     ) -> (
         RedisPub,
@@ -145,26 +158,23 @@ impl Connected {
         let (channel, channel_rx) = watch::channel(link.publish.clone());
         // One rewiring at a time (the node's wiring lock); one slot is enough.
         let (fence, fences) = mpsc::channel(1);
-        let publisher = Publisher {
-            conn: self.publisher,
-            channel: channel_rx,
-            filter: filter.clone(),
+        let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
+        let publisher = Publisher::new(
+            self.publisher,
+            channel_rx,
+            filter.clone(),
             counters,
-            status: status.clone(),
-            next_seq: 0,
-        };
+            status.clone(),
+            outbox_limit_rx,
+        );
         let control = RedisControl {
             conn: self.subscriber.clone(),
             filter: filter.clone(),
             channel,
             fence,
+            outbox_limit,
         };
-        let receiver = Receiver {
-            _conn: self.subscriber,
-            filter,
-            inbox,
-            status,
-        };
+        let receiver = Receiver::new(self.subscriber, filter, inbox, status);
         (
             RedisPub { tx },
             control,
@@ -181,15 +191,25 @@ impl Connected {
 type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
 
 /// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
-/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match.
+/// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match;
+/// and the size of its outbox. The publisher keeps running throughout, so
+/// what its outbox holds, its backoff and the link's state carry over.
 pub struct RedisControl {
     conn: ConnectionManager,
     filter: Arc<Mutex<EchoFilter>>,
     channel: watch::Sender<String>,
     fence: mpsc::Sender<Fence>,
+    outbox_limit: watch::Sender<usize>,
 }
 
 impl RedisControl {
+    /// Resizes the outbox (`limits.outbox`); when it shrinks below what it
+    /// holds, the oldest messages are dropped and counted.
+    pub fn set_outbox(&self, limit: usize) {
+        self.outbox_limit
+            .send_if_modified(|l| std::mem::replace(l, limit) != limit);
+    }
+
     /// Moves the link from `old` to `new` (same server). On an error the
     /// subscriptions already changed are reverted as far as Redis lets us.
     pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), String> {
@@ -252,196 +272,6 @@ impl RedisControl {
             within(self.conn.punsubscribe(gone_p)).await?;
         }
         Ok(())
-    }
-}
-
-struct Publisher {
-    conn: ConnectionManager,
-    /// The current publish channel (a reload may change it).
-    channel: watch::Receiver<String>,
-    filter: Arc<Mutex<EchoFilter>>,
-    counters: Arc<Counters>,
-    status: Arc<LinkStatus>,
-    next_seq: u64,
-}
-
-impl Publisher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Text>, cancel: CancellationToken) {
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.publish(&batch) => {}
-            }
-            batch.clear();
-        }
-    }
-
-    /// Publishes a batch in order in one pipeline, retrying once: the first
-    /// command after a server restart fails with a broken pipe (CRATES.md §2).
-    async fn publish(&mut self, batch: &[Text]) {
-        let first = self.next_seq;
-        self.next_seq += batch.len() as u64;
-        {
-            // Remember before sending: the echo may come back before the reply.
-            let mut filter = lock(&self.filter);
-            for (i, text) in batch.iter().enumerate() {
-                filter.published(first + i as u64, text.as_bytes());
-            }
-            if filter.overflowed > 0 && filter.overflowed.is_power_of_two() {
-                tracing::warn!(
-                    forgotten = filter.overflowed,
-                    "redis echo queue full, oldest forgotten"
-                );
-            }
-        }
-        let channel = self.channel.borrow().clone();
-        let mut pipe = redis::pipe();
-        for text in batch {
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(text.as_bytes())
-                .ignore();
-        }
-        let mut result = pipe.exec_async(&mut self.conn).await;
-        if result.is_err() {
-            result = pipe.exec_async(&mut self.conn).await;
-        }
-        match result {
-            Ok(()) => {
-                self.counters.add_out(batch.len() as u64);
-                self.status.add_sent(batch.len() as u64);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = batch.len(), "redis publish failed, messages dropped");
-                let seqs: Vec<u64> = (first..self.next_seq).collect();
-                lock(&self.filter).failed(&seqs);
-            }
-        }
-    }
-}
-
-struct Receiver {
-    /// Kept alive: dropping the manager stops its reconnection.
-    _conn: ConnectionManager,
-    filter: Arc<Mutex<EchoFilter>>,
-    inbox: Inbox,
-    status: Arc<LinkStatus>,
-}
-
-impl Receiver {
-    async fn run(
-        self,
-        mut pushes: mpsc::Receiver<PushInfo>,
-        mut fences: mpsc::Receiver<Fence>,
-        cancel: CancellationToken,
-    ) {
-        self.status.set(LinkState::Up);
-        loop {
-            let push = tokio::select! {
-                _ = cancel.cancelled() => return,
-                Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
-                    // Everything queued before the rewiring is judged by the old filter.
-                    while let Ok(push) = pushes.try_recv() {
-                        if !self.forward(push, &cancel).await {
-                            return;
-                        }
-                    }
-                    let mut filter = lock(&self.filter);
-                    let next = filter.rewired(&publish, &subscribe, &patterns);
-                    *filter = next;
-                    drop(filter);
-                    let _ = ack.send(());
-                    continue;
-                }
-                push = pushes.recv() => match push {
-                    Some(push) => push,
-                    None => return,
-                },
-            };
-            if !self.forward(push, &cancel).await {
-                return;
-            }
-        }
-    }
-
-    /// Handles one push; `false` when the node is going away.
-    async fn forward(&self, push: PushInfo, cancel: &CancellationToken) -> bool {
-        let text = match push.kind {
-            PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
-            PushKind::Disconnection => {
-                tracing::warn!("redis connection lost, reconnecting");
-                self.status.set(LinkState::Down);
-                // Whatever was in flight will not come back on the new connection.
-                lock(&self.filter).clear();
-                None
-            }
-            PushKind::Subscribe | PushKind::PSubscribe => {
-                if self.status.state() != LinkState::Up {
-                    tracing::info!("redis resubscribed");
-                }
-                self.status.set(LinkState::Up);
-                None
-            }
-            _ => None,
-        };
-        let Some(text) = text else { return true };
-        let received = Received {
-            origin: Origin::Redis,
-            text,
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => false,
-            r = self.inbox.send(received) => r.is_ok(),
-        }
-    }
-
-    /// The text of a `message` ([channel, payload]) or `pmessage` ([pattern,
-    /// channel, payload]) push, unless it is our own echo or not UTF-8.
-    fn message(&self, kind: PushKind, data: Vec<Value>) -> Option<Text> {
-        let mut parts = data.into_iter().map(|v| match v {
-            Value::BulkString(b) => Some(b),
-            Value::SimpleString(s) => Some(s.into_bytes()),
-            _ => None,
-        });
-        let pattern = match kind {
-            PushKind::PMessage => Some(parts.next()??),
-            _ => None,
-        };
-        let channel = parts.next()??;
-        let payload = parts.next()??;
-        let via = match &pattern {
-            Some(p) => Via::Pattern(p),
-            None => Via::Channel,
-        };
-        if lock(&self.filter).is_echo(via, &channel, &payload) {
-            return None;
-        }
-        match Text::try_from(payload) {
-            Ok(text) => {
-                self.count(pattern.as_deref(), &channel);
-                Some(text)
-            }
-            Err(_) => {
-                tracing::debug!("redis message that is not UTF-8 dropped");
-                None
-            }
-        }
-    }
-}
-
-impl Receiver {
-    /// Counts a delivered message under the subscription that brought it,
-    /// named as the drawing names it (`channel`, `psubscribe pattern`).
-    fn count(&self, pattern: Option<&[u8]>, channel: &[u8]) {
-        match pattern {
-            Some(p) => self.status.add_received_via("psubscribe ", p),
-            None => self.status.add_received_via("", channel),
-        }
     }
 }
 

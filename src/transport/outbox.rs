@@ -1,0 +1,154 @@
+//! The bounded outbox of a link that is down: messages kept in order until
+//! the link is back, the oldest dropped (and counted) when it is full.
+//! Pure bookkeeping: no sockets, no tasks; `transport::redis` drives it.
+
+use super::Text;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What `/healthz` and the logs show about an outbox.
+#[derive(Debug, Default)]
+pub struct OutboxStats {
+    queued: AtomicU64,
+    dropped: AtomicU64,
+    flushed: AtomicU64,
+}
+
+impl OutboxStats {
+    /// Messages waiting now.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped because the outbox was full (oldest first), ever.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages published from the outbox after a reconnection, ever.
+    pub fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<Text>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            queue: VecDeque::with_capacity(limit.min(1024)),
+            limit,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Keeps `text` at the back; when full, drops the oldest. Returns how
+    /// many were dropped (0 or 1).
+    pub fn hold(&mut self, text: Text, stats: &OutboxStats) -> u64 {
+        let mut dropped = 0;
+        if self.queue.len() >= self.limit {
+            dropped = 1;
+            if self.queue.pop_front().is_none() {
+                // limit 0: nothing is ever kept
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return 1;
+            }
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.queue.push_back(text);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Holds at most `limit` from now on; when it holds more, the oldest are
+    /// dropped (and counted). Returns how many were dropped.
+    pub fn set_limit(&mut self, limit: usize, stats: &OutboxStats) -> u64 {
+        self.limit = limit;
+        let excess = self.queue.len().saturating_sub(limit);
+        self.queue.drain(..excess);
+        stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+        excess as u64
+    }
+
+    /// Copies of the oldest `n` messages, for one publication attempt.
+    pub fn peek(&self, n: usize) -> Vec<Text> {
+        self.queue.iter().take(n).cloned().collect()
+    }
+
+    /// The oldest `n` were published.
+    pub fn sent(&mut self, n: usize, stats: &OutboxStats) {
+        let n = n.min(self.queue.len());
+        self.queue.drain(..n);
+        stats.flushed.fetch_add(n as u64, Ordering::Relaxed);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(outbox: &Outbox) -> Vec<String> {
+        outbox
+            .peek(usize::MAX)
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keeps_order_and_drops_the_oldest_when_full() {
+        let stats = OutboxStats::default();
+        let mut outbox = Outbox::new(3);
+        for t in ["a", "b", "c", "d", "e"] {
+            outbox.hold(Text::from(t), &stats);
+        }
+        assert_eq!(texts(&outbox), ["c", "d", "e"]);
+        assert_eq!((stats.queued(), stats.dropped()), (3, 2));
+        outbox.sent(2, &stats);
+        assert_eq!(texts(&outbox), ["e"]);
+        assert_eq!((stats.queued(), stats.flushed()), (1, 2));
+    }
+
+    #[test]
+    fn shrinking_drops_the_oldest() {
+        let stats = OutboxStats::default();
+        let mut outbox = Outbox::new(4);
+        for t in ["a", "b", "c", "d"] {
+            outbox.hold(Text::from(t), &stats);
+        }
+        assert_eq!(outbox.set_limit(2, &stats), 2);
+        assert_eq!(texts(&outbox), ["c", "d"]);
+        assert_eq!((stats.queued(), stats.dropped()), (2, 2));
+        assert_eq!(outbox.set_limit(8, &stats), 0);
+        outbox.hold(Text::from("e"), &stats);
+        assert_eq!(texts(&outbox), ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_zero_limit_keeps_nothing() {
+        let stats = OutboxStats::default();
+        let mut outbox = Outbox::new(0);
+        assert_eq!(outbox.hold(Text::from("x"), &stats), 1);
+        assert!(outbox.is_empty());
+        assert_eq!(stats.dropped(), 1);
+    }
+}

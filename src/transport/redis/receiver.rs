@@ -1,0 +1,147 @@
+//! The receiving task of a Redis link: turns pushes into messages for the
+//! node's inbox (own echoes and non-UTF-8 dropped), tracks the link's state
+//! from (dis)connection pushes, and installs a rewired echo filter in order.
+
+use super::{Fence, lock};
+use crate::transport::echo::{EchoFilter, Via};
+use crate::transport::{Inbox, LinkState, LinkStatus, Origin, Received, Text};
+use redis::aio::ConnectionManager;
+use redis::{PushInfo, PushKind, Value};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub(super) struct Receiver {
+    /// Kept alive: dropping the manager stops its reconnection.
+    _conn: ConnectionManager,
+    filter: Arc<Mutex<EchoFilter>>,
+    inbox: Inbox,
+    status: Arc<LinkStatus>,
+}
+
+impl Receiver {
+    pub(super) fn new(
+        conn: ConnectionManager,
+        filter: Arc<Mutex<EchoFilter>>,
+        inbox: Inbox,
+        status: Arc<LinkStatus>,
+    ) -> Receiver {
+        Receiver {
+            _conn: conn,
+            filter,
+            inbox,
+            status,
+        }
+    }
+
+    pub(super) async fn run(
+        self,
+        mut pushes: mpsc::Receiver<PushInfo>,
+        mut fences: mpsc::Receiver<Fence>,
+        cancel: CancellationToken,
+    ) {
+        self.status.set(LinkState::Up);
+        loop {
+            let push = tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
+                    // Everything queued before the rewiring is judged by the old filter.
+                    while let Ok(push) = pushes.try_recv() {
+                        if !self.forward(push, &cancel).await {
+                            return;
+                        }
+                    }
+                    let mut filter = lock(&self.filter);
+                    let next = filter.rewired(&publish, &subscribe, &patterns);
+                    *filter = next;
+                    drop(filter);
+                    let _ = ack.send(());
+                    continue;
+                }
+                push = pushes.recv() => match push {
+                    Some(push) => push,
+                    None => return,
+                },
+            };
+            if !self.forward(push, &cancel).await {
+                return;
+            }
+        }
+    }
+
+    /// Handles one push; `false` when the node is going away.
+    async fn forward(&self, push: PushInfo, cancel: &CancellationToken) -> bool {
+        let text = match push.kind {
+            PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
+            PushKind::Disconnection => {
+                tracing::warn!(
+                    broker = %self.status.address,
+                    "redis link down: reconnecting; messages wait in the outbox"
+                );
+                self.status.set(LinkState::Down);
+                // Whatever was in flight will not come back on the new connection.
+                lock(&self.filter).clear();
+                None
+            }
+            PushKind::Subscribe | PushKind::PSubscribe => {
+                if self.status.state() != LinkState::Up {
+                    tracing::info!(broker = %self.status.address, "redis link up: resubscribed");
+                }
+                self.status.set(LinkState::Up);
+                None
+            }
+            _ => None,
+        };
+        let Some(text) = text else { return true };
+        let received = Received {
+            origin: Origin::Redis,
+            text,
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            r = self.inbox.send(received) => r.is_ok(),
+        }
+    }
+
+    /// The text of a `message` ([channel, payload]) or `pmessage` ([pattern,
+    /// channel, payload]) push, unless it is our own echo or not UTF-8.
+    fn message(&self, kind: PushKind, data: Vec<Value>) -> Option<Text> {
+        let mut parts = data.into_iter().map(|v| match v {
+            Value::BulkString(b) => Some(b),
+            Value::SimpleString(s) => Some(s.into_bytes()),
+            _ => None,
+        });
+        let pattern = match kind {
+            PushKind::PMessage => Some(parts.next()??),
+            _ => None,
+        };
+        let channel = parts.next()??;
+        let payload = parts.next()??;
+        let via = match &pattern {
+            Some(p) => Via::Pattern(p),
+            None => Via::Channel,
+        };
+        if lock(&self.filter).is_echo(via, &channel, &payload) {
+            return None;
+        }
+        match Text::try_from(payload) {
+            Ok(text) => {
+                self.count(pattern.as_deref(), &channel);
+                Some(text)
+            }
+            Err(_) => {
+                tracing::debug!("redis message that is not UTF-8 dropped");
+                None
+            }
+        }
+    }
+
+    /// Counts a delivered message under the subscription that brought it,
+    /// named as the drawing names it (`channel`, `psubscribe pattern`).
+    fn count(&self, pattern: Option<&[u8]>, channel: &[u8]) {
+        match pattern {
+            Some(p) => self.status.add_received_via("psubscribe ", p),
+            None => self.status.add_received_via("", channel),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A ZeroMQ PUB peer that dies: another process (`topo node FILE a`, the
+//! real binary) is killed with SIGKILL and started again, and the node that
+//! subscribes to it receives from it again without a restart.
+
+use crate::chat::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+use topo::check::check_file;
+use topo::runtime::Running;
+use topo::transport::LinkState;
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_node(file: &std::path::Path, name: &str) -> Peer {
+    let child = Command::new(env!("CARGO_BIN_EXE_topo"))
+        .arg("node")
+        .arg(file)
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("topo binary");
+    Peer(child)
+}
+
+/// Connects a client once the peer process listens.
+async fn client_when_up(http: u16) -> Client {
+    let deadline = Instant::now() + LIMIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", http))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "peer never listened on {http}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Client::connect(http).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted() {
+    let (a_http, a_pub, b_http) = (port(), port(), port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pair.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "nodes:\n  a: {{ http: {a_http}, zmq: {{ pub: {a_pub} }} }}\n  b: {{ http: {b_http}, zmq: {{ sub: [a] }} }}\n"
+        ),
+    )
+    .unwrap();
+    let valid = check_file(&file).unwrap().valid.expect("valid");
+    let b_id = valid.topology.node_id("b").unwrap();
+    let running = timeout(LIMIT, Running::start_nodes(&valid.topology, [b_id]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut peer = spawn_node(&file, "a");
+    let a = client_when_up(a_http).await;
+    let b = Client::connect(b_http).await;
+    let mut clients = vec![a, b];
+    probe_links(&mut clients, &[(0, 1)]).await;
+
+    // SIGKILL: no goodbye on the wire.
+    let _ = peer.0.kill();
+    let _ = peer.0.wait();
+    let link = running.node("b").unwrap().links()[0].clone();
+    let lost = async {
+        while link.state() == LinkState::Up {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(LIMIT, lost).await.expect("b notices the loss");
+    let (_, body) = http_get(b_http, "/healthz").await;
+    assert!(body.contains("\"state\":\"connecting\""), "{body}");
+    // Down for a while, so a crate-level backoff would have grown.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let restarted = Instant::now();
+    let _peer = spawn_node(&file, "a");
+    clients[0] = client_when_up(a_http).await;
+    timeout(LIMIT, link.wait_up())
+        .await
+        .expect("b's sub reconnects");
+    probe_links(&mut clients, &[(0, 1)]).await;
+    let resumed = restarted.elapsed();
+    eprintln!("zmq delivery resumed {resumed:?} after the PUB process restarted");
+    assert!(resumed < Duration::from_secs(5), "{resumed:?}");
+    clients[0].send("after the restart").await;
+    clients[1].wait_for("after the restart").await;
+    running.shutdown().await;
+}

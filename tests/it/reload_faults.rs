@@ -1,0 +1,170 @@
+//! The fault limits under hot reload (the merge of `reload` and `faults`):
+//! client limits change in place for new connections while existing clients
+//! stay, a new `send_queue` restarts the node, and a Redis link's outbox
+//! survives a rewire made during an outage, resized, flushed in order onto
+//! the new publish channel without echoes.
+
+use crate::chat::*;
+use crate::util::RedisServer;
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use topo::check::check_bytes;
+use topo::diff::{Diff, wirings};
+use topo::model::Topology;
+use topo::runtime::Running;
+use topo::runtime::controller::apply;
+
+fn compile(yaml: &str, http: u16) -> Topology {
+    let text = yaml.replace("PORT", &http.to_string());
+    let checked = check_bytes("limits.yaml", "limits", text.as_bytes(), &|_| None);
+    match checked.valid {
+        Some(valid) => valid.topology,
+        None => panic!("{}", checked.render()),
+    }
+}
+
+/// Applies the diff to `to`; returns how each changed node was applied.
+async fn reload(running: &mut Running, to: &Topology, generation: u64) -> String {
+    let diff = Diff::of_wirings(&running.wirings().await, &wirings(to));
+    let failures = apply(running, &diff, generation).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    diff.summary()
+}
+
+/// The HTTP status of an upgrade sent with `Origin: origin` (101 when accepted).
+async fn upgrade_status(http: u16, origin: &str) -> u16 {
+    let mut request = format!("ws://127.0.0.1:{http}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().unwrap());
+    match timeout(LIMIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+    {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
+async fn health(http: u16) -> serde_json::Value {
+    let (_, body) = http_get(http, "/healthz").await;
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn client_limits_change_in_place_and_a_new_send_queue_restarts() {
+    let http = port();
+    let t0 = compile("nodes:\n  a: { http: PORT }\n", http);
+    let mut running = timeout(LIMIT, Running::start(&t0)).await.unwrap().unwrap();
+    let mut kept = Client::connect(http).await;
+    assert_eq!(upgrade_status(http, "http://evil.example").await, 101);
+
+    let t1 = compile(
+        "origins: ['http://good.example']\nlimits: { max_message_bytes: 64 }\nnodes:\n  a: { http: PORT }\n",
+        http,
+    );
+    assert_eq!(reload(&mut running, &t1, 1).await, "~a(rewire)");
+    assert_eq!(upgrade_status(http, "http://evil.example").await, 403);
+    assert_eq!(upgrade_status(http, "http://good.example").await, 101);
+    // The client accepted before keeps its connection and its limits.
+    kept.send(&"k".repeat(100)).await;
+    assert_eq!(kept.recv().await.len(), 100);
+    // A new one gets the new size limit.
+    let mut fresh = Client::connect(http).await;
+    fresh.send(&"x".repeat(100)).await;
+    let frame = fresh.close_frame().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1009);
+
+    let t2 = compile(
+        "origins: ['http://good.example']\nlimits: { max_message_bytes: 64, send_queue: 16 }\nnodes:\n  a: { http: PORT }\n",
+        http,
+    );
+    assert_eq!(reload(&mut running, &t2, 2).await, "~a(restart)");
+    let frame = kept.close_frame().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(upgrade_status(http, "http://evil.example").await, 403);
+    let mut after = Client::connect(http).await;
+    after.send("after").await;
+    assert_eq!(after.recv().await, "after");
+    assert_eq!(health(http).await["generation"], 2);
+    running.shutdown().await;
+}
+
+/// Polls `/healthz` until `check` holds for a's Redis link.
+async fn wait_link(http: u16, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let h = health(http).await;
+        if check(&h["links"][0]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {h}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_rewire_during_an_outage_and_flushes_onto_the_new_channel() {
+    let mut redis = RedisServer::start();
+    let (a_http, b_http) = (port(), port());
+    // a publishes on chat and hears both channels; b only hears news.
+    let node_a = |publish: &str, outbox: usize| {
+        let mut n = with_redis(node("a", Some(a_http)), publish, &["chat", "news"], &[]);
+        n.limits.outbox = outbox;
+        n
+    };
+    let b = with_redis(node("b", Some(b_http)), "other", &["news"], &[]);
+    let t0 = topology(
+        vec![node_a("chat", 10), b.clone()],
+        vec![broker(redis.port)],
+    );
+    let mut running = timeout(LIMIT, Running::start(&t0)).await.unwrap().unwrap();
+    let mut ca = Client::connect(a_http).await;
+    let mut cb = Client::connect(b_http).await;
+    ca.send("before").await;
+    assert_eq!(ca.recv().await, "before");
+    // Published (not held) before the outage: the outbox starts empty.
+    let deadline = Instant::now() + LIMIT;
+    while health(a_http).await["messages"]["out"] != 1 {
+        assert!(Instant::now() < deadline, "\"before\" never published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    redis.kill();
+    wait_link(a_http, "down", |l| l["state"] == "down").await;
+    for i in 0..6 {
+        let text = format!("held-{i}");
+        ca.send(&text).await;
+        assert_eq!(ca.recv().await, text);
+    }
+    wait_link(a_http, "6 held", |l| l["outbox"]["queued"] == 6).await;
+    // While Redis is down: a new publish channel (no (UN)SUBSCRIBE needed)
+    // and a smaller outbox, both applied in place.
+    let t1 = topology(vec![node_a("news", 4), b], vec![broker(redis.port)]);
+    assert_eq!(reload(&mut running, &t1, 1).await, "~a(rewire)");
+    wait_link(a_http, "resized", |l| {
+        l["outbox"]["queued"] == 4 && l["outbox"]["dropped"] == 2 && l["state"] == "down"
+    })
+    .await;
+
+    let _redis = RedisServer::start_on(redis.port);
+    for i in 2..6 {
+        assert_eq!(cb.recv().await, format!("held-{i}"));
+    }
+    wait_link(a_http, "flushed", |l| {
+        l["state"] == "up" && l["outbox"]["queued"] == 0 && l["outbox"]["flushed"] == 4
+    })
+    .await;
+    // a hears news too: its flushed messages came back as echoes and were
+    // dropped; new traffic flows on the new channel.
+    ca.send("after").await;
+    assert_eq!(cb.recv().await, "after");
+    cb.send("fence").await; // on b's own channel: only b's client gets it
+    assert_eq!(cb.until("fence").await, Vec::<String>::new());
+    assert_eq!(ca.drain(Duration::from_millis(300)).await, ["after"]);
+    running.shutdown().await;
+}

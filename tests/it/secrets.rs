@@ -1,0 +1,156 @@
+//! Broker passwords are never printed: not by `validate`, `graph`, the logs
+//! of `topo up` (RUST_LOG=debug), its start errors, nor `/healthz`; and Redis
+//! AUTH works with a password and with an ACL user and password.
+
+use crate::chat::{Client, LIMIT, http_get, port};
+use crate::util::free_port;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRETS: [&str; 3] = ["hunter2", "s3cret", "wrongpass"];
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{what} printed a password:\n{text}");
+    }
+}
+
+/// A redis-server that requires a password, with an ACL user `alice`.
+struct AuthRedis {
+    port: u16,
+    child: Child,
+}
+
+impl AuthRedis {
+    fn start() -> AuthRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--requirepass", "hunter2"])
+            // One argument per word: redis-server joins them into the config line.
+            .args(["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + LIMIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        AuthRedis { port, child }
+    }
+}
+
+impl Drop for AuthRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn topo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_topo"))
+}
+
+fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = topo()
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_stay_secret_everywhere_and_auth_works() {
+    let redis = AuthRedis::start();
+    let (a_http, b_http) = (port(), port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.yaml");
+    // An ACL user from the environment for `a`, the default user's password inline for `b`.
+    std::fs::write(
+        &file,
+        format!(
+            "brokers:\n  main: {{ url: \"${{REDIS_URL}}\" }}\nnodes:\n  a: {{ http: {a_http}, redis: {{ broker: main }} }}\n  b: {{ http: {b_http}, redis: {{ broker: \"redis://:hunter2@127.0.0.1:{}/2\" }} }}\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let env = [(
+        "REDIS_URL",
+        format!("redis://alice:s3cret@127.0.0.1:{}", redis.port),
+    )];
+
+    for args in [
+        vec!["validate", file_arg],
+        vec!["validate", "--format", "json", file_arg],
+        vec!["graph", file_arg],
+        vec!["graph", "--format", "mermaid", file_arg],
+        vec!["graph", "--format", "json", file_arg],
+    ] {
+        let (code, text) = run(&args, &env);
+        assert_eq!(code, Some(0), "{args:?}: {text}");
+        assert_no_secret(&format!("{args:?}"), &text);
+        assert!(
+            text.contains("alice:***@") || args[0] == "validate",
+            "{text}"
+        );
+    }
+
+    // A wrong password: the start error names the broker, not the secret.
+    let wrong = [(
+        "REDIS_URL",
+        format!("redis://alice:wrongpass@127.0.0.1:{}", redis.port),
+    )];
+    let (code, text) = run(&["up", file_arg], &wrong);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("alice:***@"), "{text}");
+    assert!(text.contains("authentication failed"), "{text}");
+    assert_no_secret("the start error", &text);
+
+    // `topo up` with debug logs, both nodes authenticated.
+    let log = dir.path().join("up.log");
+    let mut up = topo()
+        .args(["up", file_arg])
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", b_http))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "topo up never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut a = Client::connect(a_http).await;
+    let mut b = Client::connect(b_http).await;
+    a.send("authenticated").await;
+    assert_eq!(b.recv().await, "authenticated");
+    for http in [a_http, b_http] {
+        let (status, body) = http_get(http, "/healthz").await;
+        assert_eq!(status, 200);
+        assert_no_secret("/healthz", &body);
+        assert!(body.contains(":***@127.0.0.1"), "{body}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status();
+    let waited = tokio::task::spawn_blocking(move || up.wait());
+    tokio::time::timeout(LIMIT, waited)
+        .await
+        .expect("topo up stops on SIGTERM")
+        .unwrap()
+        .unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("node ready"), "{logs}");
+    assert_no_secret("the logs of topo up", &logs);
+}
