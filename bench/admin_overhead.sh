@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 cargo build --release --quiet
-topo=$root/target/release/topo
+topo=${CARGO_TARGET_DIR:-$root/target}/release/topo
 bench=${BENCH:-$topo}
 rounds=${ROUNDS:-3}
 dur=${DURATION:-5}
@@ -60,7 +60,7 @@ process.on('SIGTERM', async () => { await browser.close(); process.exit(0); });
 // Frames drawn and dots moving, each second: is the page still smooth?
 setInterval(async () => {
   const s = await page.evaluate(() => { const f = window.__frames; window.__frames = 0;
-    return { fps: f, dots: document.querySelectorAll('#dots circle').length }; });
+    return { fps: f, dots: dots.length }; });
   console.log(`fps ${s.fps} dots ${s.dots}`);
 }, 1000);
 EOF

@@ -170,7 +170,7 @@ struct Current {
 
 fn current(shared: &Shared) -> (Current, Event) {
     let valid = &shared.valid;
-    let view = View::of(valid, shared.applied.generation, &failed_names(shared));
+    let view = View::of(valid, shared.applied.generation, &shared.applied.failed);
     let targets = valid
         .topology
         .nodes
@@ -183,10 +183,6 @@ fn current(shared: &Shared) -> (Current, Event) {
         data: data.to_string().into(),
     };
     (Current { view, targets }, event)
-}
-
-fn failed_names(shared: &Shared) -> Vec<String> {
-    shared.applied.failed.clone()
 }
 
 async fn poll_loop(

@@ -51,7 +51,7 @@ try {
   // A message from a's box moves along a's outgoing links.
   await page.fill('[data-send="a"] input', 'hello from the admin page');
   await page.click('[data-send="a"] button');
-  await page.waitForFunction(() => document.querySelectorAll('#dots circle').length > 0, null, { timeout: LIMIT });
+  await page.waitForFunction(() => Number(document.getElementById('dotlayer').dataset.spawned) > 0, null, { timeout: LIMIT });
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: `${shots}/admin-3node.png` });
 
