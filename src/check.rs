@@ -134,7 +134,8 @@ pub fn check_str(
     let mut decoder = Decoder::new(env);
     let spec = decoder.topology(&doc);
     checked.diagnostics = decoder.diagnostics;
-    let (topology, diagnostics) = compile(&spec, stem);
+    let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    let (topology, diagnostics) = compile(&spec, stem, base_dir);
     checked.diagnostics.extend(diagnostics);
     let topology = topology.filter(|_| checked.errors().next().is_none());
     if let Some(topology) = topology {

@@ -163,6 +163,9 @@ pub struct RedisUrl {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// For `rediss://`: a PEM file of the certificate authority to trust
+    /// instead of the system's roots (the broker's `ca:`).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl RedisUrl {

@@ -110,6 +110,7 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
         username: username.map(|u| percent_decode(&u)),
         password,
         db,
+        ca: None,
     })
 }
 

@@ -14,12 +14,18 @@ use crate::model::{
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_TOPIC: &str = "chat";
 pub const DEFAULT_CHANNEL: &str = "chat_messages";
 
 /// Compiles `spec`; returns a topology only when no error was found.
-pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Vec<Diagnostic>) {
+/// Relative paths in the file (a broker's `ca:`) are taken from `base_dir`.
+pub fn compile(
+    spec: &TopologySpec,
+    default_name: &str,
+    base_dir: &Path,
+) -> (Option<Topology>, Vec<Diagnostic>) {
     let mut c = Compiler::default();
     if let Some(version) = &spec.version
         && version.value != 1
@@ -36,7 +42,7 @@ pub fn compile(spec: &TopologySpec, default_name: &str) -> (Option<Topology>, Ve
         .name
         .as_ref()
         .map_or(default_name.to_owned(), |n| n.value.clone());
-    c.brokers(spec);
+    c.brokers(spec, base_dir);
     let names: HashMap<&str, NodeId> = spec
         .nodes
         .0
@@ -89,15 +95,20 @@ impl Compiler {
         self.diagnostics.push(Diagnostic::warning(span, message));
     }
 
-    fn brokers(&mut self, spec: &TopologySpec) {
+    fn brokers(&mut self, spec: &TopologySpec, base_dir: &Path) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
             self.declared_brokers.push(name.value.clone());
             match parse_redis_url(&broker.url.value) {
-                Ok(url) => self.brokers.push(Broker {
-                    name: name.value.clone(),
-                    url,
-                    span: name.span,
-                }),
+                Ok(mut url) => {
+                    if let Some(ca) = &broker.ca {
+                        url.ca = self.certificate_authority(ca, url.tls, base_dir);
+                    }
+                    self.brokers.push(Broker {
+                        name: name.value.clone(),
+                        url,
+                        span: name.span,
+                    })
+                }
                 Err(message) => self.error(
                     broker.url.span,
                     format!("broker `{}`: {message}", name.value),
@@ -105,6 +116,35 @@ impl Compiler {
             }
         }
         self.named_brokers = self.brokers.len();
+    }
+
+    /// A `ca:` file, relative to the topology file; it must be readable now,
+    /// so that a typo fails validation instead of every TLS connection.
+    fn certificate_authority(
+        &mut self,
+        ca: &Spanned<String>,
+        tls: bool,
+        base_dir: &Path,
+    ) -> Option<PathBuf> {
+        if !tls {
+            self.error(
+                ca.span,
+                "`ca:` only applies to a rediss:// (TLS) broker URL",
+            );
+            return None;
+        }
+        let path = base_dir.join(&ca.value);
+        match std::fs::read(&path) {
+            Ok(pem) if pem.windows(11).any(|w| w == b"-----BEGIN ") => Some(path),
+            Ok(_) => {
+                self.error(ca.span, format!("`{}` holds no PEM certificate", ca.value));
+                None
+            }
+            Err(e) => {
+                self.error(ca.span, format!("cannot read `{}`: {e}", path.display()));
+                None
+            }
+        }
     }
 
     fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {

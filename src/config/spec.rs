@@ -126,6 +126,9 @@ pub struct TopologySpec {
 pub struct BrokerSpec {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
     pub url: Spanned<String>,
+    /// For `rediss://`: a PEM file of the certificate authority to trust
+    /// instead of the system's (relative to the topology file).
+    pub ca: Option<Spanned<String>>,
 }
 
 /// One chat server: an HTTP/WebSocket endpoint and its links.
@@ -233,12 +236,15 @@ impl<'e> Decoder<'e> {
     }
 
     fn broker(&mut self, value: &Value) -> Option<BrokerSpec> {
-        let mut url = None;
-        for (_, v) in self.fields(value, "a broker", &["url"]) {
-            url = self.string(v);
+        let (mut url, mut ca) = (None, None);
+        for (key, v) in self.fields(value, "a broker", &["url", "ca"]) {
+            match key.value.as_str() {
+                "url" => url = self.string(v),
+                _ => ca = self.string(v),
+            }
         }
         match url {
-            Some(url) => Some(BrokerSpec { url }),
+            Some(url) => Some(BrokerSpec { url, ca }),
             None => {
                 if matches!(value.kind, Kind::Map(_) | Kind::Null) {
                     self.error(

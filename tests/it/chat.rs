@@ -90,6 +90,7 @@ pub fn broker(port: u16) -> Broker {
             username: None,
             password: None,
             db: 0,
+            ca: None,
         },
         span: Span::default(),
     }

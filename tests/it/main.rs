@@ -21,5 +21,6 @@ mod rewire;
 mod runtime;
 mod secrets;
 mod soak;
+mod tls;
 #[allow(dead_code)]
 mod util;

@@ -10,7 +10,7 @@ mod receiver;
 
 use super::echo::{EchoFilter, PENDING_LIMIT};
 use super::{Counters, Inbox, LinkStatus, Origin, Outbound, Text};
-use crate::model::RedisWiring;
+use crate::model::{RedisUrl, RedisWiring};
 use publisher::Publisher;
 use receiver::Receiver;
 use redis::PushInfo;
@@ -73,10 +73,35 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_response_timeout(Some(Duration::from_secs(5)))
 }
 
+/// A client for `url` (RESP3 for the subscriber, whose pushes need it);
+/// `rediss://` trusts the broker's `ca:` when given, else the system's roots.
+fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, String> {
+    let mut secret = url.connection_string();
+    if resp3 {
+        secret.push_str("?protocol=resp3");
+    }
+    if url.tls {
+        // rustls needs one process-wide crypto provider; the first call wins.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let client = match (&url.ca, url.tls) {
+        (Some(ca), true) => {
+            let root =
+                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            };
+            redis::Client::build_with_tls(secret.as_str(), certificates)
+        }
+        _ => redis::Client::open(secret.as_str()),
+    };
+    client.map_err(|e| e.to_string())
+}
+
 /// Connects and subscribes. The error text never contains the password.
 pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
-    let secret = link.url.connection_string();
-    let client = redis::Client::open(secret.as_str()).map_err(|e| e.to_string())?;
+    let client = new_client(&link.url, false)?;
     // The managers retry forever, even the first time: try once plainly so
     // that an unreachable server is reported at start instead of awaited.
     let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
@@ -87,8 +112,7 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
     }
     let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
 
-    let client =
-        redis::Client::open(format!("{secret}?protocol=resp3")).map_err(|e| e.to_string())?;
+    let client = new_client(&link.url, true)?;
     let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
     let dropped = AtomicU64::new(0);
     // Called from the client's own reader task: log in the node's span.
