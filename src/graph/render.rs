@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// Brokers that name the same server are drawn once.
-fn used_brokers(topology: &Topology) -> Vec<BrokerId> {
+pub(crate) fn used_brokers(topology: &Topology) -> Vec<BrokerId> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for node in &topology.nodes {
@@ -45,12 +45,12 @@ fn zmq_edges(graph: &LinkGraph) -> impl Iterator<Item = (NodeId, NodeId, &Link)>
 }
 
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.
-type RedisEdges = (
+pub(crate) type RedisEdges = (
     Vec<(NodeId, BrokerId, String)>,
     Vec<(BrokerId, NodeId, String)>,
 );
 
-fn redis_edges(topology: &Topology) -> RedisEdges {
+pub(crate) fn redis_edges(topology: &Topology) -> RedisEdges {
     let mut publish = Vec::new();
     let mut subscribe = Vec::new();
     for id in topology.node_ids() {

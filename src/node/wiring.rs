@@ -201,14 +201,16 @@ impl Wired {
                     let cancel = env.tasks.cancel.child_token();
                     let (topic, topic_rx) = watch::channel(p.topic.clone());
                     let counters = env.core.counters.clone();
-                    let (handle, task) = socket.run(topic_rx, counters, cancel.clone());
-                    env.tasks.spawn(task);
-                    env.core.set_outbound(Origin::Zmq, Some(Box::new(handle)));
                     warn_if_every_interface("zmq pub", p.bind);
                     let address = format!("tcp://{}", p.bind);
                     let status = LinkStatus::new(LinkKind::ZmqPub, address, LinkState::Up);
+                    let status = Arc::new(status);
+                    let (handle, task) =
+                        socket.run(topic_rx, counters, status.clone(), cancel.clone());
+                    env.tasks.spawn(task);
+                    env.core.set_outbound(Origin::Zmq, Some(Box::new(handle)));
                     self.publish = Some(PubSlot {
-                        status: Arc::new(status),
+                        status,
                         cancel,
                         topic,
                     });

@@ -164,7 +164,8 @@ impl Drop for Slot {
     }
 }
 
-/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts.
+/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts
+/// and [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`.
 async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let links: Vec<_> = http
         .links
@@ -180,8 +181,11 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
                 "kind": l.kind.as_str(),
                 key: l.address,
                 "state": l.state().to_string(),
+                "sent": l.sent(),
+                "received": l.received(),
             });
             if l.kind == crate::transport::LinkKind::Redis {
+                link["via"] = l.received_via().into_iter().collect();
                 link["outbox"] = serde_json::json!({
                     "queued": l.outbox.queued(),
                     "dropped": l.outbox.dropped(),

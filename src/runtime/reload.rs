@@ -7,13 +7,13 @@ use super::controller::{self, Failure};
 use super::process::Supervisor;
 use super::watch::{self, Saved};
 use super::{Running, ready_table};
-use crate::admin::{self, Applied};
+use crate::admin::{self, Applied, Publisher};
 use crate::check::{Checked, check_bytes};
 use crate::diff::{Diff, wirings};
 use crate::model::{Topology, Wiring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tokio::sync::{mpsc, watch as state};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -66,24 +66,29 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     let Some(valid) = checked.valid else {
         anyhow::bail!("{file}: invalid, nothing started");
     };
-    let topology = valid.topology;
+    let topology = valid.topology.clone();
     let mut engine = start(&options, &topology).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     println!("{}", ready_table(&topology, &ids));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (applied, applied_rx) = state::channel(Applied {
+    let applied = Applied {
         file: file.clone(),
         source: checked.source,
         generation: 0,
         failed: Vec::new(),
-    });
+    };
+    let published = Publisher::new(applied, valid);
     if let Some(addr) = options.admin {
         match admin::bind(addr).await {
             Ok(listener) => {
-                tracing::info!(%addr, "admin server: GET /api/topology");
-                tracker.spawn(admin::serve(listener, applied_rx, cancel.clone()));
+                tracing::info!(%addr, "admin server: live view at http://{addr}/");
+                tracker.spawn(admin::serve(
+                    listener,
+                    published.subscribe(),
+                    cancel.clone(),
+                ));
             }
             // A second `topo up` on the same machine: run without it.
             Err(e) => tracing::warn!(%addr, error = %e, "admin server not started"),
@@ -104,7 +109,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         tokio::select! {
             _ = &mut shutdown => break,
             save = saved.recv() => match save {
-                Some(save) => reload(&options, &mut engine, save, &mut generation, &applied).await,
+                Some(save) => reload(&options, &mut engine, save, &mut generation, &published).await,
                 None => break,
             },
         }
@@ -146,7 +151,7 @@ async fn reload(
     engine: &mut Engine,
     save: Saved,
     generation: &mut u64,
-    applied: &state::Sender<Applied>,
+    published: &Publisher,
 ) {
     let file = options.file.display();
     let checked = check(options, &save.bytes);
@@ -158,6 +163,7 @@ async fn reload(
             errors,
             "reload rejected: {file} is invalid, nothing changed"
         );
+        published.rejected(&checked);
         return;
     };
     let next = *generation + 1;
@@ -171,10 +177,12 @@ async fn reload(
         let failed: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
         tracing::warn!(generation = next, failed = %failed.join(" | "), "reload applied except for {} node(s)", failures.len());
     }
-    applied.send_replace(Applied {
+    let applied = Applied {
         file: file.to_string(),
         source: checked.source,
         generation: next,
-        failed: failures.into_iter().map(|f| f.node).collect(),
-    });
+        failed: failures.iter().map(|f| f.node.clone()).collect(),
+    };
+    let why = failures.iter().map(|f| f.to_string()).collect();
+    published.applied(applied, valid, &diff, why);
 }

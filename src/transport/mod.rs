@@ -10,6 +10,7 @@ pub mod redis;
 pub mod zmq;
 
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 
@@ -114,13 +115,23 @@ impl fmt::Display for LinkState {
 }
 
 /// The live state of one link, written by the task that owns the link and
-/// read by `/healthz` and by `Running::wait_links_up`.
+/// read by `/healthz` (and so the admin page's moving dots) and by
+/// `Running::wait_links_up`.
 #[derive(Debug)]
 pub struct LinkStatus {
     pub kind: LinkKind,
     /// A ZeroMQ endpoint, or the redacted broker URL (never the secret).
     pub address: String,
     state: watch::Sender<LinkState>,
+    /// Messages this link handed to its socket (PUB frames, acknowledged
+    /// Redis PUBLISHes). One relaxed add per message (or per batch).
+    sent: AtomicU64,
+    /// Messages this link brought in (Redis echoes excluded).
+    received: AtomicU64,
+    /// Redis only: `received` split by the subscription that delivered it,
+    /// keyed like the drawing's edges (`chan`, `psubscribe pat*`). Bounded
+    /// by the link's subscriptions; only the receiving task writes it.
+    via: Mutex<Vec<(String, u64)>>,
     /// Messages held while the link is down (used by Redis links).
     pub outbox: outbox::OutboxStats,
 }
@@ -131,8 +142,48 @@ impl LinkStatus {
             kind,
             address,
             state: watch::Sender::new(state),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
         }
+    }
+
+    pub fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Redis message that arrived through the subscription named
+    /// `prefix` + `name` (no allocation once the key exists).
+    pub fn add_received_via(&self, prefix: &str, name: &[u8]) {
+        self.add_received();
+        let is = |k: &str| {
+            k.len() == prefix.len() + name.len()
+                && k.starts_with(prefix)
+                && &k.as_bytes()[prefix.len()..] == name
+        };
+        let mut via = self.via.lock().unwrap_or_else(|e| e.into_inner());
+        match via.iter_mut().find(|(k, _)| is(k)) {
+            Some((_, n)) => *n += 1,
+            None => via.push((format!("{prefix}{}", String::from_utf8_lossy(name)), 1)),
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// `received` by subscription (Redis), in first-seen order.
+    pub fn received_via(&self) -> Vec<(String, u64)> {
+        self.via.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn state(&self) -> LinkState {
@@ -154,5 +205,26 @@ impl LinkStatus {
         let mut rx = self.state.subscribe();
         // The sender lives as long as `self`, so this cannot fail while we borrow it.
         let _ = rx.wait_for(|s| *s == LinkState::Up).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_receptions_are_counted_by_the_subscription_that_brought_them() {
+        let s = LinkStatus::new(LinkKind::Redis, "redis://h".into(), LinkState::Up);
+        s.add_received_via("", b"chat");
+        s.add_received_via("psubscribe ", b"chat*");
+        s.add_received_via("", b"chat");
+        s.add_received_via("psubscribe ", b"ch");
+        assert_eq!(s.received(), 4);
+        let via = s.received_via();
+        let expected = [("chat", 2), ("psubscribe chat*", 1), ("psubscribe ch", 1)];
+        assert_eq!(via.len(), expected.len());
+        for ((k, n), (ek, en)) in via.iter().zip(expected) {
+            assert_eq!((k.as_str(), *n), (ek, en));
+        }
     }
 }

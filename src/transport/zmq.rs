@@ -76,12 +76,13 @@ impl BoundPub {
         self,
         topic: watch::Receiver<String>,
         counters: Arc<Counters>,
+        status: Arc<LinkStatus>,
         cancel: CancellationToken,
     ) -> (ZmqPub, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(PUB_QUEUE);
         (
             ZmqPub { tx },
-            pub_task(self.socket, rx, topic, counters, cancel),
+            pub_task(self.socket, rx, topic, counters, status, cancel),
         )
     }
 }
@@ -91,6 +92,7 @@ async fn pub_task(
     mut rx: mpsc::Receiver<Text>,
     topic: watch::Receiver<String>,
     counters: Arc<Counters>,
+    status: Arc<LinkStatus>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -104,7 +106,10 @@ async fn pub_task(
         let frame = encode_frame(&topic.borrow(), &text);
         // PubSocket::send only queues the frame for its fan-out task.
         match socket.send(ZmqMessage::from(frame)).await {
-            Ok(()) => counters.add_out(1),
+            Ok(()) => {
+                counters.add_out(1);
+                status.add_sent(1);
+            }
             Err(e) => tracing::warn!(error = %e, "zmq publish failed"),
         }
     }
@@ -148,7 +153,7 @@ pub async fn sub_task(
         }
         first = false;
         status.set(LinkState::Up);
-        let lost = receive(&mut socket, events, &endpoint, &inbox, &cancel).await;
+        let lost = receive(&mut socket, events, &endpoint, &inbox, &status, &cancel).await;
         let errors = socket.close().await;
         if !errors.is_empty() {
             tracing::debug!(?errors, "zmq sub close");
@@ -168,6 +173,7 @@ async fn receive(
     mut events: impl futures_util::Stream<Item = SocketEvent> + Unpin,
     endpoint: &str,
     inbox: &Inbox,
+    status: &LinkStatus,
     cancel: &CancellationToken,
 ) -> bool {
     let mut monitoring = true;
@@ -182,10 +188,11 @@ async fn receive(
             },
             msg = socket.recv() => match msg {
                 Ok(msg) => {
-                    if let Some(text) = message_text(msg)
-                        && inbox.send(Received { origin: Origin::Zmq, text }).await.is_err()
-                    {
-                        return false;
+                    if let Some(text) = message_text(msg) {
+                        status.add_received();
+                        if inbox.send(Received { origin: Origin::Zmq, text }).await.is_err() {
+                            return false;
+                        }
                     }
                 }
                 Err(e) => {

@@ -11,14 +11,14 @@ use topo::check::check_file;
 use topo::probe::{ProbeOptions, probe};
 use topo::runtime::Running;
 
-fn chromium() -> Option<PathBuf> {
+pub fn chromium() -> Option<PathBuf> {
     let path =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     path.exists().then_some(path)
 }
 
 /// Installs playwright-core (no browser download) on first use.
-fn browser_dir() -> Result<PathBuf, String> {
+pub fn browser_dir() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     if !dir.join("node_modules/playwright-core").exists() {
         let status = Command::new("npm")

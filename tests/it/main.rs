@@ -1,5 +1,6 @@
 //! All integration tests, one binary (see STYLE.md).
 
+mod admin_live;
 mod bench;
 mod browser;
 mod chat;

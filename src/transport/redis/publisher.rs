@@ -219,6 +219,7 @@ impl Publisher {
                         self.reach = (channel, n);
                     }
                     self.counters.add_out(batch.len() as u64);
+                    self.status.add_sent(batch.len() as u64);
                     return true;
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "redis publish failed"),

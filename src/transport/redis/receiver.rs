@@ -125,11 +125,23 @@ impl Receiver {
             return None;
         }
         match Text::try_from(payload) {
-            Ok(text) => Some(text),
+            Ok(text) => {
+                self.count(pattern.as_deref(), &channel);
+                Some(text)
+            }
             Err(_) => {
                 tracing::debug!("redis message that is not UTF-8 dropped");
                 None
             }
+        }
+    }
+
+    /// Counts a delivered message under the subscription that brought it,
+    /// named as the drawing names it (`channel`, `psubscribe pattern`).
+    fn count(&self, pattern: Option<&[u8]>, channel: &[u8]) {
+        match pattern {
+            Some(p) => self.status.add_received_via("psubscribe ", p),
+            None => self.status.add_received_via("", channel),
         }
     }
 }

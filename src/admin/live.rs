@@ -1,0 +1,289 @@
+//! The live view's data: what the reload loop publishes (applied generation,
+//! what the reload changed, a rejected save's errors), the poller that reads
+//! every node's `/healthz` a few times per second while a page is open, and
+//! the event stream (SSE) the page listens to. The same in both modes of
+//! `topo up`: in `--process` mode the node state lives in the children, and
+//! `/healthz` is how both reach it. It never changes the running nodes.
+
+use super::Applied;
+use super::view::{Health, Previous, View, sample};
+use crate::check::{Checked, Valid};
+use crate::diff::Diff;
+use axum::response::sse::Event as SseEvent;
+use futures_util::Stream;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How often the nodes are polled while a page is open.
+pub const POLL: Duration = Duration::from_millis(250);
+/// One node's `/healthz` that takes longer counts as down for that sample.
+const POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Stats samples queued per page. A page that falls further behind skips
+/// to the newest sample (each sample stands alone; nothing is lost but dots).
+const STATS_QUEUE: usize = 16;
+
+/// What the reload loop publishes; the admin server only reads it.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub applied: Applied,
+    /// The applied file, checked (for the picture and `POST /api/probe`).
+    pub valid: Arc<Valid>,
+    /// What the last applied reload changed (`None` before the first).
+    pub reload: Option<ReloadNote>,
+    /// The last save's errors, when it was rejected; cleared by a valid save.
+    pub rejected: Option<Rejected>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ReloadNote {
+    pub generation: u64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Changed in place (links rewired, clients kept).
+    pub rewired: Vec<String>,
+    /// Changed HTTP address: stopped and started again.
+    pub restarted: Vec<String>,
+    /// `node: why` for each node that could not take its new configuration.
+    pub failed: Vec<String>,
+}
+
+impl ReloadNote {
+    pub fn of(diff: &Diff, generation: u64, failed: Vec<String>) -> ReloadNote {
+        let names = |ws: &[crate::model::Wiring]| ws.iter().map(|w| w.name.clone()).collect();
+        let changed = |restart: bool| {
+            diff.change
+                .iter()
+                .filter(|c| c.restart == restart)
+                .map(|c| c.name().to_owned())
+                .collect()
+        };
+        ReloadNote {
+            generation,
+            added: names(&diff.add),
+            removed: names(&diff.remove),
+            rewired: changed(false),
+            restarted: changed(true),
+            failed,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Rejected {
+    pub file: String,
+    /// `{line, column, message}` per error, as `validate --format json`.
+    pub errors: Vec<serde_json::Value>,
+}
+
+impl Rejected {
+    pub fn of(checked: &Checked) -> Rejected {
+        Rejected {
+            file: checked.file.clone(),
+            errors: checked
+                .errors()
+                .map(
+                    |d| json!({"line": d.span.line, "column": d.span.column, "message": d.message}),
+                )
+                .collect(),
+        }
+    }
+}
+
+/// The reload loop's side: every applied or rejected save goes through here.
+pub struct Publisher(watch::Sender<Shared>);
+
+impl Publisher {
+    pub fn new(applied: Applied, valid: Valid) -> Publisher {
+        Publisher(watch::Sender::new(Shared {
+            applied,
+            valid: Arc::new(valid),
+            reload: None,
+            rejected: None,
+        }))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Shared> {
+        self.0.subscribe()
+    }
+
+    /// A save was applied (`failed`: `node: why` per node that kept or lost its configuration).
+    pub fn applied(&self, applied: Applied, valid: Valid, diff: &Diff, failed: Vec<String>) {
+        let note = ReloadNote::of(diff, applied.generation, failed);
+        self.0.send_replace(Shared {
+            applied,
+            valid: Arc::new(valid),
+            reload: Some(note),
+            rejected: None,
+        });
+    }
+
+    /// A save was rejected: what runs stays, the page shows why.
+    pub fn rejected(&self, checked: &Checked) {
+        let rejected = Rejected::of(checked);
+        self.0.send_modify(|s| s.rejected = Some(rejected));
+    }
+}
+
+/// One server-sent event, serialised once for every page.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub name: &'static str,
+    pub data: Arc<str>,
+}
+
+/// The poller's outputs, shared by every page's stream.
+#[derive(Clone)]
+pub struct Feeds {
+    /// The newest `topology` event (view, last reload, rejected save): a
+    /// page that connects or falls behind always gets the current one.
+    pub topology: watch::Receiver<Option<Event>>,
+    /// `stats` samples; nobody subscribed means nobody is polled.
+    pub stats: broadcast::Sender<Event>,
+}
+
+/// Creates the feeds and the task that fills them (runs until `cancel`).
+pub fn start(
+    shared: watch::Receiver<Shared>,
+    cancel: CancellationToken,
+) -> (Feeds, impl Future<Output = ()> + Send + 'static) {
+    let (topology_tx, topology) = watch::channel(None);
+    let (stats, _) = broadcast::channel(STATS_QUEUE);
+    let feeds = Feeds {
+        topology,
+        stats: stats.clone(),
+    };
+    (feeds, poll_loop(shared, topology_tx, stats, cancel))
+}
+
+/// The page's picture of the applied state, and the `/healthz` addresses.
+struct Current {
+    view: View,
+    targets: Vec<(String, SocketAddr)>,
+}
+
+fn current(shared: &Shared) -> (Current, Event) {
+    let valid = &shared.valid;
+    let view = View::of(valid, shared.applied.generation, &shared.applied.failed);
+    let targets = valid
+        .topology
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.name.clone(), crate::probe::client_address(n.http?))))
+        .collect();
+    let data = json!({"view": view, "reload": shared.reload, "rejected": shared.rejected});
+    let event = Event {
+        name: "topology",
+        data: data.to_string().into(),
+    };
+    (Current { view, targets }, event)
+}
+
+async fn poll_loop(
+    mut shared: watch::Receiver<Shared>,
+    topology: watch::Sender<Option<Event>>,
+    stats: broadcast::Sender<Event>,
+    cancel: CancellationToken,
+) {
+    let (mut now, event) = current(&shared.borrow_and_update());
+    topology.send_replace(Some(event));
+    let mut previous = Previous::default();
+    let mut last = Instant::now();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publishing = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = shared.changed(), if publishing => {
+                if changed.is_err() {
+                    // The reload loop is gone (shutting down): keep serving the last state.
+                    publishing = false;
+                    continue;
+                }
+                let (next, event) = current(&shared.borrow_and_update());
+                now = next;
+                topology.send_replace(Some(event));
+            }
+            _ = tick.tick() => {
+                if stats.receiver_count() == 0 {
+                    // No page open: poll nobody, and start the next rates afresh.
+                    previous = Previous::default();
+                    continue;
+                }
+                let health = poll(&now.targets).await;
+                let seconds = last.elapsed().as_secs_f64();
+                last = Instant::now();
+                let sample = sample(&now.view, &health, &mut previous, seconds);
+                let data = json!({"generation": now.view.generation, "nodes": sample.nodes, "edges": sample.edges});
+                // No receiver left in between: nothing to do.
+                let _ = stats.send(Event { name: "stats", data: data.to_string().into() });
+            }
+        }
+    }
+}
+
+/// Every node's `/healthz`, at once; `None` for a node that did not answer.
+async fn poll(targets: &[(String, SocketAddr)]) -> HashMap<String, Option<Health>> {
+    let all = targets.iter().map(|(name, addr)| async move {
+        let health = super::http_get(*addr, "/healthz", POLL_TIMEOUT)
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_str::<Health>(&body).ok());
+        (name.clone(), health)
+    });
+    futures_util::future::join_all(all)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// A page's stream: the current topology first, then every change of it and
+/// every stats sample, until the server shuts down.
+pub fn stream(
+    feeds: &Feeds,
+    cancel: CancellationToken,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
+    struct S {
+        topology: watch::Receiver<Option<Event>>,
+        stats: broadcast::Receiver<Event>,
+        cancel: CancellationToken,
+    }
+    let mut topology = feeds.topology.clone();
+    topology.mark_changed();
+    let state = S {
+        topology,
+        stats: feeds.stats.subscribe(),
+        cancel,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = s.cancel.cancelled() => return None,
+                changed = s.topology.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    s.topology.borrow_and_update().clone()
+                }
+                sample = s.stats.recv() => match sample {
+                    Ok(event) => Some(event),
+                    // Behind: the next sample is as good as the missed ones.
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if let Some(e) = event {
+                let sse = SseEvent::default().event(e.name).data(&*e.data);
+                return Some((Ok(sse), s));
+            }
+        }
+    })
+}

@@ -1,0 +1,456 @@
+//! The live page's picture of a topology, as values: vertices (nodes,
+//! brokers), edges with stable ids and labels (drawn like `topo graph`:
+//! ZeroMQ node → node, Redis through a broker vertex), the reach matrix, and
+//! how one sample of every node's `/healthz` becomes node and edge stats.
+//! Pure: it neither polls nor serves (`live` does).
+
+use crate::check::Valid;
+use crate::graph::render::{redis_edges, used_brokers};
+use crate::model::{NodeId, Topology};
+use petgraph::visit::EdgeRef;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the page draws for one applied generation.
+#[derive(Clone, Debug, Serialize)]
+pub struct View {
+    pub name: String,
+    pub generation: u64,
+    pub nodes: Vec<Vertex>,
+    pub brokers: Vec<Vertex>,
+    pub edges: Vec<Edge>,
+    /// Names of the nodes with an HTTP server, sorted (rows and columns).
+    pub matrix_names: Vec<String>,
+    /// Predicted deliveries per message (SPEC's `deliveries`); > 1 is a duplicate.
+    pub deliveries: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Nodes that failed to take the applied configuration.
+    pub failed: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Vertex {
+    /// `n:<node>` or `b:<broker>`: stable across reloads, so the page can
+    /// tell what was added or removed.
+    pub id: String,
+    pub name: String,
+    /// Nodes: the chat page; brokers: the redacted Redis URL.
+    pub url: Option<String>,
+    pub relay: bool,
+    /// The node's wiring in one line, so a rewired node is recognisable.
+    pub wiring: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Edge {
+    /// `zmq:<from>><to>`, `pub:<node>`, `sub:<node>:<channel or psubscribe pattern>`.
+    pub id: String,
+    /// `zmq`, `redis-pub` or `redis-sub`.
+    pub kind: &'static str,
+    pub from: String,
+    pub to: String,
+    pub label: String,
+    /// The message crossing it may be forwarded again (its source is a relay).
+    pub relayed: bool,
+    #[serde(skip)]
+    pub tap: Tap,
+}
+
+/// Where an edge's state and traffic are read in a node's `/healthz`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tap {
+    /// `node`'s ZeroMQ SUB link to `endpoint`: its `received`.
+    ZmqSub { node: String, endpoint: String },
+    /// `node`'s Redis link: its `sent`.
+    RedisSent { node: String },
+    /// `node`'s Redis link: its `via[key]`.
+    RedisVia { node: String, key: String },
+}
+
+impl View {
+    pub fn of(valid: &Valid, generation: u64, failed: &[String]) -> View {
+        let t = &valid.topology;
+        let nodes = t.node_ids().map(|id| node_vertex(t, id)).collect();
+        let brokers = used_brokers(t)
+            .into_iter()
+            .map(|b| {
+                let broker = t.broker(b);
+                Vertex {
+                    id: format!("b:{}", broker.name),
+                    name: broker.name.clone(),
+                    url: Some(broker.url.to_string()),
+                    relay: false,
+                    wiring: broker.url.to_string(),
+                }
+            })
+            .collect();
+        let deliveries = valid.analysis.deliveries_by_name(t);
+        View {
+            name: t.name.clone(),
+            generation,
+            nodes,
+            brokers,
+            edges: edges(valid),
+            matrix_names: deliveries.keys().cloned().collect(),
+            deliveries,
+            failed: failed.to_vec(),
+        }
+    }
+}
+
+fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
+    let node = t.node(id);
+    let w = crate::model::Wiring::of(t, id);
+    let mut wiring = Vec::new();
+    if let Some(p) = &w.publish {
+        wiring.push(format!("pub {} {:?}", p.bind, p.topic));
+    }
+    for s in &w.subscribe {
+        wiring.push(format!("sub {s}"));
+    }
+    if !w.subscribe.is_empty() {
+        wiring.push(format!("filter {:?}", w.filter));
+    }
+    if let Some(r) = &w.redis {
+        wiring.push(format!(
+            "redis {} pub {} sub [{}] psub [{}]",
+            r.url,
+            r.publish,
+            r.subscribe.join(","),
+            r.patterns.join(",")
+        ));
+    }
+    Vertex {
+        id: format!("n:{}", node.name),
+        name: node.name.clone(),
+        url: node
+            .http
+            .map(|a| format!("http://{}/", crate::probe::client_address(a))),
+        relay: node.relay,
+        wiring: wiring.join("; "),
+    }
+}
+
+fn edges(valid: &Valid) -> Vec<Edge> {
+    let t = &valid.topology;
+    let mut out: Vec<Edge> = Vec::new();
+    for e in valid.analysis.graph.edge_references() {
+        if e.weight().is_redis() {
+            continue;
+        }
+        let (from, to) = (NodeId(e.source().index()), NodeId(e.target().index()));
+        let (a, b) = (&t.node(from).name, &t.node(to).name);
+        let endpoint = t
+            .node(to)
+            .zmq
+            .iter()
+            .flat_map(|z| &z.subscribe)
+            .find(|s| s.from == Some(from))
+            .map(|s| s.endpoint.to_string())
+            .unwrap_or_default();
+        let mut id = format!("zmq:{a}>{b}");
+        if out.iter().any(|x| x.id == id) {
+            id = format!("{id}#{}", out.len());
+        }
+        out.push(Edge {
+            id,
+            kind: "zmq",
+            from: format!("n:{a}"),
+            to: format!("n:{b}"),
+            label: e.weight().label(t, from, to),
+            relayed: t.node(from).relay,
+            tap: Tap::ZmqSub {
+                node: b.clone(),
+                endpoint,
+            },
+        });
+    }
+    let (publish, subscribe) = redis_edges(t);
+    for (node, broker, channel) in publish {
+        let name = &t.node(node).name;
+        out.push(Edge {
+            id: format!("pub:{name}"),
+            kind: "redis-pub",
+            from: format!("n:{name}"),
+            to: format!("b:{}", t.broker(broker).name),
+            label: channel,
+            relayed: t.node(node).relay,
+            tap: Tap::RedisSent { node: name.clone() },
+        });
+    }
+    for (broker, node, key) in subscribe {
+        let name = &t.node(node).name;
+        out.push(Edge {
+            id: format!("sub:{name}:{key}"),
+            kind: "redis-sub",
+            from: format!("b:{}", t.broker(broker).name),
+            to: format!("n:{name}"),
+            label: key.clone(),
+            relayed: false,
+            tap: Tap::RedisVia {
+                node: name.clone(),
+                key,
+            },
+        });
+    }
+    out
+}
+
+/// A node's `/healthz`, the parts the page shows (missing fields read as 0:
+/// a node of an older build still shows up).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Health {
+    #[serde(default)]
+    pub clients: u64,
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default)]
+    pub links: Vec<HealthLink>,
+    #[serde(default)]
+    pub messages: Messages,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Messages {
+    #[serde(default, rename = "in")]
+    pub incoming: u64,
+    #[serde(default, rename = "out")]
+    pub outgoing: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HealthLink {
+    pub kind: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub sent: u64,
+    #[serde(default)]
+    pub received: u64,
+    #[serde(default)]
+    pub via: BTreeMap<String, u64>,
+}
+
+/// One sample for the page: every node's state and rates, every edge's
+/// state and how many messages crossed it since the previous sample.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub nodes: BTreeMap<String, NodeStats>,
+    pub edges: BTreeMap<String, EdgeStats>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct NodeStats {
+    /// `up`, `down` (no answer), `failed` (a reload could not apply), `no-http`.
+    pub state: &'static str,
+    pub clients: u64,
+    pub in_per_s: f64,
+    pub out_per_s: f64,
+    pub generation: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EdgeStats {
+    /// `up`, `connecting`, `down`, or `unknown` (the node did not answer).
+    pub state: String,
+    pub delta: u64,
+}
+
+/// The counters of the previous sample, by node and by edge.
+#[derive(Debug, Default)]
+pub struct Previous {
+    nodes: HashMap<String, (u64, u64)>,
+    edges: HashMap<String, u64>,
+}
+
+/// Turns one round of `/healthz` answers into [`Stats`]; `health` has an
+/// entry (`None`: no answer) for every node with an HTTP server.
+pub fn sample(
+    view: &View,
+    health: &HashMap<String, Option<Health>>,
+    previous: &mut Previous,
+    seconds: f64,
+) -> Stats {
+    // A counter that went down belongs to a restarted node: count from 0.
+    let delta = |now: u64, before: Option<u64>| match before {
+        Some(b) if now >= b => now - b,
+        Some(_) => now,
+        None => 0,
+    };
+    let rate = |d: u64| {
+        if seconds > 0.0 {
+            d as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let mut stats = Stats::default();
+    for v in &view.nodes {
+        let failed = view.failed.contains(&v.name);
+        let s = match health.get(&v.name) {
+            None => NodeStats {
+                state: if failed { "failed" } else { "no-http" },
+                ..NodeStats::default()
+            },
+            Some(None) => NodeStats {
+                state: if failed { "failed" } else { "down" },
+                ..NodeStats::default()
+            },
+            Some(Some(h)) => {
+                let (i, o) = (h.messages.incoming, h.messages.outgoing);
+                let before = previous.nodes.insert(v.name.clone(), (i, o));
+                NodeStats {
+                    state: if failed { "failed" } else { "up" },
+                    clients: h.clients,
+                    in_per_s: rate(delta(i, before.map(|b| b.0))),
+                    out_per_s: rate(delta(o, before.map(|b| b.1))),
+                    generation: Some(h.generation),
+                }
+            }
+        };
+        stats.nodes.insert(v.name.clone(), s);
+    }
+    for e in &view.edges {
+        let (node, read) = match &e.tap {
+            Tap::ZmqSub { node, endpoint } => (node, Read::Sub(endpoint)),
+            Tap::RedisSent { node } => (node, Read::Sent),
+            Tap::RedisVia { node, key } => (node, Read::Via(key)),
+        };
+        let link = health.get(node).and_then(|h| h.as_ref()).and_then(|h| {
+            h.links.iter().find(|l| match read {
+                Read::Sub(endpoint) => {
+                    l.kind == "zmq-sub" && l.endpoint.as_deref() == Some(endpoint)
+                }
+                Read::Sent | Read::Via(_) => l.kind == "redis",
+            })
+        });
+        let s = match link {
+            None => EdgeStats {
+                state: "unknown".into(),
+                delta: 0,
+            },
+            Some(l) => {
+                let now = match read {
+                    Read::Sub(_) => l.received,
+                    Read::Sent => l.sent,
+                    Read::Via(key) => l.via.get(key).copied().unwrap_or(0),
+                };
+                let before = previous.edges.insert(e.id.clone(), now);
+                EdgeStats {
+                    state: l.state.clone(),
+                    delta: delta(now, before),
+                }
+            }
+        };
+        stats.edges.insert(e.id.clone(), s);
+    }
+    stats
+}
+
+enum Read<'a> {
+    Sub(&'a str),
+    Sent,
+    Via(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::check_bytes;
+
+    fn valid(yaml: &str) -> Valid {
+        let none = |_: &str| None;
+        check_bytes("t.yaml", "t", yaml.as_bytes(), &none)
+            .valid
+            .expect("valid")
+    }
+
+    const MIXED: &str = "nodes:
+  a: { http: 8080, zmq: { pub: 5000, sub: [b] } }
+  b: { http: 8081, zmq: { pub: 5001, sub: [a] }, relay: true, redis: { broker: 'redis://127.0.0.1:6399' } }
+  c: { http: 8082, redis: { broker: 'redis://127.0.0.1:6399', patterns: ['chat*'] } }
+";
+
+    #[test]
+    fn zmq_edges_go_node_to_node_and_redis_edges_through_the_broker() {
+        let view = View::of(&valid(MIXED), 3, &[]);
+        let ids: Vec<&str> = view.edges.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "zmq:b>a",
+                "zmq:a>b",
+                "pub:b",
+                "pub:c",
+                "sub:b:chat_messages",
+                "sub:c:chat_messages",
+                "sub:c:psubscribe chat*"
+            ]
+        );
+        assert_eq!(view.brokers.len(), 1);
+        assert_eq!(view.edges[2].to, view.brokers[0].id);
+        assert!(view.edges[0].relayed && !view.edges[1].relayed);
+        assert_eq!(view.nodes[0].url.as_deref(), Some("http://127.0.0.1:8080/"));
+        assert_eq!(view.matrix_names, ["a", "b", "c"]);
+        assert_eq!(view.generation, 3);
+    }
+
+    #[test]
+    fn a_sample_turns_counters_into_rates_and_edge_deltas() {
+        let view = View::of(&valid(MIXED), 0, &["c".to_owned()]);
+        let health = |sub_received: u64, via: u64| -> HashMap<String, Option<Health>> {
+            let a = Health {
+                clients: 2,
+                messages: Messages {
+                    incoming: 10 + sub_received,
+                    outgoing: 5,
+                },
+                links: vec![HealthLink {
+                    kind: "zmq-sub".into(),
+                    endpoint: Some("tcp://127.0.0.1:5001".into()),
+                    state: "up".into(),
+                    received: sub_received,
+                    ..HealthLink::default()
+                }],
+                ..Health::default()
+            };
+            let c = Health {
+                links: vec![HealthLink {
+                    kind: "redis".into(),
+                    state: "down".into(),
+                    via: [("psubscribe chat*".to_owned(), via)].into(),
+                    ..HealthLink::default()
+                }],
+                ..Health::default()
+            };
+            [
+                ("a".into(), Some(a)),
+                ("b".into(), None),
+                ("c".into(), Some(c)),
+            ]
+            .into()
+        };
+        let mut previous = Previous::default();
+        let first = sample(&view, &health(100, 7), &mut previous, 0.5);
+        assert_eq!(first.edges["zmq:b>a"].delta, 0, "no previous sample");
+        let second = sample(&view, &health(150, 9), &mut previous, 0.5);
+        assert_eq!(
+            second.edges["zmq:b>a"],
+            EdgeStats {
+                state: "up".into(),
+                delta: 50
+            }
+        );
+        assert_eq!(second.edges["sub:c:psubscribe chat*"].delta, 2);
+        assert_eq!(second.edges["sub:c:psubscribe chat*"].state, "down");
+        assert_eq!(second.edges["zmq:a>b"].state, "unknown");
+        assert_eq!(second.nodes["a"].in_per_s, 100.0);
+        assert_eq!(second.nodes["a"].clients, 2);
+        assert_eq!(second.nodes["b"].state, "down");
+        assert_eq!(second.nodes["c"].state, "failed");
+        // A restarted node's counters start again from 0.
+        let third = sample(&view, &health(20, 9), &mut previous, 0.5);
+        assert_eq!(third.edges["zmq:b>a"].delta, 20);
+    }
+}
