@@ -17,6 +17,20 @@ pub fn chromium() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// Chromium for a browser test, or `None` (with a note) to skip it; CI
+/// installs Chromium (.ci/run), so there a missing one is a failure.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have /usr/bin/chromium"
+        );
+        eprintln!("skipped: no Chromium at /usr/bin/chromium (apt-get install chromium)");
+    }
+    found
+}
+
 /// Installs playwright-core (no browser download) on first use.
 pub fn browser_dir() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
@@ -35,13 +49,7 @@ pub fn browser_dir() -> Result<PathBuf, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browser_tabs_chat_across_nodes_and_markup_stays_text() {
-    let Some(chromium) = chromium() else {
-        // CI installs Chromium (.ci/run); a developer machine may lack it.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have /usr/bin/chromium"
-        );
-        eprintln!("skipped: no Chromium at /usr/bin/chromium (apt-get install chromium)");
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
     let dir = browser_dir().expect("playwright-core");

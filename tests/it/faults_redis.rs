@@ -92,7 +92,10 @@ async fn a_redis_restart_keeps_local_delivery_and_flushes_the_outbox_in_order() 
         if counts == (&0.into(), &2.into(), &10.into()) {
             break;
         }
-        assert!(Instant::now() < deadline, "outbox never settled at 0/2/10: {h}");
+        assert!(
+            Instant::now() < deadline,
+            "outbox never settled at 0/2/10: {h}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
