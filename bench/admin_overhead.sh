@@ -26,14 +26,7 @@ dur=${DURATION:-5}
 http=${HTTP_PORT:-27080}
 pub=${PUB_PORT:-27090}
 admin=${ADMIN_PORT:-27070}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/bench/lib.sh"
 
 cat > "$work/zmq.yaml" <<EOF
 name: zmq-3node

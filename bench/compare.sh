@@ -32,14 +32,7 @@ topo=$root/target/release/topo
 # inside a measurement).
 if [ ! -d "$peers/node_modules/ws" ]; then (cd "$peers" && npm ci --no-audit --no-fund >&2); fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/bench/lib.sh"
 
 # The topologies, on the ports above (the chapter's by default).
 cat > "$work/single.yaml" <<EOF
