@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How often the nodes are polled while a page is open.
-pub const POLL: Duration = Duration::from_millis(250);
+pub const POLL: Duration = Duration::from_millis(500);
 /// One node's `/healthz` that takes longer counts as down for that sample.
 const POLL_TIMEOUT: Duration = Duration::from_millis(500);
 /// Stats samples queued per page. A page that falls further behind skips
