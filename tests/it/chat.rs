@@ -265,3 +265,22 @@ impl Client {
         }
     }
 }
+
+/// The HTTP status of an upgrade sent with `Origin: origin` (101 when accepted).
+pub async fn upgrade_status(http: u16, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{http}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().unwrap());
+    match timeout(LIMIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+    {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}

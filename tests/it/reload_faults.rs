@@ -8,7 +8,6 @@ use crate::chat::*;
 use crate::util::RedisServer;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use topo::check::check_bytes;
 use topo::diff::{Diff, wirings};
 use topo::model::Topology;
@@ -30,24 +29,6 @@ async fn reload(running: &mut Running, to: &Topology, generation: u64) -> String
     let failures = apply(running, &diff, generation).await;
     assert!(failures.is_empty(), "{failures:?}");
     diff.summary()
-}
-
-/// The HTTP status of an upgrade sent with `Origin: origin` (101 when accepted).
-async fn upgrade_status(http: u16, origin: &str) -> u16 {
-    let mut request = format!("ws://127.0.0.1:{http}/ws")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Origin", origin.parse().unwrap());
-    match timeout(LIMIT, tokio_tungstenite::connect_async(request))
-        .await
-        .unwrap()
-    {
-        Ok((_, response)) => response.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("upgrade failed: {e}"),
-    }
 }
 
 async fn health(http: u16) -> serde_json::Value {
