@@ -142,6 +142,38 @@ fn sidecar_errors_name_the_sidecar() {
 }
 
 #[test]
+fn a_hostile_sidecar_is_bounded_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "nodes:\n  a: { http: 8080 }\n");
+    write(dir.path(), "t.expect.yaml", "deliveries:\n  a: { a: [1\n");
+    let out = topo_in(dir.path(), &["t.yaml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("t.expect.yaml:2:11: error: unclosed bracket"),
+        "{all}"
+    );
+    std::fs::write(dir.path().join("t.expect.yaml"), [0xff, 0xfe, b'\n']).unwrap();
+    let all = text(&topo_in(dir.path(), &["t.yaml"]));
+    assert!(
+        all.contains("t.expect.yaml: the file is not valid UTF-8"),
+        "{all}"
+    );
+    // Over 8 MiB: refused by its size, before it is read.
+    let big = std::fs::File::create(dir.path().join("t.expect.yaml")).unwrap();
+    big.set_len(9 << 20).unwrap();
+    let started = Instant::now();
+    let out = topo_in(dir.path(), &["t.yaml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("expectation files are limited to 8 MiB"),
+        "{all}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = topo_in(dir.path(), &["missing.yaml"]);
