@@ -6,40 +6,22 @@
 //! that start a file themselves.
 
 use crate::golden::golden_cases;
-use crate::util::{RedisServer, free_port};
+use crate::util::RedisServer;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use topo::check::Valid;
 use topo::model::ServerKey;
 use topo::testing::discover::discover;
+use topo::testing::remap::remap;
 use topo::testing::{BrokerMode, TestOptions, Verdict, test_files};
 
-/// Moves every listener of the topology to a free loopback port and every
-/// Redis server onto a private one; returns the servers (killed on drop).
+/// Moves every listener of the topology to a free loopback port (as
+/// `topo test --run` does) and every Redis server onto a private one of the
+/// test's own; returns the servers (killed on drop).
 pub fn relocate(valid: &mut Valid) -> Vec<RedisServer> {
     let topology = &mut valid.topology;
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut pub_binds: HashMap<usize, SocketAddr> = HashMap::new();
-    for (i, node) in topology.nodes.iter_mut().enumerate() {
-        if let Some(http) = node.http.as_mut() {
-            *http = SocketAddr::new(loopback, free_port());
-        }
-        if let Some(publish) = node.zmq.as_mut().and_then(|z| z.publish.as_mut()) {
-            publish.bind = SocketAddr::new(loopback, free_port());
-            pub_binds.insert(i, publish.bind);
-        }
-    }
-    for node in &mut topology.nodes {
-        for sub in node.zmq.iter_mut().flat_map(|z| z.subscribe.iter_mut()) {
-            let from = sub
-                .from
-                .expect("golden cases subscribe to nodes of their file");
-            sub.endpoint.host = "127.0.0.1".into();
-            sub.endpoint.port = pub_binds[&from.0].port();
-        }
-    }
+    remap(topology).expect("the file's subscriptions point at its own nodes");
     let mut servers: HashMap<ServerKey, RedisServer> = HashMap::new();
     for broker in &mut topology.brokers {
         let server = servers

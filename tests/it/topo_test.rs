@@ -1,7 +1,7 @@
 //! `topo test` as a CI job runs it: the binary, its output, its exit codes,
 //! the files `--bless` writes, and that nothing it started outlives it.
 
-use crate::util::free_port;
+use crate::util::{RedisServer, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -204,6 +204,31 @@ fn without_redis_server_on_path_the_error_names_it_and_exits_2() {
         "{all}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn brokers_as_is_uses_the_files_redis_and_starts_none() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "brokers:\n  main: {{ url: \"{}\" }}\nnodes:\n  a: {{ http: 8080, redis: {{ broker: main }} }}\n  b: {{ http: 8081, redis: {{ broker: main }} }}\nexpect:\n  deliveries:\n    a: {{ a: 1, b: 1 }}\n    b: {{ a: 1, b: 1 }}\n",
+        server.url()
+    );
+    write(dir.path(), "r.yaml", &file);
+    // No redis-server on PATH: only the file's own broker can serve.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_topo"))
+        .args(["test", "--run", "--brokers", "as-is", "r.yaml"])
+        .current_dir(dir.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.starts_with("PASS r.yaml (4 cells predicted and observed"),
+        "{all}"
+    );
 }
 
 #[test]
