@@ -139,6 +139,19 @@ fn sidecar_errors_name_the_sidecar() {
         all.contains("t.expect.yaml:2:14: error: expected receiver `ghost` is not a node"),
         "{all}"
     );
+    // Expectations in two places: neither wins silently.
+    write(
+        dir.path(),
+        "t.yaml",
+        "nodes:\n  a: { http: 8080 }\nexpect:\n  deliveries:\n    a: { a: 1 }\n",
+    );
+    let out = topo_in(dir.path(), &["t.yaml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("has an `expect:` section and a sidecar"),
+        "{all}"
+    );
 }
 
 #[test]
