@@ -21,7 +21,7 @@ pub fn free_port() -> Option<u16> {
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
         u32::MAX,
-        (std::process::id() * 37) % SPAN,
+        std::process::id().wrapping_mul(37) % SPAN,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );

@@ -56,7 +56,9 @@ pub fn text(reports: &[FileReport]) -> String {
         };
         let _ = write!(out, "{} {}", label(r.verdict), r.file);
         if r.verdict == Verdict::Pass {
-            let _ = write!(out, " ({} cells {how}, {:.1} s)", r.cells.len(), r.seconds);
+            let cells = r.cells.len();
+            let s = if cells == 1 { "" } else { "s" };
+            let _ = write!(out, " ({cells} cell{s} {how}, {:.1} s)", r.seconds);
         }
         out.push('\n');
         for cell in r.differences() {
@@ -194,7 +196,7 @@ mod tests {
             report("bad<1>.yaml", Verdict::Fail, Some(1)),
         ]);
         assert!(
-            out.starts_with("PASS ok.yaml (1 cells predicted, 0.5 s)\n"),
+            out.starts_with("PASS ok.yaml (1 cell predicted, 0.5 s)\n"),
             "{out}"
         );
         assert!(out.contains("FAIL bad<1>.yaml\n  a -> d: expected 0, predicted 1, observed 1\n"));
