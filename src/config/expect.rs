@@ -20,6 +20,7 @@ pub struct ExpectSpec {
     /// sender -> receiver -> how many times the receiver's clients get one
     /// message sent by a client of the sender; a pair not listed expects 0.
     /// Both are nodes with an `http:` port.
+    #[schemars(required)]
     pub deliveries: Option<Named<Named<Spanned<u64>>>>,
 }
 
