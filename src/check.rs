@@ -4,7 +4,7 @@
 
 use crate::config::compile::compile;
 use crate::config::diagnostic::Diagnostic;
-use crate::config::expect::{Expectations, resolve as resolve_expect};
+use crate::config::expect::{Expectations, http_nodes, resolve as resolve_expect};
 use crate::config::spec::Decoder;
 use crate::config::yaml;
 use crate::graph::analyze::{Analysis, analyze};
@@ -143,12 +143,7 @@ pub fn check_str(
     let (topology, diagnostics) = compile(&spec, stem, base_dir);
     checked.diagnostics.extend(diagnostics);
     if let Some(expect) = &spec.expect {
-        let nodes: Vec<(&str, bool)> = spec
-            .nodes
-            .0
-            .iter()
-            .map(|(name, node)| (name.value.as_str(), node.http.is_some()))
-            .collect();
+        let nodes = http_nodes(&spec, &doc);
         checked.expect = resolve_expect(expect, &nodes, &mut checked.diagnostics);
     }
     let topology = topology.filter(|_| checked.errors().next().is_none());

@@ -4,7 +4,7 @@
 //! touches what runs: `topo up` ignores the section.
 
 use super::diagnostic::{Diagnostic, did_you_mean};
-use super::spec::{Decoder, Named, Spanned, unreachable_key};
+use super::spec::{Decoder, Named, Spanned, TopologySpec, unreachable_key};
 use super::yaml::{Kind, Span, Value};
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -104,6 +104,36 @@ impl Decoder<'_> {
                 None
             }
         }
+    }
+}
+
+/// Every node of the file and whether it has an HTTP server. A node whose
+/// `http:` is written but invalid counts as having one: its own error says
+/// what is wrong, and a second one here would only repeat it.
+pub fn http_nodes<'s>(spec: &'s TopologySpec, doc: &Value) -> Vec<(&'s str, bool)> {
+    let written = |node: &str| {
+        entry(doc, "nodes")
+            .and_then(|nodes| entry(nodes, node))
+            .is_some_and(|n| entry(n, "http").is_some())
+    };
+    spec.nodes
+        .0
+        .iter()
+        .map(|(name, node)| {
+            let name = name.value.as_str();
+            (name, node.http.is_some() || written(name))
+        })
+        .collect()
+}
+
+/// The value of `key` in a mapping.
+fn entry<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
+    match &map.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
     }
 }
 
@@ -210,6 +240,16 @@ mod tests {
         assert!(at.contains(&(2, 14)), "{d:?}");
         assert!(at.contains(&(2, 27)), "{d:?}");
         assert!(at.contains(&(2, 34)), "{d:?}");
+    }
+
+    #[test]
+    fn an_invalid_http_port_is_reported_once() {
+        let text = "nodes:\n  a: { http: 80800 }\n  b: {}\nexpect:\n  deliveries:\n    a: { a: 1, b: 1 }\n";
+        let checked = crate::check::check_str("t.yaml", "t", text.into(), &|_| None);
+        let messages: Vec<&str> = checked.errors().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("port 80800 is out of range"));
+        assert!(messages[1].contains("receiver `b` has no `http:` port"));
     }
 
     #[test]
