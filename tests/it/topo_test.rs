@@ -242,6 +242,18 @@ fn brokers_as_is_uses_the_files_redis_and_starts_none() {
         all.starts_with("PASS r.yaml (4 cells predicted and observed"),
         "{all}"
     );
+    // The file's broker is down: an error naming the node and the broker, at once.
+    let down = file.replace(&server.url(), &format!("redis://127.0.0.1:{}", free_port()));
+    write(dir.path(), "r.yaml", &down);
+    let started = Instant::now();
+    let out = topo_in(dir.path(), &["--run", "--brokers", "as-is", "r.yaml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("node a: cannot reach redis redis://127.0.0.1:"),
+        "{all}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
