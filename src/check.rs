@@ -4,6 +4,7 @@
 
 use crate::config::compile::compile;
 use crate::config::diagnostic::Diagnostic;
+use crate::config::expect::{Expectations, http_nodes, resolve as resolve_expect};
 use crate::config::spec::Decoder;
 use crate::config::yaml;
 use crate::graph::analyze::{Analysis, analyze};
@@ -27,6 +28,8 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
     /// Present exactly when there is no error.
     pub valid: Option<Valid>,
+    /// The file's `expect:` section, when it has one without errors.
+    pub expect: Option<Expectations>,
 }
 
 impl Checked {
@@ -104,6 +107,7 @@ pub fn check_bytes(
                 source: String::from_utf8_lossy(bytes).into_owned(),
                 diagnostics: vec![Diagnostic::error(span, "the file is not valid UTF-8")],
                 valid: None,
+                expect: None,
             };
         }
     };
@@ -121,6 +125,7 @@ pub fn check_str(
         source,
         diagnostics: Vec::new(),
         valid: None,
+        expect: None,
     };
     let doc = match yaml::parse(&checked.source) {
         Ok(doc) => doc,
@@ -137,6 +142,10 @@ pub fn check_str(
     let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
     let (topology, diagnostics) = compile(&spec, stem, base_dir);
     checked.diagnostics.extend(diagnostics);
+    if let Some(expect) = &spec.expect {
+        let nodes = http_nodes(&spec, &doc);
+        checked.expect = resolve_expect(expect, &nodes, &mut checked.diagnostics);
+    }
     let topology = topology.filter(|_| checked.errors().next().is_none());
     if let Some(topology) = topology {
         let graph = build(&topology);

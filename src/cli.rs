@@ -92,6 +92,9 @@ pub enum Command {
     /// Load a topology (or any chat server with --url) and measure
     /// deliveries/s, latency, losses, CPU and memory.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Compare each file's `expect:` deliveries with the prediction and,
+    /// with --run, with what real sockets deliver (for CI).
+    Test(Box<crate::testing::TestArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -177,6 +180,7 @@ pub fn run(cli: Cli) -> i32 {
             Err(code) => code,
         },
         Command::Bench(args) => crate::bench::main(*args),
+        Command::Test(args) => crate::testing::main(*args),
     }
 }
 
@@ -217,7 +221,7 @@ fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

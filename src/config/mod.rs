@@ -4,6 +4,7 @@
 pub mod address;
 pub mod compile;
 pub mod diagnostic;
+pub mod expect;
 pub mod interpolate;
 pub mod limits;
 pub mod spec;

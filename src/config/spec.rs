@@ -5,6 +5,7 @@
 //! The JSON Schema (`topo schema`) is generated from these same types.
 
 use super::diagnostic::{Diagnostic, did_you_mean};
+use super::expect::ExpectSpec;
 use super::interpolate::interpolate;
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Span, Value};
@@ -118,6 +119,8 @@ pub struct TopologySpec {
     pub limits: Option<Spanned<LimitsSpec>>,
     /// Browser origins allowed to open a WebSocket on every node (a node's own list replaces it); absent: any.
     pub origins: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Deliveries `topo test` asserts; `topo up` ignores this section.
+    pub expect: Option<Spanned<ExpectSpec>>,
 }
 
 /// A Redis server.
@@ -202,7 +205,9 @@ impl<'e> Decoder<'e> {
         for (key, value) in self.fields(
             doc,
             "the topology",
-            &["version", "name", "brokers", "nodes", "limits", "origins"],
+            &[
+                "version", "name", "brokers", "nodes", "limits", "origins", "expect",
+            ],
         ) {
             match key.value.as_str() {
                 "limits" => {
@@ -220,10 +225,17 @@ impl<'e> Decoder<'e> {
                 }
                 "name" => spec.name = self.string(value),
                 "brokers" => spec.brokers = Some(self.named(value, "brokers", Self::broker)),
-                _ => {
+                "nodes" => {
                     saw_nodes = true;
                     spec.nodes = self.named(value, "nodes", Self::node);
                 }
+                "expect" => {
+                    spec.expect = Some(Spanned {
+                        value: self.expect(value),
+                        span: key.span,
+                    })
+                }
+                other => unreachable_key(other),
             }
         }
         if !saw_nodes && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
@@ -240,7 +252,8 @@ impl<'e> Decoder<'e> {
         for (key, v) in self.fields(value, "a broker", &["url", "ca"]) {
             match key.value.as_str() {
                 "url" => url = self.string(v),
-                _ => ca = self.string(v),
+                "ca" => ca = self.string(v),
+                other => unreachable_key(other),
             }
         }
         match url {
@@ -281,12 +294,13 @@ impl<'e> Decoder<'e> {
                         span: key.span,
                     })
                 }
-                _ => {
+                "redis" => {
                     node.redis = Some(Spanned {
                         value: self.redis(v),
                         span: key.span,
                     })
                 }
+                other => unreachable_key(other),
             }
         }
         Some(node)
@@ -299,7 +313,8 @@ impl<'e> Decoder<'e> {
                 "pub" => zmq.publish = self.listen(v),
                 "sub" => zmq.sub = self.string_list(v, "node names or endpoints"),
                 "topic" => zmq.topic = self.string(v),
-                _ => zmq.filter = self.string(v),
+                "filter" => zmq.filter = self.string(v),
+                other => unreachable_key(other),
             }
         }
         zmq
@@ -313,7 +328,8 @@ impl<'e> Decoder<'e> {
                 "broker" => redis.broker = self.string(v),
                 "publish" => redis.publish = self.string(v),
                 "subscribe" => redis.subscribe = self.string_list(v, "channel names"),
-                _ => redis.patterns = self.string_list(v, "glob patterns"),
+                "patterns" => redis.patterns = self.string_list(v, "glob patterns"),
+                other => unreachable_key(other),
             }
         }
         redis
@@ -367,7 +383,7 @@ impl<'e> Decoder<'e> {
         out
     }
 
-    fn key(&mut self, key: &Value) -> Option<Spanned<String>> {
+    pub(super) fn key(&mut self, key: &Value) -> Option<Spanned<String>> {
         match &key.kind {
             Kind::Str(s) => Some(Spanned {
                 value: s.clone(),
@@ -391,7 +407,7 @@ impl<'e> Decoder<'e> {
         }
     }
 
-    fn named<T>(
+    pub(super) fn named<T>(
         &mut self,
         value: &Value,
         section: &str,
@@ -594,6 +610,13 @@ impl<'e> Decoder<'e> {
             }
         }
     }
+}
+
+/// The arm after every key a decoder allows: `fields` returns only allowed
+/// keys, so reaching it means a key was allowed without an arm of its own.
+/// No catch-all arm decodes a field: a key can never land in the wrong one.
+pub(super) fn unreachable_key(key: &str) {
+    debug_assert!(false, "key `{key}` is allowed but has no arm");
 }
 
 pub fn valid_name(name: &str) -> bool {

@@ -23,5 +23,6 @@ mod runtime;
 mod secrets;
 mod soak;
 mod tls;
+mod topo_test;
 #[allow(dead_code)]
 mod util;
