@@ -67,6 +67,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         anyhow::bail!("{file}: invalid, nothing started");
     };
     let topology = valid.topology.clone();
+    // Bound before the nodes start: a taken admin port fails start-up
+    // (a second `topo up` on the same machine needs --admin or --no-admin).
+    let admin_listener = match options.admin {
+        Some(addr) => Some(admin::bind(addr).await?),
+        None => None,
+    };
     let mut engine = start(&options, &topology).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     println!("{}", ready_table(&topology, &ids));
@@ -80,19 +86,14 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         failed: Vec::new(),
     };
     let published = Publisher::new(applied, valid);
-    if let Some(addr) = options.admin {
-        match admin::bind(addr).await {
-            Ok(listener) => {
-                tracing::info!(%addr, "admin server: live view at http://{addr}/");
-                tracker.spawn(admin::serve(
-                    listener,
-                    published.subscribe(),
-                    cancel.clone(),
-                ));
-            }
-            // A second `topo up` on the same machine: run without it.
-            Err(e) => tracing::warn!(%addr, error = %e, "admin server not started"),
-        }
+    if let Some(listener) = admin_listener {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin server: live view at http://{addr}/");
+        tracker.spawn(admin::serve(
+            listener,
+            published.subscribe(),
+            cancel.clone(),
+        ));
     }
     // One save waits while the previous one is applied; later ones queue in
     // the watcher as a single wake-up (it re-reads the file when it runs).
