@@ -27,4 +27,5 @@ pub mod node;
 pub mod plan;
 pub mod probe;
 pub mod runtime;
+pub mod serve;
 pub mod transport;

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7070";
 
@@ -232,12 +233,17 @@ pub async fn serve(
         },
         guard,
     );
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let (served, ()) = tokio::join!(server.into_future(), poller);
-    if let Err(e) = served {
-        tracing::error!(error = %e, "admin server failed");
-    }
+    let connections = TaskTracker::new();
+    let server = crate::serve::serve(
+        listener,
+        app,
+        crate::serve::Options::default(),
+        cancel.clone(),
+        connections.clone(),
+    );
+    tokio::join!(server, poller);
+    connections.close();
+    connections.wait().await;
 }
 
 /// The largest answer [`http_get`] reads (headers and body).

@@ -73,6 +73,11 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         Some(addr) => Some(admin::bind(addr).await?),
         None => None,
     };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // Its page's send boxes are WebSocket clients of every node.
+    if let Some(addr) = admin_addr {
+        crate::node::ws::allow_admin_origin(addr);
+    }
     let mut engine = start(&options, &topology).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     println!("{}", ready_table(&topology, &ids));
