@@ -112,6 +112,8 @@ pub const EXIT_INVALID: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 pub fn run(cli: Cli) -> i32 {
+    // Every node, link and client is a descriptor: take all we may have.
+    crate::runtime::fds::raise_limit();
     match cli.command {
         Command::Validate { files, format } => validate(&files, format),
         Command::Graph { file, format } => graph(&file, format),
@@ -263,15 +265,48 @@ fn validate(files: &[PathBuf], format: Format) -> i32 {
         if checked.valid.is_none() && code == EXIT_OK {
             code = EXIT_INVALID;
         }
+        let fds = checked.valid.as_ref().map(|v| {
+            let needed = crate::runtime::fds::needed(&v.topology);
+            (needed, crate::runtime::fds::raise_limit())
+        });
         match format {
-            Format::Json => println!("{}", validation_json(&checked)),
+            Format::Json => {
+                let mut object = validation_json(&checked);
+                if let Some((needed, limit)) = fds {
+                    object["descriptors"] = json!({"needed": needed, "limit": limit});
+                }
+                println!("{object}");
+            }
             Format::Text => {
                 eprint!("{}", checked.render());
                 print!("{}", summary(&checked));
+                if let Some((needed, limit)) = fds {
+                    print!("{}", descriptors_line(needed, limit));
+                }
             }
         }
     }
     code
+}
+
+/// What `validate` says about file descriptors (and a warning on stderr
+/// when `topo up` would refuse the file).
+fn descriptors_line(needed: u64, limit: Option<u64>) -> String {
+    match limit {
+        Some(limit) if needed > limit => {
+            eprintln!(
+                "warning: about {needed} file descriptors needed in one process, over the limit of {limit}: \
+                 `topo up` would refuse to start (raise `ulimit -n`, or use `topo up --process`)"
+            );
+            format!(
+                "file descriptors: about {needed} needed in one process, limit {limit} (too few)\n"
+            )
+        }
+        Some(limit) => {
+            format!("file descriptors: about {needed} needed in one process, limit {limit}\n")
+        }
+        None => format!("file descriptors: about {needed} needed in one process\n"),
+    }
 }
 
 /// SPEC's `validate --format json` object.

@@ -67,6 +67,11 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         anyhow::bail!("{file}: invalid, nothing started");
     };
     let topology = valid.topology.clone();
+    // In one process every link holds descriptors here: never "ready" on
+    // a topology whose links cannot all come up.
+    if !options.process {
+        super::fds::check(&topology)?;
+    }
     // Bound before the nodes start: a taken admin port fails start-up
     // (a second `topo up` on the same machine needs --admin or --no-admin).
     let admin_listener = match options.admin {

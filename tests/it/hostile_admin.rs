@@ -239,3 +239,22 @@ async fn a_taken_admin_port_fails_start_up_naming_the_address() {
         "no ready before failing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_trickling_admin_connections_are_closed() {
+    use crate::hostile_ws::closed_after;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("t.yaml");
+    std::fs::write(&file, file_text(free_port())).unwrap();
+    let up = Up::start(&file, &[]);
+    wait_up(&up).await;
+    let connect = || TcpStream::connect(("127.0.0.1", up.admin));
+    let idle = tokio::spawn(closed_after(connect().await.unwrap(), false));
+    let slow = tokio::spawn(closed_after(connect().await.unwrap(), true));
+    let limit = topo::serve::HEADER_TIMEOUT + Duration::from_secs(2);
+    let (idle, slow) = (idle.await.unwrap(), slow.await.unwrap());
+    assert!(idle < limit, "idle admin connection open for {idle:?}");
+    assert!(slow < limit, "trickling admin connection open for {slow:?}");
+    // The server still answers.
+    assert_eq!(http_get(up.admin, "/healthz").await.0, 200);
+}

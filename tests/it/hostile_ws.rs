@@ -198,3 +198,83 @@ async fn an_invalid_websocket_key_is_answered_400() {
     drop(raw_ws(http).await);
     running.shutdown().await;
 }
+
+/// How long after connecting the server closed `stream` (reading whatever
+/// it answers), while `trickle` sends one header line every 500 ms.
+pub async fn closed_after(mut stream: TcpStream, trickle: bool) -> Duration {
+    let started = Instant::now();
+    if trickle {
+        stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    }
+    let mut buf = [0u8; 1024];
+    let mut line = 0;
+    loop {
+        let tick = tokio::time::sleep(Duration::from_millis(500));
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            },
+            _ = tick => {
+                assert!(started.elapsed() < Duration::from_secs(30), "never closed");
+                if trickle {
+                    line += 1;
+                    let header = format!("X-Slow-{line}: 1\r\n");
+                    if stream.write_all(header.as_bytes()).await.is_err() {
+                        return started.elapsed();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_trickling_connections_are_closed_and_capped() {
+    let http = port();
+    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let limit = topo::serve::HEADER_TIMEOUT + Duration::from_secs(2);
+    let connect = || TcpStream::connect(("127.0.0.1", http));
+    let idle = tokio::spawn(closed_after(connect().await.unwrap(), false));
+    let slow = tokio::spawn(closed_after(connect().await.unwrap(), true));
+
+    // A hundred idle connections (under the cap): a real client is served.
+    let mut parked = Vec::new();
+    for _ in 0..100 {
+        parked.push(connect().await.unwrap());
+    }
+    let mut a = Client::connect(http).await;
+    let mut b = Client::connect(http).await;
+    a.send("served").await;
+    assert_eq!(b.recv().await, "served");
+    // WebSockets do not count: the rest of the cap is still there.
+    for _ in parked.len()..topo::serve::MAX_PENDING - 2 {
+        parked.push(connect().await.unwrap());
+    }
+    // Over the cap: closed at once, without an answer.
+    let mut over = connect().await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = timeout(Duration::from_secs(2), over.read(&mut buf))
+        .await
+        .expect("a connection over the cap is closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    let idle = idle.await.unwrap();
+    let slow = slow.await.unwrap();
+    assert!(idle < limit, "idle connection open for {idle:?}");
+    assert!(slow < limit, "trickling connection open for {slow:?}");
+    assert!(idle >= topo::serve::HEADER_TIMEOUT - Duration::from_millis(500));
+    // Once the idle ones are gone, new connections are served again.
+    drop(parked);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (status, _) = timeout(LIMIT, http_get(http, "/healthz")).await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    a.send("still served").await;
+    assert_eq!(b.recv().await, "still served");
+    running.shutdown().await;
+}

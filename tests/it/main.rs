@@ -14,6 +14,7 @@ mod glob_redis;
 mod golden;
 mod golden_runtime;
 mod hostile_admin;
+mod hostile_fds;
 mod hostile_ws;
 mod interop;
 mod process;
