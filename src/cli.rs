@@ -61,6 +61,9 @@ pub enum Command {
         /// The reload generation shown by /healthz (set by `up --process`).
         #[arg(long, default_value_t = 0, hide = true)]
         generation: u64,
+        /// The admin server whose page may open WebSockets here (set by `up --process`).
+        #[arg(long, hide = true)]
+        admin_origin: Option<std::net::SocketAddr>,
     },
     /// What saving FILE would do to the running `topo up`: nodes added,
     /// removed, rewired, restarted, and how deliveries change.
@@ -150,14 +153,15 @@ pub fn run(cli: Cli) -> i32 {
             file,
             name,
             generation,
+            admin_origin,
         } => match load_valid(&file) {
             Ok(valid) => match valid.topology.node_id(&name) {
-                Some(id) => run_async(crate::runtime::run_node_at(
-                    valid.topology,
-                    id,
-                    generation,
-                    shutdown_signal(),
-                )),
+                Some(id) => run_async({
+                    if let Some(addr) = admin_origin {
+                        crate::node::ws::allow_admin_origin(addr);
+                    }
+                    crate::runtime::run_node_at(valid.topology, id, generation, shutdown_signal())
+                }),
                 None => {
                     let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
                     let hint = match did_you_mean(&name, names) {

@@ -83,7 +83,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     if let Some(addr) = admin_addr {
         crate::node::ws::allow_admin_origin(addr);
     }
-    let mut engine = start(&options, &topology).await?;
+    let mut engine = start(&options, &topology, admin_addr).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     println!("{}", ready_table(&topology, &ids));
 
@@ -143,16 +143,22 @@ fn check(options: &UpOptions, bytes: &[u8]) -> Checked {
     check_bytes(&options.file.display().to_string(), &stem, bytes, &env)
 }
 
-async fn start(options: &UpOptions, topology: &Topology) -> anyhow::Result<Engine> {
+async fn start(
+    options: &UpOptions,
+    topology: &Topology,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Engine> {
     if options.process {
         let exe = std::env::current_exe()?;
         let all = wirings(topology);
-        return Ok(Engine::Process(Supervisor::start(
-            exe,
-            &options.file,
-            &all,
-            0,
-        )));
+        let mut supervisor = Supervisor::start(exe, &options.file, &all, 0, admin);
+        // Like in-process start-up: every node runs, or none does.
+        if let Err(failed) = supervisor.ready().await {
+            supervisor.shutdown().await;
+            let why: Vec<String> = failed.iter().map(|f| f.to_string()).collect();
+            anyhow::bail!("{} node(s) did not start: {}", failed.len(), why.join("; "));
+        }
+        return Ok(Engine::Process(supervisor));
     }
     Ok(Engine::InProcess(Running::start(topology).await?))
 }

@@ -15,6 +15,7 @@ mod golden;
 mod golden_runtime;
 mod hostile_admin;
 mod hostile_fds;
+mod hostile_process;
 mod hostile_ws;
 mod interop;
 mod process;
