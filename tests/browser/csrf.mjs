@@ -1,7 +1,9 @@
 // Opens a page of another origin (served by the Rust test) that attacks the
-// admin server with a no-cors fetch POST and a form POST, and waits until
-// both were answered:   node csrf.mjs EVIL_PAGE_URL
-// Exits 0 when the page finished (the test then checks no probe ran).
+// admin server with a no-cors fetch POST and a form POST and opens a
+// WebSocket on a chat node, and waits until all were answered:
+//   node csrf.mjs EVIL_PAGE_URL
+// Prints what the page saw; exits 0 when it finished (the test then checks
+// that no probe ran and that the WebSocket was refused).
 import { chromium } from 'playwright-core';
 
 const [url] = process.argv.slice(2);

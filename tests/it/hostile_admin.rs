@@ -1,8 +1,9 @@
 //! The admin server against strangers (issue 11): requests naming another
 //! host (DNS rebinding) get 421, changes from another origin or without the
 //! page's proof get 403 and run nothing, a cross-origin page in headless
-//! Chromium cannot start a probe, `source` never holds a password, and a
-//! taken admin port is a start-up error.
+//! Chromium can neither start a probe nor open a chat node's WebSocket,
+//! `source` never holds a password, a taken admin port is a start-up
+//! error, and idle connections are closed.
 
 use crate::browser::{browser_dir, chromium_or_skip};
 use crate::chat::{Client, LIMIT, http_get};
@@ -166,7 +167,7 @@ async fn evil_origin(page: String) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cross_origin_page_in_chromium_cannot_start_a_probe() {
+async fn a_cross_origin_page_in_chromium_cannot_probe_or_open_a_chat_socket() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
@@ -184,7 +185,8 @@ async fn a_cross_origin_page_in_chromium_cannot_start_a_probe() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/csrf.html"),
     )
     .unwrap()
-    .replace("TARGET", &target);
+    .replace("TARGET", &target)
+    .replace("NODE_WS", &format!("ws://127.0.0.1:{http}/ws"));
     let evil = evil_origin(page).await;
     let output = timeout(
         Duration::from_secs(60),
@@ -203,6 +205,9 @@ async fn a_cross_origin_page_in_chromium_cannot_start_a_probe() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(seen.contains("ws refused"), "{seen}");
+    assert!(seen.contains("form answered"), "{seen}");
     // Both requests were answered (the page waited for them): a probe
     // they had started would have delivered its messages already.
     no_probe(&mut client).await;
