@@ -4,6 +4,7 @@
 //! `reload::up` is `topo up FILE`: the same plus watching and hot reload.
 
 pub mod controller;
+pub mod fds;
 pub mod process;
 pub mod reload;
 pub mod running;
@@ -42,7 +43,38 @@ pub async fn run_node_at(
     for n in running.nodes() {
         n.core.set_generation(generation);
     }
+    signal_ready();
     wait_and_stop(running, &topology, &[node], shutdown).await
+}
+
+/// Tells the `up --process` parent that this node runs: `ready` on the
+/// descriptor it named in [`process::READY_FD`], which is then closed.
+fn signal_ready() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let Some(fd) = std::env::var(process::READY_FD)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|fd| *fd > 2)
+    else {
+        return;
+    };
+    // A stray variable must not make us write into some other descriptor
+    // of ours: only a pipe is the parent's.
+    // SAFETY: fstat writes only into the struct we own.
+    let is_pipe = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFIFO
+    };
+    if !is_pipe {
+        tracing::warn!(fd, "{} is not a pipe: ignored", process::READY_FD);
+        return;
+    }
+    // SAFETY: the parent gave us this descriptor for this write alone.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Err(e) = pipe.write_all(b"ready\n") {
+        tracing::warn!(error = %e, "cannot tell the parent this node is ready");
+    }
 }
 
 async fn serve(
