@@ -6,5 +6,6 @@ pub mod compile;
 pub mod diagnostic;
 pub mod interpolate;
 pub mod limits;
+pub mod read;
 pub mod spec;
 pub mod yaml;

@@ -13,6 +13,7 @@ mod fuzz;
 mod glob_redis;
 mod golden;
 mod golden_runtime;
+mod hostile_disk;
 mod interop;
 mod process;
 mod reload;
