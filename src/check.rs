@@ -3,7 +3,7 @@
 //! or the complete list of what is wrong, in file order.
 
 use crate::config::compile::compile;
-use crate::config::diagnostic::Diagnostic;
+use crate::config::diagnostic::{Diagnostic, Lines};
 use crate::config::read::read_topology;
 use crate::config::spec::Decoder;
 use crate::config::yaml;
@@ -41,9 +41,10 @@ impl Checked {
 
     /// Every diagnostic rendered with its source line, as the CLI prints them.
     pub fn render(&self) -> String {
+        let lines = Lines::new(&self.source);
         self.diagnostics
             .iter()
-            .map(|d| crate::config::diagnostic::render(&self.file, &self.source, d))
+            .map(|d| crate::config::diagnostic::render(&self.file, &lines, d))
             .collect()
     }
 }

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod model;
 pub mod node;
 pub mod plan;
+pub mod printable;
 pub mod probe;
 pub mod runtime;
 pub mod transport;
