@@ -116,6 +116,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         // Checking a big file takes seconds: off the runtime's threads, and
         // shutdown does not wait for it (`run_async` drops the runtime with
         // a short timeout, abandoning the thread).
+        tracing::info!(bytes = save.bytes.len(), "checking the saved file");
         let for_check = options.clone();
         let checking = tokio::task::spawn_blocking(move || {
             let checked = check(&for_check, &save.bytes);

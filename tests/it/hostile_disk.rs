@@ -149,3 +149,171 @@ fn a_trace_log_in_the_watched_directory_does_not_feed_itself() {
     let _ = child.wait();
     assert!(size < 256 * 1024, "the log grew to {size} bytes");
 }
+
+/// `n` nodes, each with a misspelt key: `n` errors.
+fn errors_file(n: usize) -> String {
+    let mut text = String::from("nodes:\n");
+    for i in 0..n {
+        text.push_str(&format!("  n{i}: {{ htp: {i} }}\n"));
+    }
+    text
+}
+
+#[test]
+fn twenty_thousand_errors_render_in_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.yaml");
+    std::fs::write(&file, errors_file(20_000)).unwrap();
+    for format in ["text", "json"] {
+        let started = Instant::now();
+        let out = topo()
+            .args(["validate", "--format", format, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1));
+        let all = [out.stdout, out.stderr].concat();
+        let count = String::from_utf8_lossy(&all)
+            .matches("unknown key `htp`")
+            .count();
+        assert_eq!(count, 20_000, "{format}");
+        // Debug build, loaded machine: ~1 s of CPU now, 37 s before.
+        assert!(took < Duration::from_secs(15), "{format}: {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_check_of_a_huge_invalid_save_stops_within_2s() {
+    let a = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, format!("nodes:\n  a: {{ http: {a} }}\n")).unwrap();
+    let mut up = Up::start(&file, &[]);
+    up.wait_generation(0).await;
+    // ~6 MB, 250,000 errors: seconds of checking even in release.
+    crate::reload::save(&file, &errors_file(250_000));
+    up.wait_log("checking the saved file", 1).await;
+    let pid = up.child.id() as i32;
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}\n{}", up.log());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still running 2 s after SIGTERM:\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stdout_and_stderr(out: &std::process::Output) -> Vec<u8> {
+    [out.stdout.clone(), out.stderr.clone()].concat()
+}
+
+#[test]
+fn passwords_in_excerpts_and_port_messages_are_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(
+        &file,
+        "brokers:\n  a: { url: \"redis://:s3cret@host:notaport\" }\n  b: { url: \"redis://:s3cret\" }\n  c: { url: \"redis://user:s3cret\" }\n  d: { url: \"redis://:s3/cret@host:1\" }\nnodes:\n  n: { http: 1234, redis: { broker: \"redis://:s3cret@h:x\" } }\n",
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let out = topo()
+            .args(["validate", "--format", format, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&stdout_and_stderr(&out)).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(
+            !all.contains("s3cret") && !all.contains("cret"),
+            "{format}:\n{all}"
+        );
+        assert!(all.contains("`notaport` is not a port number"), "{all}");
+        assert!(all.contains("has no host"), "{all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "nodes:\n  a: { \"k\\e]0;owned\\a\": 1, http: 1 }\n  \"b\\e[2J\": {}\n",
+    )
+    .unwrap();
+    let out = topo()
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = stdout_and_stderr(&out);
+    assert!(
+        !all.contains(&0x1b) && !all.contains(&0x07),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+    assert!(String::from_utf8_lossy(&all).contains("\\u{1b}"));
+
+    let redis = crate::util::RedisServer::start();
+    let (a, b) = (free_port(), free_port());
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "name: \"t\\e]0;owned\\a\"\nbrokers:\n  m: {{ url: \"{}\" }}\nnodes:\n  a: {{ http: {a}, redis: {{ broker: m, publish: \"c\\e[31m\", subscribe: [\"c\\e[31m\"] }} }}\n  b: {{ http: {b}, redis: {{ broker: m, publish: \"c\\e[31m\", subscribe: [\"c\\e[31m\"] }} }}\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    for format in ["dot", "mermaid", "json"] {
+        let out = topo()
+            .args(["graph", "--format", format, good.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}");
+        let all = stdout_and_stderr(&out);
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07),
+            "{format}: {}",
+            String::from_utf8_lossy(&all)
+        );
+    }
+    // The ready table of `topo up`.
+    let mut child = topo()
+        .args(["up", good.to_str().unwrap(), "--no-admin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let table = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The table ends with the last node's row.
+        while seen.iter().filter(|&&c| c == b'\n').count() < 4 {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    });
+    let table = tokio::time::timeout(Duration::from_secs(20), table)
+        .await
+        .expect("a ready table")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&table);
+    assert!(text.contains("ready: 2 node(s)"), "{text}");
+    assert!(!table.contains(&0x1b) && !table.contains(&0x07), "{text}");
+}
