@@ -24,6 +24,7 @@ pub mod graph;
 pub mod logging;
 pub mod model;
 pub mod node;
+pub mod output;
 pub mod plan;
 pub mod printable;
 pub mod probe;

@@ -61,7 +61,7 @@ async fn wait_and_stop(
     ids: &[NodeId],
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    println!("{}", ready_table(topology, ids));
+    crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;

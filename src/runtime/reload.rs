@@ -62,14 +62,14 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     let file = options.file.display().to_string();
     let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
-    eprint!("{}", checked.render());
+    crate::eout!("{}", checked.render());
     let Some(valid) = checked.valid else {
         anyhow::bail!("{file}: invalid, nothing started");
     };
     let topology = valid.topology.clone();
     let mut engine = start(&options, &topology).await?;
     let ids: Vec<_> = topology.node_ids().collect();
-    println!("{}", ready_table(&topology, &ids));
+    crate::output::print_lossy(&format!("{}\n", ready_table(&topology, &ids)));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -120,7 +120,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         let for_check = options.clone();
         let checking = tokio::task::spawn_blocking(move || {
             let checked = check(&for_check, &save.bytes);
-            eprint!("{}", checked.render());
+            crate::eout!("{}", checked.render());
             (checked, save.forced)
         });
         let (checked, forced) = tokio::select! {

@@ -317,3 +317,106 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
     assert!(text.contains("ready: 2 node(s)"), "{text}");
     assert!(!table.contains(&0x1b) && !table.contains(&0x07), "{text}");
 }
+
+/// A pipe whose reader is already gone: the first write fails with EPIPE.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn output_commands_end_quietly_when_the_reader_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, "nodes:\n  a: { http: 8080 }\n  b: { http: 8081 }\n").unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        vec!["graph", file],
+        vec!["graph", "--format", "mermaid", file],
+        vec!["schema"],
+        vec!["validate", file],
+        vec!["validate", "--format", "json", file],
+    ] {
+        // stdout closed; then stdout and stderr both (`2>&1 | head -1`).
+        for both in [false, true] {
+            let mut command = topo();
+            command.args(&args).stdout(closed_pipe());
+            if both {
+                command.stderr(closed_pipe());
+            }
+            let out = command.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("Broken pipe"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_keeps_running_with_a_closed_stdout_in_both_modes() {
+    for process in [false, true] {
+        let a = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, format!("nodes:\n  a: {{ http: {a} }}\n")).unwrap();
+        let mut command = topo();
+        command
+            .args(["up", file.to_str().unwrap(), "--no-admin"])
+            .env("RUST_LOG", "info")
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped());
+        if process {
+            command.arg("--process");
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log.lock().unwrap().contains("stdout is closed") {
+            assert!(
+                Instant::now() < deadline,
+                "process={process}: {}",
+                log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Still serving after stdout failed; no panic, no exit.
+        let mut healthy = false;
+        while !healthy && Instant::now() < deadline {
+            healthy = tokio::time::timeout(Duration::from_secs(2), async {
+                tokio::net::TcpStream::connect(("127.0.0.1", a))
+                    .await
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if !healthy {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(healthy, "process={process}: {}", log.lock().unwrap());
+        assert_eq!(http_get(a, "/healthz").await.0, 200);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "process={process} exited"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = log.lock().unwrap().clone();
+        assert!(!log.contains("panicked"), "process={process}: {log}");
+    }
+}
