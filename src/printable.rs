@@ -49,8 +49,10 @@ pub fn redact_urls(line: &str) -> Cow<'_, str> {
     let mut rest = line;
     while let Some(at) = rest.find("://") {
         let scheme_start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let scheme = &rest[scheme_start..at];
         let body = &rest[at + 3..];
         // The URL ends where YAML would end a scalar; its authority at the
@@ -135,5 +137,8 @@ mod tests {
         assert_eq!(redact_urls("redis://[::1]:6379"), "redis://[::1]:6379");
         assert_eq!(redact_urls("redis://[::1]"), "redis://[::1]");
         assert_eq!(redact_urls("no url"), "no url");
+        // Found by the fuzzer: a multi-byte character before `://`.
+        assert_eq!(redact_urls("tc\u{feff}p://h:1"), "tc\u{feff}p://h:1");
+        assert_eq!(redact_urls("é://:pw@h"), "é://:***@h");
     }
 }
