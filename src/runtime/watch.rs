@@ -14,7 +14,7 @@
 //! itself.
 
 use crate::config::read::{ReadError, read_topology};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Component, Path, PathBuf};
@@ -45,50 +45,68 @@ type Watched = HashSet<(PathBuf, OsString)>;
 /// thread) and the debounce task that moves the watches.
 struct Shared {
     watcher: Mutex<Option<Box<dyn notify::Watcher + Send>>>,
-    names: Mutex<Watched>,
-    dirs: Mutex<HashSet<PathBuf>>,
+    /// Also held by the event handler, which must not own the watcher.
+    names: Arc<Mutex<Watched>>,
+    dirs: Mutex<HashMap<PathBuf, (u64, u64)>>,
 }
 
 impl Shared {
-    /// Resolves the chain again and moves the watches to it. A directory that
-    /// cannot be watched (deleted mid-swap) is skipped: a later event on a
-    /// directory still watched brings the next attempt.
+    /// Resolves the chain again and moves the watches to it. A directory is
+    /// known by its inode: one replaced under the same name is watched
+    /// again. One that cannot be watched (deleted mid-swap) is skipped: a
+    /// later event on a directory still watched brings the next attempt.
     fn follow(&self, path: &Path) {
         let names = chain(path);
         let wanted: HashSet<PathBuf> = names.iter().map(|(d, _)| d.clone()).collect();
         let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
         let mut dirs = self.dirs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(watcher) = watcher.as_mut() {
-            for gone in dirs.difference(&wanted) {
-                let _ = watcher.unwatch(gone);
-            }
-            let mut now = HashSet::new();
+            let mut now = HashMap::new();
             for dir in &wanted {
-                if dirs.contains(dir)
-                    || watcher
-                        .watch(dir, notify::RecursiveMode::NonRecursive)
-                        .is_ok()
-                {
-                    now.insert(dir.clone());
+                let Some(id) = inode(dir) else { continue };
+                if dirs.get(dir) == Some(&id) {
+                    now.insert(dir.clone(), id);
+                    continue;
                 }
+                let _ = watcher.unwatch(dir);
+                if watcher
+                    .watch(dir, notify::RecursiveMode::NonRecursive)
+                    .is_ok()
+                {
+                    now.insert(dir.clone(), id);
+                }
+            }
+            for gone in dirs.keys().filter(|d| !now.contains_key(*d)) {
+                let _ = watcher.unwatch(gone);
             }
             *dirs = now;
         }
         *self.names.lock().unwrap_or_else(PoisonError::into_inner) = names;
     }
+}
 
-    fn relevant(&self, event: &notify::Event) -> bool {
-        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        event
-            .paths
-            .iter()
-            .any(|p| match (p.parent(), p.file_name()) {
-                (Some(dir), Some(name)) => {
-                    names.contains(&(dir.to_path_buf(), name.to_os_string()))
-                }
-                _ => false,
-            })
-    }
+/// Device and inode of a directory (symlinks followed).
+#[cfg(unix)]
+fn inode(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn inode(dir: &Path) -> Option<(u64, u64)> {
+    dir.is_dir().then_some((0, 0))
+}
+
+fn relevant(names: &Mutex<Watched>, event: &notify::Event) -> bool {
+    let names = names.lock().unwrap_or_else(PoisonError::into_inner);
+    event
+        .paths
+        .iter()
+        .any(|p| match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => names.contains(&(dir.to_path_buf(), name.to_os_string())),
+            _ => false,
+        })
 }
 
 /// The watcher; dropping it stops watching.
@@ -108,19 +126,18 @@ pub fn watch(
     let path = absolute(path);
     let shared = Arc::new(Shared {
         watcher: Mutex::new(None),
-        names: Mutex::new(HashSet::new()),
-        dirs: Mutex::new(HashSet::new()),
+        names: Arc::new(Mutex::new(HashSet::new())),
+        dirs: Mutex::new(HashMap::new()),
     });
     // One pending wake-up is enough: when full, a read is already due.
     let (raw_tx, raw_rx) = mpsc::channel::<()>(1);
-    // The handler holds a weak reference: the watcher lives inside `Shared`.
-    let weak = Arc::downgrade(&shared);
+    let names = shared.names.clone();
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        if weak.upgrade().is_some_and(|s| s.relevant(&event)) {
+        if relevant(&names, &event) {
             let _ = raw_tx.try_send(());
         }
     };

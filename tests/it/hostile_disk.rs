@@ -68,6 +68,8 @@ async fn a_reload_onto_dev_zero_is_rejected_and_the_nodes_keep_running() {
     std::fs::write(&file, format!("nodes:\n  a: {{ http: {a} }}\n")).unwrap();
     let up = Up::start(&file, &[]);
     up.wait_generation(0).await;
+    // The admin server answers a moment before the watcher is in place.
+    up.wait_log("watching for changes", 1).await;
     // `ln -s /dev/zero t.new && mv -T t.new t.yaml`
     let new = dir.path().join("t.new");
     symlink("/dev/zero", &new).unwrap();
@@ -108,6 +110,8 @@ async fn a_symlink_chain_swapped_at_any_link_is_followed() {
     symlink("data/topo.yaml", d.join("topo.yaml")).unwrap();
     let up = Up::start(&d.join("topo.yaml"), &[]);
     up.wait_generation(0).await;
+    // The admin server answers a moment before the watcher is in place.
+    up.wait_log("watching for changes", 1).await;
     symlink("v2", d.join("data.tmp")).unwrap();
     std::fs::rename(d.join("data.tmp"), d.join("data")).unwrap();
     up.wait_generation(1).await;
@@ -190,6 +194,8 @@ async fn sigterm_during_the_check_of_a_huge_invalid_save_stops_within_2s() {
     std::fs::write(&file, format!("nodes:\n  a: {{ http: {a} }}\n")).unwrap();
     let mut up = Up::start(&file, &[]);
     up.wait_generation(0).await;
+    // The admin server answers a moment before the watcher is in place.
+    up.wait_log("watching for changes", 1).await;
     // ~6 MB, 250,000 errors: seconds of checking even in release.
     crate::reload::save(&file, &errors_file(250_000));
     up.wait_log("checking the saved file", 1).await;
