@@ -244,7 +244,8 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Every `(directory, name)` whose change can change what `path` reads: the
 /// path's own last component, each symlink met while resolving it (in any
-/// component), and the file it ends at.
+/// component), every name resolved after the first link, and the file it
+/// ends at. The directories above the path as given are not watched.
 fn chain(path: &Path) -> Watched {
     let mut watched = Watched::new();
     let mut push = |dir: &Path, name: &std::ffi::OsStr| {
@@ -270,7 +271,9 @@ fn chain(path: &Path) -> Watched {
             break;
         };
         if !meta.file_type().is_symlink() {
-            if rest.is_empty() {
+            // Past the first link, a directory renamed over another (`mv
+            // data.new data`) changes the file as much as a link swap.
+            if rest.is_empty() || links > 0 {
                 push(&resolved, &name);
             }
             resolved = here;
@@ -357,6 +360,7 @@ mod tests {
         let expect: Watched = [
             (d.clone(), "topo.yaml".into()),
             (d.clone(), "data".into()),
+            (d.clone(), "v1".into()),
             (d.join("v1"), "topo.yaml".into()),
         ]
         .into_iter()

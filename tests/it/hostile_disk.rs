@@ -426,3 +426,34 @@ async fn up_keeps_running_with_a_closed_stdout_in_both_modes() {
         assert!(!log.contains("panicked"), "process={process}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_on_the_chain_replaced_under_its_name_is_watched_again() {
+    let (a, b, c) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let nodes = |ports: &[u16]| {
+        let mut text = String::from("nodes:\n");
+        for (i, port) in ports.iter().enumerate() {
+            text.push_str(&format!("  n{i}: {{ http: {port} }}\n"));
+        }
+        text
+    };
+    // topo.yaml -> data/topo.yaml, `data` a real directory.
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/topo.yaml"), nodes(&[a])).unwrap();
+    symlink("data/topo.yaml", d.join("topo.yaml")).unwrap();
+    let up = Up::start(&d.join("topo.yaml"), &[]);
+    up.wait_generation(0).await;
+    up.wait_log("watching for changes", 1).await;
+    // A new `data` directory takes the old one's name.
+    std::fs::create_dir(d.join("data.new")).unwrap();
+    std::fs::write(d.join("data.new/topo.yaml"), nodes(&[a, b])).unwrap();
+    std::fs::rename(d.join("data"), d.join("data.old")).unwrap();
+    std::fs::rename(d.join("data.new"), d.join("data")).unwrap();
+    up.wait_generation(1).await;
+    // A save inside the new directory is seen: its watch is the new one.
+    crate::reload::save(&d.join("data/topo.yaml"), &nodes(&[a, b, c]));
+    up.wait_generation(2).await;
+    assert_eq!(http_get(c, "/healthz").await.0, 200);
+}
