@@ -3,6 +3,8 @@
 
   gen_topology.py mesh N     full ZeroMQ mesh: N nodes, each subscribing to all others
   gen_topology.py mixed N    N nodes: Redis rooms with patterns, relay chains into ZeroMQ
+  gen_topology.py rooms N    N nodes in Redis rooms of 100; two in 100 serve HTTP (valid)
+  gen_topology.py errors N   N nodes, each with a misspelt key: N errors
 """
 import sys
 
@@ -48,6 +50,26 @@ def mixed(n):
     return "\n".join(out) + "\n"
 
 
+def rooms(n):
+    out = ["name: rooms", "brokers:", "  main: { url: \"redis://127.0.0.1:6379\" }", "nodes:"]
+    # Two HTTP nodes per room (so none is isolated), the rest only listen.
+    rooms = max(1, n // 100)
+    for i in range(n):
+        room = i % rooms
+        if i < 2 * rooms:
+            out.append(f"  n{i}: {{ http: {10000 + i}, redis: {{ broker: main, publish: room.{room}, subscribe: [room.{room}] }} }}")
+        else:
+            out.append(f"  n{i}: {{ redis: {{ broker: main, subscribe: [room.{room}] }} }}")
+    return "\n".join(out) + "\n"
+
+
+def errors(n):
+    out = ["name: errors", "nodes:"]
+    for i in range(n):
+        out.append(f"  n{i}: {{ htp: {i} }}")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
-    sys.stdout.write({"mesh": mesh, "mixed": mixed}[kind](n))
+    sys.stdout.write({"mesh": mesh, "mixed": mixed, "rooms": rooms, "errors": errors}[kind](n))

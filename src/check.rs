@@ -3,8 +3,9 @@
 //! or the complete list of what is wrong, in file order.
 
 use crate::config::compile::compile;
-use crate::config::diagnostic::Diagnostic;
+use crate::config::diagnostic::{Diagnostic, Lines};
 use crate::config::expect::{Expectations, http_nodes, resolve as resolve_expect};
+use crate::config::read::read_topology;
 use crate::config::spec::Decoder;
 use crate::config::yaml;
 use crate::graph::analyze::{Analysis, analyze};
@@ -43,37 +44,21 @@ impl Checked {
 
     /// Every diagnostic rendered with its source line, as the CLI prints them.
     pub fn render(&self) -> String {
+        let lines = Lines::new(&self.source);
         self.diagnostics
             .iter()
-            .map(|d| crate::config::diagnostic::render(&self.file, &self.source, d))
+            .map(|d| crate::config::diagnostic::render(&self.file, &lines, d))
             .collect()
     }
 }
 
-/// Why a file could not even be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{file}: cannot read: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: file is {size} bytes; topology files are limited to 8 MiB")]
-    TooLarge { file: String, size: u64 },
-}
+pub use crate::config::read::ReadError;
 
-/// Reads and checks `path`, with `${VAR}` taken from the process environment.
+/// Reads (bounded, see `config::read`) and checks `path`, with `${VAR}`
+/// taken from the process environment.
 pub fn check_file(path: &Path) -> Result<Checked, ReadError> {
     let file = path.display().to_string();
-    let io = |source| ReadError::Io {
-        file: file.clone(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > yaml::MAX_FILE_BYTES as u64 {
-        return Err(ReadError::TooLarge { file, size });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = read_topology(path)?;
     let stem = path
         .file_stem()
         .map_or("topology".into(), |s| s.to_string_lossy().into_owned());

@@ -124,7 +124,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate { files, format } => validate(&files, format),
         Command::Graph { file, format } => graph(&file, format),
         Command::Schema => {
-            println!("{}", schema_json());
+            crate::outln!("{}", schema_json());
             EXIT_OK
         }
         Command::Up {
@@ -135,7 +135,7 @@ pub fn run(cli: Cli) -> i32 {
             no_admin,
         } => {
             if !file.is_file() {
-                eprintln!("{}: cannot read: not a file", file.display());
+                crate::eoutln!("{}: cannot read: not a file", file.display());
                 return EXIT_USAGE;
             }
             let options = crate::runtime::reload::UpOptions {
@@ -171,7 +171,7 @@ pub fn run(cli: Cli) -> i32 {
                         Some(s) => format!("; did you mean `{s}`?"),
                         None => String::new(),
                     };
-                    eprintln!("{}: no node `{name}`{hint}", file.display());
+                    crate::eoutln!("{}: no node `{name}`{hint}", file.display());
                     EXIT_USAGE
                 }
             },
@@ -193,12 +193,12 @@ pub fn run(cli: Cli) -> i32 {
 /// Checks `file` and prints its diagnostics; a valid file comes back to run.
 pub(crate) fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
     let checked = check_file(file).map_err(|error| {
-        eprintln!("{error}");
+        crate::eoutln!("{error}");
         EXIT_USAGE
     })?;
-    eprint!("{}", checked.render());
+    crate::eout!("{}", checked.render());
     checked.valid.ok_or_else(|| {
-        eprintln!("{}: invalid, nothing started", checked.file);
+        crate::eoutln!("{}: invalid, nothing started", checked.file);
         EXIT_INVALID
     })
 }
@@ -220,7 +220,7 @@ fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
     match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            crate::eoutln!("error: {error:#}");
             EXIT_INVALID
         }
     }
@@ -249,8 +249,8 @@ fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) ->
     };
     let report = runtime().block_on(crate::probe::probe(valid, options));
     match format {
-        Format::Json => println!("{}", report.to_json(&file.display().to_string())),
-        Format::Text => print!("{}", report.to_text()),
+        Format::Json => crate::outln!("{}", report.to_json(&file.display().to_string())),
+        Format::Text => crate::out!("{}", report.to_text()),
     }
     if report.agrees() {
         EXIT_OK
@@ -265,7 +265,7 @@ fn validate(files: &[PathBuf], format: Format) -> i32 {
         let checked = match check_file(path) {
             Ok(checked) => checked,
             Err(error) => {
-                eprintln!("{error}");
+                crate::eoutln!("{error}");
                 code = EXIT_USAGE;
                 continue;
             }
@@ -283,13 +283,13 @@ fn validate(files: &[PathBuf], format: Format) -> i32 {
                 if let Some((needed, limit)) = fds {
                     object["descriptors"] = json!({"needed": needed, "limit": limit});
                 }
-                println!("{object}");
+                crate::outln!("{object}");
             }
             Format::Text => {
-                eprint!("{}", checked.render());
-                print!("{}", summary(&checked));
+                crate::eout!("{}", checked.render());
+                crate::out!("{}", summary(&checked));
                 if let Some((needed, limit)) = fds {
-                    print!("{}", descriptors_line(needed, limit));
+                    crate::out!("{}", descriptors_line(needed, limit));
                 }
             }
         }
@@ -427,19 +427,19 @@ fn graph(file: &std::path::Path, format: GraphFormat) -> i32 {
     let checked = match check_file(file) {
         Ok(checked) => checked,
         Err(error) => {
-            eprintln!("{error}");
+            crate::eoutln!("{error}");
             return EXIT_USAGE;
         }
     };
-    eprint!("{}", checked.render());
+    crate::eout!("{}", checked.render());
     let Some(valid) = &checked.valid else {
         return EXIT_INVALID;
     };
     let (topology, graph) = (&valid.topology, &valid.analysis.graph);
     match format {
-        GraphFormat::Dot => print!("{}", render::dot(topology, graph)),
-        GraphFormat::Mermaid => print!("{}", render::mermaid(topology, graph)),
-        GraphFormat::Json => println!("{}", render::json(topology, graph)),
+        GraphFormat::Dot => crate::out!("{}", render::dot(topology, graph)),
+        GraphFormat::Mermaid => crate::out!("{}", render::mermaid(topology, graph)),
+        GraphFormat::Json => crate::outln!("{}", render::json(topology, graph)),
     }
     EXIT_OK
 }

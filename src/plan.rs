@@ -12,7 +12,7 @@ pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
     let applied = match runtime().block_on(crate::admin::fetch(admin)) {
         Ok(applied) => applied,
         Err(e) => {
-            eprintln!("topo plan: {e}");
+            crate::eoutln!("topo plan: {e}");
             return EXIT_USAGE;
         }
     };
@@ -23,17 +23,17 @@ pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
     let running = check_bytes(&applied.file, &stem, applied.source.as_bytes(), &env);
     let Some(mut old) = running.valid else {
         // The running file used variables this shell does not have.
-        eprint!("{}", running.render());
-        eprintln!("topo plan: the running topology does not validate here");
+        crate::eout!("{}", running.render());
+        crate::eoutln!("topo plan: the running topology does not validate here");
         return EXIT_USAGE;
     };
     let Ok(new) = load_valid(file) else {
-        eprintln!("topo plan: saving {} would be rejected", file.display());
+        crate::eoutln!("topo plan: saving {} would be rejected", file.display());
         return EXIT_INVALID;
     };
     unredact(&mut old, &new);
     if format == Format::Text {
-        println!(
+        crate::outln!(
             "running: {} (generation {}); planned: {}",
             applied.file,
             applied.generation,
@@ -79,7 +79,7 @@ fn print_plan(old: &Valid, new: &Valid, format: Format) {
     let diff = Diff::between(&old.topology, &new.topology);
     let reach = reach_changes(old, new);
     match format {
-        Format::Text => print!("{}", plan_text(&diff, &reach)),
-        Format::Json => println!("{}", plan_json(&diff, &reach)),
+        Format::Text => crate::out!("{}", plan_text(&diff, &reach)),
+        Format::Json => crate::outln!("{}", plan_json(&diff, &reach)),
     }
 }

@@ -98,7 +98,7 @@ pub fn main(args: BenchArgs) -> i32 {
         let svg = args.svg.as_deref().expect("clap requires --svg");
         return match plot::plot_file(input, svg) {
             Ok(table) => {
-                print!("{table}");
+                crate::out!("{table}");
                 EXIT_OK
             }
             Err(e) => {
@@ -144,8 +144,8 @@ pub fn main(args: BenchArgs) -> i32 {
     match run(plan, &args.pids, progress) {
         Ok(report) => {
             match args.format {
-                Format::Json => println!("{}", report.to_json(args.label.as_deref())),
-                Format::Text => print!("{}", report.to_text()),
+                Format::Json => crate::outln!("{}", report.to_json(args.label.as_deref())),
+                Format::Text => crate::out!("{}", report.to_text()),
             }
             if report.clean() {
                 EXIT_OK

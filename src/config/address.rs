@@ -69,6 +69,13 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
         return Err("a broker URL starts with redis:// or rediss:// (TLS)".to_owned());
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // A `/` inside a password would end the host part early and put the
+    // rest of the password in a message.
+    if let Some(at) = rest.rfind('@')
+        && rest[..at].contains('/')
+    {
+        return Err("the broker URL is malformed: write a `/` in a password as %2F".to_owned());
+    }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (auth, hostport) = match authority.rsplit_once('@') {
         Some((auth, hostport)) => (Some(auth), hostport),
@@ -87,15 +94,26 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
         (v6, 6379)
     } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
         let (host, port) = split_host_port(hostport).ok_or("the broker URL's host is malformed")?;
-        (
-            host,
-            parse_port(port).map_err(|m| format!("broker URL: {m}"))?,
-        )
+        if host.is_empty() {
+            return Err(no_host(auth.is_none()));
+        }
+        let port = parse_port(port).map_err(|m| {
+            // Without `@`, `redis://:s3cret` or `redis://user:s3cret` puts the
+            // password where the port goes: never repeat that text.
+            if auth.is_none() && port.parse::<u32>().is_err() {
+                "the broker URL's port is not a number; a password goes before \
+                 `@host` (redis://:***@host:6379)"
+                    .to_owned()
+            } else {
+                format!("broker URL: {m}")
+            }
+        })?;
+        (host, port)
     } else {
         (hostport, 6379)
     };
     if host.is_empty() {
-        return Err("the broker URL has no host (like redis://127.0.0.1:6379)".to_owned());
+        return Err(no_host(false));
     }
     let db = match path {
         "" => 0,
@@ -112,6 +130,15 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
         db,
         ca: None,
     })
+}
+
+fn no_host(maybe_password: bool) -> String {
+    let hint = if maybe_password {
+        "; a password goes before `@host` (redis://:***@host:6379)"
+    } else {
+        ""
+    };
+    format!("the broker URL has no host (like redis://127.0.0.1:6379){hint}")
 }
 
 fn non_empty(text: &str) -> Option<String> {

@@ -134,14 +134,14 @@ impl Compiler {
             return None;
         }
         let path = base_dir.join(&ca.value);
-        match std::fs::read(&path) {
+        match crate::config::read::read_certificate(&path) {
             Ok(pem) if pem.windows(11).any(|w| w == b"-----BEGIN ") => Some(path),
             Ok(_) => {
                 self.error(ca.span, format!("`{}` holds no PEM certificate", ca.value));
                 None
             }
             Err(e) => {
-                self.error(ca.span, format!("cannot read `{}`: {e}", path.display()));
+                self.error(ca.span, e.to_string());
                 None
             }
         }

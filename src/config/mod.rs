@@ -7,5 +7,6 @@ pub mod diagnostic;
 pub mod expect;
 pub mod interpolate;
 pub mod limits;
+pub mod read;
 pub mod spec;
 pub mod yaml;

@@ -11,6 +11,7 @@ use super::limits::LimitsSpec;
 use super::yaml::{Kind, Span, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// A value and the position it was written at.
 #[derive(Clone, Debug, PartialEq)]
@@ -428,10 +429,11 @@ impl<'e> Decoder<'e> {
                 return out;
             }
         };
+        // Where each name was first seen: a section can hold 100,000 names.
+        let mut first_at: HashMap<String, u32> = HashMap::with_capacity(entries.len());
         for (key, v) in entries {
             let Some(name) = self.key(key) else { continue };
-            if let Some((first, _)) = out.0.iter().find(|(n, _)| n.value == name.value) {
-                let line = first.span.line;
+            if let Some(&line) = first_at.get(&name.value) {
                 self.error(
                     name.span,
                     format!(
@@ -451,6 +453,7 @@ impl<'e> Decoder<'e> {
                 );
             }
             if let Some(item) = decode(self, v) {
+                first_at.insert(name.value.clone(), name.span.line);
                 out.0.push((name, item));
             }
         }

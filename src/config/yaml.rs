@@ -183,7 +183,9 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = 20_000;
     options.alias_limits.max_replay_stack_depth = 16;
-    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::Error;
+    // Duplicates reach the tree (`Kind::Map` keeps them): the decoder names
+    // both places, in topo's words, and goes on to find the other errors.
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
     // YAML 1.1 read `y`, `no` and `on` as booleans: a node named `y` must stay `y`.
     options.strict_booleans = true;
@@ -219,7 +221,38 @@ fn clean_message(message: &str) -> String {
              aliases that multiply (a \"billion laughs\" file) are not accepted"
         );
     }
-    first
+    in_our_words(&first).unwrap_or(first)
+}
+
+/// The parser's messages that speak to a programmer using the library
+/// (its function and option names), said to the user of topo instead.
+fn in_our_words(message: &str) -> Option<String> {
+    if message.starts_with("multiple YAML documents") {
+        return Some(
+            "a second YAML document: a topology file holds exactly one \
+             (remove the `---` or `...` above this line)"
+                .to_owned(),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key") {
+        let key = rest
+            .strip_prefix(": ")
+            .and_then(|r| r.split(", set DuplicateKeyPolicy").next())
+            .map_or(String::new(), |k| format!(" `{k}`"));
+        return Some(format!(
+            "duplicate key{key}: a key may appear only once in a mapping"
+        ));
+    }
+    if message.starts_with("alias references unknown anchor") {
+        return Some("`*name` refers to an anchor `&name` that is not defined above it".to_owned());
+    }
+    if message.contains("from_str") || message.contains("Options") || message.contains("serde") {
+        // Another message meant for programmers: keep only what it says
+        // before the advice.
+        let said = message.split([';', ',']).next().unwrap_or(message).trim();
+        return Some(format!("the YAML cannot be read: {said}"));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -241,6 +274,30 @@ mod tests {
         };
         assert_eq!(items[1].span, Span::new(3, 14));
         assert_eq!(items[1].kind, Kind::Str("x".into()));
+    }
+
+    #[test]
+    fn library_advice_is_said_in_topos_words() {
+        for (text, expect) in [
+            ("a: 1\n---\nb: 2\n", "a second YAML document"),
+            ("a: *nope\n", "not defined above it"),
+        ] {
+            let message = parse(text).unwrap_err().message;
+            assert!(message.contains(expect), "{message}");
+            assert!(!message.contains("from_str") && !message.contains("Options"));
+        }
+        assert_eq!(
+            in_our_words(
+                "duplicate mapping key: x, set DuplicateKeyPolicy in Options if acceptable"
+            ),
+            Some("duplicate key `x`: a key may appear only once in a mapping".to_owned())
+        );
+        // Duplicates reach the tree for the decoder to report.
+        let doc = parse("a: 1\na: 2\n").unwrap();
+        let Kind::Map(entries) = doc.kind else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 2);
     }
 
     #[test]

@@ -89,26 +89,50 @@ fn zmq_links(topology: &Topology, graph: &mut LinkGraph) {
 
 fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
     let server_of = |broker: BrokerId| topology.broker(broker).url.server();
-    // Subscribers grouped by server, so each publisher only meets its own island.
-    let mut by_server: HashMap<ServerKey, Vec<NodeId>> = HashMap::new();
+    // Per server: who SUBSCRIBEs each channel, and who has any pattern. A
+    // publisher meets only those, not every node on its server (100,000
+    // nodes in rooms would be 10^10 pairs).
+    let mut by_channel: HashMap<(ServerKey, &str), Vec<NodeId>> = HashMap::new();
+    let mut with_patterns: HashMap<ServerKey, Vec<NodeId>> = HashMap::new();
     for id in topology.node_ids() {
-        if let Some(redis) = &topology.node(id).redis {
-            by_server
-                .entry(server_of(redis.broker))
-                .or_default()
-                .push(id);
+        let Some(redis) = &topology.node(id).redis else {
+            continue;
+        };
+        let server = server_of(redis.broker);
+        for channel in &redis.subscribe {
+            let list = by_channel.entry((server.clone(), channel)).or_default();
+            // A channel listed twice is an error elsewhere; one edge here.
+            if list.last() != Some(&id) {
+                list.push(id);
+            }
+        }
+        if !redis.patterns.is_empty() {
+            with_patterns.entry(server).or_default().push(id);
         }
     }
+    let mut candidates = Vec::new();
     for from in topology.node_ids() {
         let Some(publisher) = &topology.node(from).redis else {
             continue;
         };
         let channel = &publisher.publish;
-        for &to in &by_server[&server_of(publisher.broker)] {
+        let server = server_of(publisher.broker);
+        candidates.clear();
+        if let Some(list) = by_channel.get(&(server.clone(), channel.as_str())) {
+            candidates.extend_from_slice(list);
+        }
+        if let Some(list) = with_patterns.get(&server) {
+            candidates.extend_from_slice(list);
+        }
+        // Node order, as a scan of every node would give: edges (and so
+        // every drawing) come out in the same order as before the index.
+        candidates.sort_unstable();
+        candidates.dedup();
+        for &to in &candidates {
             if to == from {
                 continue; // its echo (SPEC rule 1)
             }
-            let subscriber = topology.node(to).redis.as_ref().expect("grouped by redis");
+            let subscriber = topology.node(to).redis.as_ref().expect("indexed by redis");
             let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
             if subscriber.subscribe.iter().any(|c| c == channel) {
                 graph.add_edge(a, b, Link::RedisChannel);

@@ -4,6 +4,7 @@
 
 use super::build::{Link, LinkGraph};
 use crate::model::{BrokerId, NodeId, Topology};
+use crate::printable::{escape_controls, is_unsafe};
 use petgraph::visit::EdgeRef;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -81,8 +82,24 @@ fn node_label(topology: &Topology, id: NodeId) -> String {
     label
 }
 
+/// A DOT string. Topics and names come from the file: a control character
+/// is written out as `\u{1b}` (shown, not sent to whatever displays it).
 fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push('\n'),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
@@ -152,7 +169,7 @@ pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
 pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
     let node_id = |id: NodeId| format!("n{}", id.0);
     let broker_id = |id: BrokerId| format!("b{}", id.0);
-    let text = |s: &str| s.replace('"', "#quot;");
+    let text = |s: &str| escape_controls(s).replace('"', "#quot;");
     let mut out = String::from("flowchart LR\n");
     for id in topology.node_ids() {
         let label = text(&node_label(topology, id));

@@ -14,6 +14,7 @@ pub use crate::node::StartError;
 pub use running::{LinksNotUp, Running};
 
 use crate::model::{NodeId, Topology};
+use crate::printable::escape_controls;
 
 /// Starts every node, prints the ready table, runs until `shutdown` resolves,
 /// then stops every node (clients get a close frame) within about 2 s.
@@ -92,7 +93,7 @@ async fn wait_and_stop(
     ids: &[NodeId],
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    println!("{}", ready_table(topology, ids));
+    crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -109,7 +110,9 @@ pub fn ready_table(topology: &Topology, ids: &[NodeId]) -> String {
             let url = node
                 .http
                 .map_or_else(|| "-".to_owned(), |a| format!("http://{a}/"));
+            // Topics and names from the file are shown, never obeyed.
             [node.name.clone(), url, links_summary(topology, id)]
+                .map(|cell| escape_controls(&cell).into_owned())
         })
         .collect();
     let width = |i: usize| {
@@ -120,7 +123,11 @@ pub fn ready_table(topology: &Topology, ids: &[NodeId]) -> String {
             .unwrap_or(4)
     };
     let (w0, w1) = (width(0), width(1));
-    let mut out = format!("{} ready: {} node(s)\n", topology.name, ids.len());
+    let mut out = format!(
+        "{} ready: {} node(s)\n",
+        escape_controls(&topology.name),
+        ids.len()
+    );
     out.push_str(&format!("{:w0$}  {:w1$}  LINKS\n", "NODE", "URL"));
     for [name, url, links] in &rows {
         out.push_str(format!("{name:w0$}  {url:w1$}  {links}").trim_end());

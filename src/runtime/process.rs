@@ -376,9 +376,9 @@ async fn relay_lines(stream: impl AsyncRead + Unpin, prefix: String, stderr: boo
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if stderr {
-            eprintln!("{prefix}{line}");
+            crate::eoutln!("{prefix}{line}");
         } else {
-            println!("{prefix}{line}");
+            crate::output::print_lossy(&format!("{prefix}{line}\n"));
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::controller::{self, Failure};
 use super::process::Supervisor;
-use super::watch::{self, Saved};
+use super::watch;
 use super::{Running, ready_table};
 use crate::admin::{self, Applied, Publisher};
 use crate::check::{Checked, check_bytes};
@@ -60,9 +60,9 @@ impl Engine {
 /// Runs until `shutdown` resolves, applying every valid save of the file.
 pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let file = options.file.display().to_string();
-    let bytes = std::fs::read(&options.file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
-    eprint!("{}", checked.render());
+    crate::eout!("{}", checked.render());
     let Some(valid) = checked.valid else {
         anyhow::bail!("{file}: invalid, nothing started");
     };
@@ -85,7 +85,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     }
     let mut engine = start(&options, &topology, admin_addr).await?;
     let ids: Vec<_> = topology.node_ids().collect();
-    println!("{}", ready_table(&topology, &ids));
+    crate::output::print_lossy(&format!("{}\n", ready_table(&topology, &ids)));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -117,13 +117,39 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     let mut generation = 0;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let save = tokio::select! {
             _ = &mut shutdown => break,
             save = saved.recv() => match save {
-                Some(save) => reload(&options, &mut engine, save, &mut generation, &published).await,
+                Some(save) => save,
                 None => break,
             },
-        }
+        };
+        // Checking a big file takes seconds: off the runtime's threads, and
+        // shutdown does not wait for it (`run_async` drops the runtime with
+        // a short timeout, abandoning the thread).
+        tracing::info!(bytes = save.bytes.len(), "checking the saved file");
+        let for_check = options.clone();
+        let checking = tokio::task::spawn_blocking(move || {
+            let checked = check(&for_check, &save.bytes);
+            crate::eout!("{}", checked.render());
+            (checked, save.forced)
+        });
+        let (checked, forced) = tokio::select! {
+            _ = &mut shutdown => break,
+            done = checking => match done {
+                Ok(done) => done,
+                Err(_) => continue,
+            },
+        };
+        reload(
+            &options,
+            &mut engine,
+            checked,
+            forced,
+            &mut generation,
+            &published,
+        )
+        .await;
     }
     tracing::info!("shutting down");
     cancel.cancel();
@@ -166,13 +192,12 @@ async fn start(
 async fn reload(
     options: &UpOptions,
     engine: &mut Engine,
-    save: Saved,
+    checked: Checked,
+    forced: bool,
     generation: &mut u64,
     published: &Publisher,
 ) {
     let file = options.file.display();
-    let checked = check(options, &save.bytes);
-    eprint!("{}", checked.render());
     let Some(valid) = checked.valid else {
         let errors = checked.errors().count();
         tracing::warn!(
@@ -185,7 +210,7 @@ async fn reload(
     };
     let next = *generation + 1;
     let diff = Diff::of_wirings(&engine.wirings().await, &wirings(&valid.topology));
-    tracing::info!(generation = next, changes = %diff.summary(), forced = save.forced, "reloading {file}");
+    tracing::info!(generation = next, changes = %diff.summary(), forced, "reloading {file}");
     let failures = engine.apply(&diff, next).await;
     *generation = next;
     if failures.is_empty() {

@@ -9,20 +9,14 @@ use super::discover::{has_expect_key, sidecar_of};
 use crate::check::{Checked, check_str};
 use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::config::expect::Deliveries;
-use crate::config::yaml::MAX_FILE_BYTES;
 use crate::diff::Diff;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlessError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: file is {size} bytes; the limit is 8 MiB")]
-    TooLarge { file: String, size: u64 },
+    #[error(transparent)]
+    Read(#[from] crate::config::read::ReadError),
     #[error("{file}: cannot write: {source}")]
     Write {
         file: String,
@@ -157,15 +151,7 @@ pub fn with_section(text: &str, key: &str, new: &str) -> String {
 
 fn read(path: &Path) -> Result<String, BlessError> {
     let file = path.display().to_string();
-    let io = |source| BlessError::Read {
-        file: file.clone(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_FILE_BYTES as u64 {
-        return Err(BlessError::TooLarge { file, size });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = crate::config::read::read_topology(path)?;
     String::from_utf8(bytes)
         .map_err(|_| BlessError::Invalid(format!("{file}: the file is not valid UTF-8")))
 }
@@ -194,7 +180,7 @@ pub fn bless(path: &Path) -> Result<Blessed, BlessError> {
     let file = path.display().to_string();
     let text = read(path)?;
     let sidecar = sidecar_of(path);
-    let has_sidecar = sidecar.is_file();
+    let has_sidecar = super::discover::has_sidecar(path);
     if has_sidecar && has_expect_key(&text) {
         return Err(BlessError::Both {
             file,
@@ -248,11 +234,11 @@ pub fn main(files: &[PathBuf]) -> i32 {
         match bless(file) {
             Ok(Blessed::Wrote(path)) => {
                 wrote += 1;
-                println!("blessed {}", path.display());
+                crate::outln!("blessed {}", path.display());
             }
             Ok(Blessed::Unchanged(path)) => {
                 unchanged += 1;
-                println!("unchanged {}", path.display());
+                crate::outln!("unchanged {}", path.display());
             }
             Err(e) => {
                 failed += 1;
@@ -261,7 +247,7 @@ pub fn main(files: &[PathBuf]) -> i32 {
             }
         }
     }
-    println!("{wrote} blessed, {unchanged} unchanged, {failed} failed");
+    crate::outln!("{wrote} blessed, {unchanged} unchanged, {failed} failed");
     code
 }
 

@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 
 /// Directories deeper than this are not searched (and symlinked ones never).
 const MAX_DEPTH: usize = 16;
-/// A file bigger than this is not read to look for `expect:`; it is
-/// reported as too large if it has a sidecar or was named.
-const SNIFF_LIMIT: u64 = crate::config::yaml::MAX_FILE_BYTES as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -23,6 +20,12 @@ pub enum DiscoverError {
         "{path}: no topology file with expectations found (an `expect:` section or NAME.expect.yaml)"
     )]
     Empty { path: String },
+}
+
+/// Whether `file` has a sidecar: anything at its path counts (a link to a
+/// device too), so a sidecar that cannot be read is reported, not ignored.
+pub fn has_sidecar(file: &Path) -> bool {
+    std::fs::symlink_metadata(sidecar_of(file)).is_ok()
 }
 
 /// The sidecar of `NAME.yaml` (or `NAME.yml`): `NAME.expect.yaml` beside it.
@@ -51,15 +54,12 @@ pub fn has_expect_key(text: &str) -> bool {
 }
 
 fn has_expectations(file: &Path) -> bool {
-    if sidecar_of(file).is_file() {
+    if has_sidecar(file) {
         return true;
     }
-    match std::fs::metadata(file) {
-        Ok(meta) if meta.len() <= SNIFF_LIMIT => std::fs::read(file)
-            .map(|bytes| has_expect_key(&String::from_utf8_lossy(&bytes)))
-            .unwrap_or(false),
-        _ => false,
-    }
+    crate::config::read::read_topology(file)
+        .map(|bytes| has_expect_key(&String::from_utf8_lossy(&bytes)))
+        .unwrap_or(false)
 }
 
 /// The files to test, sorted and without repeats.

@@ -17,7 +17,7 @@ pub mod report;
 
 use crate::check::{Checked, Valid, check_file};
 use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format};
-use crate::config::diagnostic::{Diagnostic, render};
+use crate::config::diagnostic::{Diagnostic, Lines, render};
 use crate::config::expect::{Expectations, resolve};
 use crate::config::spec::Decoder;
 use crate::config::yaml;
@@ -195,7 +195,7 @@ pub fn load(file: &Path) -> Result<Subject, FileReport> {
         expectations,
         source: ExpectSource::Inline,
     });
-    if sidecar.is_file() {
+    if discover::has_sidecar(file) {
         if expect.is_some() {
             let problem = format!(
                 "{}: has an `expect:` section and a sidecar {}: keep one of them",
@@ -223,15 +223,8 @@ pub fn load(file: &Path) -> Result<Subject, FileReport> {
 /// Reads `NAME.expect.yaml`; its errors name the sidecar, not the topology.
 fn load_sidecar(path: &Path, valid: &Valid) -> Result<Expectations, (Verdict, String)> {
     let name = path.display().to_string();
-    let unreadable = |e: std::io::Error| (Verdict::Error, format!("{name}: cannot read: {e}"));
-    let size = std::fs::metadata(path).map_err(unreadable)?.len();
-    if size > yaml::MAX_FILE_BYTES as u64 {
-        return Err((
-            Verdict::Error,
-            format!("{name}: file is {size} bytes; expectation files are limited to 8 MiB"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let bytes =
+        crate::config::read::read_topology(path).map_err(|e| (Verdict::Error, e.to_string()))?;
     let Ok(source) = String::from_utf8(bytes) else {
         return Err((
             Verdict::Fail,
@@ -245,10 +238,11 @@ fn load_sidecar(path: &Path, valid: &Valid) -> Result<Expectations, (Verdict, St
 /// diagnostics, rendered with the sidecar's name.
 fn load_sidecar_text(path: &Path, source: &str, valid: &Valid) -> Result<Expectations, String> {
     let name = path.display().to_string();
+    let lines = Lines::new(source);
     let rendered = |diagnostics: &[Diagnostic]| {
         let text: String = diagnostics
             .iter()
-            .map(|d| render(&name, source, d))
+            .map(|d| render(&name, &lines, d))
             .collect();
         text.trim_end().to_owned()
     };
@@ -511,8 +505,8 @@ pub fn main(args: TestArgs) -> i32 {
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
     match args.format {
-        Format::Text => print!("{}", report::text(&reports)),
-        Format::Json => println!("{}", report::json(&reports)),
+        Format::Text => crate::out!("{}", report::text(&reports)),
+        Format::Json => crate::outln!("{}", report::json(&reports)),
     }
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, report::junit(&reports))

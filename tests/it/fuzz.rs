@@ -142,12 +142,32 @@ fn loader_survives_hostile_input() {
             }
         };
         let one = Instant::now();
-        let _ = check_bytes("fuzz.yaml", "fuzz", &input, &|name| {
+        let checked = check_bytes("fuzz.yaml", "fuzz", &input, &|name| {
             (name == "X").then(|| "1".to_owned())
         });
         // `topo test --bless` edits such text by lines: never a panic.
         let text = String::from_utf8_lossy(&input);
         let _ = topo::testing::bless::with_section(&text, "expect", "expect: {}\n");
+        // Excerpts are cut, escaped and redacted: none of it may panic.
+        let _ = checked.render();
+        // Advice meant for programmers using a library never reaches users.
+        for d in &checked.diagnostics {
+            assert!(
+                ![
+                    "from_str",
+                    "Options",
+                    "Policy",
+                    "serde",
+                    "Spanned",
+                    "deserializ"
+                ]
+                .iter()
+                .any(|w| d.message.contains(w)),
+                "library wording: {}\ninput: {:?}",
+                d.message,
+                String::from_utf8_lossy(&input)
+            );
+        }
         slowest = slowest.max(one.elapsed());
         runs += 1;
     }

@@ -14,6 +14,7 @@ mod glob_redis;
 mod golden;
 mod golden_runtime;
 mod hostile_admin;
+mod hostile_disk;
 mod hostile_fds;
 mod hostile_process;
 mod hostile_ws;

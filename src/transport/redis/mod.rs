@@ -86,8 +86,7 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, String> {
     }
     let client = match (&url.ca, url.tls) {
         (Some(ca), true) => {
-            let root =
-                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            let root = crate::config::read::read_certificate(ca).map_err(|e| e.to_string())?;
             let certificates = redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(root),
