@@ -6,6 +6,7 @@ mod browser;
 mod chat;
 mod cli;
 mod errors;
+mod external;
 mod faults_redis;
 mod faults_ws;
 mod faults_zmq;
