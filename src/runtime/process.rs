@@ -30,6 +30,7 @@ pub struct Supervisor {
     exe: PathBuf,
     file: PathBuf,
     color: bool,
+    stdout_tty: bool,
     width: usize,
     children: Vec<Child>,
     tracker: TaskTracker,
@@ -45,12 +46,14 @@ struct Child {
 impl Supervisor {
     /// Starts one child per wiring. `exe` is normally `current_exe()`.
     pub fn start(exe: PathBuf, file: &Path, wirings: &[Wiring], generation: u64) -> Supervisor {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        // The children's logs reach the terminal through the parent's stderr.
+        let color = crate::logging::colour(std::io::stderr().is_terminal());
         let width = wirings.iter().map(|w| w.name.len()).max().unwrap_or(4);
         let mut s = Supervisor {
             exe,
             file: file.to_path_buf(),
             color,
+            stdout_tty: std::io::stdout().is_terminal(),
             width,
             children: Vec::new(),
             tracker: TaskTracker::new(),
@@ -69,7 +72,8 @@ impl Supervisor {
             file: self.file.clone(),
             name: wiring.name.clone(),
             generation,
-            prefix: prefix(&wiring.name, self.width, self.color),
+            prefix: prefix(&wiring.name, self.width, self.color && self.stdout_tty),
+            prefix_err: prefix(&wiring.name, self.width, self.color),
             color: self.color,
         };
         let span = tracing::info_span!("node", node = %wiring.name);
@@ -147,6 +151,7 @@ struct Spec {
     name: String,
     generation: u64,
     prefix: String,
+    prefix_err: String,
     color: bool,
 }
 
@@ -173,7 +178,7 @@ async fn supervise(
             tracker.spawn(relay_lines(out, spec.prefix.clone(), false));
         }
         if let Some(err) = child.stderr.take() {
-            tracker.spawn(relay_lines(err, spec.prefix.clone(), true));
+            tracker.spawn(relay_lines(err, spec.prefix_err.clone(), true));
         }
         let status = tokio::select! {
             _ = stop.cancelled() => {
@@ -210,7 +215,10 @@ fn spawn(spec: &Spec) -> std::io::Result<tokio::process::Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if !spec.color {
+    // The child's stderr is a pipe: it colours only when told to.
+    if spec.color {
+        cmd.env(crate::logging::FORCE_COLOUR, "1");
+    } else {
         cmd.env("NO_COLOR", "1");
     }
     #[cfg(unix)]

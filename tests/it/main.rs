@@ -23,6 +23,7 @@ mod rewire;
 mod runtime;
 mod secrets;
 mod soak;
+mod standalone;
 mod tls;
 #[allow(dead_code)]
 mod util;
