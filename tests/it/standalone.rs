@@ -354,6 +354,8 @@ fn up_log(extra: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
         text(&bytes)
     );
     assert!(text(&bytes).contains("INFO"), "{status}: {}", text(&bytes));
+    // SIGTERM right after the ready line is a clean stop, not a kill.
+    assert!(status.success(), "{status}: {}", text(&bytes));
     bytes
 }
 
