@@ -180,8 +180,7 @@ fn node(command: &lex::Command, bare: Option<Bare>) -> Result<Option<Node>, Impo
         ));
     }
     let (http, kind, note) = if args.iter().any(|a| a.text.starts_with('-')) {
-        if let Some(url) = &redis_url {
-            let _ = url;
+        if redis_url.is_some() {
             return Err(ImportError::at(
                 &command.words[0],
                 "REDIS_URL on a line of the ZeroMQ program (--http/--pub/--sub), which does not use Redis",
