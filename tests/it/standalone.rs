@@ -22,9 +22,16 @@ fn topo(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("run topo");
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    let bytes = stdin.unwrap_or("").as_bytes().to_vec();
+    // From a thread, so that a large output cannot block the writer; a
+    // broken pipe is topo refusing to read further, which some tests want.
+    let writer = std::thread::spawn(move || match input.write_all(&bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("stdin: {e}"),
+        _ => {}
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
 }
 
 fn text(bytes: &[u8]) -> String {
