@@ -22,15 +22,13 @@ mkdir -p "$out"
 http=${HTTP_PORT:-8080}
 pub=${PUB_PORT:-5000}
 redis_port=${REDIS_PORT:-6390}
-peers=${NODE_SEED:-$root/../shared/peers/node-seed}
-[ -d "$peers" ] || peers=/work/shared/peers/node-seed
+# The chapter's three servers, as the wire-compatibility tests' peers.
+peers=$root/tests/peers
 if [ -n "${QUICK:-}" ]; then dur=2; warm=0.5; else dur=5; warm=1; fi
 
 cargo build --release --quiet
 topo=$root/target/release/topo
-# npm ci when node_modules is missing (run-peer.sh would do it on first start,
-# inside a measurement).
-if [ ! -d "$peers/node_modules/ws" ]; then (cd "$peers" && npm ci --no-audit --no-fund >&2); fi
+if [ ! -d "$peers/node_modules/zeromq" ]; then (cd "$peers" && npm ci --no-audit --no-fund >&2); fi
 
 source "$root/bench/lib.sh"
 
@@ -72,17 +70,17 @@ start_servers() {
   local n
   case "$1/$2" in
     single/node)
-      "$peers/run-peer.sh" single "$http" >/dev/null 2>&1 & server_pids+=($!) ;;
+      node "$peers/single-chat.mjs" "$http" >/dev/null 2>&1 & server_pids+=($!) ;;
     redis/node)
       for n in 0 1 2; do
-        REDIS_URL=redis://127.0.0.1:$redis_port "$peers/run-peer.sh" redis $((http + n)) >/dev/null 2>&1 &
+        REDIS_URL=redis://127.0.0.1:$redis_port node "$peers/redis-chat.mjs" $((http + n)) >/dev/null 2>&1 &
         server_pids+=($!)
       done ;;
     zmq/node)
       for n in 0 1 2; do
         local subs=()
         for m in 0 1 2; do [ "$m" = "$n" ] || subs+=(--sub $((pub + m))); done
-        "$peers/run-peer.sh" zmq --http $((http + n)) --pub $((pub + n)) "${subs[@]}" >/dev/null 2>&1 &
+        node "$peers/zmq-chat.mjs" --http $((http + n)) --pub $((pub + n)) "${subs[@]}" >/dev/null 2>&1 &
         server_pids+=($!)
       done ;;
     */topo)
@@ -179,7 +177,7 @@ echo "== start-up" >&2
 "$topo" bench "$work/zmq.yaml" --startup "$topo up $work/zmq.yaml" --repeat 7 --format json |
   jq -c '. + {label: "startup/topo zmq-3node"}' | tee -a "$out/compare.jsonl" >&2
 "$topo" bench --url "ws://127.0.0.1:$http/" \
-  --startup "$peers/run-peer.sh zmq --http $http --pub $pub --sub $((pub + 1)) --sub $((pub + 2))" \
+  --startup "node $peers/zmq-chat.mjs --http $http --pub $pub --sub $((pub + 1)) --sub $((pub + 2))" \
   --repeat 7 --format json |
   jq -c '. + {label: "startup/node zmq (one node)"}' | tee -a "$out/compare.jsonl" >&2
 echo "load after: $(uptime)" >&2

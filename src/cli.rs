@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "topo",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TOPO_COMMIT"), ")"),
     about = "Validate, run and hot-reload chat topologies (Redis pub/sub, ZeroMQ PUB/SUB)"
 )]
 pub struct Cli {
@@ -92,6 +92,30 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0)]
         timeout: f64,
     },
+    /// Turn the command lines that start the chapter's Node.js chat servers
+    /// (one per line, a Procfile or a shell script) into a topology file.
+    Import {
+        /// The file of command lines; `-` reads stdin.
+        file: PathBuf,
+        /// What a bare-port line (`node app 8080`) starts: the chapter's
+        /// single server or its Redis server.
+        #[arg(long, value_enum)]
+        bare: Option<crate::import::Bare>,
+        /// `name:` of the topology; default: the file's stem.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the `$schema` comment points (`topo schema` writes the schema).
+        #[arg(long, default_value = "../schemas/topology.schema.json")]
+        schema: String,
+    },
+    /// Print a shell completion script (e.g. `topo completions bash >
+    /// /etc/bash_completion.d/topo`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `topo man | man -l -`).
+    Man,
     /// Load a topology (or any chat server with --url) and measure
     /// deliveries/s, latency, losses, CPU and memory.
     Bench(Box<crate::bench::BenchArgs>),
@@ -144,7 +168,7 @@ pub fn run(cli: Cli) -> i32 {
                 poll,
                 admin: (!no_admin).then_some(admin),
             };
-            run_async(crate::runtime::reload::up(options, shutdown_signal()))
+            run_async(|| crate::runtime::reload::up(options, shutdown_signal()))
         }
         Command::Plan {
             file,
@@ -159,7 +183,7 @@ pub fn run(cli: Cli) -> i32 {
             admin_origin,
         } => match load_valid(&file) {
             Ok(valid) => match valid.topology.node_id(&name) {
-                Some(id) => run_async({
+                Some(id) => run_async(|| {
                     if let Some(addr) = admin_origin {
                         crate::node::ws::allow_admin_origin(addr);
                     }
@@ -187,7 +211,116 @@ pub fn run(cli: Cli) -> i32 {
         },
         Command::Bench(args) => crate::bench::main(*args),
         Command::Test(args) => crate::testing::main(*args),
+        Command::Import {
+            file,
+            bare,
+            name,
+            schema,
+        } => import(&file, bare, name, schema),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "topo", &mut script);
+            crate::out!("{}", String::from_utf8_lossy(&script));
+            EXIT_OK
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(command).render(&mut page) {
+                Ok(()) => {
+                    crate::out!("{}", String::from_utf8_lossy(&page));
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("topo man: {e}");
+                    EXIT_USAGE
+                }
+            }
+        }
     }
+}
+
+/// Input of `import` larger than this is refused before it is read whole:
+/// command lines for a few hundred servers fit many times over.
+const MAX_IMPORT_BYTES: u64 = 1 << 20;
+
+fn import(
+    file: &std::path::Path,
+    bare: Option<crate::import::Bare>,
+    name: Option<String>,
+    schema: String,
+) -> i32 {
+    use std::io::Read;
+    let stdin = file.as_os_str() == "-";
+    let source = if stdin {
+        "stdin".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let mut bytes = Vec::new();
+    let read = if stdin {
+        std::io::stdin()
+            .take(MAX_IMPORT_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(MAX_IMPORT_BYTES + 1).read_to_end(&mut bytes))
+    };
+    if let Err(e) = read {
+        eprintln!("{source}: cannot read: {e}");
+        return EXIT_USAGE;
+    }
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        eprintln!("{source}: larger than {MAX_IMPORT_BYTES} bytes, not imported");
+        return EXIT_USAGE;
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        eprintln!("{source}: not UTF-8 text");
+        return EXIT_USAGE;
+    };
+    let stem = match (&name, stdin) {
+        (Some(name), _) => name.clone(),
+        (None, true) => "imported".to_owned(),
+        (None, false) => file
+            .file_stem()
+            .map_or(String::new(), |s| s.to_string_lossy().into_owned()),
+    };
+    let options = crate::import::Options {
+        name: crate::import::name_from_stem(&stem),
+        source: source.clone(),
+        bare,
+        schema,
+    };
+    let yaml = match crate::import::import(&text, &options) {
+        Ok(yaml) => yaml,
+        Err(errors) => {
+            for e in &errors {
+                let span = crate::config::yaml::Span::new(e.line as u32, e.column as u32);
+                let diagnostic = crate::config::diagnostic::Diagnostic::error(span, &e.message);
+                eprint!(
+                    "{}",
+                    crate::config::diagnostic::render(
+                        &source,
+                        &crate::config::diagnostic::Lines::new(&text),
+                        &diagnostic
+                    )
+                );
+            }
+            eprintln!("{source}: {} error(s), nothing written", errors.len());
+            return EXIT_INVALID;
+        }
+    };
+    // The file must stand up to `validate` as written; its warnings (a
+    // --sub no line binds) are worth showing.
+    let env = |var: &str| std::env::var(var).ok();
+    let checked = crate::check::check_str("<import>", &options.name, yaml.clone(), &env);
+    eprint!("{}", checked.render());
+    if checked.valid.is_none() {
+        eprintln!("{source}: the imported topology is invalid, nothing written");
+        return EXIT_INVALID;
+    }
+    crate::out!("{yaml}");
+    EXIT_OK
 }
 
 /// Checks `file` and prints its diagnostics; a valid file comes back to run.
@@ -210,12 +343,18 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
+/// Runs the future `job` makes; it is made inside the runtime, so that the
+/// signal handlers of `shutdown_signal` exist before anything starts.
+fn run_async<F: Future<Output = anyhow::Result<()>>>(job: impl FnOnce() -> F) -> i32 {
     crate::logging::init();
     let runtime = runtime();
+    let job = {
+        let _entered = runtime.enter();
+        job()
+    };
     let outcome = runtime.block_on(job);
     // Every node has stopped; don't let a library's leftover blocking task
-    // hold the exit (SPEC: exit within 2 s of Ctrl-C).
+    // hold the exit (the contract: exit within 2 s of Ctrl-C).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match outcome {
         Ok(()) => EXIT_OK,
@@ -226,20 +365,27 @@ fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> i32 {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), not when first polled: a SIGTERM sent right
+/// after the ready line must stop topo cleanly, not kill it.
+#[cfg(unix)]
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    async move {
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+#[cfg(not(unix))]
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) -> i32 {

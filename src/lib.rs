@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod graph;
+pub mod import;
 pub mod logging;
 pub mod model;
 pub mod node;

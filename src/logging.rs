@@ -1,7 +1,21 @@
 //! Logging for the long-running commands: `tracing` to stderr, `RUST_LOG`
 //! sets the level (default `info`); every node's lines carry `node=<name>`.
+//! Colour only on a terminal, never with `NO_COLOR` (no-color.org), so a log
+//! redirected to a file holds no escape sequences.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// Set (non-empty, not `0`) by `topo up --process` for its children, whose
+/// stderr is a pipe the parent copies to its own terminal.
+pub const FORCE_COLOUR: &str = "CLICOLOR_FORCE";
+
+/// Whether to colour a stream, given whether it is a terminal.
+pub fn colour(is_terminal: bool) -> bool {
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let forced = std::env::var_os(FORCE_COLOUR).is_some_and(|v| !v.is_empty() && v != "0");
+    !no_colour && (is_terminal || forced)
+}
 
 pub fn init() {
     let mut filter =
@@ -17,6 +31,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         .with_target(false)
         .try_init();
 }

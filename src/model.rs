@@ -52,7 +52,7 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     pub zmq: Option<ZmqLink>,
     pub redis: Option<RedisLink>,
-    /// Forward what it receives onto its other outbound links (SPEC rule 4).
+    /// Forward what it receives onto its other outbound links (docs/topology-format.md rule 4).
     pub relay: bool,
     /// What a client or an outage may cost this node (file: `limits:`, `origins:`).
     pub limits: Limits,

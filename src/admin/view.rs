@@ -21,7 +21,7 @@ pub struct View {
     pub edges: Vec<Edge>,
     /// Names of the nodes with an HTTP server, sorted (rows and columns).
     pub matrix_names: Vec<String>,
-    /// Predicted deliveries per message (SPEC's `deliveries`); > 1 is a duplicate.
+    /// Predicted deliveries per message (the `deliveries` of `validate --format json`); > 1 is a duplicate.
     pub deliveries: BTreeMap<String, BTreeMap<String, u64>>,
     /// Nodes that failed to take the applied configuration.
     pub failed: Vec<String>,

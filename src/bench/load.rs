@@ -459,7 +459,7 @@ async fn open_loop(
 }
 
 /// Keeps `window` of this sender's messages unanswered: each one it gets
-/// back (its own client receives it, SPEC rule 1) lets the next one go.
+/// back (its own client receives it: rule 1 of docs/topology-format.md) lets the next one go.
 async fn closed_loop(
     sink: &mut (impl Sink<Message, Error = tungstenite::Error> + Unpin),
     out: &mut Outbox<'_>,

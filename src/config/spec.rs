@@ -103,7 +103,7 @@ impl JsonSchema for Listen {
     }
 }
 
-/// A topo topology file (see SPEC.md).
+/// A topo topology file (see docs/topology-format.md).
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
 #[schemars(title = "topo topology", deny_unknown_fields)]
 pub struct TopologySpec {

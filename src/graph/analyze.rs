@@ -1,4 +1,4 @@
-//! What the graph predicts (SPEC "Delivery semantics"): cycles through
+//! What the graph predicts (docs/topology-format.md, "Who receives what"): cycles through
 //! relays, deliveries(X, Y) as the number of distinct relay paths, reach,
 //! and the warnings that follow from them (duplicates, partitions).
 //!
@@ -24,7 +24,7 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// `deliveries` keyed by node names, sorted: SPEC's `deliveries` object.
+    /// `deliveries` keyed by node names, sorted: the `deliveries` of `validate --format json` object.
     pub fn deliveries_by_name(
         &self,
         topology: &Topology,
@@ -41,7 +41,7 @@ impl Analysis {
             .collect()
     }
 
-    /// SPEC's `reach` object: every node with an HTTP server, with the sorted
+    /// The `reach` object of `validate --format json`: every node with an HTTP server, with the sorted
     /// names of the nodes its clients' messages reach.
     pub fn reach_by_name(&self, topology: &Topology) -> BTreeMap<String, Vec<String>> {
         self.deliveries_by_name(topology)

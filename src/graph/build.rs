@@ -1,5 +1,5 @@
 //! The petgraph of links between nodes: one directed edge per way a message
-//! of one node reaches another (SPEC rule 3), so parallel edges are real
+//! of one node reaches another (docs/topology-format.md rule 3), so parallel edges are real
 //! duplicate deliveries.
 
 use super::glob::glob_match;
@@ -130,7 +130,7 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
         candidates.dedup();
         for &to in &candidates {
             if to == from {
-                continue; // its echo (SPEC rule 1)
+                continue; // its echo (docs/topology-format.md rule 1)
             }
             let subscriber = topology.node(to).redis.as_ref().expect("indexed by redis");
             let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));

@@ -74,7 +74,7 @@ impl Core {
     }
 
     /// A text frame from one of this node's clients: every client of the node
-    /// gets it (the sender too, SPEC rule 1), then every outbound link (rule 2).
+    /// gets it (the sender too, rule 1), then every outbound link (rule 2).
     pub fn from_client(&self, text: Text) {
         self.counters.add_in(1);
         for link in self.outbound().iter() {

@@ -47,6 +47,7 @@ pub struct Supervisor {
     exe: PathBuf,
     file: PathBuf,
     color: bool,
+    stdout_tty: bool,
     width: usize,
     /// The admin server whose page may open WebSockets on the children.
     admin: Option<std::net::SocketAddr>,
@@ -72,12 +73,14 @@ impl Supervisor {
         generation: u64,
         admin: Option<std::net::SocketAddr>,
     ) -> Supervisor {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        // The children's logs reach the terminal through the parent's stderr.
+        let color = crate::logging::colour(std::io::stderr().is_terminal());
         let width = wirings.iter().map(|w| w.name.len()).max().unwrap_or(4);
         let mut s = Supervisor {
             exe,
             file: file.to_path_buf(),
             color,
+            stdout_tty: std::io::stdout().is_terminal(),
             width,
             admin,
             children: Vec::new(),
@@ -126,7 +129,8 @@ impl Supervisor {
             file: self.file.clone(),
             name: wiring.name.clone(),
             generation,
-            prefix: prefix(&wiring.name, self.width, self.color),
+            prefix: prefix(&wiring.name, self.width, self.color && self.stdout_tty),
+            prefix_err: prefix(&wiring.name, self.width, self.color),
             color: self.color,
             admin: self.admin,
         };
@@ -208,6 +212,7 @@ struct Spec {
     name: String,
     generation: u64,
     prefix: String,
+    prefix_err: String,
     color: bool,
     admin: Option<std::net::SocketAddr>,
 }
@@ -244,7 +249,7 @@ async fn supervise(
             tracker.spawn(relay_lines(out, spec.prefix.clone(), false));
         }
         if let Some(err) = child.stderr.take() {
-            tracker.spawn(relay_lines(err, spec.prefix.clone(), true));
+            tracker.spawn(relay_lines(err, spec.prefix_err.clone(), true));
         }
         let status = tokio::select! {
             _ = stop.cancelled() => {
@@ -317,7 +322,10 @@ fn spawn(spec: &Spec) -> std::io::Result<(tokio::process::Child, ReadyPipe)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if !spec.color {
+    // The child's stderr is a pipe: it colours only when told to.
+    if spec.color {
+        cmd.env(crate::logging::FORCE_COLOUR, "1");
+    } else {
         cmd.env("NO_COLOR", "1");
     }
     #[cfg(unix)]

@@ -1,5 +1,5 @@
 //! Recognising a node's own Redis publications when they come back through
-//! its own subscriptions (SPEC rule 1), without touching the wire format.
+//! its own subscriptions (docs/topology-format.md rule 1), without touching the wire format.
 //! Pure bookkeeping: no sockets, no Redis client, no tasks.
 //!
 //! Redis delivers one connection's publications in the order it received

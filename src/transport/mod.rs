@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 pub type Text = axum::extract::ws::Utf8Bytes;
 
 /// Where a message entered a node; relaying uses it to avoid sending a
-/// message back onto the Redis server it came from (SPEC rule 4).
+/// message back onto the Redis server it came from (docs/topology-format.md rule 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Client,

@@ -5,8 +5,8 @@
 //! probe turning every cell green. Screenshots land in `tests/artifacts/`.
 //! Also the admin API without a browser: `/api/view`, `/healthz` counters.
 
-use crate::browser::{browser_dir, chromium_or_skip};
 use crate::chat::{Client, LIMIT, http_get};
+use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;
@@ -49,7 +49,7 @@ async fn the_live_page_draws_the_mesh_follows_a_reload_and_probes_green() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let dir = browser_dir().expect("playwright-core");
+    let dir = npm_dir("browser", "playwright-core");
     let tmp = tempfile::tempdir().unwrap();
     let (http, publ) = ports();
     let file = tmp.path().join("zmq-3node.yaml");

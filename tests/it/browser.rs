@@ -3,56 +3,20 @@
 //! nodes of `topologies/zmq-3node.yaml`, sends from one and sees the message
 //! on the other; markup shows as text. Screenshots land in `tests/artifacts/`.
 
+use crate::external::{chromium_or_skip, npm_dir};
 use crate::golden_runtime::relocate;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 use topo::check::check_file;
 use topo::probe::{ProbeOptions, probe};
 use topo::runtime::Running;
-
-pub fn chromium() -> Option<PathBuf> {
-    let path =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    path.exists().then_some(path)
-}
-
-/// Chromium for a browser test, or `None` (with a note) to skip it; CI
-/// installs Chromium (.ci/run), so there a missing one is a failure.
-pub fn chromium_or_skip() -> Option<PathBuf> {
-    let found = chromium();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have /usr/bin/chromium"
-        );
-        eprintln!("skipped: no Chromium at /usr/bin/chromium (apt-get install chromium)");
-    }
-    found
-}
-
-/// Installs playwright-core (no browser download) on first use.
-pub fn browser_dir() -> Result<PathBuf, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| format!("npm: {e}"))?;
-        if !status.success() {
-            return Err("npm ci in tests/browser failed".into());
-        }
-    }
-    Ok(dir)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browser_tabs_chat_across_nodes_and_markup_stays_text() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let dir = browser_dir().expect("playwright-core");
+    let dir = npm_dir("browser", "playwright-core");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/zmq-3node.yaml");
     let mut valid = check_file(&file).unwrap().valid.unwrap();
     let _servers = relocate(&mut valid);

@@ -5,7 +5,7 @@
 //! `source` never holds a password, a taken admin port is a start-up
 //! error, and idle connections are closed.
 
-use crate::browser::{browser_dir, chromium_or_skip};
+use crate::external::{chromium_or_skip, npm_dir};
 use crate::chat::{Client, LIMIT, http_get};
 use crate::reload::Up;
 use crate::util::free_port;
@@ -171,7 +171,7 @@ async fn a_cross_origin_page_in_chromium_cannot_probe_or_open_a_chat_socket() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let dir = browser_dir().expect("playwright-core");
+    let dir = npm_dir("browser", "playwright-core");
     let tmp = tempfile::tempdir().unwrap();
     let http = free_port();
     let file = tmp.path().join("t.yaml");

@@ -1,67 +1,51 @@
-//! Wire compatibility with the chapter's own Node.js servers
-//! (shared/peers/node-seed): a topo node and a Node.js peer exchange messages
-//! over ZeroMQ and over Redis, both ways. Skipped only when `node` is missing.
+//! Wire compatibility with the chapter's Node.js chat servers, as rewritten
+//! in `tests/peers`: a topo node and a Node.js peer exchange messages over
+//! ZeroMQ and over Redis, both ways. Without `node` these tests fail, unless
+//! `TOPO_SKIP_NODE=1` (see the README).
 
 use crate::chat::*;
+use crate::external::{node_or_skip, npm_dir};
 use crate::util::RedisServer;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::time::timeout;
 use topo::runtime::Running;
 
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/peers/node-seed");
+/// A peer of `tests/peers`, killed when dropped.
+struct Peer(#[allow(dead_code)] Child);
 
-/// A node-seed server, killed (by pid) on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn node_installed() -> bool {
-    let found = Command::new("node").arg("--version").output().is_ok();
-    if !found {
-        println!("skipped: `node` is not installed");
-    }
-    found
-}
-
-/// Starts `run-peer.sh ARGS` and waits until its HTTP port accepts
-/// connections (the first run also installs its npm packages).
-async fn peer(args: &[&str], env: &[(&str, String)], http: u16) -> Peer {
-    let child = Command::new(format!("{PEERS}/run-peer.sh"))
+/// Starts `node tests/peers/PROGRAM ARGS` and waits for its `ready` line
+/// (printed once its HTTP, WebSocket and pub/sub sockets are set up).
+async fn peer(program: &str, args: &[&str], env: &[(&str, String)]) -> Peer {
+    let dir = npm_dir("peers", "zeromq");
+    let mut child = Command::new("node")
+        .arg(dir.join(program))
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
-        .expect("run-peer.sh");
-    let mut peer = Peer(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", http))
-            .await
-            .is_ok()
-        {
-            return peer;
-        }
-        if let Ok(Some(status)) = peer.0.try_wait() {
-            panic!("node-seed peer exited: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node-seed peer did not listen on {http}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        .expect("node runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{program} printed no ready line within 30 s"))
+        .expect("peer stdout");
+    match line {
+        Some(line) if line.starts_with("ready ") => Peer(child),
+        other => panic!(
+            "{program} {args:?} did not start: {other:?} ({:?})",
+            child.wait().await
+        ),
     }
 }
 
 #[tokio::test]
-async fn zmq_node_and_node_seed_peer_exchange_messages() {
-    if !node_installed() {
+async fn zmq_node_and_node_peer_exchange_messages() {
+    if !node_or_skip() {
         return;
     }
     let (t_http, t_pub, n_http, n_pub) = (port(), port(), port(), port());
@@ -71,7 +55,6 @@ async fn zmq_node_and_node_seed_peer_exchange_messages() {
     );
     let running = timeout(LIMIT, Running::start(&t)).await.unwrap().unwrap();
     let args = [
-        "zmq-fixed",
         "--http",
         &n_http.to_string(),
         "--pub",
@@ -79,7 +62,7 @@ async fn zmq_node_and_node_seed_peer_exchange_messages() {
         "--sub",
         &t_pub.to_string(),
     ];
-    let _peer = peer(&args, &[], n_http).await;
+    let _peer = peer("zmq-chat.mjs", &args, &[]).await;
     running
         .wait_links_up(LIMIT)
         .await
@@ -98,8 +81,8 @@ async fn zmq_node_and_node_seed_peer_exchange_messages() {
 }
 
 #[tokio::test]
-async fn redis_node_and_node_seed_peer_share_a_channel() {
-    if !node_installed() {
+async fn redis_node_and_node_peer_share_a_channel() {
+    if !node_or_skip() {
         return;
     }
     let redis = RedisServer::start();
@@ -113,9 +96,9 @@ async fn redis_node_and_node_seed_peer_share_a_channel() {
     let t = topology(vec![n], vec![broker(redis.port)]);
     let running = timeout(LIMIT, Running::start(&t)).await.unwrap().unwrap();
     let _peer = peer(
-        &["redis", &n_http.to_string()],
+        "redis-chat.mjs",
+        &[&n_http.to_string()],
         &[("REDIS_URL", redis.url())],
-        n_http,
     )
     .await;
 
@@ -123,7 +106,6 @@ async fn redis_node_and_node_seed_peer_share_a_channel() {
         Client::connect(t_http).await,
         Client::connect_path(n_http, "/").await,
     ];
-    // The peer subscribes in the background after it listens.
     probe_links(&mut clients, &[(0, 1), (1, 0)]).await;
     let (t_client, n_client) = clients.split_at_mut(1);
     let (t_client, n_client) = (&mut t_client[0], &mut n_client[0]);

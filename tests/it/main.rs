@@ -6,6 +6,7 @@ mod browser;
 mod chat;
 mod cli;
 mod errors;
+mod external;
 mod faults_redis;
 mod faults_ws;
 mod faults_zmq;
@@ -27,6 +28,7 @@ mod rewire;
 mod runtime;
 mod secrets;
 mod soak;
+mod standalone;
 mod tls;
 mod topo_test;
 #[allow(dead_code)]

@@ -26,7 +26,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("openssl is installed");
+        .expect("`openssl` is not installed: apt-get install openssl");
     assert!(status.success(), "openssl {args:?} failed");
 }
 
