@@ -184,6 +184,11 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
                 "sent": l.sent(),
                 "received": l.received(),
             });
+            if l.kind != crate::transport::LinkKind::Redis {
+                link["peers"] = l.zmtp.peers().into();
+                link["rejected"] = l.zmtp.rejected().into();
+                link["dropped"] = l.zmtp.dropped().into();
+            }
             if l.kind == crate::transport::LinkKind::Redis {
                 link["via"] = l.received_via().into_iter().collect();
                 link["outbox"] = serde_json::json!({

@@ -8,6 +8,7 @@ pub mod local;
 pub mod outbox;
 pub mod redis;
 pub mod zmq;
+pub mod zmtp;
 
 use std::fmt;
 use std::sync::Mutex;
@@ -134,6 +135,8 @@ pub struct LinkStatus {
     via: Mutex<Vec<(String, u64)>>,
     /// Messages held while the link is down (used by Redis links).
     pub outbox: outbox::OutboxStats,
+    /// ZeroMQ links: peers, rejected connections, HWM drops.
+    pub zmtp: std::sync::Arc<zmtp::Stats>,
 }
 
 impl LinkStatus {
@@ -146,6 +149,7 @@ impl LinkStatus {
             received: AtomicU64::new(0),
             via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
+            zmtp: Default::default(),
         }
     }
 
