@@ -13,6 +13,7 @@ mod fuzz;
 mod glob_redis;
 mod golden;
 mod golden_runtime;
+mod hostile_zmq;
 mod interop;
 mod process;
 mod reload;
@@ -25,3 +26,4 @@ mod soak;
 mod tls;
 #[allow(dead_code)]
 mod util;
+mod zmtp;
