@@ -10,6 +10,7 @@ mod faults_redis;
 mod faults_ws;
 mod faults_zmq;
 mod fuzz;
+mod fuzz_zmtp;
 mod glob_redis;
 mod golden;
 mod golden_runtime;
