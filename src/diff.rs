@@ -157,6 +157,7 @@ fn describe_limits(what: &mut Vec<String>, old: &Limits, new: &Limits) {
     count("max_connections", old.max_connections, new.max_connections);
     count("send_queue", old.send_queue, new.send_queue);
     count("outbox", old.outbox, new.outbox);
+    count("zmq_hwm", old.zmq_hwm, new.zmq_hwm);
     let mut time = |key: &str, a: Duration, b: Duration| {
         if a != b {
             what.push(format!("limits {key} {a:?} -> {b:?}"));
