@@ -6,7 +6,8 @@
 # and its VmRSS read from /proc/PID/status. Prints one line per set-up.
 #
 #   TOPO=/path/to/topo bench/memory.sh      # default: target/release/topo (built)
-# MESH (60), SETTLE (3 s), BASE_PORT (31000: HTTP BASE.., PUB BASE+1000..)
+# MESH (60), SETTLE (3 s), BASE_PORT (21000, below the ephemeral range: zmq-3node
+# on BASE.. and BASE+100.., the mesh on BASE+2000.. and BASE+3000..)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -16,7 +17,7 @@ if [ -z "${TOPO:-}" ]; then
 fi
 mesh=${MESH:-60}
 settle=${SETTLE:-3}
-base=${BASE_PORT:-31000}
+base=${BASE_PORT:-21000}
 source "$root/bench/lib.sh"
 
 # zmq-3node on other ports (a running copy on 8080/5000 does not matter),

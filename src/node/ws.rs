@@ -164,8 +164,9 @@ impl Drop for Slot {
     }
 }
 
-/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts
-/// and [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`.
+/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts,
+/// [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`,
+/// and [`crate::transport::zmtp::Stats`] for a ZeroMQ link's `peers`/`rejected`/`dropped`.
 async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let links: Vec<_> = http
         .links

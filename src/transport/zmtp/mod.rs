@@ -95,10 +95,12 @@ impl Default for Options {
 }
 
 impl Options {
-    /// PING's TTL: how long the peer may wait for our next bytes.
+    /// PING's TTL: how long the peer may wait for our next bytes, in
+    /// tenths of a second; capped at 65.5 s (ms still fit 16 bits, in case
+    /// a peer keeps them so), far above the 15 s default.
     fn ttl(&self) -> u16 {
         let deci = self.heartbeat_timeout.as_millis() / 100;
-        deci.clamp(1, u128::from(u16::MAX)) as u16
+        deci.clamp(1, 655) as u16
     }
 }
 
