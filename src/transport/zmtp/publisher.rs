@@ -75,6 +75,24 @@ impl Peer {
         }
     }
 
+    /// Acts on what the subscriber sent; a PING's PONG is returned to send.
+    fn take(&self, item: Item) -> Result<Option<Bytes>, ZmtpError> {
+        match item {
+            Item::Message(m) => match m.first() {
+                Some(1) => self.subscribe(m.slice(1..))?,
+                Some(0) => self.cancel(&m[1..]),
+                // XSUB may send other messages upstream: none for us.
+                _ => {}
+            },
+            Item::Command(Command::Subscribe(prefix)) => self.subscribe(prefix)?,
+            Item::Command(Command::Cancel(prefix)) => self.cancel(&prefix),
+            Item::Command(Command::Ping { context }) => return Ok(Some(codec::pong(&context))),
+            Item::Command(Command::Error(reason)) => return Err(ZmtpError::Peer(reason)),
+            Item::Command(_) => {}
+        }
+        Ok(None)
+    }
+
     fn dropped(&self, stats: &Stats, hwm: usize) {
         stats.add_dropped();
         if self.dropping.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -229,34 +247,12 @@ async fn session(
             _ = cancel.cancelled() => return Ok(()),
             item = reader.next() => {
                 heard = tokio::time::Instant::now();
-                match item? {
-                    Item::Message(m) => match m.first() {
-                        Some(1) => registered.peer.subscribe(m.slice(1..))?,
-                        Some(0) => registered.peer.cancel(&m[1..]),
-                        // XSUB may send other messages upstream: none for us.
-                        _ => {}
-                    },
-                    Item::Command(Command::Subscribe(prefix)) => registered.peer.subscribe(prefix)?,
-                    Item::Command(Command::Cancel(prefix)) => registered.peer.cancel(&prefix),
-                    Item::Command(Command::Ping { context }) => {
-                        write_timed(&mut write, &codec::pong(&context), timeout).await?
-                    }
-                    Item::Command(Command::Error(reason)) => return Err(ZmtpError::Peer(reason)),
-                    Item::Command(_) => {}
+                if let Some(reply) = registered.peer.take(item?)? {
+                    write_timed(&mut write, &reply, timeout).await?;
                 }
             }
             Some(first) = rx.recv() => {
-                if rx.is_empty() {
-                    write_timed(&mut write, &first, timeout).await?;
-                } else {
-                    batch.extend_from_slice(&first);
-                    while batch.len() < BATCH {
-                        let Ok(next) = rx.try_recv() else { break };
-                        batch.extend_from_slice(&next);
-                    }
-                    write_timed(&mut write, &batch, timeout).await?;
-                    batch.clear();
-                }
+                flush(first, &mut rx, &mut batch, &mut write, timeout).await?;
                 if rx.is_empty() {
                     registered.peer.caught_up();
                     // An idle subscriber keeps no batch buffer.
@@ -273,4 +269,26 @@ async fn session(
             }
         }
     }
+}
+
+/// Writes `first` and whatever else is queued (up to about `BATCH` bytes)
+/// in one write; a lone frame is written as it is, without a copy.
+async fn flush<W: tokio::io::AsyncWrite + Unpin>(
+    first: Bytes,
+    rx: &mut mpsc::Receiver<Bytes>,
+    batch: &mut BytesMut,
+    write: &mut W,
+    timeout: std::time::Duration,
+) -> Result<(), ZmtpError> {
+    if rx.is_empty() {
+        return write_timed(write, &first, timeout).await;
+    }
+    batch.extend_from_slice(&first);
+    while batch.len() < BATCH {
+        let Ok(next) = rx.try_recv() else { break };
+        batch.extend_from_slice(&next);
+    }
+    let result = write_timed(write, batch, timeout).await;
+    batch.clear();
+    result
 }

@@ -65,45 +65,27 @@ impl Subscriber {
         let _counted = self.stats.connected();
         events.up();
 
-        let mut pending: VecDeque<T> = VecDeque::new();
-        let mut dropping = 0u64;
+        let mut inbound = Inbound {
+            pending: VecDeque::new(),
+            dropping: 0,
+        };
         let start = tokio::time::Instant::now() + options.heartbeat_interval;
         let mut beat = tokio::time::interval_at(start, options.heartbeat_interval);
         let mut heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                permit = out.reserve(), if !pending.is_empty() => {
+                permit = out.reserve(), if !inbound.pending.is_empty() => {
                     let Ok(permit) = permit else { return Ok(()) };
-                    if let Some(next) = pending.pop_front() {
-                        permit.send(next);
-                    }
-                    if pending.is_empty() && dropping > 0 {
-                        tracing::info!(dropped = dropping, "zmq sub caught up");
-                        dropping = 0;
-                    }
+                    inbound.pop(permit);
                 }
                 item = reader.next() => {
                     heard = tokio::time::Instant::now();
                     match item? {
                         Item::Message(frame) => {
                             let Some(message) = events.convert(frame) else { continue };
-                            if !pending.is_empty() {
-                                if pending.len() < options.hwm {
-                                    pending.push_back(message);
-                                } else {
-                                    self.stats.add_dropped();
-                                    if dropping == 0 {
-                                        tracing::warn!(hwm = options.hwm, "zmq sub inbound queue full, dropping messages until the node catches up");
-                                    }
-                                    dropping += 1;
-                                }
-                                continue;
-                            }
-                            match out.try_send(message) {
-                                Ok(()) => {}
-                                Err(TrySendError::Full(message)) => pending.push_back(message),
-                                Err(TrySendError::Closed(_)) => return Ok(()),
+                            if !inbound.push(message, out, options.hwm, &self.stats) {
+                                return Ok(());
                             }
                         }
                         Item::Command(Command::Ping { context }) => {
@@ -123,6 +105,49 @@ impl Subscriber {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Messages the channel could not take yet, at most `hwm`.
+struct Inbound<T> {
+    pending: VecDeque<T>,
+    /// Dropped in the current episode of a full queue.
+    dropping: u64,
+}
+
+impl<T> Inbound<T> {
+    /// Hands `message` on, or queues it, or drops it (counted, logged once
+    /// per episode) when `hwm` are waiting; `false` once the channel closed.
+    fn push(&mut self, message: T, out: &mpsc::Sender<T>, hwm: usize, stats: &Stats) -> bool {
+        if self.pending.is_empty() {
+            match out.try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => self.pending.push_back(message),
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        } else if self.pending.len() < hwm {
+            self.pending.push_back(message);
+        } else {
+            stats.add_dropped();
+            if self.dropping == 0 {
+                tracing::warn!(
+                    hwm,
+                    "zmq sub inbound queue full, dropping messages until the node catches up"
+                );
+            }
+            self.dropping += 1;
+        }
+        true
+    }
+
+    fn pop(&mut self, permit: mpsc::Permit<'_, T>) {
+        if let Some(next) = self.pending.pop_front() {
+            permit.send(next);
+        }
+        if self.pending.is_empty() && self.dropping > 0 {
+            tracing::info!(dropped = self.dropping, "zmq sub caught up");
+            self.dropping = 0;
         }
     }
 }
