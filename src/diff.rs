@@ -365,7 +365,7 @@ nodes:
   a: { http: 9100 }
   b: { http: 9101 }
 ";
-        let new = "limits: { outbox: 20, ping_interval: 5s }
+        let new = "limits: { outbox: 20, zmq_hwm: 50, ping_interval: 5s }
 origins: ['http://x.test']
 nodes:
   a: { http: 9100 }
@@ -377,6 +377,7 @@ nodes:
             d.change[0].what,
             [
                 "limits outbox 10 -> 20",
+                "limits zmq_hwm 1000 -> 50",
                 "limits ping_interval 30s -> 5s",
                 "origins any -> http://x.test"
             ]
