@@ -336,3 +336,15 @@ async fn a_fake_pub_s_messages_reach_the_node_and_a_big_legit_one_is_accepted() 
     assert_eq!(link_counter(p.a_http, "zmq-sub", "rejected").await, 0);
     p.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn pub_too_many_subscriptions_close_only_that_peer() {
+    // Each distinct prefix stays in memory: their number and size are capped.
+    let mut v = hello("SUB");
+    for i in 0..2000u32 {
+        let mut body = vec![1u8];
+        body.extend_from_slice(format!("prefix-{i}").as_bytes());
+        v.extend_from_slice(&frame(false, &body));
+    }
+    attack_pub(v).await;
+}

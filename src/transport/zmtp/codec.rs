@@ -348,8 +348,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if self.buf.len() < head + size {
                 return Ok(None);
             }
-            self.buf.advance(head);
-            let body = self.buf.split_to(size).freeze();
+            // A copy, not a view into the read buffer: a message handed on to
+            // slow clients must not pin the whole buffer it arrived in, and
+            // the buffer, owned alone, is reused for the next reads.
+            let body = Bytes::copy_from_slice(&self.buf[head..head + size]);
+            self.buf.advance(head + size);
             if flags & COMMAND != 0 {
                 if self.first.is_some() {
                     return Err(ZmtpError::Malformed(

@@ -137,8 +137,8 @@ pub enum ZmtpError {
     Silent(Duration),
     #[error("a write blocked for {0:?}")]
     Stalled(Duration),
-    #[error("more than {0} subscriptions")]
-    Subscriptions(usize),
+    #[error("more than {count} subscriptions or {bytes} bytes of them")]
+    Subscriptions { count: usize, bytes: usize },
 }
 
 impl ZmtpError {

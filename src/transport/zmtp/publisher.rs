@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Connections beyond this are closed at once (each costs a task and buffers).
 const MAX_PEERS: usize = 1024;
-/// Prefixes one subscriber may hold; more closes its connection.
+/// Prefixes one subscriber may hold, and their bytes in all; more closes
+/// its connection (prefixes stay in memory as long as the connection).
 const MAX_SUBSCRIPTIONS: usize = 1024;
+const MAX_SUBSCRIPTION_BYTES: usize = 64 * 1024;
 /// A write gathers queued frames up to about this many bytes.
 const BATCH: usize = 64 * 1024;
 /// What a subscriber sends us is small: subscriptions, PING, PONG.
@@ -57,11 +59,16 @@ impl Peer {
         let mut subs = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, n)) = subs.iter_mut().find(|(p, _)| *p == prefix) {
             *n = n.saturating_add(1);
-        } else if subs.len() >= MAX_SUBSCRIPTIONS {
-            return Err(ZmtpError::Subscriptions(MAX_SUBSCRIPTIONS));
-        } else {
-            subs.push((prefix, 1));
+            return Ok(());
         }
+        let bytes: usize = subs.iter().map(|(p, _)| p.len()).sum::<usize>() + prefix.len();
+        if subs.len() >= MAX_SUBSCRIPTIONS || bytes > MAX_SUBSCRIPTION_BYTES {
+            return Err(ZmtpError::Subscriptions {
+                count: MAX_SUBSCRIPTIONS,
+                bytes: MAX_SUBSCRIPTION_BYTES,
+            });
+        }
+        subs.push((prefix, 1));
         Ok(())
     }
 
