@@ -8,6 +8,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const GREETING_LEN: usize = 64;
+/// The smallest read buffer a connection keeps.
+const MIN_CHUNK: usize = 512;
 const MORE: u8 = 0x01;
 const LONG: u8 = 0x02;
 const COMMAND: u8 = 0x04;
@@ -238,21 +240,25 @@ pub struct Reader<R> {
     io: R,
     buf: BytesMut,
     limit: usize,
-    /// Bytes reserved per read when the frame at hand needs fewer: small
-    /// for a PUB's subscribers (they send little), larger for a SUB.
+    /// Bytes reserved per read when the frame at hand needs fewer: it
+    /// doubles while reads fill it, up to `max_chunk`, and halves while they
+    /// use little of it, so a busy peer gets few large reads and a quiet
+    /// one holds a small buffer.
     chunk: usize,
+    max_chunk: usize,
     /// Inside a multipart message: its first frame and the bytes so far.
     first: Option<Bytes>,
     total: usize,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
-    pub fn new(io: R, limit: usize, chunk: usize) -> Reader<R> {
+    pub fn new(io: R, limit: usize, max_chunk: usize) -> Reader<R> {
         Reader {
             io,
             buf: BytesMut::new(),
             limit,
-            chunk,
+            chunk: MIN_CHUNK.min(max_chunk),
+            max_chunk,
             first: None,
             total: 0,
         }
@@ -283,8 +289,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads at least one byte, reserving room for `want` more (bounded by
     /// the frame limit, checked in `decode` before `want` is known).
     async fn fill(&mut self, want: usize) -> Result<(), ZmtpError> {
+        if self.buf.is_empty() && self.buf.capacity() > 2 * self.chunk.max(want) {
+            // Grown for a burst that is over: let it go.
+            self.buf = BytesMut::new();
+        }
         self.buf.reserve(want.max(self.chunk));
         let n = self.io.read_buf(&mut self.buf).await?;
+        if n >= self.chunk {
+            self.chunk = (self.chunk * 2).min(self.max_chunk);
+        } else if n < self.chunk / 4 {
+            self.chunk = (self.chunk / 2).max(MIN_CHUNK.min(self.max_chunk));
+        }
         if n == 0 {
             return Err(if self.buf.is_empty() && self.first.is_none() {
                 ZmtpError::Closed

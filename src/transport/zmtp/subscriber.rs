@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
-/// Bytes reserved per read: a PUB sends many small frames at once.
+/// The largest read buffer: a PUB sends many small frames at once.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Hooks of one SUB session, so the caller can keep its own state.
