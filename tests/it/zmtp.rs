@@ -255,3 +255,77 @@ async fn the_pub_closes_a_peer_that_does_not_finish_the_handshake_in_time() {
     assert_eq!(stats.rejected(), 1);
     cancel.cancel();
 }
+
+/// Counts what the SUB hands on.
+struct Count(Arc<std::sync::atomic::AtomicU64>);
+
+impl SubscriberEvents<()> for Count {
+    fn up(&mut self) {}
+    fn convert(&mut self, _: bytes::Bytes) -> Option<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+}
+
+/// The transport alone: one PUB, one SUB, over loopback in one process,
+/// 100-byte messages, at most 20,000 in flight (under its HWM, so nothing
+/// is dropped). A benchmark:
+/// `cargo test --release --test it zmtp_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn zmtp_throughput_one_pub_one_sub() {
+    use std::sync::atomic::Ordering;
+    const N: u64 = 2_000_000;
+    const WINDOW: u64 = 20_000;
+    let options = Options {
+        hwm: 2 * WINDOW as usize,
+        ..Options::default()
+    };
+    let (publisher, stats, port, cancel) = serve(options.clone()).await;
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sub = Subscriber {
+        prefix: bytes::Bytes::from_static(b"t"),
+        options,
+        stats: Arc::new(Stats::default()),
+    };
+    let (tx, _rx) = mpsc::channel::<()>(1);
+    let stream = Subscriber::dial(&format!("127.0.0.1:{port}"), LIMIT)
+        .await
+        .unwrap();
+    let counter = got.clone();
+    let stop = cancel.clone();
+    let session =
+        tokio::spawn(async move { sub.session(stream, &tx, &mut Count(counter), &stop).await });
+    while publisher.peers() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The subscription travels after the handshake: wait until one arrives.
+    while got.load(Ordering::Relaxed) == 0 {
+        publisher.send(&[b"t warm-up"]);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let base = got.load(Ordering::Relaxed);
+    let body = [b't'; 100];
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < N {
+        for _ in 0..1000 {
+            publisher.send(&[&body]);
+        }
+        sent += 1000;
+        while got.load(Ordering::Relaxed) - base + WINDOW < sent {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    while got.load(Ordering::Relaxed) - base < N {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(stats.dropped(), 0);
+    let took = started.elapsed();
+    eprintln!(
+        "zmtp: {N} messages of 100 B in {took:?}: {:.2} M msg/s",
+        N as f64 / took.as_secs_f64() / 1e6
+    );
+    cancel.cancel();
+    let _ = session.await;
+}
