@@ -127,7 +127,8 @@ pub struct LinkStatus {
     /// Messages this link handed to its socket (PUB frames, acknowledged
     /// Redis PUBLISHes). One relaxed add per message (or per batch).
     sent: AtomicU64,
-    /// Messages this link brought in (Redis echoes excluded).
+    /// Messages this link brought in (Redis echoes excluded; on a ZeroMQ
+    /// SUB also those its HWM then dropped, counted in `zmtp.dropped`).
     received: AtomicU64,
     /// Redis only: `received` split by the subscription that delivered it,
     /// keyed like the drawing's edges (`chan`, `psubscribe pat*`). Bounded
