@@ -6,7 +6,7 @@
 use super::zmtp::{Options, Publisher, Subscriber, SubscriberEvents};
 use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
 use crate::model::Limits;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,15 +30,6 @@ pub fn options(limits: &Limits) -> Options {
         hwm: limits.zmq_hwm,
         ..Options::default()
     }
-}
-
-/// `<topic> <text>`, built once per message.
-pub fn encode_frame(topic: &str, text: &str) -> Bytes {
-    let mut frame = BytesMut::with_capacity(topic.len() + 1 + text.len());
-    frame.put_slice(topic.as_bytes());
-    frame.put_u8(b' ');
-    frame.put_slice(text.as_bytes());
-    frame.freeze()
 }
 
 /// The message of a frame: everything after the first space (the topic is
@@ -226,15 +217,6 @@ async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_are_topic_space_text() {
-        assert_eq!(
-            &encode_frame("chat", "hello world")[..],
-            b"chat hello world"
-        );
-        assert_eq!(&encode_frame("chat", "")[..], b"chat ");
-    }
 
     #[test]
     fn decoding_keeps_everything_after_the_first_space() {
