@@ -157,6 +157,7 @@ fn describe_limits(what: &mut Vec<String>, old: &Limits, new: &Limits) {
     count("max_connections", old.max_connections, new.max_connections);
     count("send_queue", old.send_queue, new.send_queue);
     count("outbox", old.outbox, new.outbox);
+    count("zmq_hwm", old.zmq_hwm, new.zmq_hwm);
     let mut time = |key: &str, a: Duration, b: Duration| {
         if a != b {
             what.push(format!("limits {key} {a:?} -> {b:?}"));
@@ -364,7 +365,7 @@ nodes:
   a: { http: 9100 }
   b: { http: 9101 }
 ";
-        let new = "limits: { outbox: 20, ping_interval: 5s }
+        let new = "limits: { outbox: 20, zmq_hwm: 50, ping_interval: 5s }
 origins: ['http://x.test']
 nodes:
   a: { http: 9100 }
@@ -376,6 +377,7 @@ nodes:
             d.change[0].what,
             [
                 "limits outbox 10 -> 20",
+                "limits zmq_hwm 1000 -> 50",
                 "limits ping_interval 30s -> 5s",
                 "origins any -> http://x.test"
             ]

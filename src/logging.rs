@@ -18,8 +18,7 @@ pub fn colour(is_terminal: bool) -> bool {
 }
 
 pub fn init() {
-    let mut filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // notify traces every inotify event of a watched directory; with the log
     // written into that directory (`RUST_LOG=trace topo up t.yaml 2> up.log`)
     // each line is an event that logs a line. Only an explicit

@@ -73,6 +73,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Messages held while the Redis link is down; beyond it the oldest go.
     pub outbox: usize,
+    /// ZeroMQ messages queued per PUB subscriber and per SUB; beyond: dropped, counted.
+    pub zmq_hwm: usize,
     /// Allowed browser `Origin`s for upgrades; empty: any.
     pub origins: Vec<String>,
 }
@@ -86,6 +88,7 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             outbox: 1000,
+            zmq_hwm: 1000,
             origins: Vec::new(),
         }
     }

@@ -1,7 +1,8 @@
 //! `limits:` and `origins:` (top level: defaults for every node; per node:
 //! overrides, field by field): how much a WebSocket client or a broker
 //! outage may cost a node. Decoding, ranges and the merge into
-//! [`model::Limits`]; the runtime enforces them (`node::ws`, `transport::redis`).
+//! [`model::Limits`]; the runtime enforces them (`node::ws`, `transport::redis`,
+//! `transport::zmq`).
 
 use super::diagnostic::Diagnostic;
 use super::spec::{Decoder, Spanned};
@@ -31,6 +32,9 @@ pub struct LimitsSpec {
     /// Messages kept while the Redis link is down (0 - 1000000), published in order on reconnect; beyond it the oldest are dropped (counted). Default 1000.
     #[schemars(range(min = 0, max = 1000000))]
     pub outbox: Option<Spanned<u64>>,
+    /// ZeroMQ high-water mark (1 - 1000000): messages queued per subscriber of the PUB, and received but not yet taken per SUB; beyond it new messages are dropped for that peer only (counted). Default 1000.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub zmq_hwm: Option<Spanned<u64>>,
 }
 
 /// A duration: whole seconds, or a string such as "500ms", "30s", "2m".
@@ -65,6 +69,7 @@ impl Decoder<'_> {
             "ping_interval",
             "idle_timeout",
             "outbox",
+            "zmq_hwm",
         ];
         for (key, v) in self.fields(value, "limits", &allowed) {
             match key.value.as_str() {
@@ -77,7 +82,8 @@ impl Decoder<'_> {
                 "send_queue" => limits.send_queue = self.bounded(v, 1, 65_536, "send_queue"),
                 "ping_interval" => limits.ping_interval = self.duration(v),
                 "idle_timeout" => limits.idle_timeout = self.duration(v),
-                _ => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
+                "outbox" => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
+                _ => limits.zmq_hwm = self.bounded(v, 1, 1_000_000, "zmq_hwm"),
             }
         }
         limits
@@ -208,6 +214,9 @@ pub fn resolve(
         }
         if let Some(v) = size(&spec.outbox) {
             limits.outbox = v;
+        }
+        if let Some(v) = size(&spec.zmq_hwm) {
+            limits.zmq_hwm = v;
         }
         if let Some(v) = &spec.ping_interval {
             limits.ping_interval = Duration::from_millis(v.value.0);

@@ -129,7 +129,7 @@ pub async fn start(
 
 /// Starts several nodes: every listener and connection of every node is
 /// made first, then all are launched, so no SUB dials a PUB that is bound a
-/// moment later (zeromq retries such a connect only after 50 ms or more).
+/// moment later (a SUB dials again only after 100 ms).
 /// Nothing runs when one fails.
 pub async fn start_many(
     wirings: &[Wiring],

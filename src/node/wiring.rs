@@ -175,9 +175,9 @@ impl Wired {
         };
         // Bound here so that a taken port is a plain io::Error.
         let listener = std::net::TcpListener::bind(p.bind).map_err(|e| error(io_reason(&e)))?;
-        let bound = transport::zmq::bind_pub(listener)
-            .await
-            .map_err(|e| error(e.to_string()))?;
+        let options = transport::zmq::options(&new.limits);
+        let bound =
+            transport::zmq::bind_pub(listener, options).map_err(|e| error(io_reason(&e)))?;
         Ok(PubPlan::Replace(Some((p.clone(), bound))))
     }
 
@@ -244,6 +244,7 @@ impl Wired {
             env.tasks.spawn(transport::zmq::sub_task(
                 address,
                 new.filter.clone(),
+                transport::zmq::options(&new.limits),
                 env.inbox.clone(),
                 status.clone(),
                 cancel.clone(),

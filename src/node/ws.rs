@@ -34,7 +34,7 @@ use tracing::Instrument;
 const PAGE: &str = include_str!("../../www/index.html");
 
 /// Socket buffers per connection: tungstenite's 128 KiB defaults cost about
-/// 135 KiB per client (CRATES.md §5). tungstenite zero-fills the whole read
+/// 135 KiB per client. tungstenite zero-fills the whole read
 /// buffer before its first read, so it is resident at once: 1 KiB (it grows
 /// for a larger frame) rather than 4 saves 3 KiB per idle client. The write
 /// buffer still lets one flush carry several queued messages.
@@ -246,8 +246,9 @@ impl Drop for Slot {
     }
 }
 
-/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts
-/// and [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`.
+/// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts,
+/// [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`,
+/// and [`crate::transport::zmtp::Stats`] for a ZeroMQ link's `peers`/`rejected`/`dropped`.
 async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
     let links: Vec<_> = http
         .links
@@ -266,6 +267,11 @@ async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
                 "sent": l.sent(),
                 "received": l.received(),
             });
+            if l.kind != crate::transport::LinkKind::Redis {
+                link["peers"] = l.zmtp.peers().into();
+                link["rejected"] = l.zmtp.rejected().into();
+                link["dropped"] = l.zmtp.dropped().into();
+            }
             if l.kind == crate::transport::LinkKind::Redis {
                 link["via"] = l.received_via().into_iter().collect();
                 link["outbox"] = serde_json::json!({

@@ -1,7 +1,7 @@
 //! Tells the reload loop that the topology file has new content. It only
 //! sends a signal (with the bytes it read); it never parses or applies.
 //!
-//! Directories are watched, not the file (CRATES.md §4): an atomic save
+//! Directories are watched, not the file: an atomic save
 //! renames a new file over the old one, vim may move the old one away, and a
 //! symlink swap (a Kubernetes ConfigMap's `..data`, or any `data -> v1`
 //! renamed to `data -> v2`) changes the file without an event naming it. So

@@ -8,6 +8,7 @@ pub mod local;
 pub mod outbox;
 pub mod redis;
 pub mod zmq;
+pub mod zmtp;
 
 use std::fmt;
 use std::sync::Mutex;
@@ -126,7 +127,8 @@ pub struct LinkStatus {
     /// Messages this link handed to its socket (PUB frames, acknowledged
     /// Redis PUBLISHes). One relaxed add per message (or per batch).
     sent: AtomicU64,
-    /// Messages this link brought in (Redis echoes excluded).
+    /// Messages this link brought in (Redis echoes excluded; on a ZeroMQ
+    /// SUB also those its HWM then dropped, counted in `zmtp.dropped`).
     received: AtomicU64,
     /// Redis only: `received` split by the subscription that delivered it,
     /// keyed like the drawing's edges (`chan`, `psubscribe pat*`). Bounded
@@ -134,6 +136,8 @@ pub struct LinkStatus {
     via: Mutex<Vec<(String, u64)>>,
     /// Messages held while the link is down (used by Redis links).
     pub outbox: outbox::OutboxStats,
+    /// ZeroMQ links: peers, rejected connections, HWM drops.
+    pub zmtp: std::sync::Arc<zmtp::Stats>,
 }
 
 impl LinkStatus {
@@ -146,6 +150,7 @@ impl LinkStatus {
             received: AtomicU64::new(0),
             via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
+            zmtp: Default::default(),
         }
     }
 

@@ -1,31 +1,35 @@
-//! ZeroMQ links: the node's PUB socket (frames `<topic> <text>`) and one SUB
-//! socket per upstream, each in its own task so a PUB that is down never
-//! stalls the others. No routing decisions here: received text goes to the inbox.
+//! ZeroMQ links on topo's own ZMTP (`transport::zmtp`): the node's PUB
+//! socket (frames `<topic> <text>`) and one SUB connection per upstream, each
+//! in its own task so a PUB that is down never stalls the others. No routing
+//! decisions here: received text goes to the inbox.
 
+use super::zmtp::{Options, Publisher, Subscriber, SubscriberEvents};
 use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
+use crate::model::Limits;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use zeromq::{Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
-/// Frames waiting for the PUB task. When full, new messages are dropped (and
-/// logged): a PUB drops for slow peers anyway, and the node must not wait.
-const PUB_QUEUE: usize = 4096;
-
-/// A SUB connect attempt gives up after this long and starts again, so the
-/// crate's own backoff (which grows to 30 s) never delays a late PUB by much.
+/// A SUB dial attempt gives up after this long and starts again.
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
+/// Pause between dial attempts while the PUB is not there (libzmq's
+/// reconnect interval too): a late or restarted PUB is found within it.
+const RETRY: Duration = Duration::from_millis(100);
+/// Pause after a PUB broke the protocol, so a broken peer costs little.
+const RETRY_AFTER_VIOLATION: Duration = Duration::from_secs(1);
+/// Room for `<topic> ` on top of the node's largest message: a frame from a
+/// node with the same limits is never refused.
+const TOPIC_ALLOWANCE: usize = 1024;
 
-/// `<topic> <text>`, built once per message.
-pub fn encode_frame(topic: &str, text: &str) -> Bytes {
-    let mut frame = BytesMut::with_capacity(topic.len() + 1 + text.len());
-    frame.put_slice(topic.as_bytes());
-    frame.put_u8(b' ');
-    frame.put_slice(text.as_bytes());
-    frame.freeze()
+/// The ZMTP settings of a node's sockets, from its limits.
+pub fn options(limits: &Limits) -> Options {
+    Options {
+        max_message: limits.max_message_bytes + TOPIC_ALLOWANCE,
+        hwm: limits.zmq_hwm,
+        ..Options::default()
+    }
 }
 
 /// The message of a frame: everything after the first space (the topic is
@@ -35,9 +39,13 @@ pub fn decode_frame(frame: &Bytes) -> Option<Bytes> {
     Some(frame.slice(space + 1..))
 }
 
-/// The node's side of its PUB socket.
+/// The node's side of its PUB socket: frames `<topic> <text>`, the topic
+/// as it is at each message (a reload may change it).
 pub struct ZmqPub {
-    tx: mpsc::Sender<Text>,
+    publisher: Publisher,
+    topic: watch::Receiver<String>,
+    counters: Arc<Counters>,
+    status: Arc<LinkStatus>,
 }
 
 impl Outbound for ZmqPub {
@@ -45,33 +53,35 @@ impl Outbound for ZmqPub {
         Origin::Zmq
     }
 
+    /// Hands the frame to each subscriber's queue; a full queue drops for
+    /// that subscriber only (counted in the link's `dropped`), so this is
+    /// always `true`.
     fn publish(&self, text: &Text) -> bool {
-        match self.tx.try_send(text.clone()) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::warn!("zmq pub queue full, message dropped");
-                false
-            }
-        }
+        let topic = self.topic.borrow();
+        self.publisher
+            .send(&[topic.as_bytes(), b" ", text.as_bytes()]);
+        self.counters.add_out(1);
+        self.status.add_sent(1);
+        true
     }
 }
 
-/// A PUB socket bound to its listener, not yet running.
+/// A PUB socket bound to its listener, not yet accepting.
 pub struct BoundPub {
-    socket: zeromq::PubSocket,
+    listener: tokio::net::TcpListener,
+    options: Options,
 }
 
-/// Binds the PUB socket on a listener the caller bound (so a taken port is
-/// reported as a plain `io::Error`).
-pub async fn bind_pub(listener: std::net::TcpListener) -> Result<BoundPub, zeromq::ZmqError> {
-    let mut socket = zeromq::PubSocket::new();
-    socket.bind_listener(listener).await?;
-    Ok(BoundPub { socket })
+/// Takes over a listener the caller bound (so a taken port is reported as
+/// a plain `io::Error`).
+pub fn bind_pub(listener: std::net::TcpListener, options: Options) -> std::io::Result<BoundPub> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    Ok(BoundPub { listener, options })
 }
 
 impl BoundPub {
-    /// The handle that publishes, and the task that owns the socket.
-    /// `topic` can change while it runs (a reload); each frame takes the current one.
+    /// The handle that publishes, and the task that accepts subscribers.
     pub fn run(
         self,
         topic: watch::Receiver<String>,
@@ -79,157 +89,110 @@ impl BoundPub {
         status: Arc<LinkStatus>,
         cancel: CancellationToken,
     ) -> (ZmqPub, impl Future<Output = ()> + Send + 'static) {
-        let (tx, rx) = mpsc::channel(PUB_QUEUE);
-        (
-            ZmqPub { tx },
-            pub_task(self.socket, rx, topic, counters, status, cancel),
-        )
-    }
-}
-
-async fn pub_task(
-    mut socket: zeromq::PubSocket,
-    mut rx: mpsc::Receiver<Text>,
-    topic: watch::Receiver<String>,
-    counters: Arc<Counters>,
-    status: Arc<LinkStatus>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let text = tokio::select! {
-            _ = cancel.cancelled() => break,
-            text = rx.recv() => match text {
-                Some(text) => text,
-                None => break,
-            },
+        let publisher = Publisher::new(self.options, status.zmtp.clone());
+        let task = publisher.clone().serve(self.listener, cancel);
+        let handle = ZmqPub {
+            publisher,
+            topic,
+            counters,
+            status,
         };
-        let frame = encode_frame(&topic.borrow(), &text);
-        // PubSocket::send only queues the frame for its fan-out task.
-        match socket.send(ZmqMessage::from(frame)).await {
-            Ok(()) => {
-                counters.add_out(1);
-                status.add_sent(1);
-            }
-            Err(e) => tracing::warn!(error = %e, "zmq publish failed"),
-        }
-    }
-    let errors = socket.close().await;
-    if !errors.is_empty() {
-        tracing::debug!(?errors, "zmq pub close");
+        (handle, task)
     }
 }
 
-/// One upstream: connect (retrying until its PUB exists), subscribe with
-/// `filter`, and feed every message into the inbox until cancelled. When the
-/// PUB goes away the socket is replaced by a fresh one that connects with
-/// our own short retries: the crate's reconnection backs off to 30 s
-/// (CRATES.md §1), ours resumes within about a second of the PUB's return.
+/// Feeds a SUB's messages to the node's inbox and its state to the link status.
+struct Events<'a> {
+    endpoint: &'a str,
+    status: &'a LinkStatus,
+    first: bool,
+}
+
+impl SubscriberEvents<Received> for Events<'_> {
+    fn up(&mut self) {
+        if self.first {
+            tracing::info!(endpoint = %self.endpoint, "zmq sub connected");
+        } else {
+            tracing::info!(endpoint = %self.endpoint, "zmq sub reconnected");
+        }
+        self.first = false;
+        self.status.set(LinkState::Up);
+    }
+
+    fn convert(&mut self, frame: Bytes) -> Option<Received> {
+        let text = message_text(frame)?;
+        self.status.add_received();
+        Some(Received {
+            origin: Origin::Zmq,
+            text,
+        })
+    }
+}
+
+/// One upstream: dial (retrying until its PUB exists), subscribe with
+/// `filter`, and feed every message into the inbox until cancelled. A lost
+/// or silent PUB is dialled again at once; one that broke the protocol
+/// (logged and counted as rejected) after a second.
 pub async fn sub_task(
     endpoint: String,
     filter: String,
+    options: Options,
     inbox: Inbox,
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
 ) {
-    let mut first = true;
+    let addr = endpoint
+        .strip_prefix("tcp://")
+        .unwrap_or(&endpoint)
+        .to_owned();
+    let subscriber = Subscriber {
+        prefix: Bytes::from(filter.into_bytes()),
+        options,
+        stats: status.zmtp.clone(),
+    };
+    let mut events = Events {
+        endpoint: &endpoint,
+        status: &status,
+        first: true,
+    };
     loop {
-        let mut options = SocketOptions::default();
-        options.connect_timeout(CONNECT_ATTEMPT);
-        let mut socket = zeromq::SubSocket::with_options(options);
-        // Subscribing before connecting makes the socket send the subscription
-        // as part of the connection, before `connect` returns.
-        if let Err(e) = socket.subscribe(&filter).await {
-            tracing::error!(error = %e, %endpoint, "zmq subscribe failed");
-            return;
-        }
-        let events = socket.monitor();
-        if !connect(&mut socket, &endpoint, &cancel).await {
-            return;
-        }
-        if first {
-            tracing::info!(%endpoint, "zmq sub connected");
-        } else {
-            tracing::info!(%endpoint, "zmq sub reconnected");
-        }
-        first = false;
-        status.set(LinkState::Up);
-        let lost = receive(&mut socket, events, &endpoint, &inbox, &status, &cancel).await;
-        let errors = socket.close().await;
-        if !errors.is_empty() {
-            tracing::debug!(?errors, "zmq sub close");
-        }
-        if !lost {
-            return;
-        }
-        tracing::warn!(%endpoint, "zmq sub lost its publisher, reconnecting");
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => return,
+            s = Subscriber::dial(&addr, CONNECT_ATTEMPT) => s,
+        };
+        let pause = match stream {
+            Err(e) => {
+                tracing::debug!(error = %e, %endpoint, "zmq sub not connected yet, retrying");
+                RETRY
+            }
+            Ok(stream) => match subscriber
+                .session(stream, &inbox, &mut events, &cancel)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if e.is_violation() => {
+                    subscriber.stats.add_rejected();
+                    tracing::warn!(%endpoint, error = %e, "zmq sub closed its connection to a misbehaving publisher");
+                    RETRY_AFTER_VIOLATION
+                }
+                Err(e) => {
+                    if status.state() == LinkState::Up {
+                        tracing::warn!(%endpoint, error = %e, "zmq sub lost its publisher, reconnecting");
+                    }
+                    RETRY
+                }
+            },
+        };
         status.set(LinkState::Connecting);
-    }
-}
-
-/// Feeds the inbox until the publisher is lost (`true`) or the node stops
-/// or the inbox closes (`false`).
-async fn receive(
-    socket: &mut zeromq::SubSocket,
-    mut events: impl futures_util::Stream<Item = SocketEvent> + Unpin,
-    endpoint: &str,
-    inbox: &Inbox,
-    status: &LinkStatus,
-    cancel: &CancellationToken,
-) -> bool {
-    let mut monitoring = true;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return false,
-            event = events.next(), if monitoring => match event {
-                Some(SocketEvent::Disconnected(_)) => return true,
-                Some(_) => {}
-                // The monitor is gone; keep receiving without it.
-                None => monitoring = false,
-            },
-            msg = socket.recv() => match msg {
-                Ok(msg) => {
-                    if let Some(text) = message_text(msg) {
-                        status.add_received();
-                        if inbox.send(Received { origin: Origin::Zmq, text }).await.is_err() {
-                            return false;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, %endpoint, "zmq sub receive error");
-                    return true;
-                }
-            },
-        }
-    }
-}
-
-/// Connects, retrying until the PUB exists; `false` when cancelled first.
-async fn connect(
-    socket: &mut zeromq::SubSocket,
-    endpoint: &str,
-    cancel: &CancellationToken,
-) -> bool {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return false,
-            r = socket.connect(endpoint) => match r {
-                Ok(()) => return true,
-                Err(e) => {
-                    tracing::debug!(error = %e, %endpoint, "zmq sub not connected yet, retrying");
-                    if cancellable_sleep(cancel, Duration::from_millis(50)).await {
-                        return false;
-                    }
-                }
-            },
+        if cancellable_sleep(&cancel, pause).await {
+            return;
         }
     }
 }
 
 /// The chat text of a received message (first frame only), or `None` (logged)
 /// for frames that carry no valid UTF-8 message.
-fn message_text(msg: ZmqMessage) -> Option<Text> {
-    let frame = msg.into_vec().into_iter().next()?;
+fn message_text(frame: Bytes) -> Option<Text> {
     let Some(body) = decode_frame(&frame) else {
         tracing::debug!(len = frame.len(), "zmq frame without a space dropped");
         return None;
@@ -254,15 +217,6 @@ async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_are_topic_space_text() {
-        assert_eq!(
-            &encode_frame("chat", "hello world")[..],
-            b"chat hello world"
-        );
-        assert_eq!(&encode_frame("chat", "")[..], b"chat ");
-    }
 
     #[test]
     fn decoding_keeps_everything_after_the_first_space() {

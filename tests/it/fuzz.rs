@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use topo::check::check_bytes;
 
 /// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
@@ -111,14 +111,19 @@ fn deep_nesting(depth: usize, open: &str, close: &str) -> Vec<u8> {
     format!("nodes: {}{}", open.repeat(depth), close.repeat(depth)).into_bytes()
 }
 
-#[test]
-fn loader_survives_hostile_input() {
-    let budget = Duration::from_secs(
+/// How long a fuzz loop runs: 3 s, or `TOPO_FUZZ_SECS`.
+pub fn budget() -> Duration {
+    Duration::from_secs(
         std::env::var("TOPO_FUZZ_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3),
-    );
+    )
+}
+
+#[test]
+fn loader_survives_hostile_input() {
+    let budget = budget();
     let corpus = corpus();
     let mut rng = Rng(0x7090_5eed);
     let mut inputs: Vec<Vec<u8>> = vec![

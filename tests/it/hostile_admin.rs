@@ -5,8 +5,8 @@
 //! `source` never holds a password, a taken admin port is a start-up
 //! error, and idle connections are closed.
 
-use crate::external::{chromium_or_skip, npm_dir};
 use crate::chat::{Client, LIMIT, http_get};
+use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;

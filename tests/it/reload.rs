@@ -29,7 +29,7 @@ impl Up {
             .args(["--admin", &format!("127.0.0.1:{admin}")])
             .args(extra)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,zeromq=warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,5 +1,5 @@
 //! The Redis link: one publishing connection, one RESP3 subscribing connection
-//! that reconnects and resubscribes by itself (CRATES.md §2), and the echo
+//! that reconnects and resubscribes by itself, and the echo
 //! filter between them. This file connects, starts the two tasks
 //! (`publisher`: outbox, backoff; `receiver`: pushes, link state) and
 //! rewires a running link. Never logs the connection string: only the
@@ -61,7 +61,7 @@ pub struct Connected {
     pushes: mpsc::Receiver<PushInfo>,
 }
 
-/// Reconnects forever (CRATES.md §2, row 2) with capped exponential backoff
+/// Reconnects forever with capped exponential backoff
 /// and jitter: 50 ms doubling to [`RETRY_CAP`], and the crate adds up to as
 /// much again at random, so attempts are at most 0.8 s apart.
 fn manager_config() -> ConnectionManagerConfig {

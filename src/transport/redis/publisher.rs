@@ -186,7 +186,7 @@ impl Publisher {
     }
 
     /// Publishes a batch in order in one pipeline, retrying once: the first
-    /// command after a server restart fails with a broken pipe (CRATES.md §2).
+    /// command after a server restart fails with a broken pipe.
     /// `false` when it failed: the caller keeps the batch.
     async fn publish(&mut self, batch: &[Text]) -> bool {
         {
