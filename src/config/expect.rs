@@ -4,7 +4,8 @@
 //! touches what runs: `topo up` ignores the section.
 
 use super::diagnostic::{Diagnostic, did_you_mean};
-use super::spec::{Decoder, Named, Spanned, TopologySpec, unreachable_key};
+use super::keys::ExpectKey;
+use super::spec::{Decoder, Named, Spanned, TopologySpec};
 use super::yaml::{Kind, Span, Value};
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -46,10 +47,9 @@ impl Expectations {
 impl Decoder<'_> {
     pub(super) fn expect(&mut self, value: &Value) -> ExpectSpec {
         let mut spec = ExpectSpec::default();
-        for (key, v) in self.fields(value, "expect", &["deliveries"]) {
-            match key.value.as_str() {
-                "deliveries" => spec.deliveries = Some(self.deliveries(v)),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<ExpectKey>(value, "expect") {
+            match key.value {
+                ExpectKey::Deliveries => spec.deliveries = Some(self.deliveries(v)),
             }
         }
         spec
@@ -58,9 +58,9 @@ impl Decoder<'_> {
     /// A sidecar file: a mapping whose only key is `deliveries:`.
     pub fn sidecar(&mut self, doc: &Value) -> Option<Spanned<ExpectSpec>> {
         let mut found = None;
-        for (key, v) in self.fields(doc, "an expectations file", &["deliveries"]) {
-            match key.value.as_str() {
-                "deliveries" => {
+        for (key, v) in self.fields::<ExpectKey>(doc, "an expectations file") {
+            match key.value {
+                ExpectKey::Deliveries => {
                     found = Some(Spanned {
                         value: ExpectSpec {
                             deliveries: Some(self.deliveries(v)),
@@ -68,7 +68,6 @@ impl Decoder<'_> {
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         if found.is_none() && matches!(doc.kind, Kind::Map(_) | Kind::Null) {

@@ -5,6 +5,7 @@
 //! `transport::zmq`).
 
 use super::diagnostic::Diagnostic;
+use super::keys::LimitsKey;
 use super::spec::{Decoder, Spanned};
 use super::yaml::{Kind, Span, Value};
 use crate::model::Limits;
@@ -62,28 +63,21 @@ const DURATION_MAX: u64 = 3_600_000;
 impl Decoder<'_> {
     pub(super) fn limits(&mut self, value: &Value) -> LimitsSpec {
         let mut limits = LimitsSpec::default();
-        let allowed = [
-            "max_message_bytes",
-            "max_connections",
-            "send_queue",
-            "ping_interval",
-            "idle_timeout",
-            "outbox",
-            "zmq_hwm",
-        ];
-        for (key, v) in self.fields(value, "limits", &allowed) {
-            match key.value.as_str() {
-                "max_message_bytes" => {
+        for (key, v) in self.fields::<LimitsKey>(value, "limits") {
+            match key.value {
+                LimitsKey::MaxMessageBytes => {
                     limits.max_message_bytes = self.bounded(v, 16, 16 << 20, "max_message_bytes")
                 }
-                "max_connections" => {
+                LimitsKey::MaxConnections => {
                     limits.max_connections = self.bounded(v, 1, 1_000_000, "max_connections")
                 }
-                "send_queue" => limits.send_queue = self.bounded(v, 1, 65_536, "send_queue"),
-                "ping_interval" => limits.ping_interval = self.duration(v),
-                "idle_timeout" => limits.idle_timeout = self.duration(v),
-                "outbox" => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
-                _ => limits.zmq_hwm = self.bounded(v, 1, 1_000_000, "zmq_hwm"),
+                LimitsKey::SendQueue => {
+                    limits.send_queue = self.bounded(v, 1, 65_536, "send_queue")
+                }
+                LimitsKey::PingInterval => limits.ping_interval = self.duration(v),
+                LimitsKey::IdleTimeout => limits.idle_timeout = self.duration(v),
+                LimitsKey::Outbox => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
+                LimitsKey::ZmqHwm => limits.zmq_hwm = self.bounded(v, 1, 1_000_000, "zmq_hwm"),
             }
         }
         limits

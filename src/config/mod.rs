@@ -6,6 +6,7 @@ pub mod compile;
 pub mod diagnostic;
 pub mod expect;
 pub mod interpolate;
+pub mod keys;
 pub mod limits;
 pub mod read;
 pub mod spec;

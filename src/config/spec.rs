@@ -7,6 +7,7 @@
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::expect::ExpectSpec;
 use super::interpolate::interpolate;
+use super::keys::{BrokerKey, Keys, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Span, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -203,40 +204,35 @@ impl<'e> Decoder<'e> {
     pub fn topology(&mut self, doc: &Value) -> TopologySpec {
         let mut spec = TopologySpec::default();
         let mut saw_nodes = false;
-        for (key, value) in self.fields(
-            doc,
-            "the topology",
-            &[
-                "version", "name", "brokers", "nodes", "limits", "origins", "expect",
-            ],
-        ) {
-            match key.value.as_str() {
-                "limits" => {
+        for (key, value) in self.fields::<TopologyKey>(doc, "the topology") {
+            match key.value {
+                TopologyKey::Limits => {
                     spec.limits = Some(Spanned {
                         value: self.limits(value),
                         span: key.span,
                     })
                 }
-                "origins" => spec.origins = self.origins(value),
-                "version" => {
+                TopologyKey::Origins => spec.origins = self.origins(value),
+                TopologyKey::Version => {
                     spec.version = self.integer(value).map(|v| Spanned {
                         value: u64::try_from(v.value).unwrap_or(u64::MAX),
                         span: v.span,
                     })
                 }
-                "name" => spec.name = self.string(value),
-                "brokers" => spec.brokers = Some(self.named(value, "brokers", Self::broker)),
-                "nodes" => {
+                TopologyKey::Name => spec.name = self.string(value),
+                TopologyKey::Brokers => {
+                    spec.brokers = Some(self.named(value, "brokers", Self::broker))
+                }
+                TopologyKey::Nodes => {
                     saw_nodes = true;
                     spec.nodes = self.named(value, "nodes", Self::node);
                 }
-                "expect" => {
+                TopologyKey::Expect => {
                     spec.expect = Some(Spanned {
                         value: self.expect(value),
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         if !saw_nodes && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
@@ -250,11 +246,10 @@ impl<'e> Decoder<'e> {
 
     fn broker(&mut self, value: &Value) -> Option<BrokerSpec> {
         let (mut url, mut ca) = (None, None);
-        for (key, v) in self.fields(value, "a broker", &["url", "ca"]) {
-            match key.value.as_str() {
-                "url" => url = self.string(v),
-                "ca" => ca = self.string(v),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<BrokerKey>(value, "a broker") {
+            match key.value {
+                BrokerKey::Url => url = self.string(v),
+                BrokerKey::Ca => ca = self.string(v),
             }
         }
         match url {
@@ -276,32 +271,30 @@ impl<'e> Decoder<'e> {
         if matches!(value.kind, Kind::Null) {
             return Some(node);
         }
-        let allowed = ["http", "host", "relay", "zmq", "redis", "limits", "origins"];
-        for (key, v) in self.fields(value, "a node", &allowed) {
-            match key.value.as_str() {
-                "limits" => {
+        for (key, v) in self.fields::<NodeKey>(value, "a node") {
+            match key.value {
+                NodeKey::Limits => {
                     node.limits = Some(Spanned {
                         value: self.limits(v),
                         span: key.span,
                     })
                 }
-                "origins" => node.origins = self.origins(v),
-                "http" => node.http = self.port(v),
-                "host" => node.host = self.string(v),
-                "relay" => node.relay = self.boolean(v),
-                "zmq" => {
+                NodeKey::Origins => node.origins = self.origins(v),
+                NodeKey::Http => node.http = self.port(v),
+                NodeKey::Host => node.host = self.string(v),
+                NodeKey::Relay => node.relay = self.boolean(v),
+                NodeKey::Zmq => {
                     node.zmq = Some(Spanned {
                         value: self.zmq(v),
                         span: key.span,
                     })
                 }
-                "redis" => {
+                NodeKey::Redis => {
                     node.redis = Some(Spanned {
                         value: self.redis(v),
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         Some(node)
@@ -309,13 +302,12 @@ impl<'e> Decoder<'e> {
 
     fn zmq(&mut self, value: &Value) -> ZmqSpec {
         let mut zmq = ZmqSpec::default();
-        for (key, v) in self.fields(value, "a zmq section", &["pub", "sub", "topic", "filter"]) {
-            match key.value.as_str() {
-                "pub" => zmq.publish = self.listen(v),
-                "sub" => zmq.sub = self.string_list(v, "node names or endpoints"),
-                "topic" => zmq.topic = self.string(v),
-                "filter" => zmq.filter = self.string(v),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<ZmqKey>(value, "a zmq section") {
+            match key.value {
+                ZmqKey::Pub => zmq.publish = self.listen(v),
+                ZmqKey::Sub => zmq.sub = self.string_list(v, "node names or endpoints"),
+                ZmqKey::Topic => zmq.topic = self.string(v),
+                ZmqKey::Filter => zmq.filter = self.string(v),
             }
         }
         zmq
@@ -323,27 +315,25 @@ impl<'e> Decoder<'e> {
 
     fn redis(&mut self, value: &Value) -> RedisSpec {
         let mut redis = RedisSpec::default();
-        let allowed = ["broker", "publish", "subscribe", "patterns"];
-        for (key, v) in self.fields(value, "a redis section", &allowed) {
-            match key.value.as_str() {
-                "broker" => redis.broker = self.string(v),
-                "publish" => redis.publish = self.string(v),
-                "subscribe" => redis.subscribe = self.string_list(v, "channel names"),
-                "patterns" => redis.patterns = self.string_list(v, "glob patterns"),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<RedisKey>(value, "a redis section") {
+            match key.value {
+                RedisKey::Broker => redis.broker = self.string(v),
+                RedisKey::Publish => redis.publish = self.string(v),
+                RedisKey::Subscribe => redis.subscribe = self.string_list(v, "channel names"),
+                RedisKey::Patterns => redis.patterns = self.string_list(v, "glob patterns"),
             }
         }
         redis
     }
 
-    /// The entries of a mapping whose keys are among `allowed`; reports the
-    /// rest (unknown, duplicate, not a string) and a mapping of the wrong type.
-    pub(super) fn fields<'v>(
+    /// The entries of a mapping whose keys are among `K`, each with its key
+    /// as a `K`; reports the rest (unknown, duplicate, not a string) and a
+    /// mapping of the wrong type.
+    pub(super) fn fields<'v, K: Keys>(
         &mut self,
         value: &'v Value,
         what: &str,
-        allowed: &[&str],
-    ) -> Vec<(Spanned<String>, &'v Value)> {
+    ) -> Vec<(Spanned<K>, &'v Value)> {
         let entries = match &value.kind {
             Kind::Map(entries) => entries,
             Kind::Null => return Vec::new(),
@@ -359,17 +349,20 @@ impl<'e> Decoder<'e> {
         let mut out = Vec::new();
         for (key, v) in entries {
             let Some(name) = self.key(key) else { continue };
-            if !allowed.contains(&name.value.as_str()) {
-                let hint = match did_you_mean(&name.value, allowed.iter().copied()) {
+            let Some(parsed) = K::parse(&name.value) else {
+                let hint = match did_you_mean(&name.value, K::names()) {
                     Some(s) => format!("; did you mean `{s}`?"),
-                    None => format!("; expected one of: {}", allowed.join(", ")),
+                    None => format!(
+                        "; expected one of: {}",
+                        K::names().collect::<Vec<_>>().join(", ")
+                    ),
                 };
                 self.error(
                     name.span,
                     format!("unknown key `{}` in {what}{hint}", name.value),
                 );
                 continue;
-            }
+            };
             if let Some(first) = seen.iter().find(|s| s.value == name.value) {
                 let at = first.span;
                 self.error(
@@ -378,8 +371,14 @@ impl<'e> Decoder<'e> {
                 );
                 continue;
             }
-            seen.push(name.clone());
-            out.push((name, v));
+            out.push((
+                Spanned {
+                    value: parsed,
+                    span: name.span,
+                },
+                v,
+            ));
+            seen.push(name);
         }
         out
     }
@@ -613,13 +612,6 @@ impl<'e> Decoder<'e> {
             }
         }
     }
-}
-
-/// The arm after every key a decoder allows: `fields` returns only allowed
-/// keys, so reaching it means a key was allowed without an arm of its own.
-/// No catch-all arm decodes a field: a key can never land in the wrong one.
-pub(super) fn unreachable_key(key: &str) {
-    debug_assert!(false, "key `{key}` is allowed but has no arm");
 }
 
 pub fn valid_name(name: &str) -> bool {
