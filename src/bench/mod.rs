@@ -19,7 +19,7 @@ mod run;
 pub mod startup;
 pub mod summary;
 
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format};
+use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
 use plan::{Expect, Load, Plan};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -93,7 +93,7 @@ pub struct BenchArgs {
     pub repeat: usize,
 }
 
-pub fn main(args: BenchArgs) -> i32 {
+pub fn main(args: BenchArgs) -> Exit {
     if let Some(input) = &args.plot {
         let svg = args.svg.as_deref().expect("clap requires --svg");
         return match plot::plot_file(input, svg) {
@@ -163,7 +163,7 @@ pub fn main(args: BenchArgs) -> i32 {
 /// Targets and prediction from the file or the URLs; with a file, also the
 /// nodes' health URLs (for `--startup`).
 #[allow(clippy::type_complexity)]
-fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), i32> {
+fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), Exit> {
     match (&args.file, args.urls.is_empty()) {
         (Some(file), _) => {
             let checked = crate::check::check_file(file).map_err(|e| {

@@ -6,7 +6,7 @@
 
 use super::plan::Target;
 use super::procstat;
-use crate::cli::{EXIT_INVALID, EXIT_OK, Format};
+use crate::command::{EXIT_INVALID, EXIT_OK, Exit, Format};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +27,7 @@ pub struct Startup {
     pub threads: Option<u64>,
 }
 
-pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> i32 {
+pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> Exit {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
