@@ -7,7 +7,7 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
 use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
 use super::yaml::Span;
-use crate::graph::glob::glob_match;
+use crate::glob::glob_match;
 use crate::model::{
     Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
