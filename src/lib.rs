@@ -34,5 +34,6 @@ pub mod printable;
 pub mod probe;
 pub mod runtime;
 pub mod serve;
+pub mod span;
 pub mod testing;
 pub mod transport;
