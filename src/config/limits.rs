@@ -4,9 +4,9 @@
 //! [`model::Limits`]; the runtime enforces them (`node::ws`, `transport::redis`,
 //! `transport::zmq`).
 
+use super::decode::{Decoder, Spanned};
 use super::diagnostic::Diagnostic;
 use super::keys::LimitsKey;
-use super::spec::{Decoder, Spanned};
 use super::yaml::{Kind, Span, Value};
 use crate::model::Limits;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};

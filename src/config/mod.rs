@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod compile;
+pub mod decode;
 pub mod diagnostic;
 pub mod expect;
 pub mod interpolate;
