@@ -7,8 +7,10 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::interpolate::interpolate;
 use super::keys::Keys;
 use super::yaml::{Kind, Span, Value};
+use schemars::json_schema;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// A value and the position it was written at.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +30,36 @@ impl<T: JsonSchema> JsonSchema for Spanned<T> {
         T::json_schema(generator)
     }
 }
+
+/// A YAML mapping from names to `T`, in file order, with the names' positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Named<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Named<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Named_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let item = generator.subschema_for::<T>();
+        json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": NAME_PATTERN },
+            "additionalProperties": item,
+        })
+    }
+}
+
+/// What a node or broker name may look like (so it is safe in URLs, DOT and Mermaid).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 
 /// Walks the YAML tree into a `spec::TopologySpec`, collecting every problem.
 pub struct Decoder<'e> {
@@ -233,4 +265,62 @@ impl<'e> Decoder<'e> {
             }
         }
     }
+
+    pub(super) fn named<T>(
+        &mut self,
+        value: &Value,
+        section: &str,
+        decode: fn(&mut Self, &Value) -> Option<T>,
+    ) -> Named<T> {
+        let mut out = Named(Vec::new());
+        let entries = match &value.kind {
+            Kind::Map(entries) => entries,
+            Kind::Null => return out,
+            other => {
+                self.error(
+                    value.span,
+                    format!(
+                        "`{section}:` must be a mapping of names, found {}",
+                        other.describe()
+                    ),
+                );
+                return out;
+            }
+        };
+        // Where each name was first seen: a section can hold 100,000 names.
+        let mut first_at: HashMap<String, u32> = HashMap::with_capacity(entries.len());
+        for (key, v) in entries {
+            let Some(name) = self.key(key) else { continue };
+            if let Some(&line) = first_at.get(&name.value) {
+                self.error(
+                    name.span,
+                    format!(
+                        "duplicate key `{}` in {section} (first at line {line})",
+                        name.value
+                    ),
+                );
+                continue;
+            }
+            if !valid_name(&name.value) {
+                self.error(
+                    name.span,
+                    format!(
+                        "`{}` is not a valid name: use letters, digits, `_`, `.` and `-`",
+                        name.value
+                    ),
+                );
+            }
+            if let Some(item) = decode(self, v) {
+                first_at.insert(name.value.clone(), name.span.line);
+                out.0.push((name, item));
+            }
+        }
+        out
+    }
+}
+
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }

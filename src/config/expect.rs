@@ -3,9 +3,9 @@
 //! and the check that every name is a node with an HTTP server. It never
 //! touches what runs: `topo up` ignores the section.
 
+use super::decode::{Decoder, Named, Spanned};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::keys::ExpectKey;
-use super::spec::{Decoder, Named, Spanned, TopologySpec};
 use super::yaml::{Kind, Span, Value};
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -103,36 +103,6 @@ impl Decoder<'_> {
                 None
             }
         }
-    }
-}
-
-/// Every node of the file and whether it has an HTTP server. A node whose
-/// `http:` is written but invalid counts as having one: its own error says
-/// what is wrong, and a second one here would only repeat it.
-pub fn http_nodes<'s>(spec: &'s TopologySpec, doc: &Value) -> Vec<(&'s str, bool)> {
-    let written = |node: &str| {
-        entry(doc, "nodes")
-            .and_then(|nodes| entry(nodes, node))
-            .is_some_and(|n| entry(n, "http").is_some())
-    };
-    spec.nodes
-        .0
-        .iter()
-        .map(|(name, node)| {
-            let name = name.value.as_str();
-            (name, node.http.is_some() || written(name))
-        })
-        .collect()
-}
-
-/// The value of `key` in a mapping.
-fn entry<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
-    match &map.kind {
-        Kind::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == key))
-            .map(|(_, v)| v),
-        _ => None,
     }
 }
 

@@ -4,44 +4,13 @@
 //!
 //! The JSON Schema (`topo schema`) is generated from these same types.
 
-pub use super::decode::{Decoder, Spanned};
+pub use super::decode::{Decoder, NAME_PATTERN, Named, Spanned, valid_name};
 use super::expect::ExpectSpec;
 use super::keys::{BrokerKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
-use std::collections::HashMap;
-
-/// A YAML mapping from names to `T`, in file order, with the names' positions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Named<T>(pub Vec<(Spanned<String>, T)>);
-
-impl<T> Default for Named<T> {
-    fn default() -> Self {
-        Named(Vec::new())
-    }
-}
-
-impl<T: JsonSchema> JsonSchema for Named<T> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        format!("Named_{}", T::schema_name()).into()
-    }
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let item = generator.subschema_for::<T>();
-        json_schema!({
-            "type": "object",
-            "propertyNames": { "pattern": NAME_PATTERN },
-            "additionalProperties": item,
-        })
-    }
-}
-
-/// What a node or broker name may look like (so it is safe in URLs, DOT and Mermaid).
-pub const NAME_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 
 /// A TCP port, or a `${VAR}` string that interpolates to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,58 +258,6 @@ impl Decoder<'_> {
         redis
     }
 
-    pub(super) fn named<T>(
-        &mut self,
-        value: &Value,
-        section: &str,
-        decode: fn(&mut Self, &Value) -> Option<T>,
-    ) -> Named<T> {
-        let mut out = Named(Vec::new());
-        let entries = match &value.kind {
-            Kind::Map(entries) => entries,
-            Kind::Null => return out,
-            other => {
-                self.error(
-                    value.span,
-                    format!(
-                        "`{section}:` must be a mapping of names, found {}",
-                        other.describe()
-                    ),
-                );
-                return out;
-            }
-        };
-        // Where each name was first seen: a section can hold 100,000 names.
-        let mut first_at: HashMap<String, u32> = HashMap::with_capacity(entries.len());
-        for (key, v) in entries {
-            let Some(name) = self.key(key) else { continue };
-            if let Some(&line) = first_at.get(&name.value) {
-                self.error(
-                    name.span,
-                    format!(
-                        "duplicate key `{}` in {section} (first at line {line})",
-                        name.value
-                    ),
-                );
-                continue;
-            }
-            if !valid_name(&name.value) {
-                self.error(
-                    name.span,
-                    format!(
-                        "`{}` is not a valid name: use letters, digits, `_`, `.` and `-`",
-                        name.value
-                    ),
-                );
-            }
-            if let Some(item) = decode(self, v) {
-                first_at.insert(name.value.clone(), name.span.line);
-                out.0.push((name, item));
-            }
-        }
-        out
-    }
-
     fn port(&mut self, value: &Value) -> Option<Spanned<Port>> {
         let n = self.integer(value)?;
         match u16::try_from(n.value) {
@@ -390,8 +307,32 @@ impl Decoder<'_> {
     }
 }
 
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+/// Every node of the file and whether it has an HTTP server. A node whose
+/// `http:` is written but invalid counts as having one: its own error says
+/// what is wrong, and a second one here would only repeat it.
+pub fn http_nodes<'s>(spec: &'s TopologySpec, doc: &Value) -> Vec<(&'s str, bool)> {
+    let written = |node: &str| {
+        entry(doc, "nodes")
+            .and_then(|nodes| entry(nodes, node))
+            .is_some_and(|n| entry(n, "http").is_some())
+    };
+    spec.nodes
+        .0
+        .iter()
+        .map(|(name, node)| {
+            let name = name.value.as_str();
+            (name, node.http.is_some() || written(name))
+        })
+        .collect()
+}
+
+/// The value of `key` in a mapping.
+fn entry<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
+    match &map.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
 }
