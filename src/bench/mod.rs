@@ -4,20 +4,19 @@
 //! losses and duplicates, and the CPU and memory of itself and of `--pid`s.
 //!
 //! plan.rs decides, load.rs generates and tallies, run.rs coordinates,
-//! report.rs prints, procstat.rs reads /proc, plot.rs draws the comparison,
-//! startup.rs times a command from launch to ready.
+//! report.rs prints, procstat.rs reads /proc, startup.rs times a command
+//! from launch to ready. The comparison's plot and table are project
+//! tooling, outside the library (`bench/plot/`).
 //! It never starts the servers it loads (except `--startup`'s command).
 
 mod load;
 pub mod payload;
 pub mod plan;
-pub mod plot;
 pub mod procstat;
 mod progress;
 pub mod report;
 mod run;
 pub mod startup;
-pub mod summary;
 
 use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
 use plan::{Expect, Load, Plan};
@@ -78,13 +77,6 @@ pub struct BenchArgs {
     pub label: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Draw p99 latency against delivered msgs/s from JSON lines of earlier
-    /// runs (`--format json --label SCENARIO/IMPL`) into the SVG `--svg`,
-    /// and print the summary table (Markdown).
-    #[arg(long, requires = "svg", conflicts_with_all = ["file", "urls"])]
-    pub plot: Option<PathBuf>,
-    #[arg(long)]
-    pub svg: Option<PathBuf>,
     /// Time this command from launch until every target accepts a client
     /// (and, with a topology file, every link is up); median of --repeat.
     #[arg(long)]
@@ -94,19 +86,6 @@ pub struct BenchArgs {
 }
 
 pub fn main(args: BenchArgs) -> Exit {
-    if let Some(input) = &args.plot {
-        let svg = args.svg.as_deref().expect("clap requires --svg");
-        return match plot::plot_file(input, svg) {
-            Ok(table) => {
-                crate::out!("{table}");
-                EXIT_OK
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_INVALID
-            }
-        };
-    }
     let (targets, expected, links) = match targets(&args) {
         Ok(t) => t,
         Err(code) => return code,
