@@ -181,8 +181,8 @@ impl<'e> Decoder<'e> {
                 value: text,
                 span: value.span,
             }),
-            Err(message) => {
-                self.error(value.span, message);
+            Err(error) => {
+                self.error(value.span, error.to_string());
                 None
             }
         }

@@ -87,8 +87,8 @@ impl Decoder<'_> {
     pub(super) fn origins(&mut self, value: &Value) -> Option<Spanned<Vec<Spanned<String>>>> {
         let list = self.string_list(value, "origins")?;
         for item in &list.value {
-            if let Err(message) = check_origin(&item.value) {
-                self.error(item.span, message);
+            if let Err(error) = check_origin(&item.value) {
+                self.error(item.span, error.to_string());
             }
         }
         Some(list)
@@ -164,7 +164,16 @@ fn parse_duration(text: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
-fn check_origin(origin: &str) -> Result<(), String> {
+/// Why an `origins:` entry is not an origin a browser sends.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum OriginError {
+    #[error("origin `{0}` must start with http:// or https:// (like https://chat.example.com)")]
+    Scheme(String),
+    #[error("origin `{0}` must be scheme://host[:port], without a path")]
+    NotBare(String),
+}
+
+fn check_origin(origin: &str) -> Result<(), OriginError> {
     // Any origin: the explicit opt-out of the same-origin default.
     if origin == "*" {
         return Ok(());
@@ -172,13 +181,9 @@ fn check_origin(origin: &str) -> Result<(), String> {
     let rest = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
-        .ok_or_else(|| {
-            format!("origin `{origin}` must start with http:// or https:// (like https://chat.example.com)")
-        })?;
+        .ok_or_else(|| OriginError::Scheme(origin.to_owned()))?;
     if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
-        return Err(format!(
-            "origin `{origin}` must be scheme://host[:port], without a path"
-        ));
+        return Err(OriginError::NotBare(origin.to_owned()));
     }
     Ok(())
 }
@@ -260,7 +265,13 @@ mod tests {
     fn origins() {
         assert!(check_origin("https://chat.example.com").is_ok());
         assert!(check_origin("http://127.0.0.1:8080").is_ok());
-        assert!(check_origin("chat.example.com").is_err());
-        assert!(check_origin("https://x.com/path").is_err());
+        assert_eq!(
+            check_origin("chat.example.com"),
+            Err(OriginError::Scheme("chat.example.com".into()))
+        );
+        assert_eq!(
+            check_origin("https://x.com/path"),
+            Err(OriginError::NotBare("https://x.com/path".into()))
+        );
     }
 }
