@@ -36,7 +36,8 @@ pub enum StartError {
         node: String,
         /// The redacted URL (`RedisUrl`'s Display).
         broker: String,
-        reason: String,
+        /// Not a `source`: the message already shows it, once.
+        reason: crate::transport::redis::LinkError,
     },
 }
 
