@@ -232,7 +232,7 @@ async fn poll_loop(
 /// Every node's `/healthz`, at once; `None` for a node that did not answer.
 async fn poll(targets: &[(String, SocketAddr)]) -> HashMap<String, Option<Health>> {
     let all = targets.iter().map(|(name, addr)| async move {
-        let health = super::http_get(*addr, "/healthz", POLL_TIMEOUT)
+        let health = crate::http_get::get(*addr, "/healthz", POLL_TIMEOUT, super::HEALTH_MAX_BYTES)
             .await
             .ok()
             .and_then(|body| serde_json::from_str::<Health>(&body).ok());

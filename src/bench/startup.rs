@@ -9,7 +9,6 @@ use super::procstat;
 use crate::command::{EXIT_INVALID, EXIT_OK, Exit, Format};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Give up on one launch after this long.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -143,7 +142,14 @@ async fn ready(target: &Target, links: bool) -> bool {
             .split('/')
             .next()?
             .to_owned();
-        let health = get(&authority, "/healthz").await?;
+        let health = crate::http_get::get(
+            authority.as_str(),
+            "/healthz",
+            Duration::from_secs(1),
+            crate::admin::HEALTH_MAX_BYTES,
+        )
+        .await
+        .ok()?;
         let json: serde_json::Value = serde_json::from_str(&health).ok()?;
         let all_up = json["links"]
             .as_array()?
@@ -155,17 +161,4 @@ async fn ready(target: &Target, links: bool) -> bool {
         tokio::time::timeout(Duration::from_secs(1), attempt).await,
         Ok(Some(true))
     )
-}
-
-/// A minimal HTTP/1.0 GET: the body, or `None`.
-async fn get(authority: &str, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_owned())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
 }
