@@ -14,7 +14,19 @@ use std::time::{Duration, Instant};
 /// How often the coordinator looks at the counters.
 const POLL: Duration = Duration::from_millis(5);
 
-pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
+/// Why a run measured nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `first` is the first client's error, as the client saw it.
+    #[error("{failed} of {clients} clients could not connect: {first}")]
+    Connect {
+        failed: usize,
+        clients: usize,
+        first: String,
+    },
+}
+
+pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, RunError> {
     procstat::raise_fd_limit();
     let plan = Arc::new(plan);
     let run_tag = (std::process::id() as u64 ^ now_nanos()) as u16 % 10_000;
@@ -59,12 +71,11 @@ pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
     if shared.failed.load(Ordering::Relaxed) > 0 {
         let error = shared.first_error.lock().expect("not poisoned").clone();
         collect(&shared);
-        return Err(format!(
-            "{} of {} clients could not connect: {}",
-            plan.clients - shared.connected.load(Ordering::Relaxed),
-            plan.clients,
-            error.unwrap_or_default()
-        ));
+        return Err(RunError::Connect {
+            failed: plan.clients - shared.connected.load(Ordering::Relaxed),
+            clients: plan.clients,
+            first: error.unwrap_or_default(),
+        });
     }
 
     let bar = super::progress::Bar::new(progress, &plan);

@@ -110,15 +110,27 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-async fn wait_ready(targets: &[Target], links: bool, child: &mut Child) -> Result<(), String> {
+/// Why a launched command never became ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("exited before ready ({0})")]
+    Exited(std::process::ExitStatus),
+    #[error("{url} not ready after {limit:?}")]
+    TimedOut { url: String, limit: Duration },
+}
+
+async fn wait_ready(targets: &[Target], links: bool, child: &mut Child) -> Result<(), NotReady> {
     let deadline = Instant::now() + LIMIT;
     for target in targets {
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("exited before ready ({status})"));
+                return Err(NotReady::Exited(status));
             }
             if Instant::now() > deadline {
-                return Err(format!("{} not ready after {LIMIT:?}", target.url));
+                return Err(NotReady::TimedOut {
+                    url: target.url.clone(),
+                    limit: LIMIT,
+                });
             }
             if ready(target, links).await {
                 break;
