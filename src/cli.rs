@@ -317,7 +317,9 @@ fn import(
 
 /// Runs the future `job` makes; it is made inside the runtime, so that the
 /// signal handlers of `shutdown_signal` exist before anything starts.
-fn run_async<F: Future<Output = anyhow::Result<()>>>(job: impl FnOnce() -> F) -> Exit {
+fn run_async<E: std::fmt::Display, F: Future<Output = Result<(), E>>>(
+    job: impl FnOnce() -> F,
+) -> Exit {
     crate::logging::init();
     let runtime = runtime();
     let job = {
@@ -331,7 +333,7 @@ fn run_async<F: Future<Output = anyhow::Result<()>>>(job: impl FnOnce() -> F) ->
     match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            crate::eoutln!("error: {error:#}");
+            crate::eoutln!("error: {error}");
             EXIT_INVALID
         }
     }

@@ -18,7 +18,7 @@ use crate::printable::escape_controls;
 
 /// Starts every node, prints the ready table, runs until `shutdown` resolves,
 /// then stops every node (clients get a close frame) within about 2 s.
-pub async fn up(topology: Topology, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn up(topology: Topology, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let ids: Vec<NodeId> = topology.node_ids().collect();
     serve(&topology, &ids, shutdown).await
 }
@@ -28,7 +28,7 @@ pub async fn run_node(
     topology: Topology,
     node: NodeId,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     run_node_at(topology, node, 0, shutdown).await
 }
 
@@ -39,7 +39,7 @@ pub async fn run_node_at(
     node: NodeId,
     generation: u64,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let running = Running::start_nodes(&topology, [node]).await?;
     for n in running.nodes() {
         n.core.set_generation(generation);
@@ -82,7 +82,7 @@ async fn serve(
     topology: &Topology,
     ids: &[NodeId],
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let running = Running::start_nodes(topology, ids.iter().copied()).await?;
     wait_and_stop(running, topology, ids, shutdown).await
 }
@@ -92,7 +92,7 @@ async fn wait_and_stop(
     topology: &Topology,
     ids: &[NodeId],
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
     shutdown.await;
     tracing::info!("shutting down");

@@ -6,7 +6,7 @@
 use super::controller::{self, Failure};
 use super::process::Supervisor;
 use super::watch;
-use super::{Running, ready_table};
+use super::{Running, StartError, ready_table};
 use crate::admin::{self, Applied, Publisher};
 use crate::check::{Checked, check_bytes};
 use crate::diff::{Diff, wirings};
@@ -57,14 +57,45 @@ impl Engine {
     }
 }
 
+/// Why `topo up` stopped before it ran, or could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Read(#[from] crate::config::read::ReadError),
+    #[error("{file}: invalid, nothing started")]
+    Invalid { file: String },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// In one process, the topology needs more descriptors than allowed.
+    #[error(transparent)]
+    Descriptors(#[from] super::fds::TooFew),
+    #[error(transparent)]
+    AdminBind(#[from] admin::BindError),
+    #[error("admin server: {0}")]
+    AdminAddress(std::io::Error),
+    /// `--process`: these children did not become ready (all were stopped).
+    #[error("{} node(s) did not start: {}", .0.len(), join(.0))]
+    Children(Vec<super::process::NotReady>),
+    /// `--process` runs this executable for each node.
+    #[error("{0}")]
+    OwnExecutable(std::io::Error),
+    #[error("{file}: cannot watch: {error}")]
+    Watch { file: String, error: notify::Error },
+}
+
+fn join(failed: &[super::process::NotReady]) -> String {
+    let why: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    why.join("; ")
+}
+
 /// Runs until `shutdown` resolves, applying every valid save of the file.
-pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Result<(), UpError> {
     let file = options.file.display().to_string();
     let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
     crate::eout!("{}", checked.render());
     let Some(valid) = checked.valid else {
-        anyhow::bail!("{file}: invalid, nothing started");
+        return Err(UpError::Invalid { file });
     };
     let topology = valid.topology.clone();
     // In one process every link holds descriptors here: never "ready" on
@@ -97,7 +128,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     };
     let published = Publisher::new(applied, valid);
     if let Some(listener) = admin_listener {
-        let addr = listener.local_addr()?;
+        let addr = listener.local_addr().map_err(UpError::AdminAddress)?;
         tracing::info!(%addr, "admin server: live view at http://{addr}/");
         tracker.spawn(admin::serve(
             listener,
@@ -109,8 +140,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     // the watcher as a single wake-up (it re-reads the file when it runs).
     let (saves, mut saved) = mpsc::channel(1);
     let (_watch, watcher) =
-        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone())
-            .map_err(|e| anyhow::anyhow!("{file}: cannot watch: {e}"))?;
+        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone()).map_err(
+            |error| UpError::Watch {
+                file: file.clone(),
+                error,
+            },
+        )?;
     tracker.spawn(watcher);
     tracing::info!(file = %file, poll = options.poll, "watching for changes (SIGHUP reloads too)");
 
@@ -173,16 +208,15 @@ async fn start(
     options: &UpOptions,
     topology: &Topology,
     admin: Option<SocketAddr>,
-) -> anyhow::Result<Engine> {
+) -> Result<Engine, UpError> {
     if options.process {
-        let exe = std::env::current_exe()?;
+        let exe = std::env::current_exe().map_err(UpError::OwnExecutable)?;
         let all = wirings(topology);
         let mut supervisor = Supervisor::start(exe, &options.file, &all, 0, admin);
         // Like in-process start-up: every node runs, or none does.
         if let Err(failed) = supervisor.ready().await {
             supervisor.shutdown().await;
-            let why: Vec<String> = failed.iter().map(|f| f.to_string()).collect();
-            anyhow::bail!("{} node(s) did not start: {}", failed.len(), why.join("; "));
+            return Err(UpError::Children(failed));
         }
         return Ok(Engine::Process(supervisor));
     }
