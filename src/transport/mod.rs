@@ -6,6 +6,7 @@
 pub mod echo;
 pub mod local;
 pub mod outbox;
+pub mod queue;
 pub mod redis;
 pub mod zmq;
 pub mod zmtp;

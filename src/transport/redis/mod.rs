@@ -9,7 +9,8 @@ mod publisher;
 mod receiver;
 
 use super::echo::{EchoFilter, PENDING_LIMIT};
-use super::{Counters, Inbox, LinkStatus, Origin, Outbound, Text};
+use super::queue::QueuedOutbound;
+use super::{Counters, Inbox, LinkStatus, Origin};
 use crate::model::{RedisUrl, RedisWiring};
 use publisher::Publisher;
 use receiver::Receiver;
@@ -32,27 +33,6 @@ const PUSH_QUEUE: usize = 8192;
 const RETRY_CAP: Duration = Duration::from_millis(400);
 /// How long `start` may take to reach the server and subscribe.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The node's side of its Redis publish channel.
-pub struct RedisPub {
-    tx: mpsc::Sender<Text>,
-}
-
-impl Outbound for RedisPub {
-    fn origin(&self) -> Origin {
-        Origin::Redis
-    }
-
-    fn publish(&self, text: &Text) -> bool {
-        match self.tx.try_send(text.clone()) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::warn!("redis publish queue full, message dropped");
-                false
-            }
-        }
-    }
-}
 
 /// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
 pub struct Connected {
@@ -180,7 +160,7 @@ impl Connected {
         outbox: usize,
         cancel: CancellationToken,
     ) -> (
-        RedisPub,
+        QueuedOutbound,
         RedisControl,
         impl Future<Output = ()> + Send + 'static,
         impl Future<Output = ()> + Send + 'static,
@@ -214,7 +194,7 @@ impl Connected {
         };
         let receiver = Receiver::new(self.subscriber, filter, inbox, status);
         (
-            RedisPub { tx },
+            QueuedOutbound::new(Origin::Redis, tx),
             control,
             publisher.run(rx, cancel.clone()),
             receiver.run(self.pushes, fences, cancel),
