@@ -24,6 +24,7 @@ pub mod config;
 pub mod diff;
 pub mod glob;
 pub mod graph;
+pub mod health;
 pub mod http_get;
 pub mod import;
 pub mod logging;

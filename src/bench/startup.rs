@@ -7,6 +7,7 @@
 use super::plan::Target;
 use super::procstat;
 use crate::command::{EXIT_INVALID, EXIT_OK, Exit, Format};
+use crate::health::{Health, LinkState};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,12 +163,8 @@ async fn ready(target: &Target, links: bool) -> bool {
         )
         .await
         .ok()?;
-        let json: serde_json::Value = serde_json::from_str(&health).ok()?;
-        let all_up = json["links"]
-            .as_array()?
-            .iter()
-            .all(|l| l["state"].as_str() == Some("up"));
-        Some(all_up)
+        let health: Health = serde_json::from_str(&health).ok()?;
+        Some(health.links.iter().all(|l| l.state == LinkState::Up))
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(1), attempt).await,

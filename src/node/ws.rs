@@ -7,6 +7,7 @@
 //! others nothing.
 
 use super::relay::Core;
+use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
 use crate::serve::ConnState;
 use crate::transport::Text;
@@ -249,48 +250,45 @@ impl Drop for Slot {
 /// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts,
 /// [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`,
 /// and [`crate::transport::zmtp::Stats`] for a ZeroMQ link's `peers`/`rejected`/`dropped`.
-async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
-    let links: Vec<_> = http
+async fn healthz(State(http): State<Http>) -> Json<Health> {
+    use crate::transport::LinkKind;
+    let links = http
         .links
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
-            let key = match l.kind {
-                crate::transport::LinkKind::Redis => "broker",
-                _ => "endpoint",
-            };
-            let mut link = serde_json::json!({
-                "kind": l.kind.as_str(),
-                key: l.address,
-                "state": l.state().to_string(),
-                "sent": l.sent(),
-                "received": l.received(),
-            });
-            if l.kind != crate::transport::LinkKind::Redis {
-                link["peers"] = l.zmtp.peers().into();
-                link["rejected"] = l.zmtp.rejected().into();
-                link["dropped"] = l.zmtp.dropped().into();
+            let redis = l.kind == LinkKind::Redis;
+            HealthLink {
+                kind: l.kind,
+                endpoint: (!redis).then(|| l.address.clone()),
+                broker: redis.then(|| l.address.clone()),
+                state: l.state(),
+                sent: l.sent(),
+                received: l.received(),
+                peers: (!redis).then(|| l.zmtp.peers()),
+                rejected: (!redis).then(|| l.zmtp.rejected()),
+                dropped: (!redis).then(|| l.zmtp.dropped()),
+                via: redis.then(|| l.received_via().into_iter().collect()),
+                outbox: redis.then(|| OutboxHealth {
+                    queued: l.outbox.queued(),
+                    dropped: l.outbox.dropped(),
+                    flushed: l.outbox.flushed(),
+                }),
             }
-            if l.kind == crate::transport::LinkKind::Redis {
-                link["via"] = l.received_via().into_iter().collect();
-                link["outbox"] = serde_json::json!({
-                    "queued": l.outbox.queued(),
-                    "dropped": l.outbox.dropped(),
-                    "flushed": l.outbox.flushed(),
-                });
-            }
-            link
         })
         .collect();
     let core = &http.core;
-    Json(serde_json::json!({
-        "node": core.name,
-        "generation": core.generation(),
-        "clients": core.hub.clients(),
-        "links": links,
-        "messages": {"in": core.counters.incoming(), "out": core.counters.outgoing()},
-    }))
+    Json(Health {
+        node: core.name.clone(),
+        generation: core.generation(),
+        clients: core.hub.clients() as u64,
+        links,
+        messages: Messages {
+            incoming: core.counters.incoming(),
+            outgoing: core.counters.outgoing(),
+        },
+    })
 }
 
 /// One client: this task reads, a writer task (tracked by the node) writes.

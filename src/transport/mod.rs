@@ -11,7 +11,7 @@ pub mod redis;
 pub mod zmq;
 pub mod zmtp;
 
-use std::fmt;
+pub use crate::health::{LinkKind, LinkState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
@@ -79,40 +79,6 @@ impl Counters {
 
     pub fn outgoing(&self) -> u64 {
         self.outgoing.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkKind {
-    ZmqPub,
-    ZmqSub,
-    Redis,
-}
-
-impl LinkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkKind::ZmqPub => "zmq-pub",
-            LinkKind::ZmqSub => "zmq-sub",
-            LinkKind::Redis => "redis",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    Connecting,
-    Up,
-    Down,
-}
-
-impl fmt::Display for LinkState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LinkState::Connecting => "connecting",
-            LinkState::Up => "up",
-            LinkState::Down => "down",
-        })
     }
 }
 
