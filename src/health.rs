@@ -63,6 +63,10 @@ pub struct HealthLink {
     pub outbox: Option<OutboxHealth>,
 }
 
+/// How a Redis subscription is named in `via` and in the drawing's edge
+/// labels: a channel by its name, a pattern after this prefix.
+pub const PATTERN_PREFIX: &str = "psubscribe ";
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OutboxHealth {
