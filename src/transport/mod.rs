@@ -8,6 +8,7 @@ pub mod local;
 pub mod outbox;
 pub mod queue;
 pub mod redis;
+pub mod retry;
 pub mod zmq;
 pub mod zmtp;
 

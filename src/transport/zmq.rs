@@ -184,7 +184,7 @@ pub async fn sub_task(
             },
         };
         status.set(LinkState::Connecting);
-        if cancellable_sleep(&cancel, pause).await {
+        if super::retry::sleep_or_cancelled(&cancel, pause).await {
             return;
         }
     }
@@ -203,14 +203,6 @@ fn message_text(frame: Bytes) -> Option<Text> {
             tracing::debug!("zmq frame that is not UTF-8 dropped");
             None
         }
-    }
-}
-
-/// Sleeps unless cancelled first; `true` when cancelled.
-async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
     }
 }
 
