@@ -55,10 +55,19 @@ pub fn load_valid(file: &Path) -> Result<Valid, Exit> {
 
 /// The multi-threaded runtime of `up`, `node`, `plan` and `probe`.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
+    build(tokio::runtime::Builder::new_multi_thread())
+}
+
+/// A runtime on the calling thread only: each load generator thread of
+/// `bench` runs one, so that its measurements stay on that thread.
+pub fn thread_runtime() -> tokio::runtime::Runtime {
+    build(tokio::runtime::Builder::new_current_thread())
+}
+
+fn build(mut builder: tokio::runtime::Builder) -> tokio::runtime::Runtime {
+    // Fails only when the OS refuses threads or an epoll instance at start,
+    // before anything runs: nothing to recover.
+    builder.enable_all().build().expect("a tokio runtime")
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is

@@ -146,10 +146,7 @@ impl Tally {
 /// Runs the clients `mine` (global indices) on this thread until
 /// `stop_reading`; returns what they saw.
 pub fn thread_main(shared: Arc<Shared>, plan: Arc<Plan>, mine: Vec<usize>) -> Tally {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime");
+    let runtime = crate::command::thread_runtime();
     let local = tokio::task::LocalSet::new();
     let tally = Rc::new(RefCell::new(Tally::new(
         mine.clone(),

@@ -28,10 +28,7 @@ pub struct Startup {
 }
 
 pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> Exit {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = crate::command::thread_runtime();
     let mut runs = Vec::new();
     let (mut rss, mut threads) = (None, None);
     for _ in 0..repeat.max(1) {
