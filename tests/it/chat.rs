@@ -215,6 +215,12 @@ pub async fn probe_links(clients: &mut [Client], links: &[(usize, usize)]) {
     panic!("links never carried a probe: {pending:?}");
 }
 
+/// A node's `/healthz`, as JSON (what scripts and pages read).
+pub async fn health(port: u16) -> serde_json::Value {
+    let (_, body) = http_get(port, "/healthz").await;
+    serde_json::from_str(&body).unwrap()
+}
+
 /// `GET path` over a fresh connection: (status code, body).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     let fetch = async {
