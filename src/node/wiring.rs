@@ -5,7 +5,7 @@
 //! Starting a node is rewiring it from nothing. It never touches the HTTP
 //! server or the clients: links untouched by a change keep flowing.
 
-use super::relay::Core;
+use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
 use crate::model::{Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
 use crate::transport::redis::RedisControl;
@@ -42,7 +42,7 @@ struct RedisSlot {
 
 /// What the slots need from their node.
 pub struct Env<'a> {
-    pub core: &'a Arc<Core>,
+    pub core: &'a Arc<NodeRouter>,
     pub inbox: &'a Inbox,
     pub tasks: &'a Tasks,
 }

@@ -1,12 +1,12 @@
 //! The HTTP side of a chat node: the chat page at `/`, WebSocket sessions on
 //! `/ws` and on `/` (when the request asks to upgrade), `/healthz`, 404 else.
-//! Sessions only talk to `relay::Core`; they never touch a link directly.
+//! Sessions only talk to `router::NodeRouter`; they never touch a link directly.
 //! Enforces the node's client limits: origins and connection count at the
 //! upgrade, message size (1009), UTF-8 (1007), binary (1003), keepalive,
 //! and a bounded backlog per client (1008) so one stalled client costs the
 //! others nothing.
 
-use super::relay::Core;
+use super::router::NodeRouter;
 use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
 use crate::serve::ConnState;
@@ -57,7 +57,7 @@ const TOO_BIG: u16 = 1009;
 
 #[derive(Clone)]
 pub struct Http {
-    pub core: Arc<Core>,
+    pub core: Arc<NodeRouter>,
     pub links: super::Links,
     /// The node's token: cancelled, every session says goodbye (1001).
     pub cancel: CancellationToken,
@@ -323,7 +323,7 @@ async fn session(socket: WebSocket, http: Http, limits: &Limits) {
 
 async fn reader(
     mut stream: SplitStream<WebSocket>,
-    core: &Core,
+    core: &NodeRouter,
     close: oneshot::Sender<CloseFrame>,
     session: CancellationToken,
     idle_timeout: Duration,

@@ -1,7 +1,7 @@
 //! How chat messages move between a node and the outside: the message type,
 //! the one trait every outbound link implements, and per-link status.
 //! Transports only carry text; what a node does with it (local delivery,
-//! relaying) lives in `node::relay`, never here.
+//! relaying) lives in `node::router`, never here.
 
 pub mod echo;
 pub mod local;
