@@ -96,12 +96,13 @@ impl Rejected {
     }
 }
 
-/// The reload loop's side: every applied or rejected save goes through here.
-pub struct Publisher(watch::Sender<Shared>);
+/// What feeds the admin server (`/api/topology`, the live view): the reload
+/// loop hands it every applied or rejected save.
+pub struct LiveFeed(watch::Sender<Shared>);
 
-impl Publisher {
-    pub fn new(applied: Applied, valid: Valid) -> Publisher {
-        Publisher(watch::Sender::new(Shared {
+impl LiveFeed {
+    pub fn new(applied: Applied, valid: Valid) -> LiveFeed {
+        LiveFeed(watch::Sender::new(Shared {
             applied,
             valid: Arc::new(valid),
             reload: None,

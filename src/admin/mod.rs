@@ -10,7 +10,7 @@ pub mod guard;
 pub mod live;
 pub mod view;
 
-pub use live::{Publisher, Shared};
+pub use live::{LiveFeed, Shared};
 
 use axum::Router;
 use axum::extract::State;

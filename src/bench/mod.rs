@@ -19,7 +19,7 @@ mod run;
 pub mod startup;
 
 use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
-use plan::{Expect, Load, Plan};
+use plan::{Expect, Load, LoadPlan};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -106,7 +106,7 @@ pub fn main(args: BenchArgs) -> Exit {
         return EXIT_USAGE;
     }
     let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 86_400.0));
-    let plan = Plan {
+    let plan = LoadPlan {
         targets,
         expected,
         clients: args.clients,

@@ -7,7 +7,7 @@ use super::controller::{self, Failure};
 use super::process::Supervisor;
 use super::watch;
 use super::{Running, StartError, ready_table};
-use crate::admin::{self, Applied, Publisher};
+use crate::admin::{self, Applied, LiveFeed};
 use crate::check::{Checked, check_bytes};
 use crate::diff::{Diff, wirings};
 use crate::model::{Topology, Wiring};
@@ -126,7 +126,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
         generation: 0,
         failed: Vec::new(),
     };
-    let published = Publisher::new(applied, valid);
+    let published = LiveFeed::new(applied, valid);
     if let Some(listener) = admin_listener {
         let addr = listener.local_addr().map_err(UpError::AdminAddress)?;
         tracing::info!(%addr, "admin server: live view at http://{addr}/");
@@ -229,7 +229,7 @@ async fn reload(
     checked: Checked,
     forced: bool,
     generation: &mut u64,
-    published: &Publisher,
+    published: &LiveFeed,
 ) {
     let file = options.file.display();
     let Some(valid) = checked.valid else {
