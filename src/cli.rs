@@ -179,7 +179,7 @@ pub fn run(cli: Cli) -> Exit {
                     if let Some(addr) = admin_origin {
                         crate::node::ws::allow_admin_origin(addr);
                     }
-                    crate::runtime::run_node_at(valid.topology, id, generation, shutdown_signal())
+                    crate::runtime::run_node(valid.topology, id, generation, shutdown_signal())
                 }),
                 None => {
                     let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
