@@ -105,6 +105,16 @@ impl Client {
         Self::connect_path(port, "/ws").await
     }
 
+    /// Connects once something listens on `port`: the readiness signal of
+    /// a node started without a handle (`run_node`, a child process).
+    pub async fn connect_when_listening(port: u16) -> Client {
+        crate::util::wait_until(&format!("a listener on {port}"), LIMIT, || async {
+            TcpStream::connect(("127.0.0.1", port)).await.map(drop)
+        })
+        .await;
+        Client::connect(port).await
+    }
+
     pub async fn connect_path(port: u16, path: &str) -> Client {
         let url = format!("ws://127.0.0.1:{port}{path}");
         let (ws, _) = timeout(LIMIT, tokio_tungstenite::connect_async(url))

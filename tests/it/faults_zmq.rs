@@ -31,19 +31,6 @@ fn spawn_node(file: &std::path::Path, name: &str) -> Peer {
     Peer(child)
 }
 
-/// Connects a client once the peer process listens.
-async fn client_when_up(http: u16) -> Client {
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", http))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "peer never listened on {http}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Client::connect(http).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted() {
     let (a_http, a_pub, b_http) = (port(), port(), port());
@@ -63,7 +50,7 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
         .unwrap()
         .unwrap();
     let mut peer = spawn_node(&file, "a");
-    let a = client_when_up(a_http).await;
+    let a = Client::connect_when_listening(a_http).await;
     let b = Client::connect(b_http).await;
     let mut clients = vec![a, b];
     probe_links(&mut clients, &[(0, 1)]).await;
@@ -85,7 +72,7 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
 
     let restarted = Instant::now();
     let _peer = spawn_node(&file, "a");
-    clients[0] = client_when_up(a_http).await;
+    clients[0] = Client::connect_when_listening(a_http).await;
     timeout(LIMIT, link.wait_up())
         .await
         .expect("b's sub reconnects");

@@ -435,7 +435,7 @@ async fn run_node_runs_one_node_until_its_shutdown_future_resolves() {
     let one = tokio::spawn(topo::runtime::run_node(t, NodeId(1), 0, async move {
         let _ = stopped_node.await;
     }));
-    let mut client = connect_when_listening(b_http).await;
+    let mut client = Client::connect_when_listening(b_http).await;
     // Only b runs.
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", a_http))
@@ -449,17 +449,4 @@ async fn run_node_runs_one_node_until_its_shutdown_future_resolves() {
         .unwrap()
         .expect("run_node returns Ok");
     assert_eq!(u16::from(client.close_frame().await.unwrap().code), 1001);
-}
-
-/// `run_node` gives no handle: its readiness signal is the HTTP port answering.
-async fn connect_when_listening(port: u16) -> Client {
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never listened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Client::connect(port).await
 }
