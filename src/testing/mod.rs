@@ -231,12 +231,23 @@ fn load_sidecar(path: &Path, valid: &Valid) -> Result<Expectations, (Verdict, St
             format!("{name}: the file is not valid UTF-8"),
         ));
     };
-    load_sidecar_text(path, &source, valid).map_err(|text| (Verdict::Fail, text))
+    load_sidecar_text(path, &source, valid).map_err(|e| (Verdict::Fail, e.to_string()))
 }
 
-/// Decodes a sidecar's text against the topology; the error is its
+/// A sidecar that does not decode or names what the topology lacks: its
 /// diagnostics, rendered with the sidecar's name.
-fn load_sidecar_text(path: &Path, source: &str, valid: &Valid) -> Result<Expectations, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("{rendered}")]
+pub struct InvalidSidecar {
+    rendered: String,
+}
+
+/// Decodes a sidecar's text against the topology.
+fn load_sidecar_text(
+    path: &Path,
+    source: &str,
+    valid: &Valid,
+) -> Result<Expectations, InvalidSidecar> {
     let name = path.display().to_string();
     let lines = Lines::new(source);
     let rendered = |diagnostics: &[Diagnostic]| {
@@ -244,7 +255,9 @@ fn load_sidecar_text(path: &Path, source: &str, valid: &Valid) -> Result<Expecta
             .iter()
             .map(|d| render(&name, &lines, d))
             .collect();
-        text.trim_end().to_owned()
+        InvalidSidecar {
+            rendered: text.trim_end().to_owned(),
+        }
     };
     let doc = yaml::parse(source).map_err(|e| rendered(&[Diagnostic::error(e.span, e.message)]))?;
     let env = |var: &str| std::env::var(var).ok();
