@@ -59,12 +59,13 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
     let _ = peer.0.kill();
     let _ = peer.0.wait();
     let link = running.node("b").unwrap().links()[0].clone();
-    let lost = async {
-        while link.state() == LinkState::Up {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    crate::util::wait_until("b notices the loss", LIMIT, || async {
+        match link.state() {
+            LinkState::Up => Err(LinkState::Up),
+            _ => Ok(()),
         }
-    };
-    timeout(LIMIT, lost).await.expect("b notices the loss");
+    })
+    .await;
     let (_, body) = http_get(b_http, "/healthz").await;
     assert!(body.contains("\"state\":\"connecting\""), "{body}");
     // Down for a while, so a crate-level backoff would have grown.

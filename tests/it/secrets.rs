@@ -3,7 +3,7 @@
 //! AUTH works with a password and with an ACL user and password.
 
 use crate::chat::{Client, LIMIT, http_get, port};
-use crate::util::free_port;
+use crate::util::{free_port, wait_until};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,14 +123,10 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", b_http))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "topo up never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("topo up listens", LIMIT, || {
+        tokio::net::TcpStream::connect(("127.0.0.1", b_http))
+    })
+    .await;
     let mut a = Client::connect(a_http).await;
     let mut b = Client::connect(b_http).await;
     a.send("authenticated").await;
