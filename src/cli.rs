@@ -61,6 +61,9 @@ pub enum Command {
         /// The reload generation shown by /healthz (set by `up --process`).
         #[arg(long, default_value_t = 0, hide = true)]
         generation: u64,
+        /// The admin server whose page may open WebSockets here (set by `up --process`).
+        #[arg(long, hide = true)]
+        admin_origin: Option<std::net::SocketAddr>,
     },
     /// What saving FILE would do to the running `topo up`: nodes added,
     /// removed, rewired, restarted, and how deliveries change.
@@ -115,6 +118,8 @@ pub const EXIT_INVALID: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 pub fn run(cli: Cli) -> i32 {
+    // Every node, link and client is a descriptor: take all we may have.
+    crate::runtime::fds::raise_limit();
     match cli.command {
         Command::Validate { files, format } => validate(&files, format),
         Command::Graph { file, format } => graph(&file, format),
@@ -151,14 +156,15 @@ pub fn run(cli: Cli) -> i32 {
             file,
             name,
             generation,
+            admin_origin,
         } => match load_valid(&file) {
             Ok(valid) => match valid.topology.node_id(&name) {
-                Some(id) => run_async(crate::runtime::run_node_at(
-                    valid.topology,
-                    id,
-                    generation,
-                    shutdown_signal(),
-                )),
+                Some(id) => run_async({
+                    if let Some(addr) = admin_origin {
+                        crate::node::ws::allow_admin_origin(addr);
+                    }
+                    crate::runtime::run_node_at(valid.topology, id, generation, shutdown_signal())
+                }),
                 None => {
                     let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
                     let hint = match did_you_mean(&name, names) {
@@ -267,15 +273,48 @@ fn validate(files: &[PathBuf], format: Format) -> i32 {
         if checked.valid.is_none() && code == EXIT_OK {
             code = EXIT_INVALID;
         }
+        let fds = checked.valid.as_ref().map(|v| {
+            let needed = crate::runtime::fds::needed(&v.topology);
+            (needed, crate::runtime::fds::raise_limit())
+        });
         match format {
-            Format::Json => println!("{}", validation_json(&checked)),
+            Format::Json => {
+                let mut object = validation_json(&checked);
+                if let Some((needed, limit)) = fds {
+                    object["descriptors"] = json!({"needed": needed, "limit": limit});
+                }
+                println!("{object}");
+            }
             Format::Text => {
                 eprint!("{}", checked.render());
                 print!("{}", summary(&checked));
+                if let Some((needed, limit)) = fds {
+                    print!("{}", descriptors_line(needed, limit));
+                }
             }
         }
     }
     code
+}
+
+/// What `validate` says about file descriptors (and a warning on stderr
+/// when `topo up` would refuse the file).
+fn descriptors_line(needed: u64, limit: Option<u64>) -> String {
+    match limit {
+        Some(limit) if needed > limit => {
+            eprintln!(
+                "warning: about {needed} file descriptors needed in one process, over the limit of {limit}: \
+                 `topo up` would refuse to start (raise `ulimit -n`, or use `topo up --process`)"
+            );
+            format!(
+                "file descriptors: about {needed} needed in one process, limit {limit} (too few)\n"
+            )
+        }
+        Some(limit) => {
+            format!("file descriptors: about {needed} needed in one process, limit {limit}\n")
+        }
+        None => format!("file descriptors: about {needed} needed in one process\n"),
+    }
 }
 
 /// SPEC's `validate --format json` object.

@@ -27,5 +27,6 @@ pub mod node;
 pub mod plan;
 pub mod probe;
 pub mod runtime;
+pub mod serve;
 pub mod testing;
 pub mod transport;

@@ -21,7 +21,7 @@ pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
         .map_or("topology".into(), |s| s.to_string_lossy().into_owned());
     let env = |name: &str| std::env::var(name).ok();
     let running = check_bytes(&applied.file, &stem, applied.source.as_bytes(), &env);
-    let Some(old) = running.valid else {
+    let Some(mut old) = running.valid else {
         // The running file used variables this shell does not have.
         eprint!("{}", running.render());
         eprintln!("topo plan: the running topology does not validate here");
@@ -31,6 +31,7 @@ pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
         eprintln!("topo plan: saving {} would be rejected", file.display());
         return EXIT_INVALID;
     };
+    unredact(&mut old, &new);
     if format == Format::Text {
         println!(
             "running: {} (generation {}); planned: {}",
@@ -54,6 +55,23 @@ pub fn diff(old: &Path, new: &Path, format: Format) -> i32 {
             EXIT_OK
         }
         Err(code) => code,
+    }
+}
+
+/// The admin server serves its file with passwords as `***`: a broker the
+/// new file names with the same server and user keeps the new password, so
+/// only a changed server shows as a change (a changed password alone does not).
+fn unredact(old: &mut Valid, new: &Valid) {
+    for broker in &mut old.topology.brokers {
+        if broker.url.password.as_deref() != Some("***") {
+            continue;
+        }
+        let same = new.topology.brokers.iter().find(|b| {
+            b.url.server() == broker.url.server() && b.url.username == broker.url.username
+        });
+        if let Some(same) = same {
+            broker.url.password.clone_from(&same.url.password);
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 //! live page at `/` (`www/admin.html`, embedded), its event stream
 //! (`GET /api/events`, SSE), `GET /api/view`, and `POST /api/probe`. It reads
 //! the applied state and the nodes' `/healthz`; it never changes the nodes.
+//! Only requests naming its own address, and changes only from its own page
+//! ([`guard`]); what it serves never holds a password.
 
+pub mod guard;
 pub mod live;
 pub mod view;
 
@@ -20,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7070";
 
@@ -44,13 +48,20 @@ struct AppState {
     /// One probe at a time: two would see each other's messages.
     probing: Arc<tokio::sync::Mutex<()>>,
     cancel: CancellationToken,
+    /// The page with its token in it.
+    page: Arc<str>,
 }
 
 const PAGE: &str = include_str!("../../www/admin.html");
+/// Replaced by the token in the served page.
+const TOKEN_SLOT: &str = "{{TOPO_TOKEN}}";
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, guard: guard::Guard) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/",
+            get(|State(state): State<AppState>| async move { Html(state.page.to_string()) }),
+        )
         .route("/api/topology", get(topology))
         .route("/api/view", get(view))
         .route("/api/events", get(events))
@@ -58,10 +69,63 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
 }
 
+/// The applied file, its passwords replaced by `***` (`topo plan` keeps
+/// the new file's password for a broker whose URL is otherwise the same).
 async fn topology(State(state): State<AppState>) -> Response {
-    Json(state.shared.borrow().applied.clone()).into_response()
+    let mut applied = state.shared.borrow().applied.clone();
+    applied.source = redact_source(&applied.source);
+    Json(applied).into_response()
+}
+
+/// Every literal password of a `redis://` or `rediss://` URL in `text`
+/// replaced by `***`; a `${VAR}` password is a name, not a secret, and stays.
+pub fn redact_source(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("redis") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let scheme_len = if from.starts_with("rediss://") {
+            9
+        } else if from.starts_with("redis://") {
+            8
+        } else {
+            out.push_str("redis");
+            rest = &from[5..];
+            continue;
+        };
+        out.push_str(&from[..scheme_len]);
+        let url = &from[scheme_len..];
+        // The authority ends at a path, or where YAML text around it does.
+        let end = url
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"'#,]}".contains(c))
+            .unwrap_or(url.len());
+        let authority = &url[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, pass)) if !is_variable(pass) && !pass.is_empty() => {
+                        out.push_str(user);
+                        out.push_str(":***");
+                    }
+                    _ => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_variable(text: &str) -> bool {
+    text.starts_with("${") && text.ends_with('}') && text[2..].find('}') == Some(text.len() - 3)
 }
 
 /// The data of the newest `topology` event (what the page draws).
@@ -122,9 +186,30 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Binds `addr`; the caller spawns [`serve`] with the listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+/// The admin server's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "admin server: cannot bind {addr}: {source} (use --admin ADDR for another address, or --no-admin)"
+)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds `addr`; the caller spawns [`serve`] with the listener. Anything
+/// but loopback exposes the topology and the probe to the network: warned.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the admin server is reachable from other machines: anyone who can reach {addr} sees the topology and can run probes; bind 127.0.0.1 unless that is what you want"
+        );
+        eprintln!("warning: admin server on {addr}, not loopback: reachable from other machines");
+    }
+    Ok(listener)
 }
 
 /// Serves the API, the live page and its event stream until `cancel`.
@@ -133,20 +218,36 @@ pub async fn serve(
     shared: watch::Receiver<Shared>,
     cancel: CancellationToken,
 ) {
+    let bound = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let guard = guard::Guard::new(bound);
     let (feeds, poller) = live::start(shared.clone(), cancel.clone());
-    let app = router(AppState {
-        shared,
-        feeds,
-        probing: Arc::default(),
-        cancel: cancel.clone(),
-    });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let (served, ()) = tokio::join!(server.into_future(), poller);
-    if let Err(e) = served {
-        tracing::error!(error = %e, "admin server failed");
-    }
+    let app = router(
+        AppState {
+            shared,
+            feeds,
+            probing: Arc::default(),
+            cancel: cancel.clone(),
+            page: PAGE.replace(TOKEN_SLOT, &guard.token).into(),
+        },
+        guard,
+    );
+    let connections = TaskTracker::new();
+    let server = crate::serve::serve(
+        listener,
+        app,
+        crate::serve::Options::default(),
+        cancel.clone(),
+        connections.clone(),
+    );
+    tokio::join!(server, poller);
+    connections.close();
+    connections.wait().await;
 }
+
+/// The largest answer [`http_get`] reads (headers and body).
+pub const MAX_REPLY: u64 = 8 << 20;
 
 /// A plain HTTP/1.1 GET (`Connection: close`): the body of a 200 answer.
 pub(crate) async fn http_get(
@@ -164,11 +265,19 @@ pub(crate) async fn http_get(
             .write_all(request.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
+        // A peer that is not topo could answer without end: bounded.
         let mut response = Vec::new();
-        stream
+        (&mut stream)
+            .take(MAX_REPLY + 1)
             .read_to_end(&mut response)
             .await
             .map_err(|e| e.to_string())?;
+        if response.len() as u64 > MAX_REPLY {
+            return Err(format!(
+                "{addr}: answer larger than {} MiB, not topo's admin server",
+                MAX_REPLY >> 20
+            ));
+        }
         Ok::<_, String>(response)
     };
     let response = tokio::time::timeout(limit, get)
@@ -190,4 +299,21 @@ pub async fn fetch(addr: SocketAddr) -> Result<Applied, String> {
         .await
         .map_err(|e| e.replace("nothing answers on", "no topo up answers on"))?;
     serde_json::from_str(&body).map_err(|e| format!("{addr}: not topo's admin server: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_source;
+
+    #[test]
+    fn passwords_in_urls_are_redacted_variables_stay() {
+        let text = "a: { url: \"redis://alice:p@ss@h:1/2\" }\nb: rediss://:s3cret@h\n\
+                    c: redis://${USER}:${PASS}@h\nd: redis://bob@h redis://h:1 redisx";
+        let out = redact_source(text);
+        assert_eq!(
+            out,
+            "a: { url: \"redis://alice:***@h:1/2\" }\nb: rediss://:***@h\n\
+             c: redis://${USER}:${PASS}@h\nd: redis://bob@h redis://h:1 redisx"
+        );
+    }
 }

@@ -273,21 +273,16 @@ impl Tasks {
 
 /// The HTTP server; on cancel it stops accepting and lets sessions close.
 async fn serve_http(listener: tokio::net::TcpListener, http: ws::Http) {
-    let shutdown = http.cancel.clone().cancelled_owned();
+    let cancel = http.cancel.clone();
+    let tracker = http.tracker.clone();
     let app = ws::router(http);
     // Writers already coalesce queued frames into one flush; Nagle would
     // only hold the next flush back until the client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "http server failed");
-    }
+    let options = crate::serve::Options {
+        nodelay: true,
+        ..Default::default()
+    };
+    crate::serve::serve(listener, app, options, cancel, tracker).await;
 }
 
 /// Binding 0.0.0.0 (or `::`) exposes the node to other machines: say so.

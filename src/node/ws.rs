@@ -8,14 +8,16 @@
 
 use super::relay::Core;
 use crate::model::Limits;
+use crate::serve::ConnState;
 use crate::transport::Text;
 use axum::BoxError;
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::header::ORIGIN;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -85,22 +87,36 @@ async fn not_found() -> StatusCode {
 /// The chapter's client connects to the root, so `/` upgrades when asked to.
 async fn root(
     State(http): State<Http>,
+    conn: Option<Extension<ConnState>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        Ok(ws) => accept(http, &headers, ws),
+        Ok(ws) => accept(http, conn, &headers, ws),
         Err(_) => Html(PAGE).into_response(),
     }
 }
 
-async fn ws_only(State(http): State<Http>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    accept(http, &headers, ws)
+async fn ws_only(
+    State(http): State<Http>,
+    conn: Option<Extension<ConnState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    accept(http, conn, &headers, ws)
 }
 
-/// Checks the origin and the connection limit, then upgrades with the
-/// node's message size limit (tungstenite refuses bigger frames early).
-fn accept(http: Http, headers: &HeaderMap, ws: WebSocketUpgrade) -> Response {
+/// Checks the key, the origin and the connection limit, then upgrades with
+/// the node's message size limit (tungstenite refuses bigger frames early).
+fn accept(
+    http: Http,
+    conn: Option<Extension<ConnState>>,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !key_valid(headers.get(SEC_WEBSOCKET_KEY)) {
+        return (StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key\n").into_response();
+    }
     let limits = http.limits.borrow().clone();
     if !origin_allowed(&limits.origins, headers) {
         tracing::info!(origin = ?headers.get(ORIGIN), "websocket upgrade refused: origin not allowed");
@@ -123,6 +139,12 @@ fn accept(http: Http, headers: &HeaderMap, ws: WebSocketUpgrade) -> Response {
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             async move {
+                if let Some(Extension(conn)) = conn {
+                    conn.upgraded();
+                    // Whoever closes, the peer may still be sending (a
+                    // message too big, say): read it off before closing.
+                    conn.drain_on_close();
+                }
                 session(socket, http, &limits).await;
                 drop(slot);
                 drop(tracked);
@@ -131,18 +153,78 @@ fn accept(http: Http, headers: &HeaderMap, ws: WebSocketUpgrade) -> Response {
         })
 }
 
+/// RFC 6455 §4.1: the key is 16 bytes, base64-encoded: 24 characters, the
+/// last two `==`, and the 22nd carrying only two bits (A, Q, g or w).
+fn key_valid(key: Option<&HeaderValue>) -> bool {
+    let Some(key) = key.map(HeaderValue::as_bytes) else {
+        return false;
+    };
+    let base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24
+        && key[..21].iter().all(base64)
+        && b"AQgw".contains(&key[21])
+        && &key[22..] == b"=="
+}
+
 /// Browsers always send `Origin`; other clients may omit it, and could
-/// forge it anyway, so a request without one is let through.
+/// forge it anyway, so a request without one is let through. With no
+/// `origins:`, only the node's own origin (`Origin` naming the `Host` the
+/// request was sent to) and the admin server of this process are allowed;
+/// `origins: ["*"]` allows any.
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    if allowed.is_empty() {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
-    match headers.get(ORIGIN) {
-        None => true,
-        Some(origin) => origin
-            .to_str()
-            .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))),
+    if is_admin_origin(origin) {
+        return true;
     }
+    if !allowed.is_empty() {
+        return false;
+    }
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// The origins of the admin servers in this process (its page's send
+/// boxes are WebSocket clients of every node).
+static ADMIN_ORIGINS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Lets the page of the admin server at `addr` open WebSockets on every
+/// node of this process, whatever their `origins:`.
+pub fn allow_admin_origin(addr: std::net::SocketAddr) {
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        let port = addr.port();
+        origins.push(format!("http://localhost:{port}"));
+        origins.push(format!("http://127.0.0.1:{port}"));
+        origins.push(format!("http://[::1]:{port}"));
+    }
+    let mut list = ADMIN_ORIGINS.write().unwrap_or_else(|e| e.into_inner());
+    for origin in origins {
+        if !list.contains(&origin) {
+            list.push(origin);
+        }
+    }
+}
+
+fn is_admin_origin(origin: &str) -> bool {
+    ADMIN_ORIGINS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 /// One of `max_connections`; released when dropped (also if the upgrade fails).

@@ -4,6 +4,7 @@
 //! `reload::up` is `topo up FILE`: the same plus watching and hot reload.
 
 pub mod controller;
+pub mod fds;
 pub mod process;
 pub mod reload;
 pub mod running;
@@ -42,7 +43,27 @@ pub async fn run_node_at(
     for n in running.nodes() {
         n.core.set_generation(generation);
     }
+    signal_ready();
     wait_and_stop(running, &topology, &[node], shutdown).await
+}
+
+/// Tells the `up --process` parent that this node runs: `ready` on the
+/// descriptor it named in [`process::READY_FD`], which is then closed.
+fn signal_ready() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let Some(fd) = std::env::var(process::READY_FD)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|fd| *fd > 2)
+    else {
+        return;
+    };
+    // SAFETY: the parent gave us this descriptor for this write alone.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Err(e) = pipe.write_all(b"ready\n") {
+        tracing::warn!(error = %e, "cannot tell the parent this node is ready");
+    }
 }
 
 async fn serve(

@@ -5,6 +5,8 @@
 //! outlive us: each is its own process group and gets SIGKILL from the
 //! kernel when we die (`PR_SET_PDEATHSIG`), even by SIGKILL.
 //! It applies diffs by restarting only the children of changed nodes.
+//! Start-up waits for every child to say it is ready through a pipe of its
+//! own ([`READY_FD`]), not by reading its logs.
 
 use super::controller::Failure;
 use crate::diff::Diff;
@@ -14,8 +16,23 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The environment variable naming the descriptor a child writes `ready`
+/// to once its node runs (then closes it; exiting first means it failed).
+pub const READY_FD: &str = "TOPO_READY_FD";
+/// How long start-up waits for every child to be ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A child that did not become ready at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("node {node}: {reason}")]
+pub struct NotReady {
+    pub node: String,
+    pub reason: String,
+}
 
 /// A child gets this long to stop after SIGTERM before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -31,8 +48,12 @@ pub struct Supervisor {
     file: PathBuf,
     color: bool,
     width: usize,
+    /// The admin server whose page may open WebSockets on the children.
+    admin: Option<std::net::SocketAddr>,
     children: Vec<Child>,
     tracker: TaskTracker,
+    /// Each first start's readiness, taken by [`Supervisor::ready`].
+    starting: Vec<(String, oneshot::Receiver<Result<(), String>>)>,
 }
 
 struct Child {
@@ -44,7 +65,13 @@ struct Child {
 
 impl Supervisor {
     /// Starts one child per wiring. `exe` is normally `current_exe()`.
-    pub fn start(exe: PathBuf, file: &Path, wirings: &[Wiring], generation: u64) -> Supervisor {
+    pub fn start(
+        exe: PathBuf,
+        file: &Path,
+        wirings: &[Wiring],
+        generation: u64,
+        admin: Option<std::net::SocketAddr>,
+    ) -> Supervisor {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let width = wirings.iter().map(|w| w.name.len()).max().unwrap_or(4);
         let mut s = Supervisor {
@@ -52,8 +79,10 @@ impl Supervisor {
             file: file.to_path_buf(),
             color,
             width,
+            admin,
             children: Vec::new(),
             tracker: TaskTracker::new(),
+            starting: Vec::new(),
         };
         for w in wirings {
             s.spawn(w, generation);
@@ -61,9 +90,37 @@ impl Supervisor {
         s
     }
 
+    /// Waits until every child started so far said it is ready (within
+    /// [`READY_TIMEOUT`]); the children that did not, with why.
+    pub async fn ready(&mut self) -> Result<(), Vec<NotReady>> {
+        let waits = std::mem::take(&mut self.starting)
+            .into_iter()
+            .map(|(node, rx)| async move {
+                let reason = match tokio::time::timeout(READY_TIMEOUT, rx).await {
+                    Ok(Ok(Ok(()))) => return None,
+                    Ok(Ok(Err(reason))) => reason,
+                    Ok(Err(_)) => "its supervisor ended".to_owned(),
+                    Err(_) => format!("not ready within {READY_TIMEOUT:?}"),
+                };
+                Some(NotReady { node, reason })
+            });
+        let failed: Vec<NotReady> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed)
+        }
+    }
+
     fn spawn(&mut self, wiring: &Wiring, generation: u64) {
         let stop = CancellationToken::new();
         let done = CancellationToken::new();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        self.starting.push((wiring.name.clone(), ready_rx));
         let child = Spec {
             exe: self.exe.clone(),
             file: self.file.clone(),
@@ -71,11 +128,13 @@ impl Supervisor {
             generation,
             prefix: prefix(&wiring.name, self.width, self.color),
             color: self.color,
+            admin: self.admin,
         };
         let span = tracing::info_span!("node", node = %wiring.name);
         self.tracker.spawn(tracing::Instrument::instrument(
             supervise(
                 child,
+                ready_tx,
                 stop.clone(),
                 done.clone().drop_guard(),
                 self.tracker.clone(),
@@ -120,7 +179,9 @@ impl Supervisor {
             self.spawn(w, generation);
             tracing::info!(node = %w.name, generation, "child added");
         }
-        // Failures show up as child exits (restarted with backoff).
+        // Failures show up as child exits (restarted with backoff); only
+        // start-up waits for readiness.
+        self.starting.clear();
         Vec::new()
     }
 
@@ -148,27 +209,37 @@ struct Spec {
     generation: u64,
     prefix: String,
     color: bool,
+    admin: Option<std::net::SocketAddr>,
 }
 
-/// Runs one child until `stop`, restarting it when it exits.
+/// Runs one child until `stop`, restarting it when it exits; says through
+/// `ready` whether its first start became ready.
 async fn supervise(
     spec: Spec,
+    ready: oneshot::Sender<Result<(), String>>,
     stop: CancellationToken,
     _done: tokio_util::sync::DropGuard,
     tracker: TaskTracker,
 ) {
     let mut exits: Vec<Instant> = Vec::new();
     let mut backoff = BACKOFF_START;
+    let mut ready = Some(ready);
     loop {
-        let mut child = match spawn(&spec) {
+        let (mut child, signal) = match spawn(&spec) {
             Ok(child) => child,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start child");
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(format!("cannot start `topo node`: {e}")));
+                }
                 return;
             }
         };
         let pid = child.id();
         tracing::info!(pid, "child started");
+        if let Some(ready) = ready.take() {
+            tracker.spawn(await_ready(signal, ready));
+        }
         if let Some(out) = child.stdout.take() {
             tracker.spawn(relay_lines(out, spec.prefix.clone(), false));
         }
@@ -199,13 +270,49 @@ async fn supervise(
     }
 }
 
-fn spawn(spec: &Spec) -> std::io::Result<tokio::process::Child> {
+/// Reads the child's readiness pipe: `ready`, or end of file (it exited).
+async fn await_ready(signal: ReadyPipe, ready: oneshot::Sender<Result<(), String>>) {
+    use tokio::io::AsyncReadExt;
+    let mut said = Vec::new();
+    let result = match signal.take(64).read_to_end(&mut said).await {
+        Ok(_) if said.starts_with(b"ready") => Ok(()),
+        Ok(_) => Err("exited before it was ready (its errors are above)".to_owned()),
+        Err(e) => Err(format!("readiness pipe: {e}")),
+    };
+    let _ = ready.send(result);
+}
+
+type ReadyPipe = tokio::net::unix::pipe::Receiver;
+
+/// A pipe whose write end the child inherits (its number in [`READY_FD`]).
+fn ready_pipe() -> std::io::Result<(ReadyPipe, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills the two descriptors, which we then own. Both are
+    // close-on-exec: the write end is let through to one child only.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((ReadyPipe::from_owned_fd(read)?, write))
+}
+
+fn spawn(spec: &Spec) -> std::io::Result<(tokio::process::Child, ReadyPipe)> {
+    use std::os::fd::AsRawFd;
+    let (signal, write) = ready_pipe()?;
+    let write_fd = write.as_raw_fd();
     let mut cmd = tokio::process::Command::new(&spec.exe);
     cmd.arg("node")
+        .arg("--generation")
+        .arg(spec.generation.to_string());
+    if let Some(admin) = spec.admin {
+        cmd.arg("--admin-origin").arg(admin.to_string());
+    }
+    // `--`: a file named `-x.yaml` is a path, not an option.
+    cmd.arg("--")
         .arg(&spec.file)
         .arg(&spec.name)
-        .arg("--generation")
-        .arg(spec.generation.to_string())
+        .env(READY_FD, write_fd.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -223,6 +330,10 @@ fn spawn(spec: &Spec) -> std::io::Result<tokio::process::Child> {
             // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
             unsafe {
                 cmd.pre_exec(move || {
+                    // The readiness pipe survives exec in this child only.
+                    if libc::fcntl(write_fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                     // The kernel kills the child when the thread that spawned it
                     // exits: these tasks run on tokio's worker threads, which
                     // live as long as the runtime (never on the blocking pool).
@@ -238,7 +349,10 @@ fn spawn(spec: &Spec) -> std::io::Result<tokio::process::Child> {
             }
         }
     }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    // Ours closed: the pipe ends when the child's copy does.
+    drop(write);
+    Ok((child, signal))
 }
 
 /// SIGTERM to the child's group, SIGKILL after [`GRACE`].

@@ -67,7 +67,23 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         anyhow::bail!("{file}: invalid, nothing started");
     };
     let topology = valid.topology.clone();
-    let mut engine = start(&options, &topology).await?;
+    // In one process every link holds descriptors here: never "ready" on
+    // a topology whose links cannot all come up.
+    if !options.process {
+        super::fds::check(&topology)?;
+    }
+    // Bound before the nodes start: a taken admin port fails start-up
+    // (a second `topo up` on the same machine needs --admin or --no-admin).
+    let admin_listener = match options.admin {
+        Some(addr) => Some(admin::bind(addr).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // Its page's send boxes are WebSocket clients of every node.
+    if let Some(addr) = admin_addr {
+        crate::node::ws::allow_admin_origin(addr);
+    }
+    let mut engine = start(&options, &topology, admin_addr).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     println!("{}", ready_table(&topology, &ids));
 
@@ -80,19 +96,14 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         failed: Vec::new(),
     };
     let published = Publisher::new(applied, valid);
-    if let Some(addr) = options.admin {
-        match admin::bind(addr).await {
-            Ok(listener) => {
-                tracing::info!(%addr, "admin server: live view at http://{addr}/");
-                tracker.spawn(admin::serve(
-                    listener,
-                    published.subscribe(),
-                    cancel.clone(),
-                ));
-            }
-            // A second `topo up` on the same machine: run without it.
-            Err(e) => tracing::warn!(%addr, error = %e, "admin server not started"),
-        }
+    if let Some(listener) = admin_listener {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin server: live view at http://{addr}/");
+        tracker.spawn(admin::serve(
+            listener,
+            published.subscribe(),
+            cancel.clone(),
+        ));
     }
     // One save waits while the previous one is applied; later ones queue in
     // the watcher as a single wake-up (it re-reads the file when it runs).
@@ -132,16 +143,22 @@ fn check(options: &UpOptions, bytes: &[u8]) -> Checked {
     check_bytes(&options.file.display().to_string(), &stem, bytes, &env)
 }
 
-async fn start(options: &UpOptions, topology: &Topology) -> anyhow::Result<Engine> {
+async fn start(
+    options: &UpOptions,
+    topology: &Topology,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Engine> {
     if options.process {
         let exe = std::env::current_exe()?;
         let all = wirings(topology);
-        return Ok(Engine::Process(Supervisor::start(
-            exe,
-            &options.file,
-            &all,
-            0,
-        )));
+        let mut supervisor = Supervisor::start(exe, &options.file, &all, 0, admin);
+        // Like in-process start-up: every node runs, or none does.
+        if let Err(failed) = supervisor.ready().await {
+            supervisor.shutdown().await;
+            let why: Vec<String> = failed.iter().map(|f| f.to_string()).collect();
+            anyhow::bail!("{} node(s) did not start: {}", failed.len(), why.join("; "));
+        }
+        return Ok(Engine::Process(supervisor));
     }
     Ok(Engine::InProcess(Running::start(topology).await?))
 }

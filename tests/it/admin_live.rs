@@ -155,8 +155,9 @@ async fn the_event_stream_shows_children_of_up_process() {
         .await
         .unwrap();
     // HTTP/1.0: the stream comes unchunked, one event after another.
+    // (With a Host: the admin server answers nothing without one.)
     stream
-        .write_all(b"GET /api/events HTTP/1.0\r\n\r\n")
+        .write_all(b"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let all_up = async {

@@ -42,7 +42,15 @@ fn validate_json_has_exactly_the_spec_shape() {
     let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["file", "valid", "errors", "warnings", "reach", "deliveries"]
+        [
+            "file",
+            "valid",
+            "errors",
+            "warnings",
+            "reach",
+            "deliveries",
+            "descriptors"
+        ]
     );
     assert_eq!(value["file"], "topologies/zmq-3node.yaml");
     assert_eq!(value["reach"]["b"], serde_json::json!(["a", "b", "c"]));

@@ -42,7 +42,12 @@ async fn client_limits_change_in_place_and_a_new_send_queue_restarts() {
     let t0 = compile("nodes:\n  a: { http: PORT }\n", http);
     let mut running = timeout(LIMIT, Running::start(&t0)).await.unwrap().unwrap();
     let mut kept = Client::connect(http).await;
-    assert_eq!(upgrade_status(http, "http://evil.example").await, 101);
+    // No `origins:`: same-origin only.
+    assert_eq!(upgrade_status(http, "http://good.example").await, 403);
+    assert_eq!(
+        upgrade_status(http, &format!("http://127.0.0.1:{http}")).await,
+        101
+    );
 
     let t1 = compile(
         "origins: ['http://good.example']\nlimits: { max_message_bytes: 64 }\nnodes:\n  a: { http: PORT }\n",

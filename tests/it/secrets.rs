@@ -107,7 +107,7 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
         "REDIS_URL",
         format!("redis://alice:wrongpass@127.0.0.1:{}", redis.port),
     )];
-    let (code, text) = run(&["up", file_arg], &wrong);
+    let (code, text) = run(&["up", file_arg, "--no-admin"], &wrong);
     assert_ne!(code, Some(0), "{text}");
     assert!(text.contains("alice:***@"), "{text}");
     assert!(text.contains("authentication failed"), "{text}");
@@ -116,7 +116,7 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
     // `topo up` with debug logs, both nodes authenticated.
     let log = dir.path().join("up.log");
     let mut up = topo()
-        .args(["up", file_arg])
+        .args(["up", file_arg, "--no-admin"])
         .envs(env.iter().cloned())
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())

@@ -1,0 +1,131 @@
+//! `topo up --process` and `topo plan` against unlucky starts and strange
+//! peers (issue 11): "ready" only once every child is ready, a child that
+//! cannot start fails start-up, a file named like an option reaches the
+//! children as a path, and a huge admin reply does not exhaust `topo plan`.
+
+use crate::chat::{LIMIT, http_get};
+use crate::util::free_port;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn pair(a: u16, b: u16, pa: u16, pb: u16) -> String {
+    format!(
+        "nodes:\n  a: {{ http: {a}, zmq: {{ pub: {pa}, sub: [b] }} }}\n  \
+         b: {{ http: {b}, zmq: {{ pub: {pb}, sub: [a] }} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
+    let (a, b, pa, pb) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("-x.yaml"), pair(a, b, pa, pb)).unwrap();
+    let out = dir.path().join("up.out");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut up = Command::new(env!("CARGO_BIN_EXE_topo"))
+        .args(["up", "--process", "--admin", &admin, "--", "-x.yaml"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT * 2;
+    // The parent's table (the children's lines are prefixed `a | `).
+    let parent_ready = || {
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("-x ready: 2 node(s)"))
+    };
+    while !parent_ready() {
+        assert!(Instant::now() < deadline, "never ready");
+        assert!(up.try_wait().unwrap().is_none(), "topo up exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Ready means ready: both children answer at once.
+    for port in [a, b] {
+        let (status, body) = http_get(port, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let _ = up.kill();
+    let _ = up.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_cannot_start_fails_start_up() {
+    let (a, b, pa, pb) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, pair(a, b, pa, pb)).unwrap();
+    // b's HTTP port is taken.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
+    let started = Instant::now();
+    let output = tokio::time::timeout(
+        LIMIT * 3,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+            .args(["up", "--process", "--no-admin"])
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .output(),
+    )
+    .await
+    .expect("topo up gave up in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    // The children's own lines come prefixed (`a | `); the parent's not.
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("t ready")),
+        "the parent printed ready:\n{stdout}"
+    );
+    assert!(stderr.contains("node b"), "{stderr}");
+    assert!(stderr.contains("did not start"), "{stderr}");
+    eprintln!("failed start-up reported in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_caps_the_admin_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, format!("nodes:\n  a: {{ http: {} }}\n", free_port())).unwrap();
+    // A fake admin server: a 200 whose body never ends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0u64;
+        while stream.write_all(&chunk).await.is_ok() {
+            sent += chunk.len() as u64;
+            if sent > 600 << 20 {
+                break;
+            }
+        }
+        sent
+    });
+    let output = tokio::time::timeout(
+        LIMIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+            .arg("plan")
+            .arg(&file)
+            .args(["--admin", &addr.to_string()])
+            .output(),
+    )
+    .await
+    .expect("topo plan gave up in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("larger than 8 MiB"), "{stderr}");
+    let sent = server.await.unwrap();
+    assert!(sent < 64 << 20, "topo plan read {sent} bytes");
+}
