@@ -19,7 +19,7 @@ pub struct View {
     pub nodes: Vec<Vertex>,
     pub brokers: Vec<Vertex>,
     pub edges: Vec<Edge>,
-    /// Names of the nodes with an HTTP server, sorted (rows and columns).
+    /// Names of the nodes with an HTTP server, in file order (rows and columns).
     pub matrix_names: Vec<String>,
     /// Predicted deliveries per message (SPEC's `deliveries`); > 1 is a duplicate.
     pub deliveries: BTreeMap<String, BTreeMap<String, u64>>,
@@ -90,7 +90,12 @@ impl View {
             nodes,
             brokers,
             edges: edges(valid),
-            matrix_names: deliveries.keys().cloned().collect(),
+            matrix_names: valid
+                .analysis
+                .deliveries_in_file_order(t)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
             deliveries,
             failed: failed.to_vec(),
         }

@@ -26,6 +26,8 @@ pub struct UpOptions {
     pub poll: bool,
     /// Where the admin server listens; `None`: no admin server.
     pub admin: Option<SocketAddr>,
+    /// The ready table lists every link in full (`-v`).
+    pub verbose: bool,
 }
 
 /// What runs the nodes.
@@ -85,7 +87,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     }
     let mut engine = start(&options, &topology, admin_addr).await?;
     let ids: Vec<_> = topology.node_ids().collect();
-    println!("{}", ready_table(&topology, &ids));
+    let table = if options.verbose {
+        super::ready_table_verbose(&topology, &ids)
+    } else {
+        ready_table(&topology, &ids)
+    };
+    println!("{table}");
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
