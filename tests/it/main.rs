@@ -18,6 +18,7 @@ mod hostile_fds;
 mod hostile_process;
 mod hostile_ws;
 mod interop;
+mod live_demo;
 mod process;
 mod reload;
 mod reload_bench;
