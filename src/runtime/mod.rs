@@ -4,6 +4,7 @@
 //! `reload::up` is `topo up FILE`: the same plus watching and hot reload.
 
 pub mod controller;
+pub mod faults;
 pub mod fds;
 pub mod process;
 pub mod reload;

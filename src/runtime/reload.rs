@@ -1,9 +1,11 @@
 //! `topo up FILE`: start the file's nodes (in this process, or one child
 //! each), then turn every save of the file into a reload: re-validate,
 //! diff against what runs, apply only the difference, publish the applied
-//! state on the admin server. An invalid save changes nothing.
+//! state on the admin server. An invalid save changes nothing. The admin
+//! page's fault switches are applied here too, between saves (`faults`).
 
 use super::controller::{self, Failure};
+use super::faults::{FaultError, FaultRequest, Faults};
 use super::process::Supervisor;
 use super::watch::{self, Saved};
 use super::{Running, ready_table};
@@ -103,12 +105,16 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         failed: Vec::new(),
     };
     let published = Publisher::new(applied, valid);
+    // The admin page's fault switches; a few waiting at most (each answers).
+    let (fault_tx, mut fault_rx) = mpsc::channel::<FaultRequest>(4);
+    let mut faults = Faults::default();
     if let Some(listener) = admin_listener {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "admin server: live view at http://{addr}/");
         tracker.spawn(admin::serve(
             listener,
             published.subscribe(),
+            Some(fault_tx.clone()),
             cancel.clone(),
         ));
     }
@@ -127,9 +133,29 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         tokio::select! {
             _ = &mut shutdown => break,
             save = saved.recv() => match save {
-                Some(save) => reload(&options, &mut engine, save, &mut generation, &published).await,
+                Some(save) => {
+                    let applied = reload(&options, &mut engine, save, &mut generation, &published).await;
+                    // The save rewired cut links back and started stopped nodes.
+                    if applied && let Engine::InProcess(r) = &engine {
+                        faults.forget(r).await;
+                    }
+                }
                 None => break,
             },
+            Some(request) = fault_rx.recv() => {
+                let result = match &mut engine {
+                    Engine::InProcess(r) => {
+                        let valid = published.valid();
+                        faults.apply(r, &valid.topology, generation, request.command).await
+                    }
+                    Engine::Process(_) => Err(FaultError::ProcessMode),
+                };
+                if result.is_ok() {
+                    published.faults(faults.active().to_vec());
+                }
+                // The page may have gone: nobody to tell.
+                let _ = request.reply.send(result);
+            }
         }
     }
     tracing::info!("shutting down");
@@ -176,7 +202,7 @@ async fn reload(
     save: Saved,
     generation: &mut u64,
     published: &Publisher,
-) {
+) -> bool {
     let file = options.file.display();
     let checked = check(options, &save.bytes);
     eprint!("{}", checked.render());
@@ -188,7 +214,7 @@ async fn reload(
             "reload rejected: {file} is invalid, nothing changed"
         );
         published.rejected(&checked);
-        return;
+        return false;
     };
     let next = *generation + 1;
     let diff = Diff::of_wirings(&engine.wirings().await, &wirings(&valid.topology));
@@ -209,4 +235,5 @@ async fn reload(
     };
     let why = failures.iter().map(|f| f.to_string()).collect();
     published.applied(applied, valid, &diff, why);
+    true
 }

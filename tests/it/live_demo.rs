@@ -80,3 +80,126 @@ async fn the_layout_is_stable_across_reloads_and_no_label_overlaps_at_3_12_30_no
         assert!(shots.join(format!("live-{n}.png")).exists());
     }
 }
+
+/// a <-> b over ZeroMQ; a and c on the Redis server at `redis`.
+fn mixed(http: &[u16], publ: &[u16], redis: &str) -> String {
+    format!(
+        "name: faults\nbrokers:\n  local: {{ url: \"{redis}\" }}\nnodes:\n  \
+         a: {{ http: {}, zmq: {{ pub: {}, sub: [b] }}, redis: {{ broker: local }} }}\n  \
+         b: {{ http: {}, zmq: {{ pub: {}, sub: [a] }} }}\n  \
+         c: {{ http: {}, redis: {{ broker: local }} }}\n",
+        http[0], publ[0], http[1], publ[1], http[2]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_button_changes_the_picture_and_probe_goes_red_then_green() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = browser_dir().expect("playwright-core");
+    let redis = crate::util::RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let publ: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let file = tmp.path().join("faults.yaml");
+    std::fs::write(&file, mixed(&http, &publ, &redis.url())).unwrap();
+    let up = Up::start(&file, &[]);
+    wait_admin(&up).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    let output = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(dir.join("faults.mjs"))
+            .arg(format!("http://127.0.0.1:{}/", up.admin))
+            .arg(&shots)
+            .env("CHROMIUM", &chromium)
+            .output(),
+    )
+    .await
+    .expect("the browser test finished within 180 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        up.log()
+    );
+    eprintln!("{stdout}");
+    // The terminal's log names each switch, once on and once off.
+    let log = up.log();
+    for what in [
+        "zmq sub tcp://127.0.0.1",
+        "redis subscription chat_messages cut",
+        "redis link held down",
+        "node b stopped",
+    ] {
+        assert!(log.contains(what), "{what}:\n{log}");
+    }
+    assert_eq!(log.matches("fault switch on").count(), 4, "{log}");
+    assert_eq!(log.matches("fault switch off").count(), 4, "{log}");
+}
+
+/// `POST /api/fault` with hostile or wrong bodies: refused with a reason,
+/// nothing changes, the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_api_refuses_what_it_cannot_apply() {
+    use crate::hostile_admin::raw_status;
+    let tmp = tempfile::tempdir().unwrap();
+    let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let publ: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let file = tmp.path().join("ring.yaml");
+    std::fs::write(&file, ring("ring", &[0, 1, 2], &http, &publ)).unwrap();
+    let up = Up::start(&file, &[]);
+    wait_admin(&up).await;
+    let post = |body: &str, headers: &str| {
+        format!(
+            "POST /api/fault HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            up.admin,
+            body.len()
+        )
+    };
+    let json = "Content-Type: application/json\r\n";
+    // Not from the page: no JSON type and no token.
+    assert_eq!(
+        raw_status(up.admin, &post(r#"{"action":"stop","node":"n0"}"#, "")).await,
+        403
+    );
+    // Bounded body.
+    let huge = format!(r#"{{"action":"stop","node":"{}"}}"#, "x".repeat(64 * 1024));
+    assert_eq!(raw_status(up.admin, &post(&huge, json)).await, 413);
+    for (body, status) in [
+        ("not json", 400),
+        (r#"{"action":"explode"}"#, 400),
+        (r#"{"action":"stop","node":"n0","extra":1}"#, 422),
+        (r#"{"action":"stop"}"#, 400),
+        (r#"{"action":"cut","edge":"zmq:n9>n0"}"#, 400),
+        (r#"{"action":"stop","node":"nobody"}"#, 409),
+        (r#"{"action":"start","node":"n0"}"#, 409),
+        (r#"{"action":"broker-down","node":"n0"}"#, 409),
+    ] {
+        assert_eq!(
+            raw_status(up.admin, &post(body, json)).await,
+            status,
+            "{body}"
+        );
+    }
+    // A real switch still works afterwards, and a save undoes it.
+    assert_eq!(
+        raw_status(
+            up.admin,
+            &post(r#"{"action":"cut","edge":"zmq:n0>n1"}"#, json)
+        )
+        .await,
+        200
+    );
+    let (status, body) = crate::chat::http_get(up.admin, "/api/view").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""edge":"zmq:n0>n1""#), "{body}");
+    std::fs::write(&file, ring("ring", &[0, 1, 2], &http, &publ) + "# saved\n").unwrap();
+    up.wait_generation(1).await;
+    let (_, body) = crate::chat::http_get(up.admin, "/api/view").await;
+    assert!(body.contains(r#""faults":[]"#), "{body}");
+    assert!(up.log().contains("zmq sub + tcp://"), "{}", up.log());
+}
