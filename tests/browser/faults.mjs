@@ -60,6 +60,26 @@ try {
   };
   await green('start');
 
+  // Trace: a message from a's box lights a, b, c and the links it crossed.
+  const traceFrom = async (node, message) => {
+    await page.evaluate(() => document.getElementById('graph').removeAttribute('data-trace'));
+    await page.fill(`[data-send="${node}"] input`, message);
+    await page.click(`[data-send="${node}"] button`);
+    await waitFor('#graph[data-trace="done"]');
+    return page.evaluate(() => ({
+      lit: [...document.querySelectorAll('#vertices .traced')].map((g) => g.dataset.id),
+      predicted: [...document.querySelectorAll('#vertices .predicted')].map((g) => g.dataset.id),
+      edges: [...document.querySelectorAll('#edges .traced')].map((g) => g.dataset.edge),
+      predictedEdges: [...document.querySelectorAll('#edges .predicted')].map((g) => g.dataset.edge),
+    }));
+  };
+  const t = await traceFrom('a', 'trace me');
+  for (const id of ['n:a', 'n:b', 'n:c']) if (!t.lit.includes(id)) fail(`trace: ${id} not lit: ${JSON.stringify(t)}`);
+  for (const id of ['zmq:a>b', 'pub:a', 'sub:c:chat_messages']) if (!t.edges.includes(id)) fail(`trace: ${id} not lit: ${JSON.stringify(t)}`);
+  if (t.predictedEdges.includes('zmq:b>a') || t.predictedEdges.includes('sub:a:chat_messages')) fail(`trace: b -> a predicted for a message from a: ${JSON.stringify(t)}`);
+  await page.screenshot({ path: `${shots}/trace.png` });
+  report.trace = t;
+
   const cases = [
     { name: 'cut zmq sub', on: '[data-action="cut"][data-edge="zmq:a>b"]', off: '[data-action="restore"][data-edge="zmq:a>b"]',
       picture: '#edges [data-edge="zmq:a>b"][data-cut="true"]', cells: ['a>b'] },
@@ -75,6 +95,13 @@ try {
     await waitFor(c.picture);
     await waitFor('#faults-active li');
     const bad = await red(c.name, c.cells);
+    if (c.name === 'cut zmq sub') {
+      // Traced beside the prediction: b predicted, not lit; the log says so.
+      const cut = await traceFrom('a', 'trace me again');
+      if (!cut.predicted.includes('n:b') || cut.lit.includes('n:b')) fail(`trace with a cut: ${JSON.stringify(cut)}`);
+      const line = await page.textContent('#log li');
+      if (!/trace from a: .*missing b/.test(line)) fail(`trace log: ${line}`);
+    }
     await page.screenshot({ path: `${shots}/fault-${c.name.replaceAll(' ', '-')}.png` });
     await page.click(`.switches button${c.off}`);
     await page.waitForFunction(() => document.querySelectorAll('#faults-active li').length === 0, null, { timeout: LIMIT });
