@@ -13,7 +13,7 @@ pub mod view;
 
 pub use live::{Publisher, Shared};
 
-use crate::runtime::faults::{Fault, FaultCommand, FaultRequest};
+use crate::runtime::faults::{Fault, FaultCommand, FaultError, FaultRequest};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -265,6 +265,9 @@ async fn fault(
         Ok(Ok(Ok(active))) => {
             let list: Vec<_> = active.iter().map(|f| f.to_string()).collect();
             Json(serde_json::json!({"faults": active, "text": list})).into_response()
+        }
+        Ok(Ok(Err(e @ FaultError::ProcessMode))) => {
+            refuse(StatusCode::NOT_IMPLEMENTED, e.to_string())
         }
         Ok(Ok(Err(e))) => refuse(StatusCode::CONFLICT, e.to_string()),
         Ok(Err(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),

@@ -150,9 +150,8 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
                     }
                     Engine::Process(_) => Err(FaultError::ProcessMode),
                 };
-                if result.is_ok() {
-                    published.faults(faults.active().to_vec());
-                }
+                // Also after an error: a Restore all may have undone some.
+                published.faults(faults.active().to_vec());
                 // The page may have gone: nobody to tell.
                 let _ = request.reply.send(result);
             }

@@ -203,3 +203,36 @@ async fn the_fault_api_refuses_what_it_cannot_apply() {
     assert!(body.contains(r#""faults":[]"#), "{body}");
     assert!(up.log().contains("zmq sub + tcp://"), "{}", up.log());
 }
+
+/// `up --process`: the switches are refused as not implemented, with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_switches_in_process_mode_answer_501() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let http: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let publ: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let file = tmp.path().join("ring.yaml");
+    std::fs::write(&file, ring("ring", &[0, 1], &http, &publ)).unwrap();
+    let up = Up::start(&file, &["--process"]);
+    wait_admin(&up).await;
+    let body = r#"{"action":"stop","node":"n0"}"#;
+    let request = format!(
+        "POST /api/fault HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        up.admin,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", up.admin))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(LIMIT, stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    assert!(answer.contains("in-process mode"), "{answer}");
+    // n0 still runs.
+    let (status, _) = crate::chat::http_get(http[0], "/healthz").await;
+    assert_eq!(status, 200);
+}
