@@ -135,6 +135,20 @@ try {
   save(ring30);
   await waitNodes(page, 30, 3);
   await check(30, 'live-30.png');
+  // The matrix: file order (n2 before n10), scrolling in its panel, headers stuck.
+  const matrix = await page.evaluate(() => {
+    const wrap = document.querySelector('.matrix-wrap');
+    const heads = [...document.querySelectorAll('#matrix thead th')].map((th) => th.textContent).slice(1);
+    wrap.scrollTop = 200; wrap.scrollLeft = 200;
+    const head = document.querySelector('#matrix thead th:nth-child(2)').getBoundingClientRect();
+    const side = document.querySelector('#matrix tbody th').getBoundingClientRect();
+    const box = wrap.getBoundingClientRect();
+    return { heads, scrolls: wrap.scrollHeight > wrap.clientHeight && wrap.scrollWidth > wrap.clientWidth,
+      headStuck: Math.abs(head.top - box.top) < 3, sideStuck: Math.abs(side.left - box.left) < 3 };
+  });
+  const order = Array.from({ length: 30 }, (_, i) => `n${i}`);
+  if (JSON.stringify(matrix.heads) !== JSON.stringify(order)) fail(`matrix order: ${matrix.heads}`);
+  if (!matrix.scrolls || !matrix.headStuck || !matrix.sideStuck) fail(`matrix panel: ${JSON.stringify({ ...matrix, heads: undefined })}`);
   if (errors.length) fail(`page errors: ${errors.join('; ')}`);
   console.log(JSON.stringify({ ok: true, report }));
 } catch (error) {
