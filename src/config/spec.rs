@@ -117,7 +117,7 @@ pub struct TopologySpec {
     pub nodes: Named<NodeSpec>,
     /// Defaults for every node's limits (a node's own `limits:` overrides them field by field).
     pub limits: Option<Spanned<LimitsSpec>>,
-    /// Browser origins allowed to open a WebSocket on every node (a node's own list replaces it); absent: any.
+    /// Browser origins allowed to open a WebSocket on every node (a node's own list replaces it); absent: only the node's own origin; ["*"]: any.
     pub origins: Option<Spanned<Vec<Spanned<String>>>>,
     /// Deliveries `topo test` asserts; `topo up` ignores this section.
     pub expect: Option<Spanned<ExpectSpec>>,

@@ -63,6 +63,17 @@ fn signal_ready() -> bool {
     else {
         return false;
     };
+    // A stray variable must not make us write into some other descriptor
+    // of ours: only a pipe is the parent's.
+    // SAFETY: fstat writes only into the struct we own.
+    let is_pipe = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFIFO
+    };
+    if !is_pipe {
+        tracing::warn!(fd, "{} is not a pipe: ignored", process::READY_FD);
+        return false;
+    }
     // SAFETY: the parent gave us this descriptor for this write alone.
     let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
     if let Err(e) = pipe.write_all(b"ready\n") {

@@ -263,3 +263,27 @@ async fn idle_and_trickling_admin_connections_are_closed() {
     // The server still answers.
     assert_eq!(http_get(up.admin, "/healthz").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_loopback_admin_address_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The node's port is taken, so `topo up` stops right after the admin bind.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let file = tmp.path().join("t.yaml");
+    std::fs::write(&file, file_text(taken.local_addr().unwrap().port())).unwrap();
+    let admin = format!("0.0.0.0:{}", free_port());
+    let output = timeout(
+        LIMIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+            .args(["up", file.to_str().unwrap(), "--admin", &admin])
+            .output(),
+    )
+    .await
+    .expect("topo up exits")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("warning: admin server on {admin}, not loopback")),
+        "{stderr}"
+    );
+}

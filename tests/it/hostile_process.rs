@@ -1,9 +1,10 @@
 //! `topo up --process` and `topo plan` against unlucky starts and strange
 //! peers (issue 11): "ready" only once every child is ready, a child that
 //! cannot start fails start-up, a file named like an option reaches the
-//! children as a path, and a huge admin reply does not exhaust `topo plan`.
+//! children as a path, children accept the admin page's origin, and a huge
+//! admin reply does not exhaust `topo plan`.
 
-use crate::chat::{LIMIT, http_get};
+use crate::chat::{LIMIT, http_get, upgrade_status};
 use crate::util::free_port;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
         let (status, body) = http_get(port, "/healthz").await;
         assert_eq!(status, 200, "{body}");
     }
+    // The children let the admin page's send boxes in, and no other site.
+    assert_eq!(upgrade_status(a, &format!("http://{admin}")).await, 101);
+    assert_eq!(upgrade_status(a, "http://evil.example").await, 403);
     let _ = up.kill();
     let _ = up.wait();
     // One table, the parent's (issue 18): a child prints only log lines.
