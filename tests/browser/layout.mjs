@@ -88,7 +88,7 @@ try {
       report[`${n}${fresh ? ' fresh' : ''}`] = { names: o.names, badges: o.badges, edgeLabels: o.labels, boxes: o.boxes };
     }
     // Let the flash of a reload fade before the picture for the README.
-    await page.waitForFunction(() => !document.querySelector('.added, .changed'), null, { timeout: LIMIT });
+    await page.waitForFunction(() => !document.querySelector('.added, .changed, #ghosts > *'), null, { timeout: LIMIT });
     await page.screenshot({ path: `${shots}/${shot}` });
   };
 
