@@ -5,9 +5,12 @@
 //! it, a stopped node is stopped with its wiring kept, a broker held down is
 //! the Redis link's own switch (`RedisControl::sever`). So the next applied
 //! save undoes them all: it diffs what runs against the file.
-//! In-process mode only: with `--process` each node is another process.
+//! With `--process` only Stop and Start: a node is a child process started
+//! from the file, so a link of it cannot be cut from here.
 
 use super::Running;
+use super::process::Supervisor;
+use crate::diff::Diff;
 use crate::model::{Topology, Wiring};
 use crate::node::StartError;
 use serde::{Deserialize, Serialize};
@@ -69,7 +72,7 @@ pub struct FaultRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     #[error(
-        "fault switches need in-process mode: with --process stop a node by ending its process (it is not restarted until a save)"
+        "with --process only Stop and Start work (each node is a process started from the file); cut links and hold brokers down in-process"
     )]
     ProcessMode,
     #[error("no node {0} in the running topology")]
@@ -249,9 +252,69 @@ impl Faults {
         }
     }
 
-    /// A save is about to be applied: it rewires cut links back and starts
-    /// stopped nodes (what runs is diffed against the file); the broker
-    /// switches are not wiring, so they are let go here.
+    /// [`Faults::apply`] for `up --process`: stopping and starting a
+    /// node's child process; every other switch is [`FaultError::ProcessMode`].
+    pub async fn apply_process(
+        &mut self,
+        supervisor: &mut Supervisor,
+        topology: &Topology,
+        generation: u64,
+        command: FaultCommand,
+    ) -> Result<Vec<Fault>, FaultError> {
+        let switches = match command {
+            FaultCommand::Set {
+                fault: fault @ Fault::NodeStopped { .. },
+                on,
+            } => vec![(fault, on)],
+            FaultCommand::Set { .. } => return Err(FaultError::ProcessMode),
+            FaultCommand::RestoreAll => self.active.iter().map(|f| (f.clone(), false)).collect(),
+        };
+        for (fault, on) in switches {
+            let name = fault.node().to_owned();
+            let base = base_wiring(topology, &name)?;
+            let is_on = self.active.contains(&fault);
+            let diff = match (on, is_on) {
+                (true, true) => return Err(FaultError::AlreadyOn(fault)),
+                (false, false) => return Err(FaultError::NotOn(fault)),
+                (true, false) => {
+                    if !supervisor.wirings().iter().any(|w| w.name == name) {
+                        return Err(FaultError::NoNode(name));
+                    }
+                    Diff {
+                        add: Vec::new(),
+                        change: Vec::new(),
+                        remove: vec![base],
+                    }
+                }
+                (false, true) => Diff {
+                    add: vec![base],
+                    change: Vec::new(),
+                    remove: Vec::new(),
+                },
+            };
+            // A child that cannot start again is restarted with backoff and
+            // shows as down on the page; nothing to report here.
+            supervisor.apply(&diff, generation).await;
+            self.toggle(fault.clone(), on);
+            if on {
+                tracing::warn!(
+                    "fault switch on: {fault} (its child process stopped; undone by Start, Restore all, or a save of the file)"
+                );
+            } else {
+                tracing::info!("fault switch off: {fault}, child process started again");
+            }
+        }
+        Ok(self.active.clone())
+    }
+
+    /// A save was applied in `--process` mode: it started stopped children.
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    /// A save was applied: it rewired cut links back and started stopped
+    /// nodes (what runs is diffed against the file); the broker switches
+    /// are not wiring, so they are let go here.
     pub async fn forget(&mut self, running: &Running) {
         for fault in self.active.drain(..) {
             if let Fault::BrokerDown { node } = &fault

@@ -5,7 +5,7 @@
 //! page's fault switches are applied here too, between saves (`faults`).
 
 use super::controller::{self, Failure};
-use super::faults::{FaultError, FaultRequest, Faults};
+use super::faults::{FaultRequest, Faults};
 use super::process::Supervisor;
 use super::watch::{self, Saved};
 use super::{Running, ready_table};
@@ -136,8 +136,11 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
                 Some(save) => {
                     let applied = reload(&options, &mut engine, save, &mut generation, &published).await;
                     // The save rewired cut links back and started stopped nodes.
-                    if applied && let Engine::InProcess(r) = &engine {
-                        faults.forget(r).await;
+                    if applied {
+                        match &engine {
+                            Engine::InProcess(r) => faults.forget(r).await,
+                            Engine::Process(_) => faults.clear(),
+                        }
                     }
                 }
                 None => break,
@@ -148,7 +151,10 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
                         let valid = published.valid();
                         faults.apply(r, &valid.topology, generation, request.command).await
                     }
-                    Engine::Process(_) => Err(FaultError::ProcessMode),
+                    Engine::Process(s) => {
+                        let valid = published.valid();
+                        faults.apply_process(s, &valid.topology, generation, request.command).await
+                    }
                 };
                 // Also after an error: a Restore all may have undone some.
                 published.faults(faults.active().to_vec());

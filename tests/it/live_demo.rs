@@ -204,9 +204,10 @@ async fn the_fault_api_refuses_what_it_cannot_apply() {
     assert!(up.log().contains("zmq sub + tcp://"), "{}", up.log());
 }
 
-/// `up --process`: the switches are refused as not implemented, with why.
+/// `up --process`: Stop and Start stop and start the node's child; the
+/// other switches are refused as not implemented, with why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_switches_in_process_mode_answer_501() {
+async fn with_process_stop_and_start_work_and_other_switches_answer_501() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tmp = tempfile::tempdir().unwrap();
     let http: Vec<u16> = (0..2).map(|_| free_port()).collect();
@@ -215,24 +216,56 @@ async fn fault_switches_in_process_mode_answer_501() {
     std::fs::write(&file, ring("ring", &[0, 1], &http, &publ)).unwrap();
     let up = Up::start(&file, &["--process"]);
     wait_admin(&up).await;
-    let body = r#"{"action":"stop","node":"n0"}"#;
-    let request = format!(
-        "POST /api/fault HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        up.admin,
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", up.admin))
-        .await
-        .unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(LIMIT, stream.read_to_string(&mut answer))
-        .await
-        .expect("an answer in time")
-        .unwrap();
+    let admin = up.admin;
+    let post = |body: &'static str| async move {
+        let request = format!(
+            "POST /api/fault HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(LIMIT, stream.read_to_string(&mut answer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        answer
+    };
+    let answer = post(r#"{"action":"cut","edge":"zmq:n0>n1"}"#).await;
     assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
-    assert!(answer.contains("in-process mode"), "{answer}");
-    // n0 still runs.
-    let (status, _) = crate::chat::http_get(http[0], "/healthz").await;
-    assert_eq!(status, 200);
+    assert!(answer.contains("only Stop and Start"), "{answer}");
+    let healthz = |port: u16| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let get =
+            format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        stream.write_all(get.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        Some(answer)
+    };
+    assert!(healthz(http[0]).await.is_some(), "n0 runs");
+    let answer = post(r#"{"action":"stop","node":"n0"}"#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The child is gone when the answer comes (its supervisor waited).
+    assert!(healthz(http[0]).await.is_none(), "n0 still answers");
+    let answer = post(r#"{"action":"start","node":"n0"}"#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let deadline = Instant::now() + LIMIT;
+    while healthz(http[0]).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "n0 never came back:\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        up.log().contains("fault switch on: node n0 stopped"),
+        "{}",
+        up.log()
+    );
 }
