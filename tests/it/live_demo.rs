@@ -269,3 +269,39 @@ async fn with_process_stop_and_start_work_and_other_switches_answer_501() {
         up.log()
     );
 }
+
+/// `topo up -v`: the ready table lists every link in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_verbose_lists_every_link_in_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let publ: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let file = tmp.path().join("ring.yaml");
+    std::fs::write(&file, ring("ring", &[0, 1], &http, &publ)).unwrap();
+    let out = tmp.path().join("up.out");
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+        .args(["up", "-v", "--no-admin"])
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&out).unwrap();
+        if text.lines().count() >= 4 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no table:\n{text}");
+        assert!(up.try_wait().unwrap().is_none(), "topo up exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = up.kill();
+    let _ = up.wait();
+    let full = format!(
+        "zmq pub tcp://127.0.0.1:{} topic \"chat\"; zmq sub tcp://127.0.0.1:{} (n1) filter \"chat\"",
+        publ[0], publ[1]
+    );
+    assert!(text.contains(&full), "{text}");
+}
