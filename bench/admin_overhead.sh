@@ -14,7 +14,9 @@
 # BENCH: a topo binary with the `bench` command (default: target/release/topo).
 # BASELINE: optionally a topo binary without the per-link counters (main
 # before this change), run with --no-admin as a fourth set-up "baseline".
-# ROUNDS (3), DURATION (5 s), HTTP_PORT (27080..), PUB_PORT (27090..), ADMIN_PORT (27070).
+# ROUNDS (3), DURATION (5 s), HTTP_PORT (27080..), PUB_PORT (27190..), ADMIN_PORT (27070).
+# NODES (3): more than 3 runs a ring of NODES nodes instead, each node
+# subscribing to the one before and the one after it (the page's 30-node case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,10 +26,12 @@ bench=${BENCH:-$topo}
 rounds=${ROUNDS:-3}
 dur=${DURATION:-5}
 http=${HTTP_PORT:-27080}
-pub=${PUB_PORT:-27090}
+pub=${PUB_PORT:-27190}
+nodes=${NODES:-3}
 admin=${ADMIN_PORT:-27070}
 source "$root/bench/lib.sh"
 
+if [ "$nodes" -le 3 ]; then
 cat > "$work/zmq.yaml" <<EOF
 name: zmq-3node
 nodes:
@@ -35,6 +39,12 @@ nodes:
   b: { http: $((http + 1)), zmq: { pub: $((pub + 1)), sub: [a, c] } }
   c: { http: $((http + 2)), zmq: { pub: $((pub + 2)), sub: [a, b] } }
 EOF
+else
+  { echo "name: ring-$nodes"; echo "nodes:"
+    for i in $(seq 0 $((nodes - 1))); do
+      echo "  n$i: { http: $((http + i)), zmq: { pub: $((pub + i)), sub: [n$(((i + nodes - 1) % nodes)), n$(((i + 1) % nodes))] } }"
+    done; } > "$work/zmq.yaml"
+fi
 # Holds the live page open until killed.
 cat > "$work/page.mjs" <<'EOF'
 import { chromium } from 'playwright-core';

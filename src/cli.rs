@@ -55,6 +55,9 @@ pub enum Command {
         /// Run without the admin server.
         #[arg(long, conflicts_with = "admin")]
         no_admin: bool,
+        /// List every link in the ready table (it is summarised to 100 columns).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Run one node of a topology (for several hosts, or child processes).
     Node {
@@ -149,6 +152,7 @@ pub fn run(cli: Cli) -> Exit {
             poll,
             admin,
             no_admin,
+            verbose,
         } => {
             if !file.is_file() {
                 crate::eoutln!("{}: cannot read: not a file", file.display());
@@ -159,6 +163,7 @@ pub fn run(cli: Cli) -> Exit {
                 process,
                 poll,
                 admin: (!no_admin).then_some(admin),
+                verbose,
             };
             run_async(|| crate::runtime::reload::up(options, shutdown_signal()))
         }
@@ -463,12 +468,13 @@ fn summary(checked: &Checked) -> String {
             String::new()
         }
     );
-    let deliveries = analysis.deliveries_by_name(topology);
+    // File order, as written: `n2` before `n10`.
+    let deliveries = analysis.deliveries_in_file_order(topology);
     if deliveries.is_empty() {
         out.push_str("no node has an HTTP server, so no client can send\n");
         return out;
     }
-    let names: Vec<&String> = deliveries.keys().collect();
+    let names: Vec<&String> = deliveries.iter().map(|(name, _)| name).collect();
     if names.len() <= 12 {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(3);
         out.push_str("deliveries per message (row: sender's node, column: receiving node)\n");
@@ -480,7 +486,10 @@ fn summary(checked: &Checked) -> String {
         for (from, row) in &deliveries {
             let _ = write!(out, "  {from:width$}");
             for to in &names {
-                let cell = row.get(*to).map_or("·".to_owned(), u64::to_string);
+                let cell = row
+                    .iter()
+                    .find(|(name, _)| name == *to)
+                    .map_or("·".to_owned(), |(_, n)| n.to_string());
                 let _ = write!(out, " {cell:>width$}");
             }
             out.push('\n');
@@ -496,7 +505,7 @@ fn summary(checked: &Checked) -> String {
                 );
                 break;
             }
-            let targets: Vec<&String> = row.keys().take(6).collect();
+            let targets: Vec<&String> = row.iter().map(|(name, _)| name).take(6).collect();
             let more = row.len().saturating_sub(6);
             let tail = if more > 0 {
                 format!(" … +{more}")

@@ -258,6 +258,18 @@ pub fn reach_changes(old: &Valid, new: &Valid) -> Vec<ReachChange> {
             }
         }
     }
+    // Listed in file order (the new file's, then removed nodes in the old
+    // one's), as every table topo prints: `n2` before `n10`.
+    let rank = |name: &str| {
+        let at = |v: &Valid| v.topology.node_id(name).map(|id| id.0);
+        match (at(new), at(old)) {
+            (Some(i), _) => (0, i),
+            (None, Some(i)) => (1, i),
+            (None, None) => (2, 0),
+        }
+    };
+    let mut cells: Vec<(String, String)> = cells.into_iter().collect();
+    cells.sort_by_key(|(f, t)| (rank(f), rank(t)));
     cells
         .into_iter()
         .filter_map(|(from, to)| {

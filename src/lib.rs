@@ -22,6 +22,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod diff;
+pub mod fault;
 pub mod glob;
 pub mod graph;
 pub mod health;

@@ -9,6 +9,7 @@ use super::Applied;
 use super::view::{Health, Previous, View, sample};
 use crate::check::{Checked, Valid};
 use crate::diff::Diff;
+use crate::fault::Fault;
 use axum::response::sse::Event as SseEvent;
 use futures_util::Stream;
 use serde::Serialize;
@@ -39,6 +40,8 @@ pub struct Shared {
     pub reload: Option<ReloadNote>,
     /// The last save's errors, when it was rejected; cleared by a valid save.
     pub rejected: Option<Rejected>,
+    /// The fault switches that are on (the page's buttons); a save clears them.
+    pub faults: Vec<Fault>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -107,7 +110,18 @@ impl LiveFeed {
             valid: Arc::new(valid),
             reload: None,
             rejected: None,
+            faults: Vec::new(),
         }))
+    }
+
+    /// The applied topology, checked.
+    pub fn valid(&self) -> Arc<Valid> {
+        self.0.borrow().valid.clone()
+    }
+
+    /// The fault switches that are on now.
+    pub fn faults(&self, faults: Vec<Fault>) {
+        self.0.send_modify(|s| s.faults = faults);
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Shared> {
@@ -122,6 +136,7 @@ impl LiveFeed {
             valid: Arc::new(valid),
             reload: Some(note),
             rejected: None,
+            faults: Vec::new(),
         });
     }
 
@@ -147,6 +162,14 @@ pub struct Feeds {
     pub topology: watch::Receiver<Option<Event>>,
     /// `stats` samples; nobody subscribed means nobody is polled.
     pub stats: broadcast::Sender<Event>,
+    /// The view the newest `topology` event draws (to resolve edge ids).
+    pub view: watch::Receiver<Option<Arc<View>>>,
+}
+
+impl Feeds {
+    pub fn view(&self) -> Option<Arc<View>> {
+        self.view.borrow().clone()
+    }
 }
 
 /// Creates the feeds and the task that fills them (runs until `cancel`).
@@ -155,18 +178,25 @@ pub fn start(
     cancel: CancellationToken,
 ) -> (Feeds, impl Future<Output = ()> + Send + 'static) {
     let (topology_tx, topology) = watch::channel(None);
+    let (view_tx, view) = watch::channel(None);
     let (stats, _) = broadcast::channel(STATS_QUEUE);
     let feeds = Feeds {
         topology,
         stats: stats.clone(),
+        view,
     };
-    (feeds, poll_loop(shared, topology_tx, stats, cancel))
+    (
+        feeds,
+        poll_loop(shared, topology_tx, view_tx, stats, cancel),
+    )
 }
 
 /// The page's picture of the applied state, and the `/healthz` addresses.
 struct Current {
     view: View,
     targets: Vec<(String, SocketAddr)>,
+    /// Edges that a fault switch cut: drawn `cut` whatever /healthz says.
+    cut: Vec<String>,
 }
 
 fn current(shared: &Shared) -> (Current, Event) {
@@ -178,22 +208,35 @@ fn current(shared: &Shared) -> (Current, Event) {
         .iter()
         .filter_map(|n| Some((n.name.clone(), crate::probe::client_address(n.http?))))
         .collect();
-    let data = json!({"view": view, "reload": shared.reload, "rejected": shared.rejected});
+    let faults: Vec<_> = shared
+        .faults
+        .iter()
+        .map(|f| json!({"fault": f, "text": f.to_string(), "edge": view.edge_of(f)}))
+        .collect();
+    let cut = shared
+        .faults
+        .iter()
+        .filter(|f| matches!(f, Fault::SubCut { .. } | Fault::RedisSubCut { .. }))
+        .filter_map(|f| view.edge_of(f))
+        .collect();
+    let data = json!({"view": view, "reload": shared.reload, "rejected": shared.rejected, "faults": faults});
     let event = Event {
         name: "topology",
         data: data.to_string().into(),
     };
-    (Current { view, targets }, event)
+    (Current { view, targets, cut }, event)
 }
 
 async fn poll_loop(
     mut shared: watch::Receiver<Shared>,
     topology: watch::Sender<Option<Event>>,
+    view: watch::Sender<Option<Arc<View>>>,
     stats: broadcast::Sender<Event>,
     cancel: CancellationToken,
 ) {
     let (mut now, event) = current(&shared.borrow_and_update());
     topology.send_replace(Some(event));
+    view.send_replace(Some(Arc::new(now.view.clone())));
     let mut previous = Previous::default();
     let mut last = Instant::now();
     let mut tick = tokio::time::interval(POLL);
@@ -211,6 +254,7 @@ async fn poll_loop(
                 let (next, event) = current(&shared.borrow_and_update());
                 now = next;
                 topology.send_replace(Some(event));
+                view.send_replace(Some(Arc::new(now.view.clone())));
             }
             _ = tick.tick() => {
                 if stats.receiver_count() == 0 {
@@ -221,7 +265,12 @@ async fn poll_loop(
                 let health = poll(&now.targets).await;
                 let seconds = last.elapsed().as_secs_f64();
                 last = Instant::now();
-                let sample = sample(&now.view, &health, &mut previous, seconds);
+                let mut sample = sample(&now.view, &health, &mut previous, seconds);
+                for id in &now.cut {
+                    if let Some(e) = sample.edges.get_mut(id) {
+                        e.state = "cut".into();
+                    }
+                }
                 let data = json!({"generation": now.view.generation, "nodes": sample.nodes, "edges": sample.edges});
                 // No receiver left in between: nothing to do.
                 let _ = stats.send(Event { name: "stats", data: data.to_string().into() });

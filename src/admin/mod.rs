@@ -1,8 +1,9 @@
 //! The admin server of `topo up` (default 127.0.0.1:7070): what the running
 //! topology is, for `topo plan` (`GET /api/topology`) and for people: the
 //! live page at `/` (`www/admin.html`, embedded), its event stream
-//! (`GET /api/events`, SSE), `GET /api/view`, and `POST /api/probe`. It reads
-//! the applied state and the nodes' `/healthz`; it never changes the nodes.
+//! (`GET /api/events`, SSE), `GET /api/view`, `POST /api/probe`, and
+//! `POST /api/fault` (the demo's fault switches, which the runtime applies).
+//! Otherwise it only reads: the applied state and the nodes' `/healthz`.
 //! Only requests naming its own address, and changes only from its own page
 //! ([`guard`]); what it serves never holds a password.
 
@@ -12,6 +13,7 @@ pub mod view;
 
 pub use live::{LiveFeed, Shared};
 
+use crate::fault::{Fault, FaultCommand, FaultError, FaultRequest};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +23,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,7 +52,14 @@ struct AppState {
     cancel: CancellationToken,
     /// The page with its token in it.
     page: Arc<str>,
+    /// Where fault switches go (`None`: nobody applies them).
+    faults: Option<mpsc::Sender<FaultRequest>>,
 }
+
+/// The largest `POST /api/fault` body: a node or edge name and an action.
+const FAULT_BODY: usize = 4096;
+/// How long a fault switch may take (stopping a node takes up to ~2 s).
+const FAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const PAGE: &str = include_str!("../../www/admin.html");
 /// Replaced by the token in the served page.
@@ -66,6 +75,10 @@ fn router(state: AppState, guard: guard::Guard) -> Router {
         .route("/api/view", get(view))
         .route("/api/events", get(events))
         .route("/api/probe", post(run_probe))
+        .route(
+            "/api/fault",
+            post(fault).layer(axum::extract::DefaultBodyLimit::max(FAULT_BODY)),
+        )
         .route("/healthz", get(healthz))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
@@ -176,6 +189,95 @@ async fn run_probe(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// `POST /api/fault`: `{"action": "stop"|"start", "node": N}`,
+/// `{"action": "cut"|"restore", "edge": ID}` (a ZeroMQ SUB or Redis
+/// subscription edge of the view), `{"action": "broker-down"|"broker-up",
+/// "node": N}`, or `{"action": "restore-all"}`. Answers the switches on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultBody {
+    action: String,
+    node: Option<String>,
+    edge: Option<String>,
+}
+
+async fn fault(
+    State(state): State<AppState>,
+    body: Result<Json<FaultBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let refuse = |status: StatusCode, why: String| (status, why).into_response();
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(e.status(), e.body_text()),
+    };
+    let Some(sender) = state.faults.clone() else {
+        return refuse(
+            StatusCode::NOT_IMPLEMENTED,
+            "no runtime takes fault switches here".into(),
+        );
+    };
+    let node = || {
+        body.node
+            .clone()
+            .ok_or_else(|| format!("{}: which node? (\"node\": NAME)", body.action))
+    };
+    let edge = || -> Result<Fault, String> {
+        let id = body
+            .edge
+            .as_deref()
+            .ok_or_else(|| format!("{}: which edge? (\"edge\": ID)", body.action))?;
+        let view = state.feeds.view();
+        view.as_ref().and_then(|v| v.fault_of(id)).ok_or_else(|| {
+            format!("no edge {id:?} that can be cut (a ZeroMQ SUB or a Redis subscription)")
+        })
+    };
+    let command = match body.action.as_str() {
+        "stop" | "start" => node().map(|node| FaultCommand::Set {
+            fault: Fault::NodeStopped { node },
+            on: body.action == "stop",
+        }),
+        "broker-down" | "broker-up" => node().map(|node| FaultCommand::Set {
+            fault: Fault::BrokerDown { node },
+            on: body.action == "broker-down",
+        }),
+        "cut" | "restore" => edge().map(|fault| FaultCommand::Set {
+            fault,
+            on: body.action == "cut",
+        }),
+        "restore-all" => Ok(FaultCommand::RestoreAll),
+        other => Err(format!(
+            "unknown action {:?} (stop, start, cut, restore, broker-down, broker-up, restore-all)",
+            other.chars().take(40).collect::<String>()
+        )),
+    };
+    let command = match command {
+        Ok(c) => c,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let (reply, answer) = oneshot::channel();
+    if sender.try_send(FaultRequest { command, reply }).is_err() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: other switches are waiting".into(),
+        );
+    }
+    match tokio::time::timeout(FAULT_TIMEOUT, answer).await {
+        Ok(Ok(Ok(active))) => {
+            let list: Vec<_> = active.iter().map(|f| f.to_string()).collect();
+            Json(serde_json::json!({"faults": active, "text": list})).into_response()
+        }
+        Ok(Ok(Err(e @ FaultError::ProcessMode))) => {
+            refuse(StatusCode::NOT_IMPLEMENTED, e.to_string())
+        }
+        Ok(Ok(Err(e))) => refuse(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within {FAULT_TIMEOUT:?}"),
+        ),
+    }
+}
+
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let shared = state.shared.borrow();
     let applied = &shared.applied;
@@ -216,6 +318,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: watch::Receiver<Shared>,
+    faults: Option<mpsc::Sender<FaultRequest>>,
     cancel: CancellationToken,
 ) {
     let bound = listener
@@ -230,6 +333,7 @@ pub async fn serve(
             probing: Arc::default(),
             cancel: cancel.clone(),
             page: PAGE.replace(TOKEN_SLOT, &guard.token).into(),
+            faults,
         },
         guard,
     );

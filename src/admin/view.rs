@@ -5,6 +5,7 @@
 //! Pure: it neither polls nor serves (`live` does).
 
 use crate::check::Valid;
+use crate::fault::Fault;
 use crate::graph::render::{redis_edges, used_brokers};
 use crate::health::LinkKind;
 pub use crate::health::{Health, HealthLink, Messages};
@@ -21,7 +22,7 @@ pub struct View {
     pub nodes: Vec<Vertex>,
     pub brokers: Vec<Vertex>,
     pub edges: Vec<Edge>,
-    /// Names of the nodes with an HTTP server, sorted (rows and columns).
+    /// Names of the nodes with an HTTP server, in file order (rows and columns).
     pub matrix_names: Vec<String>,
     /// Predicted deliveries per message (the `deliveries` of `validate --format json`); > 1 is a duplicate.
     pub deliveries: BTreeMap<String, BTreeMap<String, u64>>,
@@ -92,9 +93,51 @@ impl View {
             nodes,
             brokers,
             edges: edges(valid),
-            matrix_names: deliveries.keys().cloned().collect(),
+            matrix_names: valid
+                .analysis
+                .deliveries_in_file_order(t)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
             deliveries,
             failed: failed.to_vec(),
+        }
+    }
+}
+
+impl View {
+    /// The edge a fault switch acts on, by its tap: a cut ZeroMQ SUB or
+    /// Redis subscription (`None` for the other switches).
+    pub fn edge_of(&self, fault: &Fault) -> Option<String> {
+        let tap = match fault {
+            Fault::SubCut { node, endpoint } => Tap::ZmqSub {
+                node: node.clone(),
+                endpoint: endpoint.clone(),
+            },
+            Fault::RedisSubCut { node, entry } => Tap::RedisVia {
+                node: node.clone(),
+                key: entry.clone(),
+            },
+            Fault::NodeStopped { .. } | Fault::BrokerDown { .. } => return None,
+        };
+        self.edges
+            .iter()
+            .find(|e| e.tap == tap)
+            .map(|e| e.id.clone())
+    }
+
+    /// The switch that cuts edge `id`: its SUB or its subscription.
+    pub fn fault_of(&self, id: &str) -> Option<Fault> {
+        match &self.edges.iter().find(|e| e.id == id)?.tap {
+            Tap::ZmqSub { node, endpoint } => Some(Fault::SubCut {
+                node: node.clone(),
+                endpoint: endpoint.clone(),
+            }),
+            Tap::RedisVia { node, key } => Some(Fault::RedisSubCut {
+                node: node.clone(),
+                entry: key.clone(),
+            }),
+            Tap::RedisSent { .. } => None,
         }
     }
 }
@@ -213,6 +256,8 @@ pub struct NodeStats {
     pub in_per_s: f64,
     pub out_per_s: f64,
     pub generation: Option<u64>,
+    /// Messages held in its Redis outbox (its broker link is down).
+    pub outbox: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -271,6 +316,12 @@ pub fn sample(
                     in_per_s: rate(delta(i, before.map(|b| b.0))),
                     out_per_s: rate(delta(o, before.map(|b| b.1))),
                     generation: Some(h.generation),
+                    outbox: h
+                        .links
+                        .iter()
+                        .filter_map(|l| l.outbox.as_ref())
+                        .map(|o| o.queued)
+                        .sum(),
                 }
             }
         };

@@ -41,6 +41,27 @@ impl Analysis {
             .collect()
     }
 
+    /// `deliveries` in the file's node order, rows and columns alike: what
+    /// people read (`validate`'s tables, the live page's matrix), where
+    /// `n2` must come before `n10`.
+    pub fn deliveries_in_file_order(
+        &self,
+        topology: &Topology,
+    ) -> Vec<(String, Vec<(String, u64)>)> {
+        self.deliveries
+            .iter()
+            .map(|(from, row)| {
+                let mut row = row.clone();
+                row.sort_by_key(|(to, _)| to.0);
+                let row = row
+                    .into_iter()
+                    .map(|(to, n)| (topology.node(to).name.clone(), n))
+                    .collect();
+                (topology.node(*from).name.clone(), row)
+            })
+            .collect()
+    }
+
     /// The `reach` object of `validate --format json`: every node with an HTTP server, with the sorted
     /// names of the nodes its clients' messages reach.
     pub fn reach_by_name(&self, topology: &Topology) -> BTreeMap<String, Vec<String>> {

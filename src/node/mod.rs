@@ -110,6 +110,13 @@ impl NodeHandle {
         applied
     }
 
+    /// Holds the node's Redis link down (`true`) or lets it come back: a
+    /// fault switch of the admin page. `None` when it has no Redis link,
+    /// else whether the switch moved.
+    pub async fn sever_redis(&self, on: bool) -> Option<bool> {
+        self.wired.lock().await.sever_redis(on)
+    }
+
     /// Stops every task of the node: clients get a 1001 close frame, sockets close.
     pub async fn stop(&self) {
         self.tasks.cancel.cancel();

@@ -83,6 +83,12 @@ impl Wired {
         }
     }
 
+    /// The Redis link's fault switch (see `RedisControl::sever`); `None`
+    /// without a Redis link.
+    pub fn sever_redis(&self, on: bool) -> Option<bool> {
+        self.redis.as_ref().map(|r| r.control.sever(on))
+    }
+
     /// Every link's status, PUB first, then the SUBs in file order, then Redis.
     pub fn statuses(&self) -> Vec<Arc<LinkStatus>> {
         let mut all: Vec<_> = self.publish.iter().map(|p| p.status.clone()).collect();

@@ -4,6 +4,7 @@
 //! They print the ready table and log through `tracing`.
 
 pub mod controller;
+pub mod faults;
 pub mod fds;
 pub mod process;
 pub mod reload;
@@ -29,13 +30,16 @@ pub async fn run_node(
     for n in running.nodes() {
         n.core.set_generation(generation);
     }
-    signal_ready();
-    wait_and_stop(running, &topology, &[node], shutdown).await
+    // A child of `up --process` prints only its log lines: the parent
+    // prints one table for every node once all are ready.
+    let table = !signal_ready();
+    wait_and_stop(running, &topology, &[node], table, shutdown).await
 }
 
 /// Tells the `up --process` parent that this node runs: `ready` on the
 /// descriptor it named in [`process::READY_FD`], which is then closed.
-fn signal_ready() {
+/// Whether there is such a parent.
+fn signal_ready() -> bool {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     let Some(fd) = std::env::var(process::READY_FD)
@@ -43,7 +47,7 @@ fn signal_ready() {
         .and_then(|v| v.parse::<i32>().ok())
         .filter(|fd| *fd > 2)
     else {
-        return;
+        return false;
     };
     // A stray variable must not make us write into some other descriptor
     // of ours: only a pipe is the parent's.
@@ -54,22 +58,26 @@ fn signal_ready() {
     };
     if !is_pipe {
         tracing::warn!(fd, "{} is not a pipe: ignored", process::READY_FD);
-        return;
+        return false;
     }
     // SAFETY: the parent gave us this descriptor for this write alone.
     let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
     if let Err(e) = pipe.write_all(b"ready\n") {
         tracing::warn!(error = %e, "cannot tell the parent this node is ready");
     }
+    true
 }
 
 async fn wait_and_stop(
     running: Running,
     topology: &Topology,
     ids: &[NodeId],
+    table: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
+    if table {
+        crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
+    }
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -77,8 +85,21 @@ async fn wait_and_stop(
     Ok(())
 }
 
-/// One line per node: its name, its chat URL, and its links.
+/// The widest line of the ready table (a terminal a presenter shares).
+pub const TABLE_COLUMNS: usize = 100;
+
+/// One line per node: its name, its chat URL, and its links summarised so
+/// that the line fits [`TABLE_COLUMNS`] (`topo up -v` lists every link).
 pub fn ready_table(topology: &Topology, ids: &[NodeId]) -> String {
+    table(topology, ids, false)
+}
+
+/// The ready table with every link in full (`topo up -v`): lines may be long.
+pub fn ready_table_verbose(topology: &Topology, ids: &[NodeId]) -> String {
+    table(topology, ids, true)
+}
+
+fn table(topology: &Topology, ids: &[NodeId], verbose: bool) -> String {
     let rows: Vec<[String; 3]> = ids
         .iter()
         .map(|&id| {
@@ -86,19 +107,24 @@ pub fn ready_table(topology: &Topology, ids: &[NodeId]) -> String {
             let url = node
                 .http
                 .map_or_else(|| "-".to_owned(), |a| format!("http://{a}/"));
+            let links = if verbose {
+                links_full(topology, id)
+            } else {
+                links_summary(topology, id)
+            };
             // Topics and names from the file are shown, never obeyed.
-            [node.name.clone(), url, links_summary(topology, id)]
-                .map(|cell| escape_controls(&cell).into_owned())
+            [node.name.clone(), url, links].map(|cell| escape_controls(&cell).into_owned())
         })
         .collect();
     let width = |i: usize| {
         rows.iter()
-            .map(|r| r[i].len())
+            .map(|r| r[i].chars().count())
             .chain([4])
             .max()
             .unwrap_or(4)
     };
     let (w0, w1) = (width(0), width(1));
+    let room = TABLE_COLUMNS.saturating_sub(w0 + w1 + 4).max(12);
     let mut out = format!(
         "{} ready: {} node(s)\n",
         escape_controls(&topology.name),
@@ -106,14 +132,105 @@ pub fn ready_table(topology: &Topology, ids: &[NodeId]) -> String {
     );
     out.push_str(&format!("{:w0$}  {:w1$}  LINKS\n", "NODE", "URL"));
     for [name, url, links] in &rows {
+        let links = if verbose {
+            links.clone()
+        } else {
+            clip(links, room)
+        };
         out.push_str(format!("{name:w0$}  {url:w1$}  {links}").trim_end());
         out.push('\n');
+    }
+    if !verbose && rows.iter().any(|r| r[2].chars().count() > room) {
+        out.push_str("(links clipped: `topo up -v` or `topo graph` lists them all)\n");
     }
     out.pop();
     out
 }
 
+/// `text` cut to `room` characters, ending in `…` when it was longer.
+fn clip(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(room.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A bind or connect address as short as it stays clear: `:5000` on loopback
+/// or every interface, `host:port` otherwise.
+fn short_addr(host: &str, port: u16) -> String {
+    match host {
+        "127.0.0.1" | "0.0.0.0" | "localhost" | "::1" | "::" => format!(":{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+/// At most `keep` names, then `+N` for the rest.
+fn names_clipped(names: &[String], keep: usize) -> String {
+    let mut out = names
+        .iter()
+        .take(keep)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if names.len() > keep {
+        out.push_str(&format!(" +{}", names.len() - keep));
+    }
+    out
+}
+
+/// `pub :5000 · sub b c · filter chat · redis local pub chat sub news · relay`.
 fn links_summary(topology: &Topology, id: NodeId) -> String {
+    let node = topology.node(id);
+    let mut parts = Vec::new();
+    if let Some(zmq) = &node.zmq {
+        if let Some(p) = &zmq.publish {
+            let mut s = format!(
+                "pub {}",
+                short_addr(&p.bind.ip().to_string(), p.bind.port())
+            );
+            if p.topic != zmq.filter || zmq.subscribe.is_empty() {
+                s.push_str(&format!(" topic {}", p.topic));
+            }
+            parts.push(s);
+        }
+        if !zmq.subscribe.is_empty() {
+            let from: Vec<String> = zmq
+                .subscribe
+                .iter()
+                .map(|sub| match sub.from {
+                    Some(f) => topology.node(f).name.clone(),
+                    None => short_addr(&sub.endpoint.host, sub.endpoint.port),
+                })
+                .collect();
+            parts.push(format!("sub {}", names_clipped(&from, 6)));
+            parts.push(format!("filter {}", zmq.filter));
+        }
+    }
+    if let Some(r) = &node.redis {
+        let broker = topology.broker(r.broker);
+        let mut s = format!("redis {} pub {}", broker.name, r.publish);
+        if !r.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(&r.subscribe, 3)));
+        }
+        if !r.patterns.is_empty() {
+            s.push_str(&format!(" psub {}", names_clipped(&r.patterns, 2)));
+        }
+        parts.push(s);
+    }
+    if node.relay {
+        parts.push("relay".into());
+    }
+    if parts.is_empty() {
+        "stand-alone".into()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+/// Every link in full, as `topo up -v` prints it.
+fn links_full(topology: &Topology, id: NodeId) -> String {
     let node = topology.node(id);
     let mut parts = Vec::new();
     if let Some(zmq) = &node.zmq {
@@ -195,9 +312,78 @@ mod tests {
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
         let expected = "demo ready: 2 node(s)\n\
             NODE    URL                     LINKS\n\
-            a       http://127.0.0.1:8080/  zmq pub tcp://127.0.0.1:5000 topic \"chat\"; \
-            zmq sub tcp://127.0.0.1:5001 (bridge) filter \"chat\"\n\
+            a       http://127.0.0.1:8080/  pub :5000 · sub bridge · filter chat\n\
             bridge  -                       relay";
         assert_eq!(table, expected);
+        let full = ready_table_verbose(&t, &[NodeId(0), NodeId(1)]);
+        assert!(
+            full.contains("zmq pub tcp://127.0.0.1:5000 topic \"chat\"; zmq sub tcp://127.0.0.1:5001 (bridge) filter \"chat\""),
+            "{full}"
+        );
+    }
+
+    #[test]
+    fn every_line_of_the_ready_table_fits_100_columns() {
+        // A node that subscribes to 40 others, on Redis too: the summary is clipped.
+        let n = 41;
+        let nodes = (0..n)
+            .map(|i| {
+                let mut node = Node {
+                    name: format!("node{i}"),
+                    span: Span::default(),
+                    http: Some(std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        8000 + i as u16,
+                    ))),
+                    zmq: None,
+                    redis: None,
+                    relay: false,
+                    limits: Limits::default(),
+                };
+                node.zmq = Some(ZmqLink {
+                    publish: Some(ZmqPublish {
+                        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 5000 + i as u16)),
+                        topic: "chat".into(),
+                    }),
+                    subscribe: (0..n)
+                        .filter(|j| *j != i)
+                        .map(|j| ZmqSubscription {
+                            endpoint: Endpoint {
+                                host: "127.0.0.1".into(),
+                                port: 5000 + j as u16,
+                            },
+                            from: Some(NodeId(j)),
+                            span: Span::default(),
+                        })
+                        .collect(),
+                    filter: "a-rather-long-filter-prefix-for-this-demo".into(),
+                });
+                node
+            })
+            .collect();
+        let t = Topology {
+            name: "wide".into(),
+            nodes,
+            brokers: vec![],
+        };
+        let ids: Vec<NodeId> = t.node_ids().collect();
+        let table = ready_table(&t, &ids);
+        for line in table.lines() {
+            assert!(
+                line.chars().count() <= TABLE_COLUMNS,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(
+            table.contains("sub node1 node2 node3 node4 node5 node6 +34"),
+            "{table}"
+        );
+        assert!(table.ends_with("(links clipped: `topo up -v` or `topo graph` lists them all)"));
+        assert!(
+            ready_table_verbose(&t, &ids)
+                .lines()
+                .any(|l| l.len() > 1000)
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! `topo up FILE`: start the file's nodes (in this process, or one child
 //! each), then turn every save of the file into a reload: re-validate,
 //! diff against what runs, apply only the difference, publish the applied
-//! state on the admin server. An invalid save changes nothing.
+//! state on the admin server. An invalid save changes nothing. The admin
+//! page's fault switches are applied here too, between saves (`faults`).
 
 use super::controller::{self, Failure};
+use super::faults::{FaultRequest, Faults};
 use super::process::Supervisor;
 use super::watch;
 use super::{Running, StartError, ready_table};
@@ -26,6 +28,8 @@ pub struct UpOptions {
     pub poll: bool,
     /// Where the admin server listens; `None`: no admin server.
     pub admin: Option<SocketAddr>,
+    /// The ready table lists every link in full (`-v`).
+    pub verbose: bool,
 }
 
 /// What runs the nodes.
@@ -116,7 +120,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
     }
     let mut engine = start(&options, &topology, admin_addr).await?;
     let ids: Vec<_> = topology.node_ids().collect();
-    crate::output::print_lossy(&format!("{}\n", ready_table(&topology, &ids)));
+    let table = if options.verbose {
+        super::ready_table_verbose(&topology, &ids)
+    } else {
+        ready_table(&topology, &ids)
+    };
+    crate::output::print_lossy(&format!("{table}\n"));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -127,12 +136,16 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
         failed: Vec::new(),
     };
     let published = LiveFeed::new(applied, valid);
+    // The admin page's fault switches; a few waiting at most (each answers).
+    let (fault_tx, mut fault_rx) = mpsc::channel::<FaultRequest>(4);
+    let mut faults = Faults::default();
     if let Some(listener) = admin_listener {
         let addr = listener.local_addr().map_err(UpError::AdminAddress)?;
         tracing::info!(%addr, "admin server: live view at http://{addr}/");
         tracker.spawn(admin::serve(
             listener,
             published.subscribe(),
+            Some(fault_tx.clone()),
             cancel.clone(),
         ));
     }
@@ -158,10 +171,27 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
                 Some(save) => save,
                 None => break,
             },
+            Some(request) = fault_rx.recv() => {
+                let result = match &mut engine {
+                    Engine::InProcess(r) => {
+                        let valid = published.valid();
+                        faults.apply(r, &valid.topology, generation, request.command).await
+                    }
+                    Engine::Process(s) => {
+                        let valid = published.valid();
+                        faults.apply_process(s, &valid.topology, generation, request.command).await
+                    }
+                };
+                // Also after an error: a Restore all may have undone some.
+                published.faults(faults.active().to_vec());
+                // The page may have gone: nobody to tell.
+                let _ = request.reply.send(result);
+                continue;
+            }
         };
         // Checking a big file takes seconds: off the runtime's threads, and
         // shutdown does not wait for it (`run_async` drops the runtime with
-        // a short timeout, abandoning the thread).
+        // a short timeout, abandoning the thread). Fault switches wait for it.
         tracing::info!(bytes = save.bytes.len(), "checking the saved file");
         let for_check = options.clone();
         let checking = tokio::task::spawn_blocking(move || {
@@ -176,7 +206,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
                 Err(_) => continue,
             },
         };
-        reload(
+        let applied = reload(
             &options,
             &mut engine,
             checked,
@@ -185,6 +215,13 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
             &published,
         )
         .await;
+        // The save rewired cut links back and started stopped nodes.
+        if applied {
+            match &engine {
+                Engine::InProcess(r) => faults.forget(r).await,
+                Engine::Process(_) => faults.clear(),
+            }
+        }
     }
     tracing::info!("shutting down");
     cancel.cancel();
@@ -230,7 +267,7 @@ async fn reload(
     forced: bool,
     generation: &mut u64,
     published: &LiveFeed,
-) {
+) -> bool {
     let file = options.file.display();
     let Some(valid) = checked.valid else {
         let errors = checked.errors().count();
@@ -240,7 +277,7 @@ async fn reload(
             "reload rejected: {file} is invalid, nothing changed"
         );
         published.rejected(&checked);
-        return;
+        return false;
     };
     let next = *generation + 1;
     let diff = Diff::of_wirings(&engine.wirings().await, &wirings(&valid.topology));
@@ -261,4 +298,5 @@ async fn reload(
     };
     let why = failures.iter().map(|f| f.to_string()).collect();
     published.applied(applied, valid, &diff, why);
+    true
 }

@@ -271,3 +271,41 @@ fn oversized_files_and_alias_bombs_are_refused_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("billion laughs"), "{}", stderr(&out));
 }
+
+/// A ring of `n` nodes `n0..`: each subscribes to the one before it.
+pub fn ring_yaml(n: usize, http: impl Fn(usize) -> u16, zmq: impl Fn(usize) -> u16) -> String {
+    let mut yaml = String::from("nodes:\n");
+    for i in 0..n {
+        let before = (i + n - 1) % n;
+        yaml.push_str(&format!(
+            "  n{i}: {{ http: {}, zmq: {{ pub: {}, sub: [n{before}] }} }}\n",
+            http(i),
+            zmq(i)
+        ));
+    }
+    yaml
+}
+
+#[test]
+fn validate_orders_names_as_written_n2_before_n10() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, marker) in [(11, "deliveries per message"), (13, "reach (sender")] {
+        let file = dir.path().join(format!("ring{n}.yaml"));
+        std::fs::write(
+            &file,
+            ring_yaml(n, |i| 8100 + i as u16, |i| 5100 + i as u16),
+        )
+        .unwrap();
+        let out = topo(&["validate", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(marker), "{text}");
+        let senders: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  n"))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        assert_eq!(senders, expected, "{text}");
+    }
+}

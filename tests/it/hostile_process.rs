@@ -55,6 +55,11 @@ async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
     assert_eq!(upgrade_status(a, "http://evil.example").await, 403);
     let _ = up.kill();
     let _ = up.wait();
+    // One table, the parent's (issue 18): a child prints only log lines.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let tables = text.lines().filter(|l| l.contains(" ready: ")).count();
+    assert_eq!(tables, 1, "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

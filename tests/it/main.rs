@@ -23,6 +23,7 @@ mod hostile_ws;
 mod hostile_zmq;
 mod interop;
 mod layering;
+mod live_demo;
 mod process;
 mod reload;
 mod reload_bench;

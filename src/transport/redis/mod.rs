@@ -177,6 +177,7 @@ impl Connected {
         // One rewiring at a time (the node's wiring lock); one slot is enough.
         let (fence, fences) = mpsc::channel(1);
         let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
+        let (severed, severed_rx) = watch::channel(false);
         let publisher = Publisher::new(
             self.publisher,
             channel_rx,
@@ -191,8 +192,9 @@ impl Connected {
             channel,
             fence,
             outbox_limit,
+            severed,
         };
-        let receiver = Receiver::new(self.subscriber, filter, inbox, status);
+        let receiver = Receiver::new(self.subscriber, filter, inbox, status, severed_rx);
         (
             QueuedOutbound::new(Origin::Redis, tx),
             control,
@@ -218,9 +220,18 @@ pub struct RedisControl {
     channel: watch::Sender<String>,
     fence: mpsc::Sender<Fence>,
     outbox_limit: watch::Sender<usize>,
+    /// The fault switch (see `receiver`): `true` holds the link down.
+    severed: watch::Sender<bool>,
 }
 
 impl RedisControl {
+    /// Holds the link down (`true`) as if the broker were unreachable, or
+    /// lets it come back (`false`); `false` when it was already so.
+    pub fn sever(&self, on: bool) -> bool {
+        self.severed
+            .send_if_modified(|s| std::mem::replace(s, on) != on)
+    }
+
     /// Resizes the outbox (`limits.outbox`); when it shrinks below what it
     /// holds, the oldest messages are dropped and counted.
     pub fn set_outbox(&self, limit: usize) {

@@ -1,6 +1,9 @@
 //! The receiving task of a Redis link: turns pushes into messages for the
 //! node's inbox (own echoes and non-UTF-8 dropped), tracks the link's state
 //! from (dis)connection pushes, and installs a rewired echo filter in order.
+//! A fault switch (the admin page's "broker down") makes it act as if the
+//! connection were lost: the link reads down, pushes are dropped (and
+//! counted), the publisher holds messages in the outbox until it is undone.
 
 use super::{Fence, lock};
 use crate::transport::echo::{EchoFilter, Via};
@@ -8,7 +11,7 @@ use crate::transport::{Inbox, LinkState, LinkStatus, Origin, Received, Text};
 use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub(super) struct Receiver {
@@ -17,6 +20,12 @@ pub(super) struct Receiver {
     filter: Arc<Mutex<EchoFilter>>,
     inbox: Inbox,
     status: Arc<LinkStatus>,
+    /// The fault switch: `true` while the admin page holds the link down.
+    severed: watch::Receiver<bool>,
+    /// The connection's own state (from pushes), whatever the switch says.
+    connected: std::sync::atomic::AtomicBool,
+    /// Messages dropped while severed, in this episode.
+    lost: std::sync::atomic::AtomicU64,
 }
 
 impl Receiver {
@@ -25,17 +34,41 @@ impl Receiver {
         filter: Arc<Mutex<EchoFilter>>,
         inbox: Inbox,
         status: Arc<LinkStatus>,
+        severed: watch::Receiver<bool>,
     ) -> Receiver {
         Receiver {
             _conn: conn,
             filter,
             inbox,
             status,
+            severed,
+            connected: true.into(),
+            lost: 0.into(),
+        }
+    }
+
+    fn is_severed(&self) -> bool {
+        *self.severed.borrow()
+    }
+
+    /// The switch moved: down at once; back up only if the connection is.
+    fn switched(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.is_severed() {
+            tracing::warn!(broker = %self.status.address, "redis link cut (fault switch): messages wait in the outbox");
+            self.status.set(LinkState::Down);
+            lock(&self.filter).clear();
+        } else {
+            let lost = self.lost.swap(0, Relaxed);
+            tracing::info!(broker = %self.status.address, lost, "redis link restored (fault switch)");
+            if self.connected.load(Relaxed) {
+                self.status.set(LinkState::Up);
+            }
         }
     }
 
     pub(super) async fn run(
-        self,
+        mut self,
         mut pushes: mpsc::Receiver<PushInfo>,
         mut fences: mpsc::Receiver<Fence>,
         cancel: CancellationToken,
@@ -44,6 +77,11 @@ impl Receiver {
         loop {
             let push = tokio::select! {
                 _ = cancel.cancelled() => return,
+                // Closed: the control is gone with the node; keep receiving.
+                Ok(()) = self.severed.changed() => {
+                    self.switched();
+                    continue;
+                }
                 Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
                     // Everything queued before the rewiring is judged by the old filter.
                     while let Ok(push) = pushes.try_recv() {
@@ -71,9 +109,15 @@ impl Receiver {
 
     /// Handles one push; `false` when the node is going away.
     async fn forward(&self, push: PushInfo, cancel: &CancellationToken) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let text = match push.kind {
+            PushKind::Message | PushKind::PMessage if self.is_severed() => {
+                self.lost.fetch_add(1, Relaxed);
+                None
+            }
             PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
             PushKind::Disconnection => {
+                self.connected.store(false, Relaxed);
                 tracing::warn!(
                     broker = %self.status.address,
                     "redis link down: reconnecting; messages wait in the outbox"
@@ -84,6 +128,10 @@ impl Receiver {
                 None
             }
             PushKind::Subscribe | PushKind::PSubscribe => {
+                self.connected.store(true, Relaxed);
+                if self.is_severed() {
+                    return true;
+                }
                 if self.status.state() != LinkState::Up {
                     tracing::info!(broker = %self.status.address, "redis link up: resubscribed");
                 }
