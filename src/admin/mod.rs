@@ -189,6 +189,22 @@ async fn run_probe(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Why a `POST /api/fault` body asks for no switch (400).
+#[derive(Debug, thiserror::Error)]
+enum BadFault {
+    #[error("{action}: which node? (\"node\": NAME)")]
+    NoNode { action: String },
+    #[error("{action}: which edge? (\"edge\": ID)")]
+    NoEdge { action: String },
+    #[error("no edge {0:?} that can be cut (a ZeroMQ SUB or a Redis subscription)")]
+    NotCuttable(String),
+    /// The action as sent, cut to 40 characters.
+    #[error(
+        "unknown action {0:?} (stop, start, cut, restore, broker-down, broker-up, restore-all)"
+    )]
+    UnknownAction(String),
+}
+
 /// `POST /api/fault`: `{"action": "stop"|"start", "node": N}`,
 /// `{"action": "cut"|"restore", "edge": ID}` (a ZeroMQ SUB or Redis
 /// subscription edge of the view), `{"action": "broker-down"|"broker-up",
@@ -217,19 +233,18 @@ async fn fault(
         );
     };
     let node = || {
-        body.node
-            .clone()
-            .ok_or_else(|| format!("{}: which node? (\"node\": NAME)", body.action))
-    };
-    let edge = || -> Result<Fault, String> {
-        let id = body
-            .edge
-            .as_deref()
-            .ok_or_else(|| format!("{}: which edge? (\"edge\": ID)", body.action))?;
-        let view = state.feeds.view();
-        view.as_ref().and_then(|v| v.fault_of(id)).ok_or_else(|| {
-            format!("no edge {id:?} that can be cut (a ZeroMQ SUB or a Redis subscription)")
+        body.node.clone().ok_or_else(|| BadFault::NoNode {
+            action: body.action.clone(),
         })
+    };
+    let edge = || {
+        let id = body.edge.as_deref().ok_or_else(|| BadFault::NoEdge {
+            action: body.action.clone(),
+        })?;
+        let view = state.feeds.view();
+        view.as_ref()
+            .and_then(|v| v.fault_of(id))
+            .ok_or_else(|| BadFault::NotCuttable(id.to_owned()))
     };
     let command = match body.action.as_str() {
         "stop" | "start" => node().map(|node| FaultCommand::Set {
@@ -245,14 +260,11 @@ async fn fault(
             on: body.action == "cut",
         }),
         "restore-all" => Ok(FaultCommand::RestoreAll),
-        other => Err(format!(
-            "unknown action {:?} (stop, start, cut, restore, broker-down, broker-up, restore-all)",
-            other.chars().take(40).collect::<String>()
-        )),
+        other => Err(BadFault::UnknownAction(other.chars().take(40).collect())),
     };
     let command = match command {
         Ok(c) => c,
-        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why.to_string()),
     };
     let (reply, answer) = oneshot::channel();
     if sender.try_send(FaultRequest { command, reply }).is_err() {

@@ -12,6 +12,7 @@ use super::Running;
 use super::process::Supervisor;
 use crate::diff::Diff;
 pub use crate::fault::{Fault, FaultCommand, FaultError, FaultRequest};
+use crate::health::PATTERN_PREFIX;
 use crate::model::{Topology, Wiring};
 
 /// The switches that are on, and how to turn them off.
@@ -108,12 +109,13 @@ impl Faults {
                 self.rewire(running, &base, generation, fault, on).await?;
             }
             Fault::RedisSubCut { entry, .. } => {
-                let listed = base.redis.as_ref().is_some_and(|r| {
-                    match entry.strip_prefix(crate::health::PATTERN_PREFIX) {
-                        Some(p) => r.patterns.iter().any(|x| x == p),
-                        None => r.subscribe.iter().any(|x| x == entry),
-                    }
-                });
+                let listed =
+                    base.redis
+                        .as_ref()
+                        .is_some_and(|r| match entry.strip_prefix(PATTERN_PREFIX) {
+                            Some(p) => r.patterns.iter().any(|x| x == p),
+                            None => r.subscribe.iter().any(|x| x == entry),
+                        });
                 if !listed {
                     return Err(FaultError::NoLink {
                         node: name,
@@ -265,7 +267,7 @@ fn effective(base: &Wiring, faults: &[Fault]) -> Wiring {
             Fault::SubCut { endpoint, .. } => w.subscribe.retain(|e| e.to_string() != *endpoint),
             Fault::RedisSubCut { entry, .. } => {
                 if let Some(r) = &mut w.redis {
-                    match entry.strip_prefix(crate::health::PATTERN_PREFIX) {
+                    match entry.strip_prefix(PATTERN_PREFIX) {
                         Some(p) => r.patterns.retain(|x| x != p),
                         None => r.subscribe.retain(|x| x != entry),
                     }
