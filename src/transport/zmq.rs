@@ -57,11 +57,13 @@ impl Outbound for ZmqPub {
     /// that subscriber only (counted in the link's `dropped`), so this is
     /// always `true`.
     fn publish(&self, text: &Text) -> bool {
+        // Counted before the hand-over: once it is in a subscriber's queue a
+        // peer may have it, and a `/healthz` read after that must count it.
+        self.counters.add_out(1);
+        self.status.add_sent(1);
         let topic = self.topic.borrow();
         self.publisher
             .send(&[topic.as_bytes(), b" ", text.as_bytes()]);
-        self.counters.add_out(1);
-        self.status.add_sent(1);
         true
     }
 }
