@@ -182,5 +182,6 @@ echo "== start-up" >&2
   jq -c '. + {label: "startup/node zmq (one node)"}' | tee -a "$out/compare.jsonl" >&2
 echo "load after: $(uptime)" >&2
 
-"$topo" bench --plot "$out/compare.jsonl" --svg "$out/compare.svg" > "$out/summary.md"
+(cd "$root" && cargo run --quiet --locked --release --example bench-plot -- \
+  "$out/compare.jsonl" --svg "$out/compare.svg") > "$out/summary.md"
 cat "$out/summary.md"

@@ -4,9 +4,10 @@
 
 use crate::config::compile::compile;
 use crate::config::diagnostic::{Diagnostic, Lines};
-use crate::config::expect::{Expectations, http_nodes, resolve as resolve_expect};
+use crate::config::expect::{Expectations, resolve as resolve_expect};
 use crate::config::read::read_topology;
 use crate::config::spec::Decoder;
+use crate::config::spec::http_nodes;
 use crate::config::yaml;
 use crate::graph::analyze::{Analysis, analyze};
 use crate::graph::build::build;

@@ -1,7 +1,9 @@
 //! The command line: argument definitions (clap) and everything printed.
-//! Commands return an exit code; `main` only maps it to the process.
+//! Commands return an [`Exit`]; `main` only maps it to the process.
 
 use crate::check::{Checked, Valid, check_file};
+pub use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use crate::command::{load_valid, runtime, shutdown_signal};
 use crate::config::diagnostic::did_you_mean;
 use crate::config::spec::TopologySpec;
 use crate::graph::render;
@@ -128,23 +130,13 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Dot,
     Mermaid,
     Json,
 }
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_INVALID: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-
-pub fn run(cli: Cli) -> i32 {
+pub fn run(cli: Cli) -> Exit {
     // Every node, link and client is a descriptor: take all we may have.
     crate::runtime::fds::raise_limit();
     match cli.command {
@@ -192,7 +184,7 @@ pub fn run(cli: Cli) -> i32 {
                     if let Some(addr) = admin_origin {
                         crate::node::ws::allow_admin_origin(addr);
                     }
-                    crate::runtime::run_node_at(valid.topology, id, generation, shutdown_signal())
+                    crate::runtime::run_node(valid.topology, id, generation, shutdown_signal())
                 }),
                 None => {
                     let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
@@ -255,7 +247,7 @@ fn import(
     bare: Option<crate::import::Bare>,
     name: Option<String>,
     schema: String,
-) -> i32 {
+) -> Exit {
     use std::io::Read;
     let stdin = file.as_os_str() == "-";
     let source = if stdin {
@@ -328,29 +320,11 @@ fn import(
     EXIT_OK
 }
 
-/// Checks `file` and prints its diagnostics; a valid file comes back to run.
-pub(crate) fn load_valid(file: &std::path::Path) -> Result<Valid, i32> {
-    let checked = check_file(file).map_err(|error| {
-        crate::eoutln!("{error}");
-        EXIT_USAGE
-    })?;
-    crate::eout!("{}", checked.render());
-    checked.valid.ok_or_else(|| {
-        crate::eoutln!("{}: invalid, nothing started", checked.file);
-        EXIT_INVALID
-    })
-}
-
-pub(crate) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// Runs the future `job` makes; it is made inside the runtime, so that the
 /// signal handlers of `shutdown_signal` exist before anything starts.
-fn run_async<F: Future<Output = anyhow::Result<()>>>(job: impl FnOnce() -> F) -> i32 {
+fn run_async<E: std::fmt::Display, F: Future<Output = Result<(), E>>>(
+    job: impl FnOnce() -> F,
+) -> Exit {
     crate::logging::init();
     let runtime = runtime();
     let job = {
@@ -364,36 +338,13 @@ fn run_async<F: Future<Output = anyhow::Result<()>>>(job: impl FnOnce() -> F) ->
     match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            crate::eoutln!("error: {error:#}");
+            crate::eoutln!("error: {error}");
             EXIT_INVALID
         }
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
-/// called (inside the runtime), not when first polled: a SIGTERM sent right
-/// after the ready line must stop topo cleanly, not kill it.
-#[cfg(unix)]
-pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    }
-}
-
-#[cfg(not(unix))]
-pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) -> i32 {
+fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) -> Exit {
     let options = crate::probe::ProbeOptions {
         timeout: std::time::Duration::from_secs_f64(timeout.clamp(0.1, 600.0)),
         ..Default::default()
@@ -410,7 +361,7 @@ fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) ->
     }
 }
 
-fn validate(files: &[PathBuf], format: Format) -> i32 {
+fn validate(files: &[PathBuf], format: Format) -> Exit {
     let mut code = EXIT_OK;
     for path in files {
         let checked = match check_file(path) {
@@ -578,7 +529,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn graph(file: &std::path::Path, format: GraphFormat) -> i32 {
+fn graph(file: &std::path::Path, format: GraphFormat) -> Exit {
     let checked = match check_file(file) {
         Ok(checked) => checked,
         Err(error) => {

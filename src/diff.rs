@@ -93,6 +93,52 @@ pub fn wirings(t: &Topology) -> Vec<Wiring> {
     t.node_ids().map(|id| Wiring::of(t, id)).collect()
 }
 
+/// How one node's links go from one wiring to another: the one
+/// classification that `plan`/`diff` render and the node applies
+/// (`node::wiring`), so that the two cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkDelta {
+    pub publish: PubDelta,
+    pub redis: RedisDelta,
+}
+
+/// The ZeroMQ PUB socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PubDelta {
+    /// Same socket (a new topic is applied to it in place).
+    Keep,
+    /// Another bind address, a new socket, or none any more.
+    Rebind,
+}
+
+/// The Redis link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisDelta {
+    Keep,
+    /// Same server: SUBSCRIBE/UNSUBSCRIBE (and a new channel) on the live link.
+    Rewire,
+    /// Another server, a new link, or none any more: connect anew.
+    Replace,
+}
+
+impl LinkDelta {
+    pub fn between(old: &Wiring, new: &Wiring) -> LinkDelta {
+        let bind = |w: &Wiring| w.publish.as_ref().map(|p| p.bind);
+        let publish = if bind(old) == bind(new) {
+            PubDelta::Keep
+        } else {
+            PubDelta::Rebind
+        };
+        let redis = match (&old.redis, &new.redis) {
+            (None, None) => RedisDelta::Keep,
+            (Some(a), Some(b)) if a == b => RedisDelta::Keep,
+            (Some(a), Some(b)) if a.url == b.url => RedisDelta::Rewire,
+            _ => RedisDelta::Replace,
+        };
+        LinkDelta { publish, redis }
+    }
+}
+
 /// Whether a node must be stopped and started again to run `new`: its HTTP
 /// server cannot move, and its clients' send queues are sized when they
 /// join. Every other difference (links, relay, other limits) is applied in
@@ -121,12 +167,12 @@ pub fn describe(old: &Wiring, new: &Wiring) -> Vec<String> {
     }
     let eps = |w: &Wiring| -> Vec<String> { w.subscribe.iter().map(|e| e.to_string()).collect() };
     set_changes(&mut what, "zmq sub", &eps(old), &eps(new));
-    match (&old.redis, &new.redis) {
-        (None, None) => {}
-        (None, Some(r)) => what.push(format!("redis + {} publish {}", r.url, r.publish)),
-        (Some(r), None) => what.push(format!("redis - {}", r.url)),
-        (Some(a), Some(b)) => {
-            if a.url != b.url {
+    match (&old.redis, &new.redis, LinkDelta::between(old, new).redis) {
+        (_, _, RedisDelta::Keep) | (None, None, _) => {}
+        (None, Some(r), _) => what.push(format!("redis + {} publish {}", r.url, r.publish)),
+        (Some(r), None, _) => what.push(format!("redis - {}", r.url)),
+        (Some(a), Some(b), how) => {
+            if how == RedisDelta::Replace {
                 what.push(format!("redis broker {} -> {}", a.url, b.url));
             }
             if a.publish != b.publish {
@@ -298,6 +344,48 @@ mod tests {
   b: { http: 9101, zmq: { pub: 9201, sub: [a] } }
   c: { http: 9102 }
 ";
+
+    /// The delta the node applies and the lines `plan` shows come from one
+    /// classification (issue 14): a new broker replaces the link, a new
+    /// subscription on the same broker rewires it, a new topic keeps the PUB.
+    #[test]
+    fn one_link_delta_for_the_plan_and_the_node() {
+        let file = |url: &str, subscribe: &str, topic: &str| {
+            format!(
+                "nodes:\n  a: {{ http: 9100, zmq: {{ pub: 9200, topic: {topic} }}, redis: {{ broker: \"{url}\", subscribe: [{subscribe}] }} }}\n"
+            )
+        };
+        let wiring = |yaml: String| wirings(&valid(&yaml).topology).remove(0);
+        let base = wiring(file("redis://h:1", "x", "t"));
+        let cases = [
+            (
+                file("redis://h:1", "x", "t"),
+                RedisDelta::Keep,
+                PubDelta::Keep,
+            ),
+            (
+                file("redis://h:1", "x, y", "t2"),
+                RedisDelta::Rewire,
+                PubDelta::Keep,
+            ),
+            (
+                file("redis://h:2", "x", "t"),
+                RedisDelta::Replace,
+                PubDelta::Keep,
+            ),
+        ];
+        for (yaml, redis, publish) in cases {
+            let new = wiring(yaml);
+            let delta = LinkDelta::between(&base, &new);
+            assert_eq!(delta, LinkDelta { publish, redis });
+            let what = describe(&base, &new);
+            let replaced = what.iter().any(|l| l.starts_with("redis broker"));
+            assert_eq!(replaced, redis == RedisDelta::Replace, "{what:?}");
+        }
+        let mut moved = base.clone();
+        moved.publish.as_mut().unwrap().bind.set_port(9300);
+        assert_eq!(LinkDelta::between(&base, &moved).publish, PubDelta::Rebind);
+    }
 
     #[test]
     fn the_same_file_reordered_changes_nothing() {

@@ -9,7 +9,8 @@
 //!   turn every save of the file into an in-place reload; `admin` serves the
 //!   applied file to `topo plan`; `probe` checks a running topology;
 //!   `bench` loads one and measures throughput, latency and start-up;
-//! - `cli` is the command line.
+//! - `cli` is the command line; `command` is what its commands share (how
+//!   they end, the output format, the runtime).
 //!
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
@@ -18,9 +19,14 @@ pub mod admin;
 pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod diff;
+pub mod fault;
+pub mod glob;
 pub mod graph;
+pub mod health;
+pub mod http_get;
 pub mod import;
 pub mod logging;
 pub mod model;
@@ -31,5 +37,6 @@ pub mod printable;
 pub mod probe;
 pub mod runtime;
 pub mod serve;
+pub mod span;
 pub mod testing;
 pub mod transport;

@@ -2,5 +2,5 @@ use clap::Parser;
 
 fn main() {
     let cli = topo::cli::Cli::parse();
-    std::process::exit(topo::cli::run(cli));
+    std::process::exit(topo::cli::run(cli).code());
 }

@@ -5,7 +5,7 @@
 //! parsed. Positions are kept (`Span`) only where a later warning or a
 //! reload message needs to point back into the file.
 
-use crate::config::yaml::Span;
+use crate::span::Span;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

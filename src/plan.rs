@@ -3,12 +3,12 @@
 //! saved. Reads and prints only; it never changes a running topology.
 
 use crate::check::{Valid, check_bytes};
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format, load_valid, runtime};
+use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format, load_valid, runtime};
 use crate::diff::{Diff, plan_json, plan_text, reach_changes};
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
+pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> Exit {
     let applied = match runtime().block_on(crate::admin::fetch(admin)) {
         Ok(applied) => applied,
         Err(e) => {
@@ -44,7 +44,7 @@ pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> i32 {
     EXIT_OK
 }
 
-pub fn diff(old: &Path, new: &Path, format: Format) -> i32 {
+pub fn diff(old: &Path, new: &Path, format: Format) -> Exit {
     let old = match load_valid(old) {
         Ok(v) => v,
         Err(code) => return code,

@@ -9,7 +9,7 @@ use super::Applied;
 use super::view::{Health, Previous, View, sample};
 use crate::check::{Checked, Valid};
 use crate::diff::Diff;
-use crate::runtime::faults::Fault;
+use crate::fault::Fault;
 use axum::response::sse::Event as SseEvent;
 use futures_util::Stream;
 use serde::Serialize;
@@ -99,12 +99,13 @@ impl Rejected {
     }
 }
 
-/// The reload loop's side: every applied or rejected save goes through here.
-pub struct Publisher(watch::Sender<Shared>);
+/// What feeds the admin server (`/api/topology`, the live view): the reload
+/// loop hands it every applied or rejected save.
+pub struct LiveFeed(watch::Sender<Shared>);
 
-impl Publisher {
-    pub fn new(applied: Applied, valid: Valid) -> Publisher {
-        Publisher(watch::Sender::new(Shared {
+impl LiveFeed {
+    pub fn new(applied: Applied, valid: Valid) -> LiveFeed {
+        LiveFeed(watch::Sender::new(Shared {
             applied,
             valid: Arc::new(valid),
             reload: None,
@@ -281,7 +282,7 @@ async fn poll_loop(
 /// Every node's `/healthz`, at once; `None` for a node that did not answer.
 async fn poll(targets: &[(String, SocketAddr)]) -> HashMap<String, Option<Health>> {
     let all = targets.iter().map(|(name, addr)| async move {
-        let health = super::http_get(*addr, "/healthz", POLL_TIMEOUT)
+        let health = crate::http_get::get(*addr, "/healthz", POLL_TIMEOUT, super::HEALTH_MAX_BYTES)
             .await
             .ok()
             .and_then(|body| serde_json::from_str::<Health>(&body).ok());

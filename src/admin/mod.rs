@@ -11,9 +11,9 @@ pub mod guard;
 pub mod live;
 pub mod view;
 
-pub use live::{Publisher, Shared};
+pub use live::{LiveFeed, Shared};
 
-use crate::runtime::faults::{Fault, FaultCommand, FaultError, FaultRequest};
+use crate::fault::{Fault, FaultCommand, FaultError, FaultRequest};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -189,6 +189,22 @@ async fn run_probe(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Why a `POST /api/fault` body asks for no switch (400).
+#[derive(Debug, thiserror::Error)]
+enum BadFault {
+    #[error("{action}: which node? (\"node\": NAME)")]
+    NoNode { action: String },
+    #[error("{action}: which edge? (\"edge\": ID)")]
+    NoEdge { action: String },
+    #[error("no edge {0:?} that can be cut (a ZeroMQ SUB or a Redis subscription)")]
+    NotCuttable(String),
+    /// The action as sent, cut to 40 characters.
+    #[error(
+        "unknown action {0:?} (stop, start, cut, restore, broker-down, broker-up, restore-all)"
+    )]
+    UnknownAction(String),
+}
+
 /// `POST /api/fault`: `{"action": "stop"|"start", "node": N}`,
 /// `{"action": "cut"|"restore", "edge": ID}` (a ZeroMQ SUB or Redis
 /// subscription edge of the view), `{"action": "broker-down"|"broker-up",
@@ -217,19 +233,18 @@ async fn fault(
         );
     };
     let node = || {
-        body.node
-            .clone()
-            .ok_or_else(|| format!("{}: which node? (\"node\": NAME)", body.action))
-    };
-    let edge = || -> Result<Fault, String> {
-        let id = body
-            .edge
-            .as_deref()
-            .ok_or_else(|| format!("{}: which edge? (\"edge\": ID)", body.action))?;
-        let view = state.feeds.view();
-        view.as_ref().and_then(|v| v.fault_of(id)).ok_or_else(|| {
-            format!("no edge {id:?} that can be cut (a ZeroMQ SUB or a Redis subscription)")
+        body.node.clone().ok_or_else(|| BadFault::NoNode {
+            action: body.action.clone(),
         })
+    };
+    let edge = || {
+        let id = body.edge.as_deref().ok_or_else(|| BadFault::NoEdge {
+            action: body.action.clone(),
+        })?;
+        let view = state.feeds.view();
+        view.as_ref()
+            .and_then(|v| v.fault_of(id))
+            .ok_or_else(|| BadFault::NotCuttable(id.to_owned()))
     };
     let command = match body.action.as_str() {
         "stop" | "start" => node().map(|node| FaultCommand::Set {
@@ -245,14 +260,11 @@ async fn fault(
             on: body.action == "cut",
         }),
         "restore-all" => Ok(FaultCommand::RestoreAll),
-        other => Err(format!(
-            "unknown action {:?} (stop, start, cut, restore, broker-down, broker-up, restore-all)",
-            other.chars().take(40).collect::<String>()
-        )),
+        other => Err(BadFault::UnknownAction(other.chars().take(40).collect())),
     };
     let command = match command {
         Ok(c) => c,
-        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why.to_string()),
     };
     let (reply, answer) = oneshot::channel();
     if sender.try_send(FaultRequest { command, reply }).is_err() {
@@ -350,59 +362,44 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// The largest answer [`http_get`] reads (headers and body).
-pub const MAX_REPLY: u64 = 8 << 20;
+/// How large `/healthz` of a node may be: a few links' worth of JSON.
+pub(crate) const HEALTH_MAX_BYTES: usize = 1 << 20;
 
-/// A plain HTTP/1.1 GET (`Connection: close`): the body of a 200 answer.
-pub(crate) async fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    limit: std::time::Duration,
-) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let get = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("nothing answers on {addr}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        // A peer that is not topo could answer without end: bounded.
-        let mut response = Vec::new();
-        (&mut stream)
-            .take(MAX_REPLY + 1)
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        if response.len() as u64 > MAX_REPLY {
-            return Err(format!(
-                "{addr}: answer larger than {} MiB, not topo's admin server",
-                MAX_REPLY >> 20
-            ));
-        }
-        Ok::<_, String>(response)
-    };
-    let response = tokio::time::timeout(limit, get)
-        .await
-        .map_err(|_| format!("{addr}: no answer within {limit:?}"))??;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr}: not an HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("{addr}: {}", head.lines().next().unwrap_or("")));
-    }
-    Ok(body.to_owned())
+/// How large an answer to `/api/topology` may be (headers and body): a
+/// peer that is not topo could answer without end.
+pub const MAX_REPLY: usize = 8 << 20;
+
+/// Why `topo plan` could not learn what the running `topo up` applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no topo up answers on {addr}: {error}")]
+    NoAnswer {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Get(crate::http_get::GetError),
+    #[error("{addr}: answer larger than {} MiB, not topo's admin server", max >> 20)]
+    TooLarge { addr: SocketAddr, max: usize },
+    #[error("{addr}: not topo's admin server: {error}")]
+    NotAdmin {
+        addr: SocketAddr,
+        error: serde_json::Error,
+    },
 }
 
 /// `GET /api/topology` of a running `topo up` (what `topo plan` diffs against).
-pub async fn fetch(addr: SocketAddr) -> Result<Applied, String> {
-    let body = http_get(addr, "/api/topology", std::time::Duration::from_secs(5))
+pub async fn fetch(addr: SocketAddr) -> Result<Applied, FetchError> {
+    use crate::http_get::{GetError, get};
+    let limit = std::time::Duration::from_secs(5);
+    let body = get(addr, "/api/topology", limit, MAX_REPLY)
         .await
-        .map_err(|e| e.replace("nothing answers on", "no topo up answers on"))?;
-    serde_json::from_str(&body).map_err(|e| format!("{addr}: not topo's admin server: {e}"))
+        .map_err(|e| match e {
+            GetError::Connect { error, .. } => FetchError::NoAnswer { addr, error },
+            GetError::TooLarge { max, .. } => FetchError::TooLarge { addr, max },
+            other => FetchError::Get(other),
+        })?;
+    serde_json::from_str(&body).map_err(|error| FetchError::NotAdmin { addr, error })
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! Pure: it neither polls nor serves (`live` does).
 
 use crate::check::Valid;
+use crate::fault::Fault;
 use crate::graph::render::{redis_edges, used_brokers};
+use crate::health::LinkKind;
+pub use crate::health::{Health, HealthLink, Messages};
 use crate::model::{NodeId, Topology};
-use crate::runtime::faults::Fault;
 use petgraph::visit::EdgeRef;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// What the page draws for one applied generation.
@@ -238,52 +240,6 @@ fn edges(valid: &Valid) -> Vec<Edge> {
     out
 }
 
-/// A node's `/healthz`, the parts the page shows (missing fields read as 0:
-/// a node of an older build still shows up).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Health {
-    #[serde(default)]
-    pub clients: u64,
-    #[serde(default)]
-    pub generation: u64,
-    #[serde(default)]
-    pub links: Vec<HealthLink>,
-    #[serde(default)]
-    pub messages: Messages,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Messages {
-    #[serde(default, rename = "in")]
-    pub incoming: u64,
-    #[serde(default, rename = "out")]
-    pub outgoing: u64,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct HealthLink {
-    pub kind: String,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub sent: u64,
-    #[serde(default)]
-    pub received: u64,
-    #[serde(default)]
-    pub via: BTreeMap<String, u64>,
-    /// A Redis link's outbox (messages held while the link is down).
-    #[serde(default)]
-    pub outbox: Option<OutboxHealth>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct OutboxHealth {
-    #[serde(default)]
-    pub queued: u64,
-}
-
 /// One sample for the page: every node's state and rates, every edge's
 /// state and how many messages crossed it since the previous sample.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -380,9 +336,9 @@ pub fn sample(
         let link = health.get(node).and_then(|h| h.as_ref()).and_then(|h| {
             h.links.iter().find(|l| match read {
                 Read::Sub(endpoint) => {
-                    l.kind == "zmq-sub" && l.endpoint.as_deref() == Some(endpoint)
+                    l.kind == LinkKind::ZmqSub && l.endpoint.as_deref() == Some(endpoint)
                 }
-                Read::Sent | Read::Via(_) => l.kind == "redis",
+                Read::Sent | Read::Via(_) => l.kind == LinkKind::Redis,
             })
         });
         let s = match link {
@@ -394,11 +350,16 @@ pub fn sample(
                 let now = match read {
                     Read::Sub(_) => l.received,
                     Read::Sent => l.sent,
-                    Read::Via(key) => l.via.get(key).copied().unwrap_or(0),
+                    Read::Via(key) => l
+                        .via
+                        .as_ref()
+                        .and_then(|v| v.get(key))
+                        .copied()
+                        .unwrap_or(0),
                 };
                 let before = previous.edges.insert(e.id.clone(), now);
                 EdgeStats {
-                    state: l.state.clone(),
+                    state: l.state.to_string(),
                     delta: delta(now, before),
                 }
             }
@@ -418,6 +379,7 @@ enum Read<'a> {
 mod tests {
     use super::*;
     use crate::check::check_bytes;
+    use crate::health::LinkState;
 
     fn valid(yaml: &str) -> Valid {
         let none = |_: &str| None;
@@ -467,20 +429,33 @@ mod tests {
                     outgoing: 5,
                 },
                 links: vec![HealthLink {
-                    kind: "zmq-sub".into(),
+                    kind: LinkKind::ZmqSub,
                     endpoint: Some("tcp://127.0.0.1:5001".into()),
-                    state: "up".into(),
+                    broker: None,
+                    state: LinkState::Up,
+                    sent: 0,
                     received: sub_received,
-                    ..HealthLink::default()
+                    peers: Some(1),
+                    rejected: Some(0),
+                    dropped: Some(0),
+                    via: None,
+                    outbox: None,
                 }],
                 ..Health::default()
             };
             let c = Health {
                 links: vec![HealthLink {
-                    kind: "redis".into(),
-                    state: "down".into(),
-                    via: [("psubscribe chat*".to_owned(), via)].into(),
-                    ..HealthLink::default()
+                    kind: LinkKind::Redis,
+                    endpoint: None,
+                    broker: Some("redis://127.0.0.1:6379/0".into()),
+                    state: LinkState::Down,
+                    sent: 0,
+                    received: via,
+                    peers: None,
+                    rejected: None,
+                    dropped: None,
+                    via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
+                    outbox: None,
                 }],
                 ..Health::default()
             };

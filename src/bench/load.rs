@@ -5,7 +5,7 @@
 //! It knows nothing of topology files or output formats; `run` does.
 
 use super::payload::{self, Stamp};
-use super::plan::{Load, Plan};
+use super::plan::{Load, LoadPlan};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
@@ -145,11 +145,8 @@ impl Tally {
 
 /// Runs the clients `mine` (global indices) on this thread until
 /// `stop_reading`; returns what they saw.
-pub fn thread_main(shared: Arc<Shared>, plan: Arc<Plan>, mine: Vec<usize>) -> Tally {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime");
+pub fn thread_main(shared: Arc<Shared>, plan: Arc<LoadPlan>, mine: Vec<usize>) -> Tally {
+    let runtime = crate::command::thread_runtime();
     let local = tokio::task::LocalSet::new();
     let tally = Rc::new(RefCell::new(Tally::new(
         mine.clone(),
@@ -176,7 +173,7 @@ async fn connect(url: &str) -> Result<Socket, tungstenite::Error> {
 
 async fn run_clients(
     shared: &Arc<Shared>,
-    plan: &Arc<Plan>,
+    plan: &Arc<LoadPlan>,
     mine: &[usize],
     tally: &Rc<RefCell<Tally>>,
 ) {
@@ -271,7 +268,7 @@ struct Reader {
     tally: Rc<RefCell<Tally>>,
     local: usize,
     /// This client's target, and how many there are (a sender's target is
-    /// its index modulo that, as `Plan::target_of` says).
+    /// its index modulo that, as `LoadPlan::target_of` says).
     target: usize,
     targets: usize,
     own: Option<(u32, Rc<Ack>)>,
@@ -350,14 +347,14 @@ async fn send(
     mut sink: impl Sink<Message, Error = tungstenite::Error> + Unpin,
     index: usize,
     shared: Arc<Shared>,
-    plan: Arc<Plan>,
+    plan: Arc<LoadPlan>,
     ack: Rc<Ack>,
 ) {
     tokio::select! {
         _ = shared.go.cancelled() => {}
         _ = shared.stop_sending.cancelled() => {}
     }
-    let mut out = Outbox {
+    let mut out = MessageMaker {
         index,
         seq: 0,
         text: String::with_capacity(plan.payload),
@@ -376,15 +373,15 @@ async fn send(
 }
 
 /// Builds and queues one sender's messages.
-struct Outbox<'a> {
+struct MessageMaker<'a> {
     index: usize,
     seq: u64,
     text: String,
     shared: &'a Shared,
-    plan: &'a Plan,
+    plan: &'a LoadPlan,
 }
 
-impl Outbox<'_> {
+impl MessageMaker<'_> {
     /// Queues the next message stamped `sent_ns`; `false` (nothing queued)
     /// once the window is over.
     async fn feed(
@@ -420,7 +417,7 @@ impl Outbox<'_> {
 /// server that makes us wait shows up as latency (no coordinated omission).
 async fn open_loop(
     sink: &mut (impl Sink<Message, Error = tungstenite::Error> + Unpin),
-    out: &mut Outbox<'_>,
+    out: &mut MessageMaker<'_>,
     rate: f64,
 ) -> Result<(), tungstenite::Error> {
     let period = 1e9 / rate.max(1e-3);
@@ -462,7 +459,7 @@ async fn open_loop(
 /// back (its own client receives it: rule 1 of docs/topology-format.md) lets the next one go.
 async fn closed_loop(
     sink: &mut (impl Sink<Message, Error = tungstenite::Error> + Unpin),
-    out: &mut Outbox<'_>,
+    out: &mut MessageMaker<'_>,
     ack: &Ack,
     window: u64,
 ) -> Result<(), tungstenite::Error> {

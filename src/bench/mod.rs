@@ -4,23 +4,22 @@
 //! losses and duplicates, and the CPU and memory of itself and of `--pid`s.
 //!
 //! plan.rs decides, load.rs generates and tallies, run.rs coordinates,
-//! report.rs prints, procstat.rs reads /proc, plot.rs draws the comparison,
-//! startup.rs times a command from launch to ready.
+//! report.rs prints, procstat.rs reads /proc, startup.rs times a command
+//! from launch to ready. The comparison's plot and table are project
+//! tooling, outside the library (`bench/plot/`).
 //! It never starts the servers it loads (except `--startup`'s command).
 
 mod load;
 pub mod payload;
 pub mod plan;
-pub mod plot;
 pub mod procstat;
 mod progress;
 pub mod report;
 mod run;
 pub mod startup;
-pub mod summary;
 
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format};
-use plan::{Expect, Load, Plan};
+use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use plan::{Expect, Load, LoadPlan};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,13 +77,6 @@ pub struct BenchArgs {
     pub label: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Draw p99 latency against delivered msgs/s from JSON lines of earlier
-    /// runs (`--format json --label SCENARIO/IMPL`) into the SVG `--svg`,
-    /// and print the summary table (Markdown).
-    #[arg(long, requires = "svg", conflicts_with_all = ["file", "urls"])]
-    pub plot: Option<PathBuf>,
-    #[arg(long)]
-    pub svg: Option<PathBuf>,
     /// Time this command from launch until every target accepts a client
     /// (and, with a topology file, every link is up); median of --repeat.
     #[arg(long)]
@@ -93,20 +85,7 @@ pub struct BenchArgs {
     pub repeat: usize,
 }
 
-pub fn main(args: BenchArgs) -> i32 {
-    if let Some(input) = &args.plot {
-        let svg = args.svg.as_deref().expect("clap requires --svg");
-        return match plot::plot_file(input, svg) {
-            Ok(table) => {
-                crate::out!("{table}");
-                EXIT_OK
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_INVALID
-            }
-        };
-    }
+pub fn main(args: BenchArgs) -> Exit {
     let (targets, expected, links) = match targets(&args) {
         Ok(t) => t,
         Err(code) => return code,
@@ -127,7 +106,7 @@ pub fn main(args: BenchArgs) -> i32 {
         return EXIT_USAGE;
     }
     let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 86_400.0));
-    let plan = Plan {
+    let plan = LoadPlan {
         targets,
         expected,
         clients: args.clients,
@@ -163,7 +142,7 @@ pub fn main(args: BenchArgs) -> i32 {
 /// Targets and prediction from the file or the URLs; with a file, also the
 /// nodes' health URLs (for `--startup`).
 #[allow(clippy::type_complexity)]
-fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), i32> {
+fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), Exit> {
     match (&args.file, args.urls.is_empty()) {
         (Some(file), _) => {
             let checked = crate::check::check_file(file).map_err(|e| {

@@ -33,7 +33,7 @@ pub struct Target {
 }
 
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct LoadPlan {
     pub targets: Vec<Target>,
     /// `expected[from][to]`: copies a client of target `to` gets of one
     /// message sent by a client of target `from`.
@@ -51,7 +51,7 @@ pub struct Plan {
     pub connect_timeout: Duration,
 }
 
-impl Plan {
+impl LoadPlan {
     /// Client `i` connects to target `i mod targets` (clients and senders
     /// are spread evenly over the nodes).
     pub fn target_of(&self, client: usize) -> usize {
@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn clients_spread_over_targets_and_expectations_follow() {
         let (targets, expected) = from_urls(&["ws://a".into(), "ws://b".into()], Expect::Node);
-        let plan = Plan {
+        let plan = LoadPlan {
             targets,
             expected,
             clients: 4,

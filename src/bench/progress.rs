@@ -2,7 +2,7 @@
 //! never with `--format json`): phase, elapsed time, rates so far.
 
 use super::load::Shared;
-use super::plan::Plan;
+use super::plan::LoadPlan;
 use super::report::count;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::Cell;
@@ -16,7 +16,7 @@ pub struct Bar {
 }
 
 impl Bar {
-    pub fn new(show: bool, plan: &Plan) -> Bar {
+    pub fn new(show: bool, plan: &LoadPlan) -> Bar {
         let total = (plan.warmup + plan.duration).as_millis() as u64;
         let bar = if show {
             ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
@@ -34,7 +34,7 @@ impl Bar {
         }
     }
 
-    pub fn update(&self, shared: &Shared, plan: &Plan) {
+    pub fn update(&self, shared: &Shared, plan: &LoadPlan) {
         let (at, sent, received) = self.last.get();
         let elapsed = at.elapsed().as_secs_f64();
         if elapsed < 0.2 || self.bar.is_hidden() {

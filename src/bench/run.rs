@@ -4,7 +4,7 @@
 //! It prints nothing but the progress bar.
 
 use super::load::{Shared, Tally, thread_main};
-use super::plan::{Load, Plan};
+use super::plan::{Load, LoadPlan};
 use super::procstat;
 use super::report::{Latency, Process, Report, Route};
 use std::sync::Arc;
@@ -14,7 +14,19 @@ use std::time::{Duration, Instant};
 /// How often the coordinator looks at the counters.
 const POLL: Duration = Duration::from_millis(5);
 
-pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
+/// Why a run measured nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `first` is the first client's error, as the client saw it.
+    #[error("{failed} of {clients} clients could not connect: {first}")]
+    Connect {
+        failed: usize,
+        clients: usize,
+        first: String,
+    },
+}
+
+pub fn run(plan: LoadPlan, pids: &[u32], progress: bool) -> Result<Report, RunError> {
     procstat::raise_fd_limit();
     let plan = Arc::new(plan);
     let run_tag = (std::process::id() as u64 ^ now_nanos()) as u16 % 10_000;
@@ -59,12 +71,11 @@ pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
     if shared.failed.load(Ordering::Relaxed) > 0 {
         let error = shared.first_error.lock().expect("not poisoned").clone();
         collect(&shared);
-        return Err(format!(
-            "{} of {} clients could not connect: {}",
-            plan.clients - shared.connected.load(Ordering::Relaxed),
-            plan.clients,
-            error.unwrap_or_default()
-        ));
+        return Err(RunError::Connect {
+            failed: plan.clients - shared.connected.load(Ordering::Relaxed),
+            clients: plan.clients,
+            first: error.unwrap_or_default(),
+        });
     }
 
     let bar = super::progress::Bar::new(progress, &plan);
@@ -116,7 +127,7 @@ pub fn run(plan: Plan, pids: &[u32], progress: bool) -> Result<Report, String> {
 }
 
 impl Shared {
-    fn connected_senders(&self, plan: &Plan) -> usize {
+    fn connected_senders(&self, plan: &LoadPlan) -> usize {
         // Every client connected (a failure aborts the run), so every sender runs.
         plan.senders.min(self.connected.load(Ordering::Relaxed))
     }
@@ -154,7 +165,7 @@ fn cpu_snapshot(pids: &[u32]) -> CpuSnapshot {
     }
 }
 
-fn expected_in_window(shared: &Shared, plan: &Plan) -> u64 {
+fn expected_in_window(shared: &Shared, plan: &LoadPlan) -> u64 {
     (0..plan.senders)
         .map(|s| {
             let (first, end) = measured_range(shared, s);
@@ -186,7 +197,7 @@ struct Window<'a> {
     load_average: Option<f64>,
 }
 
-fn report(shared: &Shared, plan: &Plan, tallies: &[Tally], window: Window<'_>) -> Report {
+fn report(shared: &Shared, plan: &LoadPlan, tallies: &[Tally], window: Window<'_>) -> Report {
     let mut latency = tallies[0].latency.clone();
     let mut routes = tallies[0].routes.clone();
     for t in &tallies[1..] {

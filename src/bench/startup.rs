@@ -6,10 +6,10 @@
 
 use super::plan::Target;
 use super::procstat;
-use crate::cli::{EXIT_INVALID, EXIT_OK, Format};
+use crate::command::{EXIT_INVALID, EXIT_OK, Exit, Format};
+use crate::health::{Health, LinkState};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Give up on one launch after this long.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -27,11 +27,8 @@ pub struct Startup {
     pub threads: Option<u64>,
 }
 
-pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> i32 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> Exit {
+    let runtime = crate::command::thread_runtime();
     let mut runs = Vec::new();
     let (mut rss, mut threads) = (None, None);
     for _ in 0..repeat.max(1) {
@@ -111,15 +108,27 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-async fn wait_ready(targets: &[Target], links: bool, child: &mut Child) -> Result<(), String> {
+/// Why a launched command never became ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("exited before ready ({0})")]
+    Exited(std::process::ExitStatus),
+    #[error("{url} not ready after {limit:?}")]
+    TimedOut { url: String, limit: Duration },
+}
+
+async fn wait_ready(targets: &[Target], links: bool, child: &mut Child) -> Result<(), NotReady> {
     let deadline = Instant::now() + LIMIT;
     for target in targets {
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("exited before ready ({status})"));
+                return Err(NotReady::Exited(status));
             }
             if Instant::now() > deadline {
-                return Err(format!("{} not ready after {LIMIT:?}", target.url));
+                return Err(NotReady::TimedOut {
+                    url: target.url.clone(),
+                    limit: LIMIT,
+                });
             }
             if ready(target, links).await {
                 break;
@@ -143,29 +152,19 @@ async fn ready(target: &Target, links: bool) -> bool {
             .split('/')
             .next()?
             .to_owned();
-        let health = get(&authority, "/healthz").await?;
-        let json: serde_json::Value = serde_json::from_str(&health).ok()?;
-        let all_up = json["links"]
-            .as_array()?
-            .iter()
-            .all(|l| l["state"].as_str() == Some("up"));
-        Some(all_up)
+        let health = crate::http_get::get(
+            authority.as_str(),
+            "/healthz",
+            Duration::from_secs(1),
+            crate::admin::HEALTH_MAX_BYTES,
+        )
+        .await
+        .ok()?;
+        let health: Health = serde_json::from_str(&health).ok()?;
+        Some(health.links.iter().all(|l| l.state == LinkState::Up))
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(1), attempt).await,
         Ok(Some(true))
     )
-}
-
-/// A minimal HTTP/1.0 GET: the body, or `None`.
-async fn get(authority: &str, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_owned())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
 }

@@ -1,11 +1,63 @@
 //! Parsing the addresses a topology names: bind hosts, `tcp://` endpoints
-//! and Redis URLs. Each parser returns a message fit to show the user.
+//! and Redis URLs. Each parser's error displays as a message fit to show
+//! the user.
 
 use crate::model::{Endpoint, RedisUrl};
 use std::net::{IpAddr, Ipv4Addr};
 
+/// Why an address written in the file was refused. No variant holds a
+/// whole Redis URL: it may carry a password.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("`{0}` is not an IP address to bind (like 127.0.0.1, 0.0.0.0 or ::1)")]
+    NotAnIp(String),
+    #[error(
+        "endpoint `{text}` uses `{scheme}://`; topo's ZeroMQ links are TCP: write tcp://host:port"
+    )]
+    NotTcp { text: String, scheme: String },
+    #[error("`{0}` is not an endpoint: write tcp://host:port")]
+    NotAnEndpoint(String),
+    #[error("endpoint `{0}` has no port: write tcp://host:port")]
+    EndpointWithoutPort(String),
+    #[error("endpoint `{0}` has no host: write tcp://host:port")]
+    EndpointWithoutHost(String),
+    #[error("endpoint `{text}`: {port}")]
+    EndpointPort { text: String, port: PortError },
+    #[error("`{0}` is not an IP address to bind; a pub endpoint binds an address of this machine")]
+    PubNotAnIp(String),
+    #[error("a broker URL starts with redis:// or rediss:// (TLS)")]
+    RedisScheme,
+    #[error("the broker URL's host is malformed")]
+    RedisHostMalformed,
+    #[error("broker URL: {0}")]
+    RedisPort(PortError),
+    #[error("the broker URL is malformed: write a `/` in a password as %2F")]
+    RedisSlashInPassword,
+    /// `maybe_password`: no `@` was written, so what stands where the host
+    /// goes may be a password the user meant to put before `@host`.
+    #[error(
+        "the broker URL has no host (like redis://127.0.0.1:6379){}",
+        if *maybe_password { "; a password goes before `@host` (redis://:***@host:6379)" } else { "" }
+    )]
+    RedisWithoutHost { maybe_password: bool },
+    #[error(
+        "the broker URL's port is not a number; a password goes before `@host` (redis://:***@host:6379)"
+    )]
+    RedisPasswordAsPort,
+    #[error("the broker URL's database `/{0}` is not a number")]
+    RedisDatabase(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("port {0} is out of range: ports are 1-65535")]
+    OutOfRange(u32),
+    #[error("`{0}` is not a port number")]
+    NotANumber(String),
+}
+
 /// A bind address: an IP address, or `localhost` (127.0.0.1).
-pub fn parse_host(text: &str) -> Result<IpAddr, String> {
+pub fn parse_host(text: &str) -> Result<IpAddr, AddressError> {
     let trimmed = text.trim().trim_start_matches('[').trim_end_matches(']');
     if trimmed.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -13,29 +65,31 @@ pub fn parse_host(text: &str) -> Result<IpAddr, String> {
     if trimmed == "*" {
         return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     }
-    trimmed.parse().map_err(|_| {
-        format!("`{text}` is not an IP address to bind (like 127.0.0.1, 0.0.0.0 or ::1)")
-    })
+    trimmed
+        .parse()
+        .map_err(|_| AddressError::NotAnIp(text.to_owned()))
 }
 
 /// `tcp://host:port`; host may be a name, an IPv4 address, `[v6]` or `*`.
-pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, AddressError> {
     let Some(rest) = text.strip_prefix("tcp://") else {
         return Err(match text.split_once("://") {
-            Some((scheme, _)) => format!(
-                "endpoint `{text}` uses `{scheme}://`; topo's ZeroMQ links are TCP: write tcp://host:port"
-            ),
-            None => format!("`{text}` is not an endpoint: write tcp://host:port"),
+            Some((scheme, _)) => AddressError::NotTcp {
+                text: text.to_owned(),
+                scheme: scheme.to_owned(),
+            },
+            None => AddressError::NotAnEndpoint(text.to_owned()),
         });
     };
-    let (host, port) = split_host_port(rest)
-        .ok_or_else(|| format!("endpoint `{text}` has no port: write tcp://host:port"))?;
+    let (host, port) =
+        split_host_port(rest).ok_or_else(|| AddressError::EndpointWithoutPort(text.to_owned()))?;
     if host.is_empty() {
-        return Err(format!(
-            "endpoint `{text}` has no host: write tcp://host:port"
-        ));
+        return Err(AddressError::EndpointWithoutHost(text.to_owned()));
     }
-    let port = parse_port(port).map_err(|m| format!("endpoint `{text}`: {m}"))?;
+    let port = parse_port(port).map_err(|port| AddressError::EndpointPort {
+        text: text.to_owned(),
+        port,
+    })?;
     Ok(Endpoint {
         host: host.to_owned(),
         port,
@@ -50,23 +104,23 @@ fn split_host_port(text: &str) -> Option<(&str, &str)> {
     text.rsplit_once(':')
 }
 
-fn parse_port(text: &str) -> Result<u16, String> {
+fn parse_port(text: &str) -> Result<u16, PortError> {
     match text.parse::<u32>() {
         Ok(n @ 1..=65535) => Ok(n as u16),
-        Ok(n) => Err(format!("port {n} is out of range: ports are 1-65535")),
-        Err(_) => Err(format!("`{text}` is not a port number")),
+        Ok(n) => Err(PortError::OutOfRange(n)),
+        Err(_) => Err(PortError::NotANumber(text.to_owned())),
     }
 }
 
 /// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
-pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
+pub fn parse_redis_url(text: &str) -> Result<RedisUrl, AddressError> {
     // Messages never repeat the URL itself: it may hold a password.
     let (tls, rest) = if let Some(rest) = text.strip_prefix("redis://") {
         (false, rest)
     } else if let Some(rest) = text.strip_prefix("rediss://") {
         (true, rest)
     } else {
-        return Err("a broker URL starts with redis:// or rediss:// (TLS)".to_owned());
+        return Err(AddressError::RedisScheme);
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     // A `/` inside a password would end the host part early and put the
@@ -74,7 +128,7 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
     if let Some(at) = rest.rfind('@')
         && rest[..at].contains('/')
     {
-        return Err("the broker URL is malformed: write a `/` in a password as %2F".to_owned());
+        return Err(AddressError::RedisSlashInPassword);
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (auth, hostport) = match authority.rsplit_once('@') {
@@ -88,38 +142,39 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
             None => (non_empty(auth), None),
         },
     };
-    let (host, port) = if let Some(v6) =
-        hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
-    {
-        (v6, 6379)
-    } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
-        let (host, port) = split_host_port(hostport).ok_or("the broker URL's host is malformed")?;
-        if host.is_empty() {
-            return Err(no_host(auth.is_none()));
-        }
-        let port = parse_port(port).map_err(|m| {
-            // Without `@`, `redis://:s3cret` or `redis://user:s3cret` puts the
-            // password where the port goes: never repeat that text.
-            if auth.is_none() && port.parse::<u32>().is_err() {
-                "the broker URL's port is not a number; a password goes before \
-                 `@host` (redis://:***@host:6379)"
-                    .to_owned()
-            } else {
-                format!("broker URL: {m}")
+    let (host, port) =
+        if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            (v6, 6379)
+        } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
+            let (host, port) = split_host_port(hostport).ok_or(AddressError::RedisHostMalformed)?;
+            if host.is_empty() {
+                return Err(AddressError::RedisWithoutHost {
+                    maybe_password: auth.is_none(),
+                });
             }
-        })?;
-        (host, port)
-    } else {
-        (hostport, 6379)
-    };
+            let port = parse_port(port).map_err(|m| {
+                // Without `@`, `redis://:s3cret` or `redis://user:s3cret` puts the
+                // password where the port goes: never repeat that text.
+                if auth.is_none() && port.parse::<u32>().is_err() {
+                    AddressError::RedisPasswordAsPort
+                } else {
+                    AddressError::RedisPort(m)
+                }
+            })?;
+            (host, port)
+        } else {
+            (hostport, 6379)
+        };
     if host.is_empty() {
-        return Err(no_host(false));
+        return Err(AddressError::RedisWithoutHost {
+            maybe_password: false,
+        });
     }
     let db = match path {
         "" => 0,
         db => db
             .parse::<u32>()
-            .map_err(|_| format!("the broker URL's database `/{db}` is not a number"))?,
+            .map_err(|_| AddressError::RedisDatabase(db.to_owned()))?,
     };
     Ok(RedisUrl {
         tls,
@@ -130,15 +185,6 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
         db,
         ca: None,
     })
-}
-
-fn no_host(maybe_password: bool) -> String {
-    let hint = if maybe_password {
-        "; a password goes before `@host` (redis://:***@host:6379)"
-    } else {
-        ""
-    };
-    format!("the broker URL has no host (like redis://127.0.0.1:6379){hint}")
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -182,17 +228,13 @@ mod tests {
         assert!(url.tls);
         assert_eq!((url.host.as_str(), url.port), ("::1", 6379));
         assert_eq!(url.to_string(), "rediss://:***@[::1]:6379");
-        assert!(parse_redis_url("http://x").is_err());
-        assert!(
-            parse_redis_url("redis://h:70000")
-                .unwrap_err()
-                .contains("out of range")
+        assert_eq!(parse_redis_url("http://x"), Err(AddressError::RedisScheme));
+        assert_eq!(
+            parse_redis_url("redis://h:70000"),
+            Err(AddressError::RedisPort(PortError::OutOfRange(70000)))
         );
-        assert!(
-            !parse_redis_url("redis://:hunter2@h:x")
-                .unwrap_err()
-                .contains("hunter2")
-        );
+        let error = parse_redis_url("redis://:hunter2@h:x").unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
     }
 
     #[test]
@@ -203,13 +245,18 @@ mod tests {
         assert!(
             parse_endpoint("ipc:///tmp/x")
                 .unwrap_err()
+                .to_string()
                 .contains("ipc://")
         );
-        assert!(parse_endpoint("tcp://h").unwrap_err().contains("no port"));
         assert!(
-            parse_endpoint("tcp://h:0")
+            parse_endpoint("tcp://h")
                 .unwrap_err()
-                .contains("out of range")
+                .to_string()
+                .contains("no port")
+        );
+        assert_eq!(
+            parse_endpoint("tcp://h:0").unwrap_err().to_string(),
+            "endpoint `tcp://h:0`: port 0 is out of range: ports are 1-65535"
         );
     }
 }

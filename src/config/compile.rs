@@ -2,12 +2,12 @@
 //! names, apply defaults, parse addresses, and check everything that does
 //! not need the graph. Every problem is collected; none stops the others.
 
-use super::address::{parse_endpoint, parse_host, parse_redis_url};
+use super::address::{AddressError, parse_endpoint, parse_host, parse_redis_url};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
 use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
 use super::yaml::Span;
-use crate::graph::glob::glob_match;
+use crate::glob::glob_match;
 use crate::model::{
     Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
@@ -152,8 +152,8 @@ impl Compiler {
         if text.contains("://") {
             let url = match parse_redis_url(text) {
                 Ok(url) => url,
-                Err(message) => {
-                    self.error(reference.span, message);
+                Err(error) => {
+                    self.error(reference.span, error.to_string());
                     return None;
                 }
             };
@@ -206,8 +206,8 @@ impl Compiler {
                     }
                     ip
                 }
-                Err(message) => {
-                    self.error(host.span, message);
+                Err(error) => {
+                    self.error(host.span, error.to_string());
                     IpAddr::V4(Ipv4Addr::LOCALHOST)
                 }
             },
@@ -232,8 +232,8 @@ impl Compiler {
                 Listen::Endpoint(text) => match parse_endpoint(text).and_then(|e| bind_address(&e))
                 {
                     Ok(addr) => Some(addr),
-                    Err(message) => {
-                        self.error(p.span, message);
+                    Err(error) => {
+                        self.error(p.span, error.to_string());
                         None
                     }
                 },
@@ -340,13 +340,15 @@ impl Compiler {
         let mut subscriptions = Vec::with_capacity(list.value.len());
         for item in &list.value {
             let resolved = if item.value.contains("://") {
-                parse_endpoint(&item.value).map(|endpoint| {
-                    let from = nodes
-                        .iter()
-                        .position(|n| publishes_at(n, &endpoint))
-                        .map(NodeId);
-                    (endpoint, from)
-                })
+                parse_endpoint(&item.value)
+                    .map(|endpoint| {
+                        let from = nodes
+                            .iter()
+                            .position(|n| publishes_at(n, &endpoint))
+                            .map(NodeId);
+                        (endpoint, from)
+                    })
+                    .map_err(|error| error.to_string())
             } else {
                 match names.get(item.value.as_str()) {
                     Some(&id) => match nodes[id.0].zmq.as_ref().and_then(|z| z.publish.as_ref()) {
@@ -482,13 +484,9 @@ fn unknown_node(text: &str, is_number: bool, names: &HashMap<&str, NodeId>) -> S
 }
 
 /// The address a PUB socket binds for an endpoint written in the file.
-fn bind_address(endpoint: &Endpoint) -> Result<SocketAddr, String> {
-    let ip = parse_host(&endpoint.host).map_err(|_| {
-        format!(
-            "`{}` is not an IP address to bind; a pub endpoint binds an address of this machine",
-            endpoint.host
-        )
-    })?;
+fn bind_address(endpoint: &Endpoint) -> Result<SocketAddr, AddressError> {
+    let ip =
+        parse_host(&endpoint.host).map_err(|_| AddressError::PubNotAnIp(endpoint.host.clone()))?;
     Ok(SocketAddr::new(ip, endpoint.port))
 }
 

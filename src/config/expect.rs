@@ -3,8 +3,9 @@
 //! and the check that every name is a node with an HTTP server. It never
 //! touches what runs: `topo up` ignores the section.
 
+use super::decode::{Decoder, Named, Spanned};
 use super::diagnostic::{Diagnostic, did_you_mean};
-use super::spec::{Decoder, Named, Spanned, TopologySpec, unreachable_key};
+use super::keys::ExpectKey;
 use super::yaml::{Kind, Span, Value};
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -46,10 +47,9 @@ impl Expectations {
 impl Decoder<'_> {
     pub(super) fn expect(&mut self, value: &Value) -> ExpectSpec {
         let mut spec = ExpectSpec::default();
-        for (key, v) in self.fields(value, "expect", &["deliveries"]) {
-            match key.value.as_str() {
-                "deliveries" => spec.deliveries = Some(self.deliveries(v)),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<ExpectKey>(value, "expect") {
+            match key.value {
+                ExpectKey::Deliveries => spec.deliveries = Some(self.deliveries(v)),
             }
         }
         spec
@@ -58,9 +58,9 @@ impl Decoder<'_> {
     /// A sidecar file: a mapping whose only key is `deliveries:`.
     pub fn sidecar(&mut self, doc: &Value) -> Option<Spanned<ExpectSpec>> {
         let mut found = None;
-        for (key, v) in self.fields(doc, "an expectations file", &["deliveries"]) {
-            match key.value.as_str() {
-                "deliveries" => {
+        for (key, v) in self.fields::<ExpectKey>(doc, "an expectations file") {
+            match key.value {
+                ExpectKey::Deliveries => {
                     found = Some(Spanned {
                         value: ExpectSpec {
                             deliveries: Some(self.deliveries(v)),
@@ -68,7 +68,6 @@ impl Decoder<'_> {
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         if found.is_none() && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
@@ -104,36 +103,6 @@ impl Decoder<'_> {
                 None
             }
         }
-    }
-}
-
-/// Every node of the file and whether it has an HTTP server. A node whose
-/// `http:` is written but invalid counts as having one: its own error says
-/// what is wrong, and a second one here would only repeat it.
-pub fn http_nodes<'s>(spec: &'s TopologySpec, doc: &Value) -> Vec<(&'s str, bool)> {
-    let written = |node: &str| {
-        entry(doc, "nodes")
-            .and_then(|nodes| entry(nodes, node))
-            .is_some_and(|n| entry(n, "http").is_some())
-    };
-    spec.nodes
-        .0
-        .iter()
-        .map(|(name, node)| {
-            let name = name.value.as_str();
-            (name, node.http.is_some() || written(name))
-        })
-        .collect()
-}
-
-/// The value of `key` in a mapping.
-fn entry<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
-    match &map.kind {
-        Kind::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == key))
-            .map(|(_, v)| v),
-        _ => None,
     }
 }
 

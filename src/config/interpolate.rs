@@ -1,8 +1,24 @@
 //! `${VAR}` and `${VAR:-default}` in string values, from the environment.
 
+/// Why a string's `${...}` could not be expanded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InterpolateError {
+    /// The whole string, which has a `${` without its `}`.
+    #[error("unterminated `${{` in \"{0}\": write ${{NAME}} or $$ for a literal $")]
+    Unterminated(String),
+    /// What is between the braces.
+    #[error("`${{{0}}}` is not a variable reference: names are letters, digits and `_`")]
+    NotAName(String),
+    #[error("environment variable {0} is not set (use ${{{0}:-default}} to give a default)")]
+    Unset(String),
+}
+
 /// Expands every `${NAME}` and `${NAME:-default}` in `text`; `$$` is a literal `$`.
 /// An unset variable without a default is an error that names it.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpolateError> {
     if !text.contains('$') {
         return Ok(text.to_owned());
     }
@@ -16,9 +32,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
-                return Err(format!(
-                    "unterminated `${{` in \"{text}\": write ${{NAME}} or $$ for a literal $"
-                ));
+                return Err(InterpolateError::Unterminated(text.to_owned()));
             };
             out.push_str(&expand(&body[..end], env)?);
             rest = &body[end + 1..];
@@ -31,7 +45,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpolateError> {
     let (name, default) = match inner.split_once(":-") {
         Some((name, default)) => (name, Some(default)),
         None => (inner, None),
@@ -42,16 +56,12 @@ fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!(
-            "`${{{inner}}}` is not a variable reference: names are letters, digits and `_`"
-        ));
+        return Err(InterpolateError::NotAName(inner.to_owned()));
     }
     match (env(name), default) {
         (Some(value), _) if !value.is_empty() || default.is_none() => Ok(value),
         (_, Some(default)) => Ok(default.to_owned()),
-        (None, None) => Err(format!(
-            "environment variable {name} is not set (use ${{{name}:-default}} to give a default)"
-        )),
+        (None, None) => Err(InterpolateError::Unset(name.to_owned())),
         (Some(value), None) => Ok(value),
     }
 }
@@ -80,16 +90,17 @@ mod tests {
     #[test]
     fn names_the_missing_variable() {
         let error = interpolate("redis://${REDIS_HOST}:6379", &env).unwrap_err();
-        assert!(error.contains("REDIS_HOST is not set"), "{error}");
-        assert!(
-            interpolate("${oops", &env)
-                .unwrap_err()
-                .contains("unterminated")
+        assert_eq!(
+            error.to_string(),
+            "environment variable REDIS_HOST is not set (use ${REDIS_HOST:-default} to give a default)"
         );
-        assert!(
-            interpolate("${1X}", &env)
-                .unwrap_err()
-                .contains("not a variable")
+        assert_eq!(
+            interpolate("${oops", &env).unwrap_err().to_string(),
+            "unterminated `${` in \"${oops\": write ${NAME} or $$ for a literal $"
+        );
+        assert_eq!(
+            interpolate("${1X}", &env).unwrap_err().to_string(),
+            "`${1X}` is not a variable reference: names are letters, digits and `_`"
         );
     }
 }

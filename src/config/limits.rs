@@ -4,8 +4,9 @@
 //! [`model::Limits`]; the runtime enforces them (`node::ws`, `transport::redis`,
 //! `transport::zmq`).
 
+use super::decode::{Decoder, Spanned};
 use super::diagnostic::Diagnostic;
-use super::spec::{Decoder, Spanned};
+use super::keys::LimitsKey;
 use super::yaml::{Kind, Span, Value};
 use crate::model::Limits;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -62,28 +63,21 @@ const DURATION_MAX: u64 = 3_600_000;
 impl Decoder<'_> {
     pub(super) fn limits(&mut self, value: &Value) -> LimitsSpec {
         let mut limits = LimitsSpec::default();
-        let allowed = [
-            "max_message_bytes",
-            "max_connections",
-            "send_queue",
-            "ping_interval",
-            "idle_timeout",
-            "outbox",
-            "zmq_hwm",
-        ];
-        for (key, v) in self.fields(value, "limits", &allowed) {
-            match key.value.as_str() {
-                "max_message_bytes" => {
+        for (key, v) in self.fields::<LimitsKey>(value, "limits") {
+            match key.value {
+                LimitsKey::MaxMessageBytes => {
                     limits.max_message_bytes = self.bounded(v, 16, 16 << 20, "max_message_bytes")
                 }
-                "max_connections" => {
+                LimitsKey::MaxConnections => {
                     limits.max_connections = self.bounded(v, 1, 1_000_000, "max_connections")
                 }
-                "send_queue" => limits.send_queue = self.bounded(v, 1, 65_536, "send_queue"),
-                "ping_interval" => limits.ping_interval = self.duration(v),
-                "idle_timeout" => limits.idle_timeout = self.duration(v),
-                "outbox" => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
-                _ => limits.zmq_hwm = self.bounded(v, 1, 1_000_000, "zmq_hwm"),
+                LimitsKey::SendQueue => {
+                    limits.send_queue = self.bounded(v, 1, 65_536, "send_queue")
+                }
+                LimitsKey::PingInterval => limits.ping_interval = self.duration(v),
+                LimitsKey::IdleTimeout => limits.idle_timeout = self.duration(v),
+                LimitsKey::Outbox => limits.outbox = self.bounded(v, 0, 1_000_000, "outbox"),
+                LimitsKey::ZmqHwm => limits.zmq_hwm = self.bounded(v, 1, 1_000_000, "zmq_hwm"),
             }
         }
         limits
@@ -93,8 +87,8 @@ impl Decoder<'_> {
     pub(super) fn origins(&mut self, value: &Value) -> Option<Spanned<Vec<Spanned<String>>>> {
         let list = self.string_list(value, "origins")?;
         for item in &list.value {
-            if let Err(message) = check_origin(&item.value) {
-                self.error(item.span, message);
+            if let Err(error) = check_origin(&item.value) {
+                self.error(item.span, error.to_string());
             }
         }
         Some(list)
@@ -170,7 +164,16 @@ fn parse_duration(text: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
-fn check_origin(origin: &str) -> Result<(), String> {
+/// Why an `origins:` entry is not an origin a browser sends.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum OriginError {
+    #[error("origin `{0}` must start with http:// or https:// (like https://chat.example.com)")]
+    Scheme(String),
+    #[error("origin `{0}` must be scheme://host[:port], without a path")]
+    NotBare(String),
+}
+
+fn check_origin(origin: &str) -> Result<(), OriginError> {
     // Any origin: the explicit opt-out of the same-origin default.
     if origin == "*" {
         return Ok(());
@@ -178,13 +181,9 @@ fn check_origin(origin: &str) -> Result<(), String> {
     let rest = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
-        .ok_or_else(|| {
-            format!("origin `{origin}` must start with http:// or https:// (like https://chat.example.com)")
-        })?;
+        .ok_or_else(|| OriginError::Scheme(origin.to_owned()))?;
     if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
-        return Err(format!(
-            "origin `{origin}` must be scheme://host[:port], without a path"
-        ));
+        return Err(OriginError::NotBare(origin.to_owned()));
     }
     Ok(())
 }
@@ -266,7 +265,13 @@ mod tests {
     fn origins() {
         assert!(check_origin("https://chat.example.com").is_ok());
         assert!(check_origin("http://127.0.0.1:8080").is_ok());
-        assert!(check_origin("chat.example.com").is_err());
-        assert!(check_origin("https://x.com/path").is_err());
+        assert_eq!(
+            check_origin("chat.example.com"),
+            Err(OriginError::Scheme("chat.example.com".into()))
+        );
+        assert_eq!(
+            check_origin("https://x.com/path"),
+            Err(OriginError::NotBare("https://x.com/path".into()))
+        );
     }
 }

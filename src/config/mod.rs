@@ -3,9 +3,11 @@
 
 pub mod address;
 pub mod compile;
+pub mod decode;
 pub mod diagnostic;
 pub mod expect;
 pub mod interpolate;
+pub mod keys;
 pub mod limits;
 pub mod read;
 pub mod spec;

@@ -4,63 +4,13 @@
 //!
 //! The JSON Schema (`topo schema`) is generated from these same types.
 
-use super::diagnostic::{Diagnostic, did_you_mean};
+pub use super::decode::{Decoder, NAME_PATTERN, Named, Spanned, valid_name};
 use super::expect::ExpectSpec;
-use super::interpolate::interpolate;
+use super::keys::{BrokerKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
-use super::yaml::{Kind, Span, Value};
+use super::yaml::{Kind, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
-use std::collections::HashMap;
-
-/// A value and the position it was written at.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Spanned<T> {
-    pub value: T,
-    pub span: Span,
-}
-
-impl<T: JsonSchema> JsonSchema for Spanned<T> {
-    fn inline_schema() -> bool {
-        T::inline_schema()
-    }
-    fn schema_name() -> Cow<'static, str> {
-        T::schema_name()
-    }
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        T::json_schema(generator)
-    }
-}
-
-/// A YAML mapping from names to `T`, in file order, with the names' positions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Named<T>(pub Vec<(Spanned<String>, T)>);
-
-impl<T> Default for Named<T> {
-    fn default() -> Self {
-        Named(Vec::new())
-    }
-}
-
-impl<T: JsonSchema> JsonSchema for Named<T> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        format!("Named_{}", T::schema_name()).into()
-    }
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let item = generator.subschema_for::<T>();
-        json_schema!({
-            "type": "object",
-            "propertyNames": { "pattern": NAME_PATTERN },
-            "additionalProperties": item,
-        })
-    }
-}
-
-/// What a node or broker name may look like (so it is safe in URLs, DOT and Mermaid).
-pub const NAME_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 
 /// A TCP port, or a `${VAR}` string that interpolates to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,61 +132,39 @@ pub struct RedisSpec {
     pub patterns: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// Walks the YAML tree into a [`TopologySpec`], collecting every problem.
-pub struct Decoder<'e> {
-    pub diagnostics: Vec<Diagnostic>,
-    env: &'e dyn Fn(&str) -> Option<String>,
-}
-
-impl<'e> Decoder<'e> {
-    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
-        Decoder {
-            diagnostics: Vec::new(),
-            env,
-        }
-    }
-
-    pub(super) fn error(&mut self, span: Span, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::error(span, message));
-    }
-
+impl Decoder<'_> {
     pub fn topology(&mut self, doc: &Value) -> TopologySpec {
         let mut spec = TopologySpec::default();
         let mut saw_nodes = false;
-        for (key, value) in self.fields(
-            doc,
-            "the topology",
-            &[
-                "version", "name", "brokers", "nodes", "limits", "origins", "expect",
-            ],
-        ) {
-            match key.value.as_str() {
-                "limits" => {
+        for (key, value) in self.fields::<TopologyKey>(doc, "the topology") {
+            match key.value {
+                TopologyKey::Limits => {
                     spec.limits = Some(Spanned {
                         value: self.limits(value),
                         span: key.span,
                     })
                 }
-                "origins" => spec.origins = self.origins(value),
-                "version" => {
+                TopologyKey::Origins => spec.origins = self.origins(value),
+                TopologyKey::Version => {
                     spec.version = self.integer(value).map(|v| Spanned {
                         value: u64::try_from(v.value).unwrap_or(u64::MAX),
                         span: v.span,
                     })
                 }
-                "name" => spec.name = self.string(value),
-                "brokers" => spec.brokers = Some(self.named(value, "brokers", Self::broker)),
-                "nodes" => {
+                TopologyKey::Name => spec.name = self.string(value),
+                TopologyKey::Brokers => {
+                    spec.brokers = Some(self.named(value, "brokers", Self::broker))
+                }
+                TopologyKey::Nodes => {
                     saw_nodes = true;
                     spec.nodes = self.named(value, "nodes", Self::node);
                 }
-                "expect" => {
+                TopologyKey::Expect => {
                     spec.expect = Some(Spanned {
                         value: self.expect(value),
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         if !saw_nodes && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
@@ -250,11 +178,10 @@ impl<'e> Decoder<'e> {
 
     fn broker(&mut self, value: &Value) -> Option<BrokerSpec> {
         let (mut url, mut ca) = (None, None);
-        for (key, v) in self.fields(value, "a broker", &["url", "ca"]) {
-            match key.value.as_str() {
-                "url" => url = self.string(v),
-                "ca" => ca = self.string(v),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<BrokerKey>(value, "a broker") {
+            match key.value {
+                BrokerKey::Url => url = self.string(v),
+                BrokerKey::Ca => ca = self.string(v),
             }
         }
         match url {
@@ -276,32 +203,30 @@ impl<'e> Decoder<'e> {
         if matches!(value.kind, Kind::Null) {
             return Some(node);
         }
-        let allowed = ["http", "host", "relay", "zmq", "redis", "limits", "origins"];
-        for (key, v) in self.fields(value, "a node", &allowed) {
-            match key.value.as_str() {
-                "limits" => {
+        for (key, v) in self.fields::<NodeKey>(value, "a node") {
+            match key.value {
+                NodeKey::Limits => {
                     node.limits = Some(Spanned {
                         value: self.limits(v),
                         span: key.span,
                     })
                 }
-                "origins" => node.origins = self.origins(v),
-                "http" => node.http = self.port(v),
-                "host" => node.host = self.string(v),
-                "relay" => node.relay = self.boolean(v),
-                "zmq" => {
+                NodeKey::Origins => node.origins = self.origins(v),
+                NodeKey::Http => node.http = self.port(v),
+                NodeKey::Host => node.host = self.string(v),
+                NodeKey::Relay => node.relay = self.boolean(v),
+                NodeKey::Zmq => {
                     node.zmq = Some(Spanned {
                         value: self.zmq(v),
                         span: key.span,
                     })
                 }
-                "redis" => {
+                NodeKey::Redis => {
                     node.redis = Some(Spanned {
                         value: self.redis(v),
                         span: key.span,
                     })
                 }
-                other => unreachable_key(other),
             }
         }
         Some(node)
@@ -309,13 +234,12 @@ impl<'e> Decoder<'e> {
 
     fn zmq(&mut self, value: &Value) -> ZmqSpec {
         let mut zmq = ZmqSpec::default();
-        for (key, v) in self.fields(value, "a zmq section", &["pub", "sub", "topic", "filter"]) {
-            match key.value.as_str() {
-                "pub" => zmq.publish = self.listen(v),
-                "sub" => zmq.sub = self.string_list(v, "node names or endpoints"),
-                "topic" => zmq.topic = self.string(v),
-                "filter" => zmq.filter = self.string(v),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<ZmqKey>(value, "a zmq section") {
+            match key.value {
+                ZmqKey::Pub => zmq.publish = self.listen(v),
+                ZmqKey::Sub => zmq.sub = self.string_list(v, "node names or endpoints"),
+                ZmqKey::Topic => zmq.topic = self.string(v),
+                ZmqKey::Filter => zmq.filter = self.string(v),
             }
         }
         zmq
@@ -323,201 +247,15 @@ impl<'e> Decoder<'e> {
 
     fn redis(&mut self, value: &Value) -> RedisSpec {
         let mut redis = RedisSpec::default();
-        let allowed = ["broker", "publish", "subscribe", "patterns"];
-        for (key, v) in self.fields(value, "a redis section", &allowed) {
-            match key.value.as_str() {
-                "broker" => redis.broker = self.string(v),
-                "publish" => redis.publish = self.string(v),
-                "subscribe" => redis.subscribe = self.string_list(v, "channel names"),
-                "patterns" => redis.patterns = self.string_list(v, "glob patterns"),
-                other => unreachable_key(other),
+        for (key, v) in self.fields::<RedisKey>(value, "a redis section") {
+            match key.value {
+                RedisKey::Broker => redis.broker = self.string(v),
+                RedisKey::Publish => redis.publish = self.string(v),
+                RedisKey::Subscribe => redis.subscribe = self.string_list(v, "channel names"),
+                RedisKey::Patterns => redis.patterns = self.string_list(v, "glob patterns"),
             }
         }
         redis
-    }
-
-    /// The entries of a mapping whose keys are among `allowed`; reports the
-    /// rest (unknown, duplicate, not a string) and a mapping of the wrong type.
-    pub(super) fn fields<'v>(
-        &mut self,
-        value: &'v Value,
-        what: &str,
-        allowed: &[&str],
-    ) -> Vec<(Spanned<String>, &'v Value)> {
-        let entries = match &value.kind {
-            Kind::Map(entries) => entries,
-            Kind::Null => return Vec::new(),
-            other => {
-                self.error(
-                    value.span,
-                    format!("{what} must be a mapping, found {}", other.describe()),
-                );
-                return Vec::new();
-            }
-        };
-        let mut seen: Vec<Spanned<String>> = Vec::new();
-        let mut out = Vec::new();
-        for (key, v) in entries {
-            let Some(name) = self.key(key) else { continue };
-            if !allowed.contains(&name.value.as_str()) {
-                let hint = match did_you_mean(&name.value, allowed.iter().copied()) {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None => format!("; expected one of: {}", allowed.join(", ")),
-                };
-                self.error(
-                    name.span,
-                    format!("unknown key `{}` in {what}{hint}", name.value),
-                );
-                continue;
-            }
-            if let Some(first) = seen.iter().find(|s| s.value == name.value) {
-                let at = first.span;
-                self.error(
-                    name.span,
-                    format!("duplicate key `{}` (first at line {})", name.value, at.line),
-                );
-                continue;
-            }
-            seen.push(name.clone());
-            out.push((name, v));
-        }
-        out
-    }
-
-    pub(super) fn key(&mut self, key: &Value) -> Option<Spanned<String>> {
-        match &key.kind {
-            Kind::Str(s) => Some(Spanned {
-                value: s.clone(),
-                span: key.span,
-            }),
-            Kind::Int(n) => Some(Spanned {
-                value: n.to_string(),
-                span: key.span,
-            }),
-            Kind::Bool(b) => Some(Spanned {
-                value: b.to_string(),
-                span: key.span,
-            }),
-            other => {
-                self.error(
-                    key.span,
-                    format!("a key must be a name, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    pub(super) fn named<T>(
-        &mut self,
-        value: &Value,
-        section: &str,
-        decode: fn(&mut Self, &Value) -> Option<T>,
-    ) -> Named<T> {
-        let mut out = Named(Vec::new());
-        let entries = match &value.kind {
-            Kind::Map(entries) => entries,
-            Kind::Null => return out,
-            other => {
-                self.error(
-                    value.span,
-                    format!(
-                        "`{section}:` must be a mapping of names, found {}",
-                        other.describe()
-                    ),
-                );
-                return out;
-            }
-        };
-        // Where each name was first seen: a section can hold 100,000 names.
-        let mut first_at: HashMap<String, u32> = HashMap::with_capacity(entries.len());
-        for (key, v) in entries {
-            let Some(name) = self.key(key) else { continue };
-            if let Some(&line) = first_at.get(&name.value) {
-                self.error(
-                    name.span,
-                    format!(
-                        "duplicate key `{}` in {section} (first at line {line})",
-                        name.value
-                    ),
-                );
-                continue;
-            }
-            if !valid_name(&name.value) {
-                self.error(
-                    name.span,
-                    format!(
-                        "`{}` is not a valid name: use letters, digits, `_`, `.` and `-`",
-                        name.value
-                    ),
-                );
-            }
-            if let Some(item) = decode(self, v) {
-                first_at.insert(name.value.clone(), name.span.line);
-                out.0.push((name, item));
-            }
-        }
-        out
-    }
-
-    /// A string scalar, after `${VAR}` interpolation. Numbers and booleans
-    /// are taken as their text (`topic: 42` is the topic "42").
-    pub(super) fn string(&mut self, value: &Value) -> Option<Spanned<String>> {
-        let raw = match &value.kind {
-            Kind::Str(s) => s.clone(),
-            Kind::Int(n) => n.to_string(),
-            Kind::Bool(b) => b.to_string(),
-            Kind::Float(f) => f.to_string(),
-            other => {
-                self.error(
-                    value.span,
-                    format!("expected a string, found {}", other.describe()),
-                );
-                return None;
-            }
-        };
-        match interpolate(&raw, self.env) {
-            Ok(text) => Some(Spanned {
-                value: text,
-                span: value.span,
-            }),
-            Err(message) => {
-                self.error(value.span, message);
-                None
-            }
-        }
-    }
-
-    pub(super) fn integer(&mut self, value: &Value) -> Option<Spanned<i128>> {
-        match &value.kind {
-            Kind::Int(n) => Some(Spanned {
-                value: *n,
-                span: value.span,
-            }),
-            Kind::Str(_) => {
-                let text = self.string(value)?;
-                match text.value.trim().parse::<i128>() {
-                    Ok(n) => Some(Spanned {
-                        value: n,
-                        span: value.span,
-                    }),
-                    Err(_) => {
-                        self.error(
-                            value.span,
-                            format!("expected an integer, found \"{}\"", text.value),
-                        );
-                        None
-                    }
-                }
-            }
-            other => {
-                self.error(
-                    value.span,
-                    format!("expected an integer, found {}", other.describe()),
-                );
-                None
-            }
-        }
     }
 
     fn port(&mut self, value: &Value) -> Option<Spanned<Port>> {
@@ -567,63 +305,34 @@ impl<'e> Decoder<'e> {
             }
         }
     }
-
-    fn boolean(&mut self, value: &Value) -> Option<Spanned<bool>> {
-        match &value.kind {
-            Kind::Bool(b) => Some(Spanned {
-                value: *b,
-                span: value.span,
-            }),
-            other => {
-                self.error(
-                    value.span,
-                    format!("expected true or false, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    pub(super) fn string_list(
-        &mut self,
-        value: &Value,
-        what: &str,
-    ) -> Option<Spanned<Vec<Spanned<String>>>> {
-        match &value.kind {
-            Kind::Seq(items) => {
-                let list = items.iter().filter_map(|item| self.string(item)).collect();
-                Some(Spanned {
-                    value: list,
-                    span: value.span,
-                })
-            }
-            Kind::Null => Some(Spanned {
-                value: Vec::new(),
-                span: value.span,
-            }),
-            other => {
-                self.error(
-                    value.span,
-                    format!(
-                        "expected a list of {what} (like [a, b]), found {}",
-                        other.describe()
-                    ),
-                );
-                None
-            }
-        }
-    }
 }
 
-/// The arm after every key a decoder allows: `fields` returns only allowed
-/// keys, so reaching it means a key was allowed without an arm of its own.
-/// No catch-all arm decodes a field: a key can never land in the wrong one.
-pub(super) fn unreachable_key(key: &str) {
-    debug_assert!(false, "key `{key}` is allowed but has no arm");
+/// Every node of the file and whether it has an HTTP server. A node whose
+/// `http:` is written but invalid counts as having one: its own error says
+/// what is wrong, and a second one here would only repeat it.
+pub fn http_nodes<'s>(spec: &'s TopologySpec, doc: &Value) -> Vec<(&'s str, bool)> {
+    let written = |node: &str| {
+        entry(doc, "nodes")
+            .and_then(|nodes| entry(nodes, node))
+            .is_some_and(|n| entry(n, "http").is_some())
+    };
+    spec.nodes
+        .0
+        .iter()
+        .map(|(name, node)| {
+            let name = name.value.as_str();
+            (name, node.http.is_some() || written(name))
+        })
+        .collect()
 }
 
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+/// The value of `key` in a mapping.
+fn entry<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
+    match &map.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
 }

@@ -2,7 +2,7 @@
 //! of one node reaches another (docs/topology-format.md rule 3), so parallel edges are real
 //! duplicate deliveries.
 
-use super::glob::glob_match;
+use crate::glob::glob_match;
 use crate::model::{BrokerId, NodeId, ServerKey, Topology};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;

@@ -3,5 +3,4 @@
 
 pub mod analyze;
 pub mod build;
-pub mod glob;
 pub mod render;

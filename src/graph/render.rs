@@ -3,6 +3,7 @@
 //! publish channel and per subscription, so a 100-node island stays legible.
 
 use super::build::{Link, LinkGraph};
+use crate::health::PATTERN_PREFIX;
 use crate::model::{BrokerId, NodeId, Topology};
 use crate::printable::{escape_controls, is_unsafe};
 use petgraph::visit::EdgeRef;
@@ -64,7 +65,7 @@ pub(crate) fn redis_edges(topology: &Topology) -> RedisEdges {
             subscribe.push((broker, id, channel.clone()));
         }
         for pattern in &redis.patterns {
-            subscribe.push((broker, id, format!("psubscribe {pattern}")));
+            subscribe.push((broker, id, format!("{PATTERN_PREFIX}{pattern}")));
         }
     }
     (publish, subscribe)

@@ -2,13 +2,13 @@
 //! under its own cancellation token and task tracker, in a `node=<name>` span.
 //! It trusts the `Topology` it is given and never decides which nodes run.
 
-pub mod relay;
+pub mod router;
 pub mod wiring;
 pub mod ws;
 
 use crate::model::{Limits, Wiring};
 use crate::transport::{Counters, Inbox, LinkKind, LinkStatus};
-use relay::Core;
+use router::NodeRouter;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
@@ -36,7 +36,8 @@ pub enum StartError {
         node: String,
         /// The redacted URL (`RedisUrl`'s Display).
         broker: String,
-        reason: String,
+        /// Not a `source`: the message already shows it, once.
+        reason: crate::transport::redis::LinkError,
     },
 }
 
@@ -45,7 +46,7 @@ pub struct NodeHandle {
     pub name: String,
     /// Where its HTTP server listens, if it has one.
     pub http: Option<SocketAddr>,
-    pub core: Arc<Core>,
+    pub core: Arc<NodeRouter>,
     links: Links,
     wired: tokio::sync::Mutex<Wired>,
     /// The client limits its HTTP server applies to new connections.
@@ -215,7 +216,7 @@ impl Bound {
             span: span.clone(),
         };
         let counters = Arc::new(Counters::default());
-        let core = Core::new(
+        let core = NodeRouter::new(
             wiring.name.clone(),
             generation,
             wiring.relay,
@@ -232,7 +233,7 @@ impl Bound {
         };
         wired.commit(prepared, &wiring, &env);
         let links: Links = Arc::new(RwLock::new(wired.statuses()));
-        tasks.spawn(relay::route(core.clone(), inbox_rx, tasks.cancel.clone()));
+        tasks.spawn(router::route(core.clone(), inbox_rx, tasks.cancel.clone()));
         let limits = watch::Sender::new(Arc::new(wiring.limits.clone()));
         let mut http_addr = None;
         if let Some(listener) = http {

@@ -5,8 +5,9 @@
 //! Starting a node is rewiring it from nothing. It never touches the HTTP
 //! server or the clients: links untouched by a change keep flowing.
 
-use super::relay::Core;
+use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
+use crate::diff::{LinkDelta, PubDelta, RedisDelta};
 use crate::model::{Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
 use crate::transport::redis::RedisControl;
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
@@ -42,7 +43,7 @@ struct RedisSlot {
 
 /// What the slots need from their node.
 pub struct Env<'a> {
-    pub core: &'a Arc<Core>,
+    pub core: &'a Arc<NodeRouter>,
     pub inbox: &'a Inbox,
     pub tasks: &'a Tasks,
 }
@@ -129,13 +130,15 @@ impl Wired {
     /// committed, it closes them. (`apply` also rewires the subscriptions
     /// on the same Redis server; from nothing, as a start, there are none.)
     pub async fn prepare(&self, new: &Wiring) -> Result<Prepared, StartError> {
-        let publish = self.plan_pub(&self.wiring, new).await?;
-        let redis = match (&self.wiring.redis, &new.redis) {
-            (None, None) => RedisPlan::Keep,
-            (Some(a), Some(b)) if a == b => RedisPlan::Keep,
-            (Some(a), Some(b)) if a.url == b.url => RedisPlan::Rewire,
-            (_, Some(b)) => RedisPlan::Replace(Some(connect(&new.name, b).await?)),
-            (Some(_), None) => RedisPlan::Replace(None),
+        let delta = LinkDelta::between(&self.wiring, new);
+        let publish = self.plan_pub(delta.publish, new).await?;
+        let redis = match (delta.redis, &new.redis) {
+            (RedisDelta::Keep, _) => RedisPlan::Keep,
+            (RedisDelta::Rewire, _) => RedisPlan::Rewire,
+            (RedisDelta::Replace, Some(b)) => {
+                RedisPlan::Replace(Some(connect(&new.name, b).await?))
+            }
+            (RedisDelta::Replace, None) => RedisPlan::Replace(None),
         };
         Ok(Prepared { publish, redis })
     }
@@ -165,9 +168,8 @@ impl Wired {
         };
     }
 
-    async fn plan_pub(&self, old: &Wiring, new: &Wiring) -> Result<PubPlan, StartError> {
-        let bind = |w: &Wiring| w.publish.as_ref().map(|p| p.bind);
-        if bind(old) == bind(new) {
+    async fn plan_pub(&self, delta: PubDelta, new: &Wiring) -> Result<PubPlan, StartError> {
+        if delta == PubDelta::Keep {
             return Ok(PubPlan::Keep);
         }
         let Some(p) = &new.publish else {

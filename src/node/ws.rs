@@ -1,12 +1,13 @@
 //! The HTTP side of a chat node: the chat page at `/`, WebSocket sessions on
 //! `/ws` and on `/` (when the request asks to upgrade), `/healthz`, 404 else.
-//! Sessions only talk to `relay::Core`; they never touch a link directly.
+//! Sessions only talk to `router::NodeRouter`; they never touch a link directly.
 //! Enforces the node's client limits: origins and connection count at the
 //! upgrade, message size (1009), UTF-8 (1007), binary (1003), keepalive,
 //! and a bounded backlog per client (1008) so one stalled client costs the
 //! others nothing.
 
-use super::relay::Core;
+use super::router::NodeRouter;
+use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
 use crate::serve::ConnState;
 use crate::transport::Text;
@@ -56,7 +57,7 @@ const TOO_BIG: u16 = 1009;
 
 #[derive(Clone)]
 pub struct Http {
-    pub core: Arc<Core>,
+    pub core: Arc<NodeRouter>,
     pub links: super::Links,
     /// The node's token: cancelled, every session says goodbye (1001).
     pub cancel: CancellationToken,
@@ -249,48 +250,45 @@ impl Drop for Slot {
 /// `/healthz`: see [`crate::transport::Counters`] for what `messages` counts,
 /// [`crate::transport::LinkStatus`] for the per-link `sent`/`received`/`via`,
 /// and [`crate::transport::zmtp::Stats`] for a ZeroMQ link's `peers`/`rejected`/`dropped`.
-async fn healthz(State(http): State<Http>) -> Json<serde_json::Value> {
-    let links: Vec<_> = http
+async fn healthz(State(http): State<Http>) -> Json<Health> {
+    use crate::transport::LinkKind;
+    let links = http
         .links
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
-            let key = match l.kind {
-                crate::transport::LinkKind::Redis => "broker",
-                _ => "endpoint",
-            };
-            let mut link = serde_json::json!({
-                "kind": l.kind.as_str(),
-                key: l.address,
-                "state": l.state().to_string(),
-                "sent": l.sent(),
-                "received": l.received(),
-            });
-            if l.kind != crate::transport::LinkKind::Redis {
-                link["peers"] = l.zmtp.peers().into();
-                link["rejected"] = l.zmtp.rejected().into();
-                link["dropped"] = l.zmtp.dropped().into();
+            let redis = l.kind == LinkKind::Redis;
+            HealthLink {
+                kind: l.kind,
+                endpoint: (!redis).then(|| l.address.clone()),
+                broker: redis.then(|| l.address.clone()),
+                state: l.state(),
+                sent: l.sent(),
+                received: l.received(),
+                peers: (!redis).then(|| l.zmtp.peers()),
+                rejected: (!redis).then(|| l.zmtp.rejected()),
+                dropped: (!redis).then(|| l.zmtp.dropped()),
+                via: redis.then(|| l.received_via().into_iter().collect()),
+                outbox: redis.then(|| OutboxHealth {
+                    queued: l.outbox.queued(),
+                    dropped: l.outbox.dropped(),
+                    flushed: l.outbox.flushed(),
+                }),
             }
-            if l.kind == crate::transport::LinkKind::Redis {
-                link["via"] = l.received_via().into_iter().collect();
-                link["outbox"] = serde_json::json!({
-                    "queued": l.outbox.queued(),
-                    "dropped": l.outbox.dropped(),
-                    "flushed": l.outbox.flushed(),
-                });
-            }
-            link
         })
         .collect();
     let core = &http.core;
-    Json(serde_json::json!({
-        "node": core.name,
-        "generation": core.generation(),
-        "clients": core.hub.clients(),
-        "links": links,
-        "messages": {"in": core.counters.incoming(), "out": core.counters.outgoing()},
-    }))
+    Json(Health {
+        node: core.name.clone(),
+        generation: core.generation(),
+        clients: core.hub.clients() as u64,
+        links,
+        messages: Messages {
+            incoming: core.counters.incoming(),
+            outgoing: core.counters.outgoing(),
+        },
+    })
 }
 
 /// One client: this task reads, a writer task (tracked by the node) writes.
@@ -325,7 +323,7 @@ async fn session(socket: WebSocket, http: Http, limits: &Limits) {
 
 async fn reader(
     mut stream: SplitStream<WebSocket>,
-    core: &Core,
+    core: &NodeRouter,
     close: oneshot::Sender<CloseFrame>,
     session: CancellationToken,
     idle_timeout: Duration,

@@ -1,7 +1,7 @@
-//! Running a topology: every node in this process (`up`), or one node
-//! (`run_node`, what `topo node FILE NAME` and `up --process` children run).
-//! The CLI calls these; they print the ready table and log through `tracing`.
-//! `reload::up` is `topo up FILE`: the same plus watching and hot reload.
+//! Running a topology: `reload::up` is `topo up FILE` (every node, in this
+//! process or one child each, watching the file and reloading); `run_node`
+//! is one node (`topo node FILE NAME`, what `up --process` children run).
+//! They print the ready table and log through `tracing`.
 
 pub mod controller;
 pub mod faults;
@@ -17,30 +17,15 @@ pub use running::{LinksNotUp, Running};
 use crate::model::{NodeId, Topology};
 use crate::printable::escape_controls;
 
-/// Starts every node, prints the ready table, runs until `shutdown` resolves,
-/// then stops every node (clients get a close frame) within about 2 s.
-pub async fn up(topology: Topology, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let ids: Vec<NodeId> = topology.node_ids().collect();
-    serve(&topology, &ids, shutdown).await
-}
-
-/// Runs one node of the topology until `shutdown` resolves.
+/// Runs one node of the topology until `shutdown` resolves (`topo node FILE
+/// NAME`, and the children of `up --process`), stamped with the reload
+/// `generation` that started it.
 pub async fn run_node(
-    topology: Topology,
-    node: NodeId,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    run_node_at(topology, node, 0, shutdown).await
-}
-
-/// [`run_node`] stamped with the reload `generation` that started it (what
-/// `up --process` passes to a child it restarts).
-pub async fn run_node_at(
     topology: Topology,
     node: NodeId,
     generation: u64,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let running = Running::start_nodes(&topology, [node]).await?;
     for n in running.nodes() {
         n.core.set_generation(generation);
@@ -83,22 +68,13 @@ fn signal_ready() -> bool {
     true
 }
 
-async fn serve(
-    topology: &Topology,
-    ids: &[NodeId],
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let running = Running::start_nodes(topology, ids.iter().copied()).await?;
-    wait_and_stop(running, topology, ids, true, shutdown).await
-}
-
 async fn wait_and_stop(
     running: Running,
     topology: &Topology,
     ids: &[NodeId],
     table: bool,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     if table {
         crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
     }

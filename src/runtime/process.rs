@@ -31,7 +31,22 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[error("node {node}: {reason}")]
 pub struct NotReady {
     pub node: String,
-    pub reason: String,
+    pub reason: WhyNotReady,
+}
+
+/// Why a child did not say `ready` at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum WhyNotReady {
+    #[error("cannot start `topo node`: {0}")]
+    Spawn(std::io::Error),
+    #[error("exited before it was ready (its errors are above)")]
+    Exited,
+    #[error("readiness pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("its supervisor ended")]
+    SupervisorEnded,
+    #[error("not ready within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// A child gets this long to stop after SIGTERM before SIGKILL.
@@ -54,7 +69,7 @@ pub struct Supervisor {
     children: Vec<Child>,
     tracker: TaskTracker,
     /// Each first start's readiness, taken by [`Supervisor::ready`].
-    starting: Vec<(String, oneshot::Receiver<Result<(), String>>)>,
+    starting: Vec<(String, oneshot::Receiver<Result<(), WhyNotReady>>)>,
 }
 
 struct Child {
@@ -102,8 +117,8 @@ impl Supervisor {
                 let reason = match tokio::time::timeout(READY_TIMEOUT, rx).await {
                     Ok(Ok(Ok(()))) => return None,
                     Ok(Ok(Err(reason))) => reason,
-                    Ok(Err(_)) => "its supervisor ended".to_owned(),
-                    Err(_) => format!("not ready within {READY_TIMEOUT:?}"),
+                    Ok(Err(_)) => WhyNotReady::SupervisorEnded,
+                    Err(_) => WhyNotReady::TimedOut(READY_TIMEOUT),
                 };
                 Some(NotReady { node, reason })
             });
@@ -221,7 +236,7 @@ struct Spec {
 /// `ready` whether its first start became ready.
 async fn supervise(
     spec: Spec,
-    ready: oneshot::Sender<Result<(), String>>,
+    ready: oneshot::Sender<Result<(), WhyNotReady>>,
     stop: CancellationToken,
     _done: tokio_util::sync::DropGuard,
     tracker: TaskTracker,
@@ -235,7 +250,7 @@ async fn supervise(
             Err(e) => {
                 tracing::error!(error = %e, "cannot start child");
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(format!("cannot start `topo node`: {e}")));
+                    let _ = ready.send(Err(WhyNotReady::Spawn(e)));
                 }
                 return;
             }
@@ -276,13 +291,13 @@ async fn supervise(
 }
 
 /// Reads the child's readiness pipe: `ready`, or end of file (it exited).
-async fn await_ready(signal: ReadyPipe, ready: oneshot::Sender<Result<(), String>>) {
+async fn await_ready(signal: ReadyPipe, ready: oneshot::Sender<Result<(), WhyNotReady>>) {
     use tokio::io::AsyncReadExt;
     let mut said = Vec::new();
     let result = match signal.take(64).read_to_end(&mut said).await {
         Ok(_) if said.starts_with(b"ready") => Ok(()),
-        Ok(_) => Err("exited before it was ready (its errors are above)".to_owned()),
-        Err(e) => Err(format!("readiness pipe: {e}")),
+        Ok(_) => Err(WhyNotReady::Exited),
+        Err(e) => Err(WhyNotReady::Pipe(e)),
     };
     let _ = ready.send(result);
 }

@@ -8,8 +8,8 @@ use super::controller::{self, Failure};
 use super::faults::{FaultRequest, Faults};
 use super::process::Supervisor;
 use super::watch;
-use super::{Running, ready_table};
-use crate::admin::{self, Applied, Publisher};
+use super::{Running, StartError, ready_table};
+use crate::admin::{self, Applied, LiveFeed};
 use crate::check::{Checked, check_bytes};
 use crate::diff::{Diff, wirings};
 use crate::model::{Topology, Wiring};
@@ -61,14 +61,45 @@ impl Engine {
     }
 }
 
+/// Why `topo up` stopped before it ran, or could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Read(#[from] crate::config::read::ReadError),
+    #[error("{file}: invalid, nothing started")]
+    Invalid { file: String },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// In one process, the topology needs more descriptors than allowed.
+    #[error(transparent)]
+    Descriptors(#[from] super::fds::TooFew),
+    #[error(transparent)]
+    AdminBind(#[from] admin::BindError),
+    #[error("admin server: {0}")]
+    AdminAddress(std::io::Error),
+    /// `--process`: these children did not become ready (all were stopped).
+    #[error("{} node(s) did not start: {}", .0.len(), join(.0))]
+    Children(Vec<super::process::NotReady>),
+    /// `--process` runs this executable for each node.
+    #[error("{0}")]
+    OwnExecutable(std::io::Error),
+    #[error("{file}: cannot watch: {error}")]
+    Watch { file: String, error: notify::Error },
+}
+
+fn join(failed: &[super::process::NotReady]) -> String {
+    let why: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    why.join("; ")
+}
+
 /// Runs until `shutdown` resolves, applying every valid save of the file.
-pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Result<(), UpError> {
     let file = options.file.display().to_string();
     let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
     crate::eout!("{}", checked.render());
     let Some(valid) = checked.valid else {
-        anyhow::bail!("{file}: invalid, nothing started");
+        return Err(UpError::Invalid { file });
     };
     let topology = valid.topology.clone();
     // In one process every link holds descriptors here: never "ready" on
@@ -104,12 +135,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
         generation: 0,
         failed: Vec::new(),
     };
-    let published = Publisher::new(applied, valid);
+    let published = LiveFeed::new(applied, valid);
     // The admin page's fault switches; a few waiting at most (each answers).
     let (fault_tx, mut fault_rx) = mpsc::channel::<FaultRequest>(4);
     let mut faults = Faults::default();
     if let Some(listener) = admin_listener {
-        let addr = listener.local_addr()?;
+        let addr = listener.local_addr().map_err(UpError::AdminAddress)?;
         tracing::info!(%addr, "admin server: live view at http://{addr}/");
         tracker.spawn(admin::serve(
             listener,
@@ -122,8 +153,12 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> anyho
     // the watcher as a single wake-up (it re-reads the file when it runs).
     let (saves, mut saved) = mpsc::channel(1);
     let (_watch, watcher) =
-        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone())
-            .map_err(|e| anyhow::anyhow!("{file}: cannot watch: {e}"))?;
+        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone()).map_err(
+            |error| UpError::Watch {
+                file: file.clone(),
+                error,
+            },
+        )?;
     tracker.spawn(watcher);
     tracing::info!(file = %file, poll = options.poll, "watching for changes (SIGHUP reloads too)");
 
@@ -210,16 +245,15 @@ async fn start(
     options: &UpOptions,
     topology: &Topology,
     admin: Option<SocketAddr>,
-) -> anyhow::Result<Engine> {
+) -> Result<Engine, UpError> {
     if options.process {
-        let exe = std::env::current_exe()?;
+        let exe = std::env::current_exe().map_err(UpError::OwnExecutable)?;
         let all = wirings(topology);
         let mut supervisor = Supervisor::start(exe, &options.file, &all, 0, admin);
         // Like in-process start-up: every node runs, or none does.
         if let Err(failed) = supervisor.ready().await {
             supervisor.shutdown().await;
-            let why: Vec<String> = failed.iter().map(|f| f.to_string()).collect();
-            anyhow::bail!("{} node(s) did not start: {}", failed.len(), why.join("; "));
+            return Err(UpError::Children(failed));
         }
         return Ok(Engine::Process(supervisor));
     }
@@ -232,7 +266,7 @@ async fn reload(
     checked: Checked,
     forced: bool,
     generation: &mut u64,
-    published: &Publisher,
+    published: &LiveFeed,
 ) -> bool {
     let file = options.file.display();
     let Some(valid) = checked.valid else {

@@ -50,17 +50,6 @@ impl Running {
         Ok(Running { root, nodes })
     }
 
-    /// Starts one more node (hot reload: an added or restarted node).
-    pub async fn start_node(
-        &mut self,
-        topology: &Topology,
-        id: NodeId,
-        generation: u64,
-    ) -> Result<(), StartError> {
-        self.start_wiring(&Wiring::of(topology, id), generation)
-            .await
-    }
-
     /// Starts the node `wiring` describes.
     pub async fn start_wiring(
         &mut self,

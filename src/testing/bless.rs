@@ -7,7 +7,7 @@
 
 use super::discover::{has_expect_key, sidecar_of};
 use crate::check::{Checked, check_str};
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use crate::config::expect::Deliveries;
 use crate::diff::Diff;
 use std::ops::Range;
@@ -33,7 +33,7 @@ pub enum BlessError {
 }
 
 impl BlessError {
-    fn exit_code(&self) -> i32 {
+    fn exit_code(&self) -> Exit {
         match self {
             BlessError::Invalid(_) | BlessError::Both { .. } | BlessError::Placement { .. } => {
                 EXIT_INVALID
@@ -227,7 +227,7 @@ pub fn bless(path: &Path) -> Result<Blessed, BlessError> {
 }
 
 /// `topo test --bless FILE...`: prints what it wrote.
-pub fn main(files: &[PathBuf]) -> i32 {
+pub fn main(files: &[PathBuf]) -> Exit {
     let mut code = EXIT_OK;
     let (mut wrote, mut unchanged, mut failed) = (0, 0, 0);
     for file in files {

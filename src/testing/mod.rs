@@ -16,7 +16,7 @@ pub mod remap;
 pub mod report;
 
 use crate::check::{Checked, Valid, check_file};
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Format};
+use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
 use crate::config::diagnostic::{Diagnostic, Lines, render};
 use crate::config::expect::{Expectations, resolve};
 use crate::config::spec::Decoder;
@@ -231,12 +231,23 @@ fn load_sidecar(path: &Path, valid: &Valid) -> Result<Expectations, (Verdict, St
             format!("{name}: the file is not valid UTF-8"),
         ));
     };
-    load_sidecar_text(path, &source, valid).map_err(|text| (Verdict::Fail, text))
+    load_sidecar_text(path, &source, valid).map_err(|e| (Verdict::Fail, e.to_string()))
 }
 
-/// Decodes a sidecar's text against the topology; the error is its
+/// A sidecar that does not decode or names what the topology lacks: its
 /// diagnostics, rendered with the sidecar's name.
-fn load_sidecar_text(path: &Path, source: &str, valid: &Valid) -> Result<Expectations, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("{rendered}")]
+pub struct InvalidSidecar {
+    rendered: String,
+}
+
+/// Decodes a sidecar's text against the topology.
+fn load_sidecar_text(
+    path: &Path,
+    source: &str,
+    valid: &Valid,
+) -> Result<Expectations, InvalidSidecar> {
     let name = path.display().to_string();
     let lines = Lines::new(source);
     let rendered = |diagnostics: &[Diagnostic]| {
@@ -244,7 +255,9 @@ fn load_sidecar_text(path: &Path, source: &str, valid: &Valid) -> Result<Expecta
             .iter()
             .map(|d| render(&name, &lines, d))
             .collect();
-        text.trim_end().to_owned()
+        InvalidSidecar {
+            rendered: text.trim_end().to_owned(),
+        }
     };
     let doc = yaml::parse(source).map_err(|e| rendered(&[Diagnostic::error(e.span, e.message)]))?;
     let env = |var: &str| std::env::var(var).ok();
@@ -454,7 +467,7 @@ pub async fn test_files(
 
 /// The exit code for a set of reports: 2 if one could not be tested,
 /// else 1 if one failed, else 0.
-pub fn exit_code(reports: &[FileReport]) -> i32 {
+pub fn exit_code(reports: &[FileReport]) -> Exit {
     if reports.iter().any(|r| r.verdict == Verdict::Error) {
         EXIT_USAGE
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
@@ -465,7 +478,7 @@ pub fn exit_code(reports: &[FileReport]) -> i32 {
 }
 
 /// `topo test`.
-pub fn main(args: TestArgs) -> i32 {
+pub fn main(args: TestArgs) -> Exit {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -486,14 +499,14 @@ pub fn main(args: TestArgs) -> i32 {
         run: args.run,
         brokers: args.brokers,
     };
-    let runtime = crate::cli::runtime();
+    let runtime = crate::command::runtime();
     let cancel = CancellationToken::new();
     let (reports, interrupted) = runtime.block_on(async {
         let work = test_files(&files, options, usize::from(args.jobs), &cancel);
         tokio::pin!(work);
         tokio::select! {
             reports = &mut work => (reports, false),
-            _ = crate::cli::shutdown_signal() => {
+            _ = crate::command::shutdown_signal() => {
                 eprintln!("interrupted: stopping the nodes and brokers started");
                 cancel.cancel();
                 // Every file stops its nodes and brokers on `cancel`; the

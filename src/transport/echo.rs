@@ -12,7 +12,7 @@
 //! publishes the very same text while older echoes of ours are still in
 //! flight, that foreign copy is taken for our echo.
 
-use crate::graph::glob::glob_match;
+use crate::glob::glob_match;
 use std::collections::VecDeque;
 
 /// Most texts remembered per entry; beyond it the oldest is forgotten (logged).

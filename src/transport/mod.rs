@@ -1,16 +1,18 @@
 //! How chat messages move between a node and the outside: the message type,
 //! the one trait every outbound link implements, and per-link status.
 //! Transports only carry text; what a node does with it (local delivery,
-//! relaying) lives in `node::relay`, never here.
+//! relaying) lives in `node::router`, never here.
 
 pub mod echo;
 pub mod local;
 pub mod outbox;
+pub mod queue;
 pub mod redis;
+pub mod retry;
 pub mod zmq;
 pub mod zmtp;
 
-use std::fmt;
+pub use crate::health::{LinkKind, LinkState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
@@ -78,40 +80,6 @@ impl Counters {
 
     pub fn outgoing(&self) -> u64 {
         self.outgoing.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkKind {
-    ZmqPub,
-    ZmqSub,
-    Redis,
-}
-
-impl LinkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkKind::ZmqPub => "zmq-pub",
-            LinkKind::ZmqSub => "zmq-sub",
-            LinkKind::Redis => "redis",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    Connecting,
-    Up,
-    Down,
-}
-
-impl fmt::Display for LinkState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LinkState::Connecting => "connecting",
-            LinkState::Up => "up",
-            LinkState::Down => "down",
-        })
     }
 }
 

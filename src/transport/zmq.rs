@@ -57,11 +57,13 @@ impl Outbound for ZmqPub {
     /// that subscriber only (counted in the link's `dropped`), so this is
     /// always `true`.
     fn publish(&self, text: &Text) -> bool {
+        // Counted before the hand-over: once it is in a subscriber's queue a
+        // peer may have it, and a `/healthz` read after that must count it.
+        self.counters.add_out(1);
+        self.status.add_sent(1);
         let topic = self.topic.borrow();
         self.publisher
             .send(&[topic.as_bytes(), b" ", text.as_bytes()]);
-        self.counters.add_out(1);
-        self.status.add_sent(1);
         true
     }
 }
@@ -184,7 +186,7 @@ pub async fn sub_task(
             },
         };
         status.set(LinkState::Connecting);
-        if cancellable_sleep(&cancel, pause).await {
+        if super::retry::sleep_or_cancelled(&cancel, pause).await {
             return;
         }
     }
@@ -203,14 +205,6 @@ fn message_text(frame: Bytes) -> Option<Text> {
             tracing::debug!("zmq frame that is not UTF-8 dropped");
             None
         }
-    }
-}
-
-/// Sleeps unless cancelled first; `true` when cancelled.
-async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
     }
 }
 

@@ -37,11 +37,7 @@ fn ports() -> ([u16; 4], [u16; 4]) {
 }
 
 async fn wait_admin(up: &Up) {
-    let deadline = Instant::now() + LIMIT;
-    while up.generation().await != Some(0) {
-        assert!(Instant::now() < deadline, "no admin server:\n{}", up.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    up.wait_generation(0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

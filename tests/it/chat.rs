@@ -105,6 +105,16 @@ impl Client {
         Self::connect_path(port, "/ws").await
     }
 
+    /// Connects once something listens on `port`: the readiness signal of
+    /// a node started without a handle (`run_node`, a child process).
+    pub async fn connect_when_listening(port: u16) -> Client {
+        crate::util::wait_until(&format!("a listener on {port}"), LIMIT, || async {
+            TcpStream::connect(("127.0.0.1", port)).await.map(drop)
+        })
+        .await;
+        Client::connect(port).await
+    }
+
     pub async fn connect_path(port: u16, path: &str) -> Client {
         let url = format!("ws://127.0.0.1:{port}{path}");
         let (ws, _) = timeout(LIMIT, tokio_tungstenite::connect_async(url))
@@ -213,6 +223,12 @@ pub async fn probe_links(clients: &mut [Client], links: &[(usize, usize)]) {
         }
     }
     panic!("links never carried a probe: {pending:?}");
+}
+
+/// A node's `/healthz`, as JSON (what scripts and pages read).
+pub async fn health(port: u16) -> serde_json::Value {
+    let (_, body) = http_get(port, "/healthz").await;
+    serde_json::from_str(&body).unwrap()
 }
 
 /// `GET path` over a fresh connection: (status code, body).

@@ -4,27 +4,22 @@
 //! resumes within 2 s of the server being back, flushing what was held.
 
 use crate::chat::*;
-use crate::util::RedisServer;
+use crate::util::{RedisServer, wait_until};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use topo::runtime::Running;
 
-async fn health(http: u16) -> serde_json::Value {
-    let (_, body) = http_get(http, "/healthz").await;
-    serde_json::from_str(&body).unwrap()
-}
-
 /// Polls `/healthz` until the Redis link is in `state`.
 async fn redis_state(http: u16, state: &str) -> serde_json::Value {
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    wait_until(&format!("redis link {state}"), LIMIT, || async {
         let h = health(http).await;
         if h["links"][0]["state"] == state {
-            return h;
+            Ok(h)
+        } else {
+            Err(h)
         }
-        assert!(Instant::now() < deadline, "redis link never {state}: {h}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,15 +51,12 @@ async fn a_redis_restart_keeps_local_delivery_and_flushes_the_outbox_in_order() 
             "local delivery stalled: {got:?}"
         );
     }
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    wait_until("outbox 10/2", LIMIT, || async {
         let outbox = health(a_http).await["links"][0]["outbox"].clone();
-        if outbox["queued"] == 10 && outbox["dropped"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "outbox never 10/2: {outbox}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        let held = outbox["queued"] == 10 && outbox["dropped"] == 2;
+        if held { Ok(()) } else { Err(outbox) }
+    })
+    .await;
 
     // Down long enough for the reconnection backoff to reach its cap.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -84,20 +76,18 @@ async fn a_redis_restart_keeps_local_delivery_and_flushes_the_outbox_in_order() 
     );
     // The publisher counts a flushed batch once Redis has answered its
     // PUBLISH, which can be a moment after b already got the messages.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let h = redis_state(a_http, "up").await;
-        let outbox = &h["links"][0]["outbox"];
-        let counts = (&outbox["queued"], &outbox["dropped"], &outbox["flushed"]);
-        if counts == (&0.into(), &2.into(), &10.into()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "outbox never settled at 0/2/10: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "outbox settled at 0/2/10",
+        Duration::from_secs(5),
+        || async {
+            let h = redis_state(a_http, "up").await;
+            let outbox = &h["links"][0]["outbox"];
+            let counts = (&outbox["queued"], &outbox["dropped"], &outbox["flushed"]);
+            let settled = counts == (&0.into(), &2.into(), &10.into());
+            if settled { Ok(()) } else { Err(h) }
+        },
+    )
+    .await;
 
     // New traffic both ways; a's client never sees its flushed messages again
     // (the echo filter held across the outage).

@@ -3,6 +3,7 @@
 //! asserted, and the node still serving its other clients afterwards.
 
 use crate::chat::*;
+use crate::util::wait_until;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,11 +41,11 @@ async fn clients(http: u16) -> u64 {
 }
 
 async fn wait_clients(http: u16, n: u64) {
-    let deadline = Instant::now() + LIMIT;
-    while clients(http).await != n {
-        assert!(Instant::now() < deadline, "never {n} clients");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(&format!("{n} clients"), LIMIT, || async {
+        let now = clients(http).await;
+        if now == n { Ok(()) } else { Err(now) }
+    })
+    .await
 }
 
 #[tokio::test]

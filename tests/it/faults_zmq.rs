@@ -31,19 +31,6 @@ fn spawn_node(file: &std::path::Path, name: &str) -> Peer {
     Peer(child)
 }
 
-/// Connects a client once the peer process listens.
-async fn client_when_up(http: u16) -> Client {
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", http))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "peer never listened on {http}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Client::connect(http).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted() {
     let (a_http, a_pub, b_http) = (port(), port(), port());
@@ -63,7 +50,7 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
         .unwrap()
         .unwrap();
     let mut peer = spawn_node(&file, "a");
-    let a = client_when_up(a_http).await;
+    let a = Client::connect_when_listening(a_http).await;
     let b = Client::connect(b_http).await;
     let mut clients = vec![a, b];
     probe_links(&mut clients, &[(0, 1)]).await;
@@ -72,12 +59,13 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
     let _ = peer.0.kill();
     let _ = peer.0.wait();
     let link = running.node("b").unwrap().links()[0].clone();
-    let lost = async {
-        while link.state() == LinkState::Up {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    crate::util::wait_until("b notices the loss", LIMIT, || async {
+        match link.state() {
+            LinkState::Up => Err(LinkState::Up),
+            _ => Ok(()),
         }
-    };
-    timeout(LIMIT, lost).await.expect("b notices the loss");
+    })
+    .await;
     let (_, body) = http_get(b_http, "/healthz").await;
     assert!(body.contains("\"state\":\"connecting\""), "{body}");
     // Down for a while, so a crate-level backoff would have grown.
@@ -85,7 +73,7 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
 
     let restarted = Instant::now();
     let _peer = spawn_node(&file, "a");
-    clients[0] = client_when_up(a_http).await;
+    clients[0] = Client::connect_when_listening(a_http).await;
     timeout(LIMIT, link.wait_up())
         .await
         .expect("b's sub reconnects");

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use topo::graph::glob::glob_match;
+use topo::glob::glob_match;
 
 use crate::util::{RedisServer, RespClient};
 

@@ -4,7 +4,7 @@
 //! descriptors backs off and recovers instead of logging every second.
 
 use crate::chat::{Client, LIMIT};
-use crate::util::free_port;
+use crate::util::{free_port, wait_until};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,14 +102,10 @@ async fn out_of_descriptors_a_node_backs_off_and_recovers() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     let mut child = up.spawn().unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", http))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "topo up never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("topo up listens", LIMIT, || {
+        tokio::net::TcpStream::connect(("127.0.0.1", http))
+    })
+    .await;
     // More idle connections than it has descriptors left.
     let mut idle = Vec::new();
     for _ in 0..150 {

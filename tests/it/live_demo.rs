@@ -4,8 +4,8 @@
 //! box over a node or another label at 3, 12 and 30 nodes.
 //! Screenshots land in `tests/artifacts/` (copied to `docs/` for the README).
 
-use crate::external::{chromium_or_skip, npm_dir};
 use crate::chat::LIMIT;
+use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;

@@ -22,6 +22,7 @@ mod hostile_process;
 mod hostile_ws;
 mod hostile_zmq;
 mod interop;
+mod layering;
 mod live_demo;
 mod process;
 mod reload;

@@ -4,12 +4,12 @@
 //! clients and `topo::probe`.
 
 use crate::chat::{Client, LIMIT, http_get};
-use crate::util::{RedisServer, free_port};
+use crate::util::{RedisServer, free_port, wait_until};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use topo::check::{Valid, check_file};
 use topo::probe::{ProbeOptions, probe};
 
@@ -54,15 +54,15 @@ impl Up {
 
     /// Waits until the log contains `text` `times` times.
     pub async fn wait_log(&self, text: &str, times: usize) {
-        let deadline = Instant::now() + LIMIT;
-        while self.log().matches(text).count() < times {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} ×{times} in:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(&format!("{text:?} ×{times}"), LIMIT, || async {
+            let log = self.log();
+            if log.matches(text).count() >= times {
+                Ok(())
+            } else {
+                Err(Log(log))
+            }
+        })
+        .await
     }
 
     /// The admin server's generation (`None` until it answers).
@@ -72,15 +72,26 @@ impl Up {
     }
 
     pub async fn wait_generation(&self, generation: u64) {
-        let deadline = Instant::now() + LIMIT;
-        while self.generation().await != Some(generation) {
-            assert!(
-                Instant::now() < deadline,
-                "generation {generation} never applied:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(
+            &format!("generation {generation} applied"),
+            LIMIT,
+            || async {
+                match self.generation().await {
+                    Some(g) if g == generation => Ok(()),
+                    _ => Err(Log(self.log())),
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// A log shown as it is (lines, not an escaped string) when a wait fails.
+struct Log(String);
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "log:\n{}", self.0)
     }
 }
 

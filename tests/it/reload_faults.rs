@@ -5,7 +5,7 @@
 //! the new publish channel without echoes.
 
 use crate::chat::*;
-use crate::util::RedisServer;
+use crate::util::{RedisServer, wait_until};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use topo::check::check_bytes;
@@ -29,11 +29,6 @@ async fn reload(running: &mut Running, to: &Topology, generation: u64) -> String
     let failures = apply(running, &diff, generation).await;
     assert!(failures.is_empty(), "{failures:?}");
     diff.summary()
-}
-
-async fn health(http: u16) -> serde_json::Value {
-    let (_, body) = http_get(http, "/healthz").await;
-    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]
@@ -82,15 +77,15 @@ async fn client_limits_change_in_place_and_a_new_send_queue_restarts() {
 
 /// Polls `/healthz` until `check` holds for a's Redis link.
 async fn wait_link(http: u16, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    wait_until(what, LIMIT, || async {
         let h = health(http).await;
         if check(&h["links"][0]) {
-            return;
+            Ok(())
+        } else {
+            Err(h)
         }
-        assert!(Instant::now() < deadline, "never {what}: {h}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

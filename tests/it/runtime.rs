@@ -425,31 +425,17 @@ async fn a_client_that_does_not_read_never_blocks_the_others() {
 }
 
 #[tokio::test]
-async fn up_and_run_node_run_until_their_shutdown_future_resolves() {
+async fn run_node_runs_one_node_until_its_shutdown_future_resolves() {
     let (a_http, b_http) = (port(), port());
     let t = topology(
         vec![node("a", Some(a_http)), node("b", Some(b_http))],
         vec![],
     );
-    let (stop_up, stopped_up) = tokio::sync::oneshot::channel::<()>();
-    let up = tokio::spawn(topo::runtime::up(t.clone(), async move {
-        let _ = stopped_up.await;
-    }));
-    let mut client = connect_when_listening(a_http).await;
-    Client::connect(b_http).await;
-    let _ = stop_up.send(());
-    timeout(LIMIT, up)
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("up returns Ok");
-    assert_eq!(u16::from(client.close_frame().await.unwrap().code), 1001);
-
     let (stop_node, stopped_node) = tokio::sync::oneshot::channel::<()>();
-    let one = tokio::spawn(topo::runtime::run_node(t, NodeId(1), async move {
+    let one = tokio::spawn(topo::runtime::run_node(t, NodeId(1), 0, async move {
         let _ = stopped_node.await;
     }));
-    connect_when_listening(b_http).await;
+    let mut client = Client::connect_when_listening(b_http).await;
     // Only b runs.
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", a_http))
@@ -462,17 +448,5 @@ async fn up_and_run_node_run_until_their_shutdown_future_resolves() {
         .unwrap()
         .unwrap()
         .expect("run_node returns Ok");
-}
-
-/// `up` gives no handle: its readiness signal is the HTTP port answering.
-async fn connect_when_listening(port: u16) -> Client {
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never listened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Client::connect(port).await
+    assert_eq!(u16::from(client.close_frame().await.unwrap().code), 1001);
 }

@@ -3,7 +3,7 @@
 //! AUTH works with a password and with an ACL user and password.
 
 use crate::chat::{Client, LIMIT, http_get, port};
-use crate::util::free_port;
+use crate::util::{free_port, wait_until};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,14 +123,10 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", b_http))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "topo up never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("topo up listens", LIMIT, || {
+        tokio::net::TcpStream::connect(("127.0.0.1", b_http))
+    })
+    .await;
     let mut a = Client::connect(a_http).await;
     let mut b = Client::connect(b_http).await;
     a.send("authenticated").await;
@@ -153,4 +149,39 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("node ready"), "{logs}");
     assert_no_secret("the logs of topo up", &logs);
+}
+
+/// The Redis link of `node`, from a one-node topology with this broker URL.
+fn redis_wiring(url: &str) -> topo::model::RedisWiring {
+    let yaml = format!("nodes:\n  a:\n    redis: {{ broker: \"{url}\" }}\n");
+    let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
+    let topology = checked.valid.expect("a valid topology").topology;
+    let id = topology.node_id("a").unwrap();
+    topo::model::Wiring::of(&topology, id).redis.unwrap()
+}
+
+/// Issue 14: the link keeps Redis's error typed, so a caller can tell a
+/// refused password from a server that is not there; neither shows it.
+#[tokio::test]
+async fn a_redis_link_error_tells_a_wrong_password_from_no_server() {
+    use topo::transport::redis::{LinkError, connect};
+    let redis = AuthRedis::start();
+    let wrong = redis_wiring(&format!("redis://:wrongpass@127.0.0.1:{}", redis.port));
+    let error = match connect(&wrong).await {
+        Err(error) => error,
+        Ok(_) => panic!("a wrong password was accepted"),
+    };
+    assert_no_secret("the link error", &format!("{error} {error:?}"));
+    match &error {
+        LinkError::Redis(e) => {
+            assert_eq!(e.kind(), redis::ErrorKind::AuthenticationFailed, "{e:?}")
+        }
+        other => panic!("not a Redis error: {other:?}"),
+    }
+    let nobody = redis_wiring(&format!("redis://:hunter2@127.0.0.1:{}", free_port()));
+    match connect(&nobody).await {
+        Err(LinkError::Redis(e)) => assert!(e.is_connection_refusal(), "{e:?}"),
+        Err(other) => panic!("not a Redis error: {other:?}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
 }

@@ -151,3 +151,23 @@ impl RespClient {
         }
     }
 }
+
+/// Polls `probe` every 10 ms until it answers `Ok`, and returns that; fails
+/// the test after `limit` with `what` and the last `Err` it answered (what
+/// was seen instead). The one poll loop of the tests: readiness and state
+/// changes come from `/healthz` or the sockets, never from sleeping.
+pub async fn wait_until<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(Instant::now() < deadline, "never {what}: {last:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -9,7 +9,8 @@ mod publisher;
 mod receiver;
 
 use super::echo::{EchoFilter, PENDING_LIMIT};
-use super::{Counters, Inbox, LinkStatus, Origin, Outbound, Text};
+use super::queue::QueuedOutbound;
+use super::{Counters, Inbox, LinkStatus, Origin};
 use crate::model::{RedisUrl, RedisWiring};
 use publisher::Publisher;
 use receiver::Receiver;
@@ -33,27 +34,6 @@ const RETRY_CAP: Duration = Duration::from_millis(400);
 /// How long `start` may take to reach the server and subscribe.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The node's side of its Redis publish channel.
-pub struct RedisPub {
-    tx: mpsc::Sender<Text>,
-}
-
-impl Outbound for RedisPub {
-    fn origin(&self) -> Origin {
-        Origin::Redis
-    }
-
-    fn publish(&self, text: &Text) -> bool {
-        match self.tx.try_send(text.clone()) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::warn!("redis publish queue full, message dropped");
-                false
-            }
-        }
-    }
-}
-
 /// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
 pub struct Connected {
     publisher: ConnectionManager,
@@ -73,9 +53,24 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_response_timeout(Some(Duration::from_secs(5)))
 }
 
+/// Why a Redis link could not be made or rewired. The Redis error is kept
+/// as it is, so that a caller can tell an authentication failure
+/// (`ErrorKind::AuthenticationFailed`) from an unreachable server (`is_io_error`).
+/// Displays without the connection string (no password).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The `ca:` bundle could not be read (bounded like a topology file).
+    #[error(transparent)]
+    CertificateAuthority(#[from] crate::config::read::ReadError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error("timed out")]
+    TimedOut,
+}
+
 /// A client for `url` (RESP3 for the subscriber, whose pushes need it);
 /// `rediss://` trusts the broker's `ca:` when given, else the system's roots.
-fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, String> {
+fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, LinkError> {
     let mut secret = url.connection_string();
     if resp3 {
         secret.push_str("?protocol=resp3");
@@ -86,7 +81,7 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, String> {
     }
     let client = match (&url.ca, url.tls) {
         (Some(ca), true) => {
-            let root = crate::config::read::read_certificate(ca).map_err(|e| e.to_string())?;
+            let root = crate::config::read::read_certificate(ca)?;
             let certificates = redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(root),
@@ -95,18 +90,18 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, String> {
         }
         _ => redis::Client::open(secret.as_str()),
     };
-    client.map_err(|e| e.to_string())
+    Ok(client?)
 }
 
 /// Connects and subscribes. The error text never contains the password.
-pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
+pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
     let client = new_client(&link.url, false)?;
     // The managers retry forever, even the first time: try once plainly so
     // that an unreachable server is reported at start instead of awaited.
     let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
     match probe.await {
-        Err(_) => return Err("timed out".into()),
-        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(LinkError::TimedOut),
+        Ok(Err(e)) => return Err(e.into()),
         Ok(Ok(_)) => {}
     }
     let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
@@ -146,10 +141,10 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, String> {
     })
 }
 
-async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, LinkError> {
     match tokio::time::timeout(START_TIMEOUT, f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("timed out".into()),
+        Ok(r) => Ok(r?),
+        Err(_) => Err(LinkError::TimedOut),
     }
 }
 
@@ -165,7 +160,7 @@ impl Connected {
         outbox: usize,
         cancel: CancellationToken,
     ) -> (
-        RedisPub,
+        QueuedOutbound,
         RedisControl,
         impl Future<Output = ()> + Send + 'static,
         impl Future<Output = ()> + Send + 'static,
@@ -201,7 +196,7 @@ impl Connected {
         };
         let receiver = Receiver::new(self.subscriber, filter, inbox, status, severed_rx);
         (
-            RedisPub { tx },
+            QueuedOutbound::new(Origin::Redis, tx),
             control,
             publisher.run(rx, cancel.clone()),
             receiver.run(self.pushes, fences, cancel),
@@ -246,7 +241,7 @@ impl RedisControl {
 
     /// Moves the link from `old` to `new` (same server). On an error the
     /// subscriptions already changed are reverted as far as Redis lets us.
-    pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), String> {
+    pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), LinkError> {
         let minus = |a: &[String], b: &[String]| -> Vec<String> {
             a.iter().filter(|x| !b.contains(x)).cloned().collect()
         };
@@ -292,7 +287,7 @@ impl RedisControl {
         gone_s: &[String],
         add_p: &[String],
         gone_p: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         if !add_s.is_empty() {
             within(self.conn.subscribe(add_s)).await?;
         }

@@ -6,7 +6,9 @@
 use super::{RETRY_CAP, lock};
 use crate::transport::echo::EchoFilter;
 use crate::transport::outbox::Outbox;
+use crate::transport::retry::{backoff, sleep_or_cancelled};
 use crate::transport::{Counters, LinkState, LinkStatus, Text};
+use backon::ExponentialBackoff;
 use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,7 +73,7 @@ impl Publisher {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Text>, cancel: CancellationToken) {
         let mut state = self.status.watch();
         let mut batch = Vec::with_capacity(BATCH);
-        let mut retry = Backoff::default();
+        let mut retry = new_backoff();
         let mut was_down = false;
         let mut grace_until: Option<Instant> = None;
         loop {
@@ -148,17 +150,22 @@ impl Publisher {
 
     /// Publishes the oldest batch of the outbox, or backs off when that
     /// fails; `true` when cancelled.
-    async fn flush_some(&mut self, cancel: &CancellationToken, retry: &mut Backoff) -> bool {
+    async fn flush_some(
+        &mut self,
+        cancel: &CancellationToken,
+        retry: &mut ExponentialBackoff,
+    ) -> bool {
         let held = self.outbox.peek(BATCH);
         let sent = tokio::select! {
             _ = cancel.cancelled() => return true,
             ok = self.publish(&held) => ok,
         };
         if !sent {
-            return cancellable_sleep(cancel, retry.next()).await;
+            let delay = retry.next().unwrap_or(RETRY_CAP);
+            return sleep_or_cancelled(cancel, delay).await;
         }
         self.outbox.sent(held.len(), &self.status.outbox);
-        *retry = Backoff::default();
+        *retry = new_backoff();
         if self.outbox.is_empty() {
             tracing::info!(
                 flushed = self.status.outbox.flushed(),
@@ -246,34 +253,8 @@ async fn subscribers_back(conn: &mut ConnectionManager, channel: &str, reach: i6
     }
 }
 
-/// Capped exponential backoff with jitter between publication retries:
-/// 50 ms doubling to [`RETRY_CAP`], plus up to as much again at random.
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = Duration::from_millis(50 << self.attempt.min(4)).min(RETRY_CAP);
-        self.attempt += 1;
-        base + base.mul_f64(jitter())
-    }
-}
-
-/// A number in [0, 1) that differs between calls and between nodes.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    // Every RandomState has fresh keys: hashing anything gives a new number.
-    h.write_u8(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Sleeps unless cancelled first; `true` when cancelled.
-async fn cancellable_sleep(cancel: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
+/// Between publication retries: 50 ms doubling to [`RETRY_CAP`], plus up to
+/// as much again at random.
+fn new_backoff() -> ExponentialBackoff {
+    backoff(Duration::from_millis(50), RETRY_CAP)
 }

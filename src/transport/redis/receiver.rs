@@ -188,7 +188,9 @@ impl Receiver {
     /// named as the drawing names it (`channel`, `psubscribe pattern`).
     fn count(&self, pattern: Option<&[u8]>, channel: &[u8]) {
         match pattern {
-            Some(p) => self.status.add_received_via("psubscribe ", p),
+            Some(p) => self
+                .status
+                .add_received_via(crate::health::PATTERN_PREFIX, p),
             None => self.status.add_received_via("", channel),
         }
     }

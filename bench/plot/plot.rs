@@ -30,7 +30,7 @@ pub fn plot_file(input: &Path, svg: &Path) -> Result<String, String> {
         ));
     }
     draw(&panels, svg).map_err(|e| format!("{}: {e}", svg.display()))?;
-    Ok(super::summary::table(&text))
+    Ok(crate::summary::table(&text))
 }
 
 fn panels(text: &str) -> Panels {
@@ -46,7 +46,7 @@ fn panels(text: &str) -> Panels {
         let Some((scenario, series)) = label.split_once('/') else {
             continue;
         };
-        if super::summary::NOT_LADDERS.contains(&scenario) {
+        if crate::summary::NOT_LADDERS.contains(&scenario) {
             continue;
         }
         let (Some(rate), Some(p99)) = (
@@ -112,7 +112,7 @@ fn draw(panels: &Panels, svg: &Path) -> Result<(), Box<dyn std::error::Error>> {
             .configure_mesh()
             .x_desc("delivered messages/s")
             .y_desc("p99 latency (ms)")
-            .x_label_formatter(&|x| super::report::count(*x))
+            .x_label_formatter(&|x| topo::bench::report::count(*x))
             .y_label_formatter(&|y| format!("{y}"))
             .draw()?;
         for (name, points) in series {

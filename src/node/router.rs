@@ -1,6 +1,8 @@
-//! What a node does with a message: deliver it to its own clients, publish
-//! what its clients send, and (relay nodes only) forward what a link brought.
-//! It owns no socket; the links and the WebSocket sessions call into it.
+//! The node's message router: what a node does with a message. It delivers
+//! it to its own clients, publishes what its clients send, and (relay nodes
+//! only) forwards what a link brought; it also holds the node's identity,
+//! counters and client hub. It owns no socket; the links and the WebSocket
+//! sessions call into it.
 
 use crate::transport::local::Hub;
 use crate::transport::{Counters, Origin, Outbound, Received, Text};
@@ -9,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub struct Core {
+pub struct NodeRouter {
     pub name: String,
     pub hub: Hub,
     pub counters: Arc<Counters>,
@@ -21,15 +23,15 @@ pub struct Core {
     outbound: RwLock<Vec<Box<dyn Outbound>>>,
 }
 
-impl Core {
+impl NodeRouter {
     pub fn new(
         name: String,
         generation: u64,
         relay: bool,
         counters: Arc<Counters>,
         outbound: Vec<Box<dyn Outbound>>,
-    ) -> Core {
-        Core {
+    ) -> NodeRouter {
+        NodeRouter {
             name,
             hub: Hub::default(),
             counters,
@@ -40,7 +42,7 @@ impl Core {
     }
 
     /// The same core with a hub whose clients may fall `backlog` messages behind.
-    pub fn with_backlog(mut self, backlog: usize) -> Core {
+    pub fn with_backlog(mut self, backlog: usize) -> NodeRouter {
         self.hub = Hub::with_capacity(backlog);
         self
     }
@@ -101,7 +103,7 @@ impl Core {
 
 /// Drains the inbox that every receiving link feeds.
 pub async fn route(
-    core: Arc<Core>,
+    core: Arc<NodeRouter>,
     mut inbox: mpsc::Receiver<Received>,
     cancel: CancellationToken,
 ) {
@@ -136,13 +138,16 @@ mod tests {
         }
     }
 
-    fn core(relay: bool) -> (Core, Arc<Mutex<Vec<String>>>) {
+    fn core(relay: bool) -> (NodeRouter, Arc<Mutex<Vec<String>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let links: Vec<Box<dyn Outbound>> = vec![
             Box::new(Recorder(Origin::Zmq, log.clone())),
             Box::new(Recorder(Origin::Redis, log.clone())),
         ];
-        (Core::new("n".into(), 0, relay, Arc::default(), links), log)
+        (
+            NodeRouter::new("n".into(), 0, relay, Arc::default(), links),
+            log,
+        )
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! within 50 ms, the closed-loop peak, the cost at the Node server's
 //! sustainable load, memory per idle connection and start-up times.
 
-use super::report::count;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use topo::bench::report::count;
 
 /// Labels of runs that are not rate ladders (listed in the last table).
 pub const NOT_LADDERS: [&str; 3] = ["idle", "route", "startup"];
