@@ -3,6 +3,7 @@
 //! is one node (`topo node FILE NAME`, what `up --process` children run).
 //! They print the ready table and log through `tracing`.
 
+pub mod child;
 pub mod controller;
 pub mod faults;
 pub mod fds;

@@ -343,35 +343,8 @@ fn spawn(spec: &Spec) -> std::io::Result<(tokio::process::Child, ReadyPipe)> {
     } else {
         cmd.env("NO_COLOR", "1");
     }
-    #[cfg(unix)]
-    {
-        // Its own group, so that stopping it also stops anything it started.
-        cmd.process_group(0);
-        #[cfg(target_os = "linux")]
-        {
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    // The readiness pipe survives exec in this child only.
-                    if libc::fcntl(write_fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // The kernel kills the child when the thread that spawned it
-                    // exits: these tasks run on tokio's worker threads, which
-                    // live as long as the runtime (never on the blocking pool).
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // We may have died before the prctl took effect.
-                    if libc::getppid() != parent {
-                        return Err(std::io::Error::other("parent exited"));
-                    }
-                    Ok(())
-                });
-            }
-        }
-    }
+    // The readiness pipe survives exec in this child only.
+    super::child::own(&mut cmd, Some(write_fd));
     let child = cmd.spawn()?;
     // Ours closed: the pipe ends when the child's copy does.
     drop(write);

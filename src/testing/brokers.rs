@@ -123,30 +123,7 @@ fn spawn(port: u16, databases: u32) -> Result<tokio::process::Child, BrokerError
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    #[cfg(unix)]
-    {
-        // Its own group: a Ctrl-C in the terminal reaches us, and we stop it
-        // after the nodes that use it, instead of it dying under them.
-        cmd.process_group(0);
-        #[cfg(target_os = "linux")]
-        {
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    // Spawned from a tokio worker thread, which lives as long
-                    // as the runtime: the signal comes when we are gone.
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getppid() != parent {
-                        return Err(std::io::Error::other("parent exited"));
-                    }
-                    Ok(())
-                });
-            }
-        }
-    }
+    crate::runtime::child::own(&mut cmd, None);
     cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => BrokerError::NotInstalled,
         _ => BrokerError::Spawn(e),

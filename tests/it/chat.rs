@@ -300,3 +300,16 @@ pub async fn upgrade_status(http: u16, origin: &str) -> u16 {
         Err(e) => panic!("upgrade failed: {e}"),
     }
 }
+
+/// Starts the nodes of `yaml`, where `PORT` stands for `http`.
+pub async fn start_yaml(yaml: &str, http: u16) -> topo::runtime::Running {
+    let text = yaml.replace("PORT", &http.to_string());
+    let checked = topo::check::check_bytes("t.yaml", "t", text.as_bytes(), &|_| None);
+    let Some(valid) = checked.valid.clone() else {
+        panic!("{}", checked.render())
+    };
+    timeout(LIMIT, topo::runtime::Running::start(&valid.topology))
+        .await
+        .expect("start timed out")
+        .expect("start failed")
+}

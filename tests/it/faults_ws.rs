@@ -9,21 +9,6 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use topo::check::check_bytes;
-use topo::runtime::Running;
-
-/// Starts the one node of `yaml` (which has `http: PORT` for its port).
-async fn start(yaml: &str, http: u16) -> Running {
-    let text = yaml.replace("PORT", &http.to_string());
-    let checked = check_bytes("limits.yaml", "limits", text.as_bytes(), &|_| None);
-    let Some(valid) = checked.valid.clone() else {
-        panic!("{}", checked.render())
-    };
-    timeout(LIMIT, Running::start(&valid.topology))
-        .await
-        .expect("start timed out")
-        .expect("start failed")
-}
 
 /// The node still delivers between two fresh clients.
 async fn still_serving(http: u16) {
@@ -52,7 +37,7 @@ async fn wait_clients(http: u16, n: u64) {
 async fn a_message_over_the_limit_closes_with_1009() {
     let http = port();
     let yaml = "limits: { max_message_bytes: 1024 }\nnodes:\n  a: { http: PORT }\n";
-    let running = start(yaml, http).await;
+    let running = start_yaml(yaml, http).await;
     let mut other = Client::connect(http).await;
     let mut big = Client::connect(http).await;
     big.send(&"y".repeat(1024)).await; // at the limit: fine
@@ -71,7 +56,7 @@ async fn a_message_over_the_limit_closes_with_1009() {
 #[tokio::test]
 async fn invalid_utf8_closes_with_1007_and_binary_with_1003() {
     let http = port();
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     let mut bad = Client::connect(http).await;
     let frame = Frame::message(vec![b'h', 0xff, 0xfe], OpCode::Data(Data::Text), true);
     bad.send_message(Message::Frame(frame)).await;
@@ -88,7 +73,7 @@ async fn invalid_utf8_closes_with_1007_and_binary_with_1003() {
 async fn beyond_max_connections_the_upgrade_gets_503() {
     let http = port();
     let yaml = "nodes:\n  a:\n    http: PORT\n    limits: { max_connections: 2 }\n";
-    let running = start(yaml, http).await;
+    let running = start_yaml(yaml, http).await;
     let first = Client::connect(http).await;
     let _second = Client::connect(http).await;
     let url = format!("ws://127.0.0.1:{http}/ws");
@@ -116,7 +101,7 @@ async fn beyond_max_connections_the_upgrade_gets_503() {
 async fn only_listed_origins_may_upgrade() {
     let http = port();
     let yaml = "origins: [\"http://good.example\"]\nnodes:\n  a: { http: PORT }\n";
-    let running = start(yaml, http).await;
+    let running = start_yaml(yaml, http).await;
     assert_eq!(upgrade_status(http, "http://evil.example").await, 403);
     assert_eq!(upgrade_status(http, "http://good.example").await, 101);
     // Without an Origin header (not a browser): allowed.
@@ -129,7 +114,7 @@ async fn keepalive_drops_a_peer_that_never_answers_pings() {
     let http = port();
     let yaml =
         "limits: { ping_interval: 100ms, idle_timeout: 400ms }\nnodes:\n  a: { http: PORT }\n";
-    let running = start(yaml, http).await;
+    let running = start_yaml(yaml, http).await;
     // Never polled again: it cannot answer pings, like a dead peer.
     let _dead = Client::connect(http).await;
     let mut alive = Client::connect(http).await;
@@ -148,7 +133,7 @@ async fn keepalive_drops_a_peer_that_never_answers_pings() {
 #[tokio::test]
 async fn unknown_paths_and_methods_are_404() {
     let http = port();
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     for path in [
         "/nope",
         "/ws/x",
@@ -213,7 +198,7 @@ async fn flood(a: &mut Client, b: &mut Client, n: usize, round: &str) {
 async fn a_stalled_client_is_dropped_and_the_others_latency_does_not_change() {
     let http = port();
     let yaml = "nodes:\n  a:\n    http: PORT\n    limits: { send_queue: 512 }\n";
-    let running = start(yaml, http).await;
+    let running = start_yaml(yaml, http).await;
     let mut a = Client::connect(http).await;
     let mut b = Client::connect(http).await;
     let baseline = worst_round_trip(&mut a, &mut b, "calm").await;

@@ -9,25 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use topo::check::check_bytes;
-use topo::runtime::Running;
-
-async fn start(yaml: &str, http: u16) -> Running {
-    let text = yaml.replace("PORT", &http.to_string());
-    let checked = check_bytes("t.yaml", "t", text.as_bytes(), &|_| None);
-    let Some(valid) = checked.valid.clone() else {
-        panic!("{}", checked.render())
-    };
-    timeout(LIMIT, Running::start(&valid.topology))
-        .await
-        .expect("start timed out")
-        .expect("start failed")
-}
 
 #[tokio::test]
 async fn without_origins_only_the_nodes_own_origin_may_upgrade() {
     let http = port();
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     assert_eq!(
         upgrade_status(http, &format!("http://127.0.0.1:{http}")).await,
         101
@@ -46,7 +32,7 @@ async fn without_origins_only_the_nodes_own_origin_may_upgrade() {
     running.shutdown().await;
 
     let http = port();
-    let running = start("origins: [\"*\"]\nnodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("origins: [\"*\"]\nnodes:\n  a: { http: PORT }\n", http).await;
     assert_eq!(upgrade_status(http, "http://evil.example").await, 101);
     running.shutdown().await;
 }
@@ -146,7 +132,7 @@ async fn close_code_after_sending(http: u16, frames: &[(Vec<u8>, usize)]) -> Opt
 async fn a_too_big_message_gets_1009_twenty_times_out_of_twenty() {
     let http = port();
     // The default limit (64 KiB).
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     let whole = |len: usize| vec![(frame_header(true, 1, len as u64), len)];
     let fragmented = || {
         let mut frames = vec![(frame_header(false, 1, 16_384), 16_384)];
@@ -177,7 +163,7 @@ async fn a_too_big_message_gets_1009_twenty_times_out_of_twenty() {
 #[tokio::test]
 async fn an_invalid_websocket_key_is_answered_400() {
     let http = port();
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     let long = "A".repeat(4096);
     for (what, key) in [
         ("empty", ""),
@@ -232,7 +218,7 @@ pub async fn closed_after(mut stream: TcpStream, trickle: bool) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_trickling_connections_are_closed_and_capped() {
     let http = port();
-    let running = start("nodes:\n  a: { http: PORT }\n", http).await;
+    let running = start_yaml("nodes:\n  a: { http: PORT }\n", http).await;
     let limit = topo::serve::HEADER_TIMEOUT + Duration::from_secs(2);
     let connect = || TcpStream::connect(("127.0.0.1", http));
     let idle = tokio::spawn(closed_after(connect().await.unwrap(), false));
