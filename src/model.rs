@@ -276,6 +276,68 @@ pub struct RedisWiring {
     pub patterns: Vec<String>,
 }
 
+/// A node's links resolved to names and addresses, in file order: the one
+/// source for every listing of them (the ready table, `topo up -v`, the
+/// admin view), which only choose how much of it to print.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeLinks<'a> {
+    pub publish: Option<&'a ZmqPublish>,
+    pub subscribe: Vec<SubscribeListing<'a>>,
+    /// The SUB sockets' prefix; empty when there is no SUB socket.
+    pub filter: &'a str,
+    pub redis: Option<RedisListing<'a>>,
+    pub relay: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscribeListing<'a> {
+    pub endpoint: &'a Endpoint,
+    /// The node publishing there, when it is one of the file's.
+    pub from: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisListing<'a> {
+    pub broker: &'a Broker,
+    pub publish: &'a str,
+    pub subscribe: &'a [String],
+    pub patterns: &'a [String],
+}
+
+impl<'a> NodeLinks<'a> {
+    pub fn of(topology: &'a Topology, id: NodeId) -> NodeLinks<'a> {
+        let node = topology.node(id);
+        let zmq = node.zmq.as_ref();
+        let subscribe: Vec<SubscribeListing<'a>> = zmq
+            .map(|z| {
+                z.subscribe
+                    .iter()
+                    .map(|s| SubscribeListing {
+                        endpoint: &s.endpoint,
+                        from: s.from.map(|f| topology.node(f).name.as_str()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let filter = match zmq {
+            Some(z) if !subscribe.is_empty() => z.filter.as_str(),
+            _ => "",
+        };
+        NodeLinks {
+            publish: zmq.and_then(|z| z.publish.as_ref()),
+            subscribe,
+            filter,
+            redis: node.redis.as_ref().map(|r| RedisListing {
+                broker: topology.broker(r.broker),
+                publish: &r.publish,
+                subscribe: &r.subscribe,
+                patterns: &r.patterns,
+            }),
+            relay: node.relay,
+        }
+    }
+}
+
 impl Wiring {
     pub fn of(topology: &Topology, id: NodeId) -> Wiring {
         let node = topology.node(id);

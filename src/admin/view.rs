@@ -144,21 +144,21 @@ impl View {
 
 fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
     let node = t.node(id);
-    let w = crate::model::Wiring::of(t, id);
+    let links = crate::model::NodeLinks::of(t, id);
     let mut wiring = Vec::new();
-    if let Some(p) = &w.publish {
+    if let Some(p) = links.publish {
         wiring.push(format!("pub {} {:?}", p.bind, p.topic));
     }
-    for s in &w.subscribe {
-        wiring.push(format!("sub {s}"));
+    for s in &links.subscribe {
+        wiring.push(format!("sub {}", s.endpoint));
     }
-    if !w.subscribe.is_empty() {
-        wiring.push(format!("filter {:?}", w.filter));
+    if !links.subscribe.is_empty() {
+        wiring.push(format!("filter {:?}", links.filter));
     }
-    if let Some(r) = &w.redis {
+    if let Some(r) = &links.redis {
         wiring.push(format!(
             "redis {} pub {} sub [{}] psub [{}]",
-            r.url,
+            r.broker.url,
             r.publish,
             r.subscribe.join(","),
             r.patterns.join(",")
@@ -393,6 +393,20 @@ mod tests {
   b: { http: 8081, zmq: { pub: 5001, sub: [a] }, relay: true, redis: { broker: 'redis://127.0.0.1:6399' } }
   c: { http: 8082, redis: { broker: 'redis://127.0.0.1:6399', patterns: ['chat*'] } }
 ";
+
+    #[test]
+    fn each_node_s_wiring_is_one_line_of_its_links() {
+        let view = View::of(&valid(MIXED), 1, &[]);
+        let wiring: Vec<&str> = view.nodes.iter().map(|n| n.wiring.as_str()).collect();
+        assert_eq!(
+            wiring,
+            [
+                r#"pub 127.0.0.1:5000 "chat"; sub tcp://127.0.0.1:5001; filter "chat""#,
+                r#"pub 127.0.0.1:5001 "chat"; sub tcp://127.0.0.1:5000; filter "chat"; redis redis://127.0.0.1:6399 pub chat_messages sub [chat_messages] psub []"#,
+                "redis redis://127.0.0.1:6399 pub chat_messages sub [chat_messages] psub [chat*]",
+            ]
+        );
+    }
 
     #[test]
     fn zmq_edges_go_node_to_node_and_redis_edges_through_the_broker() {

@@ -2,6 +2,7 @@
 //! under its own cancellation token and task tracker, in a `node=<name>` span.
 //! It trusts the `Topology` it is given and never decides which nodes run.
 
+pub mod close;
 pub mod router;
 pub mod wiring;
 pub mod ws;

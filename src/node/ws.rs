@@ -6,6 +6,7 @@
 //! and a bounded backlog per client (1008) so one stalled client costs the
 //! others nothing.
 
+use super::close::CloseCode;
 use super::router::NodeRouter;
 use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
@@ -48,12 +49,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often a writer blocked on a full socket looks at its backlog.
 const STALL_CHECK: Duration = Duration::from_millis(20);
-
-const GOING_AWAY: u16 = 1001;
-const UNSUPPORTED: u16 = 1003;
-const INVALID_DATA: u16 = 1007;
-const POLICY: u16 = 1008;
-const TOO_BIG: u16 = 1009;
 
 #[derive(Clone)]
 pub struct Http {
@@ -339,7 +334,7 @@ async fn reader(
             _ = &mut idle => {
                 if last_seen.elapsed() >= idle_timeout {
                     tracing::info!(?idle_timeout, "client silent, dropping it");
-                    break close_frame(POLICY, "idle timeout: no pong");
+                    break close_frame(CloseCode::Policy, "idle timeout: no pong");
                 }
                 idle.as_mut().reset((last_seen + idle_timeout).into());
                 continue;
@@ -350,7 +345,7 @@ async fn reader(
         match frame {
             Some(Ok(Message::Text(text))) => core.from_client(text),
             Some(Ok(Message::Binary(_))) => {
-                break close_frame(UNSUPPORTED, "binary frames are not supported");
+                break close_frame(CloseCode::Unsupported, "binary frames are not supported");
             }
             Some(Ok(Message::Close(_))) | None => return,
             Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
@@ -374,8 +369,8 @@ fn refusal(e: axum::Error) -> Result<CloseFrame, BoxError> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     match e.into_inner().downcast::<WsError>() {
         Ok(e) => match *e {
-            WsError::Capacity(_) => Ok(close_frame(TOO_BIG, "message too big")),
-            WsError::Utf8(_) => Ok(close_frame(INVALID_DATA, "invalid UTF-8")),
+            WsError::Capacity(_) => Ok(close_frame(CloseCode::TooBig, "message too big")),
+            WsError::Utf8(_) => Ok(close_frame(CloseCode::InvalidData, "invalid UTF-8")),
             other => Err(other.into()),
         },
         Err(other) => Err(other),
@@ -429,7 +424,7 @@ impl Writer {
         let goodbye = loop {
             let next = tokio::select! {
                 biased;
-                _ = self.node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
+                _ = self.node.cancelled() => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
                 // Resolved once only: the loop ends with it. Err: the
                 // reader ended without a frame to send.
                 frame = &mut self.close => break frame.ok(),
@@ -440,7 +435,7 @@ impl Writer {
                         Out::Batch
                     }
                     Err(RecvError::Lagged(missed)) => break Some(self.too_slow(missed)),
-                    Err(RecvError::Closed) => break Some(close_frame(GOING_AWAY, "node shutting down")),
+                    Err(RecvError::Closed) => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
                 },
             };
             if let Out::Batch = next {
@@ -476,7 +471,7 @@ impl Writer {
                     }
                 },
                 _ = backlog_full(rx, limit) => true,
-                _ = node.cancelled() => break Some(close_frame(GOING_AWAY, "node shutting down")),
+                _ = node.cancelled() => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
             };
             if full {
                 let missed = self.rx.len() as u64;
@@ -508,7 +503,7 @@ impl Writer {
             send_queue = self.send_queue,
             "client not reading, disconnecting it"
         );
-        close_frame(POLICY, "too slow: send queue full")
+        close_frame(CloseCode::Policy, "too slow: send queue full")
     }
 }
 
@@ -519,9 +514,9 @@ async fn backlog_full(rx: &broadcast::Receiver<Text>, limit: usize) {
     }
 }
 
-fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     }
 }

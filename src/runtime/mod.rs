@@ -15,7 +15,7 @@ pub mod watch;
 pub use crate::node::StartError;
 pub use running::{LinksNotUp, Running};
 
-use crate::model::{NodeId, Topology};
+use crate::model::{NodeId, NodeLinks, Topology};
 use crate::printable::escape_controls;
 
 /// Runs one node of the topology until `shutdown` resolves (`topo node FILE
@@ -183,44 +183,41 @@ fn names_clipped(names: &[String], keep: usize) -> String {
 
 /// `pub :5000 · sub b c · filter chat · redis local pub chat sub news · relay`.
 fn links_summary(topology: &Topology, id: NodeId) -> String {
-    let node = topology.node(id);
+    let links = NodeLinks::of(topology, id);
     let mut parts = Vec::new();
-    if let Some(zmq) = &node.zmq {
-        if let Some(p) = &zmq.publish {
-            let mut s = format!(
-                "pub {}",
-                short_addr(&p.bind.ip().to_string(), p.bind.port())
-            );
-            if p.topic != zmq.filter || zmq.subscribe.is_empty() {
-                s.push_str(&format!(" topic {}", p.topic));
-            }
-            parts.push(s);
-        }
-        if !zmq.subscribe.is_empty() {
-            let from: Vec<String> = zmq
-                .subscribe
-                .iter()
-                .map(|sub| match sub.from {
-                    Some(f) => topology.node(f).name.clone(),
-                    None => short_addr(&sub.endpoint.host, sub.endpoint.port),
-                })
-                .collect();
-            parts.push(format!("sub {}", names_clipped(&from, 6)));
-            parts.push(format!("filter {}", zmq.filter));
-        }
-    }
-    if let Some(r) = &node.redis {
-        let broker = topology.broker(r.broker);
-        let mut s = format!("redis {} pub {}", broker.name, r.publish);
-        if !r.subscribe.is_empty() {
-            s.push_str(&format!(" sub {}", names_clipped(&r.subscribe, 3)));
-        }
-        if !r.patterns.is_empty() {
-            s.push_str(&format!(" psub {}", names_clipped(&r.patterns, 2)));
+    if let Some(p) = links.publish {
+        let mut s = format!(
+            "pub {}",
+            short_addr(&p.bind.ip().to_string(), p.bind.port())
+        );
+        if p.topic != links.filter || links.subscribe.is_empty() {
+            s.push_str(&format!(" topic {}", p.topic));
         }
         parts.push(s);
     }
-    if node.relay {
+    if !links.subscribe.is_empty() {
+        let from: Vec<String> = links
+            .subscribe
+            .iter()
+            .map(|sub| match sub.from {
+                Some(name) => name.to_string(),
+                None => short_addr(&sub.endpoint.host, sub.endpoint.port),
+            })
+            .collect();
+        parts.push(format!("sub {}", names_clipped(&from, 6)));
+        parts.push(format!("filter {}", links.filter));
+    }
+    if let Some(r) = &links.redis {
+        let mut s = format!("redis {} pub {}", r.broker.name, r.publish);
+        if !r.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(r.subscribe, 3)));
+        }
+        if !r.patterns.is_empty() {
+            s.push_str(&format!(" psub {}", names_clipped(r.patterns, 2)));
+        }
+        parts.push(s);
+    }
+    if links.relay {
         parts.push("relay".into());
     }
     if parts.is_empty() {
@@ -232,26 +229,20 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
 
 /// Every link in full, as `topo up -v` prints it.
 fn links_full(topology: &Topology, id: NodeId) -> String {
-    let node = topology.node(id);
+    let links = NodeLinks::of(topology, id);
     let mut parts = Vec::new();
-    if let Some(zmq) = &node.zmq {
-        if let Some(p) = &zmq.publish {
-            parts.push(format!("zmq pub tcp://{} topic {:?}", p.bind, p.topic));
-        }
-        for sub in &zmq.subscribe {
-            let from = sub
-                .from
-                .map(|f| format!(" ({})", topology.node(f).name))
-                .unwrap_or_default();
-            parts.push(format!(
-                "zmq sub {}{from} filter {:?}",
-                sub.endpoint, zmq.filter
-            ));
-        }
+    if let Some(p) = links.publish {
+        parts.push(format!("zmq pub tcp://{} topic {:?}", p.bind, p.topic));
     }
-    if let Some(r) = &node.redis {
-        let broker = topology.broker(r.broker);
-        let mut s = format!("redis {} publish {}", broker.url, r.publish);
+    for sub in &links.subscribe {
+        let from = sub.from.map(|f| format!(" ({f})")).unwrap_or_default();
+        parts.push(format!(
+            "zmq sub {}{from} filter {:?}",
+            sub.endpoint, links.filter
+        ));
+    }
+    if let Some(r) = &links.redis {
+        let mut s = format!("redis {} publish {}", r.broker.url, r.publish);
         if !r.subscribe.is_empty() {
             s.push_str(&format!(" subscribe {}", r.subscribe.join(",")));
         }
@@ -260,7 +251,7 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
-    if node.relay {
+    if links.relay {
         parts.push("relay".into());
     }
     if parts.is_empty() {
@@ -385,6 +376,40 @@ mod tests {
             ready_table_verbose(&t, &ids)
                 .lines()
                 .any(|l| l.len() > 1000)
+        );
+    }
+
+    #[test]
+    fn redis_links_show_the_broker_s_name_in_the_summary_and_its_url_in_full() {
+        let yaml = "brokers:
+  main: { url: 'redis://127.0.0.1:6399' }
+nodes:
+  a: { http: 8080, zmq: { pub: 5000 } }
+  b: { http: 8081, redis: { broker: main, subscribe: [x, y], patterns: ['chat*'] } }
+  c: { http: 8082 }
+";
+        let none = |_: &str| None;
+        let t = crate::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &none)
+            .valid
+            .expect("valid")
+            .topology;
+        let summary: Vec<String> = t.node_ids().map(|id| links_summary(&t, id)).collect();
+        let full: Vec<String> = t.node_ids().map(|id| links_full(&t, id)).collect();
+        assert_eq!(
+            summary,
+            [
+                "pub :5000 topic chat",
+                "redis main pub chat_messages sub x y psub chat*",
+                "stand-alone"
+            ]
+        );
+        assert_eq!(
+            full,
+            [
+                r#"zmq pub tcp://127.0.0.1:5000 topic "chat""#,
+                "redis redis://127.0.0.1:6399 publish chat_messages subscribe x,y patterns chat*",
+                "stand-alone"
+            ]
         );
     }
 }

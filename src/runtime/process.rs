@@ -54,7 +54,8 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// This many exits within [`CRASH_WINDOW`] mark the node failed.
 pub const CRASH_LIMIT: usize = 5;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(30);
-/// First restart delay; doubles per exit, capped.
+/// First restart delay; doubles per exit (plus jitter, as for the links),
+/// capped.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -242,7 +243,7 @@ async fn supervise(
     tracker: TaskTracker,
 ) {
     let mut exits: Vec<Instant> = Vec::new();
-    let mut backoff = BACKOFF_START;
+    let mut delays = crate::transport::retry::backoff(BACKOFF_START, BACKOFF_MAX);
     let mut ready = Some(ready);
     loop {
         let (mut child, signal) = match spawn(&spec) {
@@ -281,12 +282,12 @@ async fn supervise(
             tracing::error!(%status, exits = exits.len(), "child exited {CRASH_LIMIT} times within {CRASH_WINDOW:?}: node marked failed, not restarted");
             return;
         }
+        // The backoff is endless; the cap is only a fallback.
+        let backoff = delays.next().unwrap_or(BACKOFF_MAX);
         tracing::warn!(%status, restart_in = ?backoff, "child exited, restarting");
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if crate::transport::retry::sleep_or_cancelled(&stop, backoff).await {
+            return;
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

@@ -9,6 +9,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use topo::node::close::CloseCode;
 
 /// The node still delivers between two fresh clients.
 async fn still_serving(http: u16) {
@@ -44,7 +45,7 @@ async fn a_message_over_the_limit_closes_with_1009() {
     assert_eq!(big.recv().await.len(), 1024);
     big.send(&"x".repeat(100_000)).await;
     let frame = big.close_frame().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1009);
+    assert_eq!(u16::from(frame.code), u16::from(CloseCode::TooBig));
     other.send("after").await;
     // The other client got the 1 KiB message, never the big one.
     assert_eq!(other.recv().await.len(), 1024);
@@ -61,10 +62,13 @@ async fn invalid_utf8_closes_with_1007_and_binary_with_1003() {
     let frame = Frame::message(vec![b'h', 0xff, 0xfe], OpCode::Data(Data::Text), true);
     bad.send_message(Message::Frame(frame)).await;
     let frame = bad.close_frame().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1007);
+    assert_eq!(u16::from(frame.code), u16::from(CloseCode::InvalidData));
     let mut binary = Client::connect(http).await;
     binary.send_binary().await;
-    assert_eq!(u16::from(binary.close_frame().await.unwrap().code), 1003);
+    assert_eq!(
+        u16::from(binary.close_frame().await.unwrap().code),
+        u16::from(CloseCode::Unsupported)
+    );
     still_serving(http).await;
     running.shutdown().await;
 }

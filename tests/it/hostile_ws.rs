@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use topo::node::close::CloseCode;
 
 #[tokio::test]
 async fn without_origins_only_the_nodes_own_origin_may_upgrade() {
@@ -149,7 +150,11 @@ async fn a_too_big_message_gets_1009_twenty_times_out_of_twenty() {
     ] {
         for attempt in 0..20 {
             let code = close_code_after_sending(http, &frames).await;
-            assert_eq!(code, Some(1009), "{what}, attempt {attempt}");
+            assert_eq!(
+                code,
+                Some(u16::from(CloseCode::TooBig)),
+                "{what}, attempt {attempt}"
+            );
         }
     }
     eprintln!("60 oversize messages refused in {:?}", started.elapsed());

@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use topo::check::check_bytes;
 use topo::diff::{Diff, wirings};
 use topo::model::Topology;
+use topo::node::close::CloseCode;
 use topo::runtime::Running;
 use topo::runtime::controller::apply;
 
@@ -58,7 +59,7 @@ async fn client_limits_change_in_place_and_a_new_send_queue_restarts() {
     let mut fresh = Client::connect(http).await;
     fresh.send(&"x".repeat(100)).await;
     let frame = fresh.close_frame().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1009);
+    assert_eq!(u16::from(frame.code), u16::from(CloseCode::TooBig));
 
     let t2 = compile(
         "origins: ['http://good.example']\nlimits: { max_message_bytes: 64, send_queue: 16 }\nnodes:\n  a: { http: PORT }\n",
@@ -66,7 +67,7 @@ async fn client_limits_change_in_place_and_a_new_send_queue_restarts() {
     );
     assert_eq!(reload(&mut running, &t2, 2).await, "~a(restart)");
     let frame = kept.close_frame().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(u16::from(frame.code), u16::from(CloseCode::GoingAway));
     assert_eq!(upgrade_status(http, "http://evil.example").await, 403);
     let mut after = Client::connect(http).await;
     after.send("after").await;
