@@ -7,6 +7,8 @@
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
+use topo::bench::plan::Load;
+use topo::bench::report::Line;
 
 /// One measured point of a series.
 #[derive(Clone, Copy, Debug)]
@@ -36,11 +38,10 @@ pub fn plot_file(input: &Path, svg: &Path) -> Result<String, String> {
 fn panels(text: &str) -> Panels {
     let mut panels = Panels::new();
     for line in text.lines() {
-        let Ok(run) = serde_json::from_str::<serde_json::Value>(line) else {
+        let Ok(Line::Run(run)) = serde_json::from_str::<Line>(line) else {
             continue;
         };
-        let (Some(label), Some("open")) = (run["label"].as_str(), run["load"]["mode"].as_str())
-        else {
+        let (Some(label), Load::Rate(offered)) = (run.label.as_deref(), run.load) else {
             continue;
         };
         let Some((scenario, series)) = label.split_once('/') else {
@@ -49,12 +50,7 @@ fn panels(text: &str) -> Panels {
         if crate::summary::NOT_LADDERS.contains(&scenario) {
             continue;
         }
-        let (Some(rate), Some(p99)) = (
-            run["delivered_per_s"].as_f64(),
-            run["latency"]["p99_ms"].as_f64(),
-        ) else {
-            continue;
-        };
+        let (rate, p99) = (run.delivered_per_s, run.latency.p99_ms);
         if rate > 0.0 && p99 > 0.0 {
             panels
                 .entry(scenario.to_owned())
@@ -62,7 +58,7 @@ fn panels(text: &str) -> Panels {
                 .entry(series.to_owned())
                 .or_default()
                 .push(Point {
-                    offered: run["load"]["rate"].as_f64().unwrap_or(rate),
+                    offered,
                     delivered_per_s: rate,
                     p99_ms: p99,
                 });
@@ -145,12 +141,13 @@ mod tests {
 
     #[test]
     fn draws_one_panel_per_scenario() {
+        use crate::summary::tests::run;
         let lines = [
-            r#"{"label":"single/node","load":{"mode":"open","rate":900},"delivered_per_s":90000,"latency":{"p99_ms":40}}"#,
-            r#"{"label":"single/topo","load":{"mode":"open","rate":900},"delivered_per_s":90000,"latency":{"p99_ms":1.5}}"#,
-            r#"{"label":"single/topo","load":{"mode":"open","rate":9000},"delivered_per_s":900000,"latency":{"p99_ms":3}}"#,
-            r#"{"label":"zmq/topo","load":{"mode":"closed","window":8},"delivered_per_s":900000,"latency":{"p99_ms":3}}"#,
-            "not json",
+            run("single/node", Load::Rate(900.0), 90000.0, (4.0, 40.0), 0.5),
+            run("single/topo", Load::Rate(900.0), 90000.0, (1.0, 1.5), 0.5),
+            run("single/topo", Load::Rate(9000.0), 900000.0, (1.0, 3.0), 0.5),
+            run("zmq/topo", Load::Window(8), 900000.0, (1.0, 3.0), 0.5),
+            "not json".into(),
         ];
         let panels = panels(&lines.join("\n"));
         assert_eq!(panels.len(), 1, "closed-loop runs are not plotted");

@@ -3,10 +3,10 @@
 //! within 50 ms, the closed-loop peak, the cost at the Node server's
 //! sustainable load, memory per idle connection and start-up times.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use topo::bench::report::count;
+use topo::bench::plan::Load;
+use topo::bench::report::{Line, Report, count};
 
 /// Labels of runs that are not rate ladders (listed in the last table).
 pub const NOT_LADDERS: [&str; 3] = ["idle", "route", "startup"];
@@ -14,36 +14,33 @@ pub const NOT_LADDERS: [&str; 3] = ["idle", "route", "startup"];
 /// p99 bound of the "sustainable" rate.
 const P99_LIMIT_MS: f64 = 50.0;
 
-fn server_cpu(run: &Value) -> Option<f64> {
-    let cpus: Vec<f64> = run["processes"]
-        .as_array()?
-        .iter()
-        .filter_map(|p| p["cpu"].as_f64())
-        .collect();
+fn server_cpu(run: &Report) -> Option<f64> {
+    let cpus: Vec<f64> = run.processes.iter().filter_map(|p| p.cpu).collect();
     (!cpus.is_empty()).then(|| cpus.iter().sum())
-}
-
-fn f(run: &Value, path: &[&str]) -> f64 {
-    let mut v = run;
-    for key in path {
-        v = &v[*key];
-    }
-    v.as_f64().unwrap_or(f64::NAN)
 }
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |c| format!("{:.0}%", c * 100.0))
 }
 
+/// The offered rate as the JSON line has it (`null` for a closed loop).
+fn rate(run: &Report) -> serde_json::Value {
+    match run.load {
+        Load::Rate(r) => r.into(),
+        _ => serde_json::Value::Null,
+    }
+}
+
 pub fn table(jsonl: &str) -> String {
-    let runs: Vec<Value> = jsonl
+    let lines: Vec<Line> = jsonl
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     // scenario -> impl -> runs
-    let mut by: BTreeMap<String, BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
-    for run in &runs {
-        if let Some((scenario, imp)) = run["label"].as_str().and_then(|l| l.split_once('/')) {
+    let mut by: BTreeMap<String, BTreeMap<String, Vec<&Report>>> = BTreeMap::new();
+    for line in &lines {
+        let Line::Run(run) = line else { continue };
+        if let Some((scenario, imp)) = run.label.as_deref().and_then(|l| l.split_once('/')) {
             by.entry(scenario.into())
                 .or_default()
                 .entry(imp.into())
@@ -62,33 +59,23 @@ pub fn table(jsonl: &str) -> String {
         }
         let mut best_rate = BTreeMap::new();
         for (imp, runs) in imps {
-            let open: Vec<&&Value> = runs
-                .iter()
-                .filter(|r| r["load"]["mode"] == "open")
-                .collect();
-            let ok: Vec<&&Value> = open
+            let ok: Vec<&Report> = runs
                 .iter()
                 .copied()
-                .filter(|r| f(r, &["latency", "p99_ms"]) <= P99_LIMIT_MS && r["lost"] == 0)
+                .filter(|r| matches!(r.load, Load::Rate(_)))
+                .filter(|r| r.latency.p99_ms <= P99_LIMIT_MS && r.lost == 0)
                 .collect();
             let best = ok
                 .iter()
-                .max_by(|a, b| f(a, &["delivered_per_s"]).total_cmp(&f(b, &["delivered_per_s"])));
-            let peak = runs.iter().find(|r| r["load"]["mode"] == "closed");
-            let faults: f64 = ok
-                .iter()
-                .map(|r| f(r, &["lost"]) + f(r, &["duplicates"]))
-                .sum();
+                .max_by(|a, b| a.delivered_per_s.total_cmp(&b.delivered_per_s));
+            let peak = runs.iter().find(|r| matches!(r.load, Load::Window(_)));
+            let faults: f64 = ok.iter().map(|r| (r.lost + r.duplicates) as f64).sum();
             let (rate, lat, cpu) = match best {
                 Some(b) => {
-                    best_rate.insert(imp.clone(), f(b, &["delivered_per_s"]));
+                    best_rate.insert(imp.clone(), b.delivered_per_s);
                     (
-                        count(f(b, &["delivered_per_s"])),
-                        format!(
-                            "{:.1} / {:.1} ms",
-                            f(b, &["latency", "p50_ms"]),
-                            f(b, &["latency", "p99_ms"])
-                        ),
+                        count(b.delivered_per_s),
+                        format!("{:.1} / {:.1} ms", b.latency.p50_ms, b.latency.p99_ms),
                         pct(server_cpu(b)),
                     )
                 }
@@ -97,8 +84,8 @@ pub fn table(jsonl: &str) -> String {
             let peak = peak.map_or("-".into(), |p| {
                 format!(
                     "{}/s (p99 {:.1} ms)",
-                    count(f(p, &["delivered_per_s"])),
-                    f(p, &["latency", "p99_ms"])
+                    count(p.delivered_per_s),
+                    p.latency.p99_ms
                 )
             });
             let _ = writeln!(
@@ -115,12 +102,12 @@ pub fn table(jsonl: &str) -> String {
         }
     }
     at_node_load(&by, &mut out);
-    idle_and_startup(&runs, &mut out);
+    idle_and_startup(&lines, &mut out);
     out
 }
 
 /// The Node single server's sustainable load: 900 sends/s to 100 clients.
-fn at_node_load(by: &BTreeMap<String, BTreeMap<String, Vec<&Value>>>, out: &mut String) {
+fn at_node_load(by: &BTreeMap<String, BTreeMap<String, Vec<&Report>>>, out: &mut String) {
     let Some(single) = by.get("single") else {
         return;
     };
@@ -128,53 +115,58 @@ fn at_node_load(by: &BTreeMap<String, BTreeMap<String, Vec<&Value>>>, out: &mut 
         "\n| at 900 msg/s × 100 clients (90,000 deliveries/s) | p50 | p99 | server CPU (one core = 100%) | lost |\n| --- | --- | --- | --- | --- |\n",
     );
     for (imp, runs) in single {
-        if let Some(r) = runs
-            .iter()
-            .find(|r| r["load"]["mode"] == "open" && f(r, &["load", "rate"]) == 900.0)
-        {
+        if let Some(r) = runs.iter().find(|r| r.load == Load::Rate(900.0)) {
             let _ = writeln!(
                 out,
                 "| {imp} | {:.2} ms | {:.2} ms | {} | {} |",
-                f(r, &["latency", "p50_ms"]),
-                f(r, &["latency", "p99_ms"]),
+                r.latency.p50_ms,
+                r.latency.p99_ms,
                 pct(server_cpu(r)),
-                r["lost"]
+                r.lost
             );
         }
     }
 }
 
-fn idle_and_startup(runs: &[Value], out: &mut String) {
+fn idle_and_startup(lines: &[Line], out: &mut String) {
     let mut rows = Vec::new();
-    for run in runs {
-        let label = run["label"].as_str().unwrap_or("");
-        if let Some(imp) = label.strip_prefix("idle/") {
-            let kib = run["processes"][0]["rss_per_client_kib"].as_f64();
-            rows.push(format!(
-                "| {} idle connections, {imp} | {} KiB resident per connection |",
-                run["clients"],
-                kib.map_or("n/a".into(), |k| format!("{k:.1}"))
-            ));
-        } else if let Some(imp) = label.strip_prefix("route/") {
-            for r in run["routes"].as_array().into_iter().flatten() {
-                rows.push(format!(
-                    "| one message, client of {} → client of {}, {imp} ({} msg/s) | p50 {:.2} ms, p99 {:.2} ms |",
-                    r["from"].as_str().unwrap_or("?"),
-                    r["to"].as_str().unwrap_or("?"),
-                    run["load"]["rate"],
-                    f(r, &["latency", "p50_ms"]),
-                    f(r, &["latency", "p99_ms"]),
-                ));
+    for line in lines {
+        match line {
+            Line::Run(run) => {
+                let label = run.label.as_deref().unwrap_or("");
+                if let Some(imp) = label.strip_prefix("idle/") {
+                    let kib = run.processes.first().and_then(|p| p.rss_per_client_kib);
+                    rows.push(format!(
+                        "| {} idle connections, {imp} | {} KiB resident per connection |",
+                        run.clients,
+                        kib.map_or("n/a".into(), |k| format!("{k:.1}"))
+                    ));
+                } else if let Some(imp) = label.strip_prefix("route/") {
+                    for r in &run.routes {
+                        rows.push(format!(
+                            "| one message, client of {} → client of {}, {imp} ({} msg/s) | p50 {:.2} ms, p99 {:.2} ms |",
+                            r.from,
+                            r.to,
+                            rate(run),
+                            r.latency.p50_ms,
+                            r.latency.p99_ms,
+                        ));
+                    }
+                }
             }
-        } else if let Some(what) = label.strip_prefix("startup/") {
-            let rss = run["rss_kib"].as_f64().map_or(String::new(), |k| {
-                format!(", idle RSS {:.1} MiB", k / 1024.0)
-            });
-            rows.push(format!(
-                "| start-up to ready, {what} | {:.1} ms (median of {}){rss} |",
-                f(run, &["median_ms"]),
-                run["runs_ms"].as_array().map_or(0, Vec::len)
-            ));
+            Line::Startup(s) => {
+                let label = s.label.as_deref().unwrap_or("");
+                if let Some(what) = label.strip_prefix("startup/") {
+                    let rss = s.rss_kib.map_or(String::new(), |k| {
+                        format!(", idle RSS {:.1} MiB", k as f64 / 1024.0)
+                    });
+                    rows.push(format!(
+                        "| start-up to ready, {what} | {:.1} ms (median of {}){rss} |",
+                        s.median_ms,
+                        s.runs_ms.len()
+                    ));
+                }
+            }
         }
     }
     if !rows.is_empty() {
@@ -187,25 +179,90 @@ fn idle_and_startup(runs: &[Value], out: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+    use topo::bench::report::{Latency, Process};
+    use topo::bench::startup::Startup;
+
+    /// A run as `topo bench --format json --label LABEL` prints it.
+    pub fn run(label: &str, load: Load, delivered_per_s: f64, p: (f64, f64), cpu: f64) -> String {
+        let report = Report {
+            targets: vec!["ws://127.0.0.1:1/ws".into()],
+            clients: 100,
+            senders: 10,
+            load,
+            payload: 64,
+            warmup_s: 1.0,
+            duration_s: 5.0,
+            connect_s: 0.1,
+            sent: 1,
+            sent_per_s: 1.0,
+            delivered: 1,
+            expected: 1,
+            delivered_per_s,
+            received_in_window_per_s: delivered_per_s,
+            lost: 0,
+            duplicates: 0,
+            foreign: 0,
+            dropped_clients: 0,
+            latency: Latency {
+                p50_ms: p.0,
+                p99_ms: p.1,
+                ..Latency::default()
+            },
+            routes: vec![],
+            generator_cpu: None,
+            generator_threads: 1,
+            processes: vec![Process {
+                pid: 1,
+                cpu: Some(cpu),
+                rss_before_kib: Some(1000),
+                rss_kib: Some(1480),
+                rss_per_client_kib: Some(4.8),
+            }],
+            idle: load == Load::Idle,
+            load_average: None,
+            label: None,
+        };
+        report.to_json(Some(label)).to_string()
+    }
 
     #[test]
     fn picks_the_fastest_run_within_the_p99_bound() {
+        let startup = Startup {
+            command: "topo up zmq.yaml".into(),
+            runs_ms: vec![12.7],
+            median_ms: 12.7,
+            rss_kib: Some(20480),
+            threads: Some(4),
+            label: None,
+        };
+        let mut startup = serde_json::to_value(&startup).unwrap();
+        // As bench/compare.sh adds it (jq).
+        startup["label"] = "startup/topo zmq-3node".into();
         let lines = [
-            r#"{"label":"single/node","load":{"mode":"open","rate":900},"delivered_per_s":90000,"lost":0,"duplicates":0,"latency":{"p50_ms":4,"p99_ms":40},"processes":[{"cpu":0.7}]}"#,
-            r#"{"label":"single/node","load":{"mode":"open","rate":1500},"delivered_per_s":120000,"lost":0,"duplicates":0,"latency":{"p50_ms":40,"p99_ms":400},"processes":[{"cpu":1.0}]}"#,
-            r#"{"label":"single/topo","load":{"mode":"open","rate":900},"delivered_per_s":90000,"lost":0,"duplicates":0,"latency":{"p50_ms":1,"p99_ms":3},"processes":[{"cpu":0.1}]}"#,
-            r#"{"label":"single/topo","load":{"mode":"open","rate":9000},"delivered_per_s":900000,"lost":0,"duplicates":0,"latency":{"p50_ms":2,"p99_ms":9},"processes":[{"cpu":0.8}]}"#,
-            r#"{"label":"idle/topo","clients":10000,"processes":[{"rss_per_client_kib":4.8}]}"#,
-            r#"{"label":"startup/topo zmq-3node","median_ms":12.7,"runs_ms":[12.7],"rss_kib":20480}"#,
+            run("single/node", Load::Rate(900.0), 90000.0, (4.0, 40.0), 0.7),
+            run(
+                "single/node",
+                Load::Rate(1500.0),
+                120000.0,
+                (40.0, 400.0),
+                1.0,
+            ),
+            run("single/topo", Load::Rate(900.0), 90000.0, (1.0, 3.0), 0.1),
+            run("single/topo", Load::Rate(9000.0), 900000.0, (2.0, 9.0), 0.8),
+            run("idle/topo", Load::Idle, 0.0, (0.0, 0.0), 0.0),
+            startup.to_string(),
         ];
         let t = table(&lines.join("\n"));
         assert!(t.contains("| single | node | 90.0 k/s |"), "{t}");
         assert!(t.contains("| single | topo | 900.0 k/s |"), "{t}");
         assert!(t.contains("**10.0×**"), "{t}");
         assert!(t.contains("| topo | 1.00 ms | 3.00 ms | 10% | 0 |"), "{t}");
-        assert!(t.contains("4.8 KiB"), "{t}");
-        assert!(t.contains("12.7 ms"), "{t}");
+        assert!(t.contains("100 idle connections, topo | 4.8 KiB"), "{t}");
+        assert!(
+            t.contains("12.7 ms (median of 1), idle RSS 20.0 MiB"),
+            "{t}"
+        );
     }
 }

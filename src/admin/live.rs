@@ -6,15 +6,14 @@
 //! `/healthz` is how both reach it. It never changes the running nodes.
 
 use super::Applied;
-use super::view::{Health, Previous, View, sample};
+use super::view::{EdgeStats, Health, NodeStats, Previous, View, sample};
 use crate::check::{Checked, Valid};
 use crate::diff::Diff;
 use crate::fault::Fault;
 use axum::response::sse::Event as SseEvent;
 use futures_util::Stream;
-use serde::Serialize;
-use serde_json::json;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +43,7 @@ pub struct Shared {
     pub faults: Vec<Fault>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReloadNote {
     pub generation: u64,
     pub added: Vec<String>,
@@ -78,11 +77,44 @@ impl ReloadNote {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Rejected {
     pub file: String,
-    /// `{line, column, message}` per error, as `validate --format json`.
-    pub errors: Vec<serde_json::Value>,
+    /// As `validate --format json` lists them.
+    pub errors: Vec<ErrorAt>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorAt {
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+/// The `topology` event of `/api/events`, and the body of `/api/view`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopologyEvent {
+    pub view: View,
+    pub reload: Option<ReloadNote>,
+    pub rejected: Option<Rejected>,
+    pub faults: Vec<FaultNote>,
+}
+
+/// A fault switch that is on, for the page's buttons.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FaultNote {
+    pub fault: Fault,
+    pub text: String,
+    /// The edge it cuts, if it cuts one.
+    pub edge: Option<String>,
+}
+
+/// The `stats` event of `/api/events`: one sample of the applied generation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatsEvent {
+    pub generation: u64,
+    pub nodes: BTreeMap<String, NodeStats>,
+    pub edges: BTreeMap<String, EdgeStats>,
 }
 
 impl Rejected {
@@ -91,9 +123,11 @@ impl Rejected {
             file: checked.file.clone(),
             errors: checked
                 .errors()
-                .map(
-                    |d| json!({"line": d.span.line, "column": d.span.column, "message": d.message}),
-                )
+                .map(|d| ErrorAt {
+                    line: d.span.line,
+                    column: d.span.column,
+                    message: d.message.clone(),
+                })
                 .collect(),
         }
     }
@@ -211,7 +245,11 @@ fn current(shared: &Shared) -> (Current, Event) {
     let faults: Vec<_> = shared
         .faults
         .iter()
-        .map(|f| json!({"fault": f, "text": f.to_string(), "edge": view.edge_of(f)}))
+        .map(|f| FaultNote {
+            fault: f.clone(),
+            text: f.to_string(),
+            edge: view.edge_of(f),
+        })
         .collect();
     let cut = shared
         .faults
@@ -219,11 +257,19 @@ fn current(shared: &Shared) -> (Current, Event) {
         .filter(|f| matches!(f, Fault::SubCut { .. } | Fault::RedisSubCut { .. }))
         .filter_map(|f| view.edge_of(f))
         .collect();
-    let data = json!({"view": view, "reload": shared.reload, "rejected": shared.rejected, "faults": faults});
+    let data = TopologyEvent {
+        view,
+        reload: shared.reload.clone(),
+        rejected: shared.rejected.clone(),
+        faults,
+    };
     let event = Event {
         name: "topology",
-        data: data.to_string().into(),
+        data: serde_json::to_string(&data)
+            .expect("string-keyed data serialises")
+            .into(),
     };
+    let view = data.view;
     (Current { view, targets, cut }, event)
 }
 
@@ -271,9 +317,10 @@ async fn poll_loop(
                         e.state = "cut".into();
                     }
                 }
-                let data = json!({"generation": now.view.generation, "nodes": sample.nodes, "edges": sample.edges});
+                let data = StatsEvent { generation: now.view.generation, nodes: sample.nodes, edges: sample.edges };
+                let data = serde_json::to_string(&data).expect("string-keyed data serialises");
                 // No receiver left in between: nothing to do.
-                let _ = stats.send(Event { name: "stats", data: data.to_string().into() });
+                let _ = stats.send(Event { name: "stats", data: data.into() });
             }
         }
     }
@@ -336,4 +383,108 @@ pub fn stream(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::view::{Edge, EdgeKind, NodeState, Vertex};
+
+    /// The page (www/admin.html) reads these names: a change here is a
+    /// change of the page's contract, not a refactoring.
+    #[test]
+    fn the_wire_format_is_stable() {
+        let vertex = |id: &str, name: &str, url: Option<&str>| Vertex {
+            id: id.into(),
+            name: name.into(),
+            url: url.map(Into::into),
+            relay: false,
+            wiring: "w".into(),
+        };
+        let topology = TopologyEvent {
+            view: View {
+                name: "t".into(),
+                generation: 2,
+                nodes: vec![vertex("n:a", "a", Some("http://127.0.0.1:1/"))],
+                brokers: vec![vertex("b:r", "r", None)],
+                edges: vec![Edge {
+                    id: "pub:a".into(),
+                    kind: EdgeKind::RedisPub,
+                    from: "n:a".into(),
+                    to: "b:r".into(),
+                    label: "chat".into(),
+                    relayed: true,
+                    tap: None,
+                }],
+                matrix_names: vec!["a".into()],
+                deliveries: [("a".to_owned(), [("a".to_owned(), 1)].into())].into(),
+                failed: vec![],
+            },
+            reload: Some(ReloadNote {
+                generation: 2,
+                added: vec!["a".into()],
+                ..ReloadNote::default()
+            }),
+            rejected: Some(Rejected {
+                file: "f.yaml".into(),
+                errors: vec![ErrorAt {
+                    line: 3,
+                    column: 4,
+                    message: "m".into(),
+                }],
+            }),
+            faults: vec![FaultNote {
+                fault: Fault::SubCut {
+                    node: "a".into(),
+                    endpoint: "tcp://127.0.0.1:2".into(),
+                },
+                text: "cut".into(),
+                edge: None,
+            }],
+        };
+        let wire = concat!(
+            r#"{"view":{"name":"t","generation":2,"#,
+            r#""nodes":[{"id":"n:a","name":"a","url":"http://127.0.0.1:1/","relay":false,"wiring":"w"}],"#,
+            r#""brokers":[{"id":"b:r","name":"r","url":null,"relay":false,"wiring":"w"}],"#,
+            r#""edges":[{"id":"pub:a","kind":"redis-pub","from":"n:a","to":"b:r","label":"chat","relayed":true}],"#,
+            r#""matrix_names":["a"],"deliveries":{"a":{"a":1}},"failed":[]},"#,
+            r#""reload":{"generation":2,"added":["a"],"removed":[],"rewired":[],"restarted":[],"failed":[]},"#,
+            r#""rejected":{"file":"f.yaml","errors":[{"line":3,"column":4,"message":"m"}]},"#,
+            r#""faults":[{"fault":{"kind":"sub-cut","node":"a","endpoint":"tcp://127.0.0.1:2"},"text":"cut","edge":null}]}"#,
+        );
+        assert_eq!(serde_json::to_string(&topology).unwrap(), wire);
+        let back: TopologyEvent = serde_json::from_str(wire).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), wire);
+
+        let stats = StatsEvent {
+            generation: 2,
+            nodes: [(
+                "a".to_owned(),
+                NodeStats {
+                    state: NodeState::NoHttp,
+                    clients: 1,
+                    in_per_s: 2.5,
+                    out_per_s: 0.0,
+                    generation: None,
+                    outbox: 3,
+                },
+            )]
+            .into(),
+            edges: [(
+                "pub:a".to_owned(),
+                EdgeStats {
+                    state: "cut".into(),
+                    delta: 4,
+                },
+            )]
+            .into(),
+        };
+        let wire = concat!(
+            r#"{"generation":2,"nodes":{"a":{"state":"no-http","clients":1,"in_per_s":2.5,"#,
+            r#""out_per_s":0.0,"generation":null,"outbox":3}},"edges":{"pub:a":{"state":"cut","delta":4}}}"#,
+        );
+        assert_eq!(serde_json::to_string(&stats).unwrap(), wire);
+        let back: StatsEvent = serde_json::from_str(wire).unwrap();
+        assert_eq!(back.nodes["a"], stats.nodes["a"]);
+    }
 }

@@ -2,7 +2,8 @@
 //! brokers), edges with stable ids and labels (drawn like `topo graph`:
 //! ZeroMQ node → node, Redis through a broker vertex), the reach matrix, and
 //! how one sample of every node's `/healthz` becomes node and edge stats.
-//! Pure: it neither polls nor serves (`live` does).
+//! Pure: it neither polls nor serves (`live` does). The types are the wire
+//! format of `/api/view` and the event stream, and read back by tests.
 
 use crate::check::Valid;
 use crate::fault::Fault;
@@ -11,11 +12,11 @@ use crate::health::LinkKind;
 pub use crate::health::{Health, HealthLink, Messages};
 use crate::model::{NodeId, Topology};
 use petgraph::visit::EdgeRef;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the page draws for one applied generation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct View {
     pub name: String,
     pub generation: u64,
@@ -30,7 +31,7 @@ pub struct View {
     pub failed: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Vertex {
     /// `n:<node>` or `b:<broker>`: stable across reloads, so the page can
     /// tell what was added or removed.
@@ -43,19 +44,27 @@ pub struct Vertex {
     pub wiring: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Edge {
     /// `zmq:<from>><to>`, `pub:<node>`, `sub:<node>:<channel or psubscribe pattern>`.
     pub id: String,
-    /// `zmq`, `redis-pub` or `redis-sub`.
-    pub kind: &'static str,
+    pub kind: EdgeKind,
     pub from: String,
     pub to: String,
     pub label: String,
     /// The message crossing it may be forwarded again (its source is a relay).
     pub relayed: bool,
+    /// Server-side only: `None` in a view read back from the wire.
     #[serde(skip)]
-    pub tap: Tap,
+    pub tap: Option<Tap>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeKind {
+    Zmq,
+    RedisPub,
+    RedisSub,
 }
 
 /// Where an edge's state and traffic are read in a node's `/healthz`.
@@ -122,13 +131,13 @@ impl View {
         };
         self.edges
             .iter()
-            .find(|e| e.tap == tap)
+            .find(|e| e.tap.as_ref() == Some(&tap))
             .map(|e| e.id.clone())
     }
 
     /// The switch that cuts edge `id`: its SUB or its subscription.
     pub fn fault_of(&self, id: &str) -> Option<Fault> {
-        match &self.edges.iter().find(|e| e.id == id)?.tap {
+        match self.edges.iter().find(|e| e.id == id)?.tap.as_ref()? {
             Tap::ZmqSub { node, endpoint } => Some(Fault::SubCut {
                 node: node.clone(),
                 endpoint: endpoint.clone(),
@@ -198,15 +207,15 @@ fn edges(valid: &Valid) -> Vec<Edge> {
         }
         out.push(Edge {
             id,
-            kind: "zmq",
+            kind: EdgeKind::Zmq,
             from: format!("n:{a}"),
             to: format!("n:{b}"),
             label: e.weight().label(t, from, to),
             relayed: t.node(from).relay,
-            tap: Tap::ZmqSub {
+            tap: Some(Tap::ZmqSub {
                 node: b.clone(),
                 endpoint,
-            },
+            }),
         });
     }
     let (publish, subscribe) = redis_edges(t);
@@ -214,27 +223,27 @@ fn edges(valid: &Valid) -> Vec<Edge> {
         let name = &t.node(node).name;
         out.push(Edge {
             id: format!("pub:{name}"),
-            kind: "redis-pub",
+            kind: EdgeKind::RedisPub,
             from: format!("n:{name}"),
             to: format!("b:{}", t.broker(broker).name),
             label: channel,
             relayed: t.node(node).relay,
-            tap: Tap::RedisSent { node: name.clone() },
+            tap: Some(Tap::RedisSent { node: name.clone() }),
         });
     }
     for (broker, node, key) in subscribe {
         let name = &t.node(node).name;
         out.push(Edge {
             id: format!("sub:{name}:{key}"),
-            kind: "redis-sub",
+            kind: EdgeKind::RedisSub,
             from: format!("b:{}", t.broker(broker).name),
             to: format!("n:{name}"),
             label: key.clone(),
             relayed: false,
-            tap: Tap::RedisVia {
+            tap: Some(Tap::RedisVia {
                 node: name.clone(),
                 key,
-            },
+            }),
         });
     }
     out
@@ -242,16 +251,15 @@ fn edges(valid: &Valid) -> Vec<Edge> {
 
 /// One sample for the page: every node's state and rates, every edge's
 /// state and how many messages crossed it since the previous sample.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub nodes: BTreeMap<String, NodeStats>,
     pub edges: BTreeMap<String, EdgeStats>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeStats {
-    /// `up`, `down` (no answer), `failed` (a reload could not apply), `no-http`.
-    pub state: &'static str,
+    pub state: NodeState,
     pub clients: u64,
     pub in_per_s: f64,
     pub out_per_s: f64,
@@ -260,7 +268,20 @@ pub struct NodeStats {
     pub outbox: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeState {
+    Up,
+    /// No answer to `/healthz`.
+    #[default]
+    Down,
+    /// A reload could not apply.
+    Failed,
+    /// It has no HTTP server to ask.
+    NoHttp,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct EdgeStats {
     /// `up`, `connecting`, `down`, or `unknown` (the node did not answer).
     pub state: String,
@@ -300,18 +321,30 @@ pub fn sample(
         let failed = view.failed.contains(&v.name);
         let s = match health.get(&v.name) {
             None => NodeStats {
-                state: if failed { "failed" } else { "no-http" },
+                state: if failed {
+                    NodeState::Failed
+                } else {
+                    NodeState::NoHttp
+                },
                 ..NodeStats::default()
             },
             Some(None) => NodeStats {
-                state: if failed { "failed" } else { "down" },
+                state: if failed {
+                    NodeState::Failed
+                } else {
+                    NodeState::Down
+                },
                 ..NodeStats::default()
             },
             Some(Some(h)) => {
                 let (i, o) = (h.messages.incoming, h.messages.outgoing);
                 let before = previous.nodes.insert(v.name.clone(), (i, o));
                 NodeStats {
-                    state: if failed { "failed" } else { "up" },
+                    state: if failed {
+                        NodeState::Failed
+                    } else {
+                        NodeState::Up
+                    },
                     clients: h.clients,
                     in_per_s: rate(delta(i, before.map(|b| b.0))),
                     out_per_s: rate(delta(o, before.map(|b| b.1))),
@@ -328,7 +361,9 @@ pub fn sample(
         stats.nodes.insert(v.name.clone(), s);
     }
     for e in &view.edges {
-        let (node, read) = match &e.tap {
+        // A view read back from the wire has no taps: nothing to read.
+        let Some(tap) = &e.tap else { continue };
+        let (node, read) = match tap {
             Tap::ZmqSub { node, endpoint } => (node, Read::Sub(endpoint)),
             Tap::RedisSent { node } => (node, Read::Sent),
             Tap::RedisVia { node, key } => (node, Read::Via(key)),
@@ -496,8 +531,8 @@ mod tests {
         assert_eq!(second.edges["zmq:a>b"].state, "unknown");
         assert_eq!(second.nodes["a"].in_per_s, 100.0);
         assert_eq!(second.nodes["a"].clients, 2);
-        assert_eq!(second.nodes["b"].state, "down");
-        assert_eq!(second.nodes["c"].state, "failed");
+        assert_eq!(second.nodes["b"].state, NodeState::Down);
+        assert_eq!(second.nodes["c"].state, NodeState::Failed);
         // A restarted node's counters start again from 0.
         let third = sample(&view, &health(20, 9), &mut previous, 0.5);
         assert_eq!(third.edges["zmq:b>a"].delta, 20);

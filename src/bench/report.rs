@@ -1,5 +1,6 @@
 //! The result of a bench run, as a table for people and as one JSON object
 //! per run for programs (`bench/compare.sh` collects them, `plot` draws them).
+//! The serde types are that JSON's one definition: the plot reads them back.
 
 use super::plan::Load;
 use hdrhistogram::Histogram;
@@ -36,7 +37,7 @@ impl Latency {
 }
 
 /// Latency from the clients of one node to the clients of another.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Route {
     pub from: String,
     pub to: String,
@@ -51,14 +52,21 @@ pub struct Process {
     pub cpu: Option<f64>,
     pub rss_before_kib: Option<u64>,
     pub rss_kib: Option<u64>,
+    /// Resident memory each connection added, in KiB.
+    pub rss_per_client_kib: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// Resident memory each of `clients` connections added, in KiB.
+pub fn per_client_kib(before: Option<u64>, after: Option<u64>, clients: usize) -> Option<f64> {
+    Some((after? as f64 - before? as f64) / clients.max(1) as f64)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub targets: Vec<String>,
     pub clients: usize,
     pub senders: usize,
-    #[serde(serialize_with = "load_json")]
+    #[serde(with = "load_json")]
     pub load: Load,
     pub payload: usize,
     pub warmup_s: f64,
@@ -89,15 +97,50 @@ pub struct Report {
     pub idle: bool,
     /// The machine's 1-minute load average at the end of the window.
     pub load_average: Option<f64>,
+    /// `--label`: which scenario and implementation the run measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
-fn load_json<S: serde::Serializer>(load: &Load, s: S) -> Result<S::Ok, S::Error> {
-    let value = match load {
-        Load::Rate(r) => serde_json::json!({"mode": "open", "rate": r}),
-        Load::Window(w) => serde_json::json!({"mode": "closed", "window": w}),
-        Load::Idle => serde_json::json!({"mode": "idle"}),
-    };
-    value.serialize(s)
+/// `load` on the wire: `{"mode": "open", "rate": R}`, `{"mode": "closed",
+/// "window": W}` or `{"mode": "idle"}`.
+mod load_json {
+    use super::Load;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(tag = "mode", rename_all = "lowercase")]
+    enum Wire {
+        Open { rate: f64 },
+        Closed { window: u32 },
+        Idle,
+    }
+
+    pub fn serialize<S: Serializer>(load: &Load, s: S) -> Result<S::Ok, S::Error> {
+        match *load {
+            Load::Rate(rate) => Wire::Open { rate },
+            Load::Window(window) => Wire::Closed { window },
+            Load::Idle => Wire::Idle,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Load, D::Error> {
+        Ok(match Wire::deserialize(d)? {
+            Wire::Open { rate } => Load::Rate(rate),
+            Wire::Closed { window } => Load::Window(window),
+            Wire::Idle => Load::Idle,
+        })
+    }
+}
+
+/// One of the JSON lines `bench/compare.sh` collects: a run's report or a
+/// start-up measurement (its label added by the script).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Line {
+    Run(Box<Report>),
+    Startup(super::startup::Startup),
 }
 
 impl Report {
@@ -106,26 +149,10 @@ impl Report {
         self.lost == 0 && self.duplicates == 0 && self.dropped_clients == 0
     }
 
-    /// Resident memory each connection added to the pid, in KiB.
-    pub fn rss_per_client_kib(&self, p: &Process) -> Option<f64> {
-        let (before, after) = (p.rss_before_kib?, p.rss_kib?);
-        Some((after as f64 - before as f64) / self.clients.max(1) as f64)
-    }
-
     pub fn to_json(&self, label: Option<&str>) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).expect("a report serialises");
-        if let Some(label) = label {
-            value["label"] = label.into();
-        }
-        let per_client: Vec<_> = self
-            .processes
-            .iter()
-            .map(|p| self.rss_per_client_kib(p))
-            .collect();
-        for (i, kib) in per_client.into_iter().enumerate() {
-            value["processes"][i]["rss_per_client_kib"] = serde_json::json!(kib);
-        }
-        value
+        let mut line = self.clone();
+        line.label = label.map(Into::into);
+        serde_json::to_value(&line).expect("a report serialises")
     }
 
     pub fn to_text(&self) -> String {
@@ -226,7 +253,7 @@ impl Report {
             );
         }
         for p in &self.processes {
-            let rss = match (p.rss_kib, self.rss_per_client_kib(p)) {
+            let rss = match (p.rss_kib, p.rss_per_client_kib) {
                 (Some(rss), Some(per)) => {
                     format!(
                         ", rss {:.1} MiB ({per:+.2} KiB per client)",
@@ -257,5 +284,88 @@ pub fn count(n: f64) -> String {
         format!("{:.1} k", n / 1e3)
     } else {
         format!("{n:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bench/compare.sh` (jq) and the plot read these names.
+    #[test]
+    fn the_wire_format_is_stable() {
+        let report = Report {
+            targets: vec!["ws://h:1/ws".into()],
+            clients: 2,
+            senders: 1,
+            load: Load::Rate(900.0),
+            payload: 64,
+            warmup_s: 1.0,
+            duration_s: 5.0,
+            connect_s: 0.5,
+            sent: 10,
+            sent_per_s: 2.0,
+            delivered: 20,
+            expected: 20,
+            delivered_per_s: 4.0,
+            received_in_window_per_s: 4.0,
+            lost: 0,
+            duplicates: 1,
+            foreign: 2,
+            dropped_clients: 3,
+            latency: Latency {
+                samples: 20,
+                p50_ms: 1.0,
+                p90_ms: 2.0,
+                p99_ms: 3.0,
+                p999_ms: 4.0,
+                max_ms: 5.0,
+                mean_ms: 1.5,
+            },
+            routes: vec![Route {
+                from: "a".into(),
+                to: "b".into(),
+                latency: Latency::default(),
+            }],
+            generator_cpu: Some(0.25),
+            generator_threads: 1,
+            processes: vec![Process {
+                pid: 7,
+                cpu: None,
+                rss_before_kib: Some(1000),
+                rss_kib: Some(1010),
+                rss_per_client_kib: per_client_kib(Some(1000), Some(1010), 2),
+            }],
+            idle: false,
+            load_average: None,
+            label: None,
+        };
+        let zero = r#"{"samples":0,"p50_ms":0.0,"p90_ms":0.0,"p99_ms":0.0,"p999_ms":0.0,"max_ms":0.0,"mean_ms":0.0}"#;
+        let wire = [
+            r#"{"targets":["ws://h:1/ws"],"clients":2,"senders":1,"load":{"mode":"open","rate":900.0},"#,
+            r#""payload":64,"warmup_s":1.0,"duration_s":5.0,"connect_s":0.5,"sent":10,"sent_per_s":2.0,"#,
+            r#""delivered":20,"expected":20,"delivered_per_s":4.0,"received_in_window_per_s":4.0,"#,
+            r#""lost":0,"duplicates":1,"foreign":2,"dropped_clients":3,"#,
+            r#""latency":{"samples":20,"p50_ms":1.0,"p90_ms":2.0,"p99_ms":3.0,"p999_ms":4.0,"max_ms":5.0,"mean_ms":1.5},"#,
+            &format!(r#""routes":[{{"from":"a","to":"b","latency":{zero}}}],"#),
+            r#""generator_cpu":0.25,"generator_threads":1,"#,
+            r#""processes":[{"pid":7,"cpu":null,"rss_before_kib":1000,"rss_kib":1010,"rss_per_client_kib":5.0}],"#,
+            r#""idle":false,"load_average":null,"label":"single/topo"}"#,
+        ]
+        .concat();
+        assert_eq!(report.to_json(Some("single/topo")).to_string(), wire);
+        let Line::Run(back) = serde_json::from_str(&wire).unwrap() else {
+            panic!("a report reads back as a run");
+        };
+        assert_eq!(back.to_json(back.label.as_deref()).to_string(), wire);
+        for (load, json) in [
+            (Load::Window(8), r#"{"mode":"closed","window":8}"#),
+            (Load::Idle, r#"{"mode":"idle"}"#),
+        ] {
+            let mut r = report.clone();
+            r.load = load;
+            assert_eq!(r.to_json(None)["load"].to_string(), json);
+        }
+        assert!(!report.to_json(None).to_string().contains("label"));
     }
 }

@@ -6,7 +6,7 @@
 use super::load::{Shared, Tally, thread_main};
 use super::plan::{Load, LoadPlan};
 use super::procstat;
-use super::report::{Latency, Process, Report, Route};
+use super::report::{Latency, Process, Report, Route, per_client_kib};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -257,6 +257,7 @@ fn report(shared: &Shared, plan: &LoadPlan, tallies: &[Tally], window: Window<'_
             cpu: share(cpu_start.pids[i], cpu_end.pids[i]),
             rss_before_kib: window.rss.0[i],
             rss_kib: window.rss.1[i],
+            rss_per_client_kib: per_client_kib(window.rss.0[i], window.rss.1[i], plan.clients),
         })
         .collect();
     Report {
@@ -285,5 +286,6 @@ fn report(shared: &Shared, plan: &LoadPlan, tallies: &[Tally], window: Window<'_
         processes,
         idle: matches!(plan.load, Load::Idle),
         load_average: window.load_average,
+        label: None,
     }
 }

@@ -17,7 +17,7 @@ const POLL: Duration = Duration::from_millis(1);
 /// Memory is read this long after ready, once start-up allocations settled.
 const SETTLE: Duration = Duration::from_millis(500);
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Startup {
     pub command: String,
     pub runs_ms: Vec<f64>,
@@ -25,6 +25,9 @@ pub struct Startup {
     /// Resident memory and threads of the process, idle, after the last run.
     pub rss_kib: Option<u64>,
     pub threads: Option<u64>,
+    /// Added by `bench/compare.sh`; absent from what topo prints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> Exit {
@@ -62,6 +65,7 @@ pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, forma
         runs_ms: runs,
         rss_kib: rss,
         threads,
+        label: None,
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string(&result).expect("serialises")),

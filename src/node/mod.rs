@@ -47,7 +47,7 @@ pub struct NodeHandle {
     pub name: String,
     /// Where its HTTP server listens, if it has one.
     pub http: Option<SocketAddr>,
-    pub core: Arc<NodeRouter>,
+    pub router: Arc<NodeRouter>,
     links: Links,
     wired: tokio::sync::Mutex<Wired>,
     /// The client limits its HTTP server applies to new connections.
@@ -87,7 +87,7 @@ impl NodeHandle {
     pub async fn rewire(&self, new: &Wiring, generation: u64) -> Result<(), StartError> {
         let mut wired = self.wired.lock().await;
         let env = Env {
-            core: &self.core,
+            router: &self.router,
             inbox: &self.inbox,
             tasks: &self.tasks,
         };
@@ -106,7 +106,7 @@ impl NodeHandle {
                 }
                 changed
             });
-            self.core.set_generation(generation);
+            self.router.set_generation(generation);
         }
         applied
     }
@@ -217,7 +217,7 @@ impl Bound {
             span: span.clone(),
         };
         let counters = Arc::new(Counters::default());
-        let core = NodeRouter::new(
+        let router = NodeRouter::new(
             wiring.name.clone(),
             generation,
             wiring.relay,
@@ -225,22 +225,26 @@ impl Bound {
             Vec::new(),
         )
         .with_backlog(wiring.limits.send_queue);
-        let core = Arc::new(core);
+        let router = Arc::new(router);
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
         let env = Env {
-            core: &core,
+            router: &router,
             inbox: &inbox,
             tasks: &tasks,
         };
         wired.commit(prepared, &wiring, &env);
         let links: Links = Arc::new(RwLock::new(wired.statuses()));
-        tasks.spawn(router::route(core.clone(), inbox_rx, tasks.cancel.clone()));
+        tasks.spawn(router::route(
+            router.clone(),
+            inbox_rx,
+            tasks.cancel.clone(),
+        ));
         let limits = watch::Sender::new(Arc::new(wiring.limits.clone()));
         let mut http_addr = None;
         if let Some(listener) = http {
             http_addr = listener.local_addr().ok();
             let http = ws::Http {
-                core: core.clone(),
+                router: router.clone(),
                 links: links.clone(),
                 cancel: tasks.cancel.clone(),
                 tracker: tasks.tracker.clone(),
@@ -257,7 +261,7 @@ impl Bound {
         NodeHandle {
             name: wiring.name.clone(),
             http: http_addr,
-            core,
+            router,
             links,
             wired: tokio::sync::Mutex::new(wired),
             limits,

@@ -41,7 +41,7 @@ impl NodeRouter {
         }
     }
 
-    /// The same core with a hub whose clients may fall `backlog` messages behind.
+    /// The same router with a hub whose clients may fall `backlog` messages behind.
     pub fn with_backlog(mut self, backlog: usize) -> NodeRouter {
         self.hub = Hub::with_capacity(backlog);
         self
@@ -103,7 +103,7 @@ impl NodeRouter {
 
 /// Drains the inbox that every receiving link feeds.
 pub async fn route(
-    core: Arc<NodeRouter>,
+    router: Arc<NodeRouter>,
     mut inbox: mpsc::Receiver<Received>,
     cancel: CancellationToken,
 ) {
@@ -111,7 +111,7 @@ pub async fn route(
         tokio::select! {
             _ = cancel.cancelled() => return,
             msg = inbox.recv() => match msg {
-                Some(msg) => core.from_link(msg),
+                Some(msg) => router.from_link(msg),
                 None => return,
             },
         }
@@ -138,7 +138,7 @@ mod tests {
         }
     }
 
-    fn core(relay: bool) -> (NodeRouter, Arc<Mutex<Vec<String>>>) {
+    fn fixture(relay: bool) -> (NodeRouter, Arc<Mutex<Vec<String>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let links: Vec<Box<dyn Outbound>> = vec![
             Box::new(Recorder(Origin::Zmq, log.clone())),
@@ -152,24 +152,24 @@ mod tests {
 
     #[test]
     fn client_messages_go_to_every_link_and_every_client() {
-        let (core, log) = core(false);
-        let (mut rx, _guard) = core.hub.join();
-        core.from_client(Text::from("hi"));
+        let (router, log) = fixture(false);
+        let (mut rx, _guard) = router.hub.join();
+        router.from_client(Text::from("hi"));
         assert_eq!(*log.lock().unwrap(), ["Zmq:hi", "Redis:hi"]);
         assert_eq!(rx.try_recv().unwrap(), "hi");
-        assert_eq!(core.counters.incoming(), 1);
+        assert_eq!(router.counters.incoming(), 1);
     }
 
     #[test]
     fn only_relays_forward_and_never_back_onto_redis() {
-        let (plain, log) = core(false);
+        let (plain, log) = fixture(false);
         plain.from_link(Received {
             origin: Origin::Zmq,
             text: Text::from("z"),
         });
         assert!(log.lock().unwrap().is_empty());
 
-        let (relay, log) = core(true);
+        let (relay, log) = fixture(true);
         let (mut rx, _guard) = relay.hub.join();
         relay.from_link(Received {
             origin: Origin::Redis,

@@ -43,7 +43,7 @@ struct RedisSlot {
 
 /// What the slots need from their node.
 pub struct Env<'a> {
-    pub core: &'a Arc<NodeRouter>,
+    pub router: &'a Arc<NodeRouter>,
     pub inbox: &'a Inbox,
     pub tasks: &'a Tasks,
 }
@@ -156,7 +156,7 @@ impl Wired {
                 }
             }
         }
-        env.core.set_relay(new.relay);
+        env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
         self.wiring = Wiring {
             http: self.wiring.http,
@@ -204,11 +204,11 @@ impl Wired {
                 if let Some(old) = self.publish.take() {
                     old.cancel.cancel();
                 }
-                env.core.set_outbound(Origin::Zmq, None);
+                env.router.set_outbound(Origin::Zmq, None);
                 if let Some((p, socket)) = bound {
                     let cancel = env.tasks.cancel.child_token();
                     let (topic, topic_rx) = watch::channel(p.topic.clone());
-                    let counters = env.core.counters.clone();
+                    let counters = env.router.counters.clone();
                     warn_if_every_interface("zmq pub", p.bind);
                     let address = format!("tcp://{}", p.bind);
                     let status = LinkStatus::new(LinkKind::ZmqPub, address, LinkState::Up);
@@ -216,7 +216,7 @@ impl Wired {
                     let (handle, task) =
                         socket.run(topic_rx, counters, status.clone(), cancel.clone());
                     env.tasks.spawn(task);
-                    env.core.set_outbound(Origin::Zmq, Some(Box::new(handle)));
+                    env.router.set_outbound(Origin::Zmq, Some(Box::new(handle)));
                     self.publish = Some(PubSlot {
                         status,
                         cancel,
@@ -274,14 +274,14 @@ impl Wired {
         if let Some(old) = self.redis.take() {
             old.cancel.cancel();
         }
-        env.core.set_outbound(Origin::Redis, None);
+        env.router.set_outbound(Origin::Redis, None);
         let (Some(connected), Some(link)) = (connected, &new.redis) else {
             return;
         };
         let status = LinkStatus::new(LinkKind::Redis, link.url.to_string(), LinkState::Up);
         let status = Arc::new(status);
         let cancel = env.tasks.cancel.child_token();
-        let counters = env.core.counters.clone();
+        let counters = env.router.counters.clone();
         let inbox = env.inbox.clone();
         let (handle, control, publisher, receiver) = connected.run(
             link,
@@ -293,7 +293,8 @@ impl Wired {
         );
         env.tasks.spawn(publisher);
         env.tasks.spawn(receiver);
-        env.core.set_outbound(Origin::Redis, Some(Box::new(handle)));
+        env.router
+            .set_outbound(Origin::Redis, Some(Box::new(handle)));
         self.redis = Some(RedisSlot {
             status,
             cancel,

@@ -52,7 +52,7 @@ const STALL_CHECK: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct Http {
-    pub core: Arc<NodeRouter>,
+    pub router: Arc<NodeRouter>,
     pub links: super::Links,
     /// The node's token: cancelled, every session says goodbye (1001).
     pub cancel: CancellationToken,
@@ -273,15 +273,15 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
             }
         })
         .collect();
-    let core = &http.core;
+    let router = &http.router;
     Json(Health {
-        node: core.name.clone(),
-        generation: core.generation(),
-        clients: core.hub.clients() as u64,
+        node: router.name.clone(),
+        generation: router.generation(),
+        clients: router.hub.clients() as u64,
         links,
         messages: Messages {
-            incoming: core.counters.incoming(),
-            outgoing: core.counters.outgoing(),
+            incoming: router.counters.incoming(),
+            outgoing: router.counters.outgoing(),
         },
     })
 }
@@ -291,8 +291,8 @@ async fn session(socket: WebSocket, http: Http, limits: &Limits) {
     if http.cancel.is_cancelled() {
         return;
     }
-    let (rx, _guard) = http.core.hub.join();
-    tracing::debug!(clients = http.core.hub.clients(), "client connected");
+    let (rx, _guard) = http.router.hub.join();
+    tracing::debug!(clients = http.router.hub.clients(), "client connected");
     let (sink, stream) = socket.split();
     // Cancelled by the writer when it stops, so the reader stops too.
     let session = http.cancel.child_token();
@@ -311,14 +311,14 @@ async fn session(socket: WebSocket, http: Http, limits: &Limits) {
         .tracker
         .spawn(writer.run(session.clone()).in_current_span());
     let idle = limits.idle_timeout;
-    reader(stream, &http.core, close_tx, session, idle).await;
+    reader(stream, &http.router, close_tx, session, idle).await;
     let _ = writer.await;
     tracing::debug!("client disconnected");
 }
 
 async fn reader(
     mut stream: SplitStream<WebSocket>,
-    core: &NodeRouter,
+    router: &NodeRouter,
     close: oneshot::Sender<CloseFrame>,
     session: CancellationToken,
     idle_timeout: Duration,
@@ -343,7 +343,7 @@ async fn reader(
         };
         last_seen = Instant::now();
         match frame {
-            Some(Ok(Message::Text(text))) => core.from_client(text),
+            Some(Ok(Message::Text(text))) => router.from_client(text),
             Some(Ok(Message::Binary(_))) => {
                 break close_frame(CloseCode::Unsupported, "binary frames are not supported");
             }

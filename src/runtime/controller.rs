@@ -97,7 +97,7 @@ pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<F
     }
     for node in running.nodes() {
         if !failed.contains(&node.name.as_str()) {
-            node.core.set_generation(generation);
+            node.router.set_generation(generation);
         }
     }
     failures
@@ -126,7 +126,7 @@ async fn restart(
     new: &Wiring,
     generation: u64,
 ) -> Result<(), Failure> {
-    let before = running.node(&old.name).map(|n| n.core.generation());
+    let before = running.node(&old.name).map(|n| n.router.generation());
     running.stop_node(&old.name).await;
     let Err(e) = running.start_wiring(new, generation).await else {
         return Ok(());

@@ -29,7 +29,7 @@ pub async fn run_node(
 ) -> Result<(), StartError> {
     let running = Running::start_nodes(&topology, [node]).await?;
     for n in running.nodes() {
-        n.core.set_generation(generation);
+        n.router.set_generation(generation);
     }
     // A child of `up --process` prints only its log lines: the parent
     // prints one table for every node once all are ready.

@@ -3,7 +3,7 @@
 //! in its own task so a PUB that is down never stalls the others. No routing
 //! decisions here: received text goes to the inbox.
 
-use super::zmtp::{Options, Publisher, Subscriber, SubscriberEvents};
+use super::zmtp::{Options, Subscriber, SubscriberEvents, ZmtpPublisher};
 use super::{Counters, Inbox, LinkState, LinkStatus, Origin, Outbound, Received, Text};
 use crate::model::Limits;
 use bytes::Bytes;
@@ -42,7 +42,7 @@ pub fn decode_frame(frame: &Bytes) -> Option<Bytes> {
 /// The node's side of its PUB socket: frames `<topic> <text>`, the topic
 /// as it is at each message (a reload may change it).
 pub struct ZmqPub {
-    publisher: Publisher,
+    publisher: ZmtpPublisher,
     topic: watch::Receiver<String>,
     counters: Arc<Counters>,
     status: Arc<LinkStatus>,
@@ -91,7 +91,7 @@ impl BoundPub {
         status: Arc<LinkStatus>,
         cancel: CancellationToken,
     ) -> (ZmqPub, impl Future<Output = ()> + Send + 'static) {
-        let publisher = Publisher::new(self.options, status.zmtp.clone());
+        let publisher = ZmtpPublisher::new(self.options, status.zmtp.clone());
         let task = publisher.clone().serve(self.listener, cancel);
         let handle = ZmqPub {
             publisher,

@@ -11,6 +11,8 @@ use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use topo::admin::live::{StatsEvent, TopologyEvent};
+use topo::admin::view::NodeState;
 
 /// zmq-3node on free ports, optionally with `d` added (and `a` subscribing to it).
 fn mesh(http: &[u16; 4], publ: &[u16; 4], with_d: bool) -> String {
@@ -100,11 +102,13 @@ async fn the_view_and_the_link_counters_follow_the_traffic() {
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str::<serde_json::Value>(&body).unwrap()
     };
-    let view = get(up.admin, "/api/view").await;
-    assert_eq!(view["view"]["nodes"].as_array().unwrap().len(), 3);
-    assert_eq!(view["view"]["edges"].as_array().unwrap().len(), 6);
-    assert_eq!(view["view"]["edges"][0]["label"], "chat");
-    assert_eq!(view["rejected"], serde_json::Value::Null);
+    let (status, body) = http_get(up.admin, "/api/view").await;
+    assert_eq!(status, 200, "/api/view: {body}");
+    let view: TopologyEvent = serde_json::from_str(&body).unwrap();
+    assert_eq!(view.view.nodes.len(), 3);
+    assert_eq!(view.view.edges.len(), 6);
+    assert_eq!(view.view.edges[0].label, "chat");
+    assert_eq!(view.rejected, None);
 
     // b receives from a: b's SUB link to a's PUB counts it (retried: slow joiner).
     let mut a = Client::connect(http[0]).await;
@@ -171,19 +175,17 @@ async fn the_event_stream_shows_children_of_up_process() {
                     .filter_map(|l| l.strip_prefix("data: "))
                     .collect::<String>();
                 if block.contains("event: topology") {
-                    let v: serde_json::Value = serde_json::from_str(&data).unwrap();
-                    assert_eq!(v["view"]["edges"].as_array().unwrap().len(), 6);
+                    let v: TopologyEvent = serde_json::from_str(&data).unwrap();
+                    assert_eq!(v.view.edges.len(), 6);
                     topology = true;
                 }
                 if block.contains("event: stats") {
                     assert!(topology, "the topology comes first");
-                    let s: serde_json::Value = serde_json::from_str(&data).unwrap();
-                    let nodes = s["nodes"].as_object().unwrap();
-                    let edges = s["edges"].as_object().unwrap();
-                    if nodes.len() == 3
-                        && nodes.values().all(|n| n["state"] == "up")
-                        && edges.len() == 6
-                        && edges.values().all(|e| e["state"] == "up")
+                    let s: StatsEvent = serde_json::from_str(&data).unwrap();
+                    if s.nodes.len() == 3
+                        && s.nodes.values().all(|n| n.state == NodeState::Up)
+                        && s.edges.len() == 6
+                        && s.edges.values().all(|e| e.state == "up")
                     {
                         return;
                     }

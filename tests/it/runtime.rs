@@ -201,12 +201,12 @@ async fn relay_bridges_zmq_to_redis_and_never_back_onto_redis() {
     r.wait_for("over the bridge").await;
 
     let bridge = running.node("bridge").unwrap();
-    let before = bridge.core.counters.incoming();
+    let before = bridge.router.counters.incoming();
     r.send("from redis").await;
     assert_eq!(r.recv().await, "from redis");
     // Once the bridge has it, a re-publication onto Redis would precede the fence.
     let deadline = Instant::now() + LIMIT;
-    while bridge.core.counters.incoming() == before {
+    while bridge.router.counters.incoming() == before {
         assert!(
             Instant::now() < deadline,
             "bridge never received the redis message"

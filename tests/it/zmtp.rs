@@ -12,7 +12,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use topo::transport::zmtp::{Options, Publisher, Stats, Subscriber, SubscriberEvents, ZmtpError};
+use topo::transport::zmtp::{
+    Options, Stats, Subscriber, SubscriberEvents, ZmtpError, ZmtpPublisher,
+};
 
 fn quick() -> Options {
     Options {
@@ -25,9 +27,9 @@ fn quick() -> Options {
 }
 
 /// A PUB serving on a fresh port; the token stops it.
-async fn serve(options: Options) -> (Publisher, Arc<Stats>, u16, CancellationToken) {
+async fn serve(options: Options) -> (ZmtpPublisher, Arc<Stats>, u16, CancellationToken) {
     let stats = Arc::new(Stats::default());
-    let publisher = Publisher::new(options, stats.clone());
+    let publisher = ZmtpPublisher::new(options, stats.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let cancel = CancellationToken::new();
@@ -36,7 +38,7 @@ async fn serve(options: Options) -> (Publisher, Arc<Stats>, u16, CancellationTok
 }
 
 /// A raw SUB: handshake, subscribe to "t", wait until the PUB counts it.
-async fn raw_sub(stream: TcpStream, publisher: &Publisher, before: usize) -> TcpStream {
+async fn raw_sub(stream: TcpStream, publisher: &ZmtpPublisher, before: usize) -> TcpStream {
     let mut stream = stream;
     stream.write_all(&hello("SUB")).await.unwrap();
     stream.write_all(&frame(false, b"\x01t")).await.unwrap();

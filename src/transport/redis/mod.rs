@@ -12,7 +12,7 @@ use super::echo::{EchoFilter, PENDING_LIMIT};
 use super::queue::QueuedOutbound;
 use super::{Counters, Inbox, LinkStatus, Origin};
 use crate::model::{RedisUrl, RedisWiring};
-use publisher::Publisher;
+use publisher::RedisPublisher;
 use receiver::Receiver;
 use redis::PushInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -178,7 +178,7 @@ impl Connected {
         let (fence, fences) = mpsc::channel(1);
         let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
         let (severed, severed_rx) = watch::channel(false);
-        let publisher = Publisher::new(
+        let publisher = RedisPublisher::new(
             self.publisher,
             channel_rx,
             filter.clone(),

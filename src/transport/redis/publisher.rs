@@ -26,7 +26,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// retry at most 0.8 s apart.
 const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 
-pub(super) struct Publisher {
+pub(super) struct RedisPublisher {
     conn: ConnectionManager,
     /// The current publish channel (a reload may change it).
     channel: watch::Receiver<String>,
@@ -44,7 +44,7 @@ pub(super) struct Publisher {
     reach: (String, i64),
 }
 
-impl Publisher {
+impl RedisPublisher {
     pub(super) fn new(
         conn: ConnectionManager,
         channel: watch::Receiver<String>,
@@ -52,10 +52,10 @@ impl Publisher {
         counters: Arc<Counters>,
         status: Arc<LinkStatus>,
         outbox_limit: watch::Receiver<usize>,
-    ) -> Publisher {
+    ) -> RedisPublisher {
         let reach = (channel.borrow().clone(), 0);
         let outbox = Outbox::new(*outbox_limit.borrow());
-        Publisher {
+        RedisPublisher {
             conn,
             channel,
             filter,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-pub use publisher::Publisher;
+pub use publisher::ZmtpPublisher;
 pub use subscriber::{Subscriber, SubscriberEvents};
 
 /// What `/healthz` shows of a socket's peers.

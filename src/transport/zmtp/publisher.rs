@@ -29,7 +29,7 @@ const READ_CHUNK: usize = 256;
 
 /// The sending side of a PUB socket; cheap to share.
 #[derive(Clone)]
-pub struct Publisher {
+pub struct ZmtpPublisher {
     shared: Arc<Shared>,
 }
 
@@ -115,9 +115,9 @@ impl Peer {
     }
 }
 
-impl Publisher {
-    pub fn new(options: Options, stats: Arc<Stats>) -> Publisher {
-        Publisher {
+impl ZmtpPublisher {
+    pub fn new(options: Options, stats: Arc<Stats>) -> ZmtpPublisher {
+        ZmtpPublisher {
             shared: Arc::new(Shared {
                 options,
                 stats,
