@@ -171,7 +171,7 @@ pub fn run(cli: Cli) -> Exit {
                 admin: (!no_admin).then_some(admin),
                 verbose,
             };
-            run_async(|| topo::runtime::reload::up(options, shutdown_signal()))
+            run_async(|| topo::runtime::reload::up(options, print_table, shutdown_signal()))
         }
         Command::Plan {
             file,
@@ -190,7 +190,13 @@ pub fn run(cli: Cli) -> Exit {
                     if let Some(addr) = admin_origin {
                         topo::node::ws::allow_admin_origin(addr);
                     }
-                    topo::runtime::run_node(valid.topology, id, generation, shutdown_signal())
+                    topo::runtime::run_node(
+                        valid.topology,
+                        id,
+                        generation,
+                        print_table,
+                        shutdown_signal(),
+                    )
                 }),
                 None => {
                     let names = valid.topology.nodes.iter().map(|n| n.name.as_str());
@@ -255,6 +261,11 @@ pub(crate) fn load_valid(file: &Path) -> Result<Valid, Exit> {
         topo::eoutln!("{}: invalid, nothing started", checked.file);
         Exit::Invalid
     })
+}
+
+/// The ready table of `up` and `node`, on stdout once every node runs.
+fn print_table(table: &str) {
+    topo::output::print_lossy(&format!("{table}\n"));
 }
 
 /// Runs the future `job` makes; it is made inside the runtime, so that the
