@@ -218,7 +218,7 @@ pub fn run(cli: Cli) -> Exit {
             Ok(valid) => probe(&file, &valid, format, timeout),
             Err(code) => code,
         },
-        Command::Bench(args) => topo::bench::main(*args),
+        Command::Bench(args) => bench(&args),
         Command::Test(args) => topo::testing::main(*args),
         Command::Import {
             file,
@@ -266,6 +266,41 @@ pub(crate) fn load_valid(file: &Path) -> Result<Valid, Exit> {
 /// The ready table of `up` and `node`, on stdout once every node runs.
 fn print_table(table: &str) {
     topo::output::print_lossy(&format!("{table}\n"));
+}
+
+/// `topo bench`: its report on stdout, exit 1 when anything was lost.
+fn bench(args: &topo::bench::BenchArgs) -> Exit {
+    use topo::bench::{BenchError, Outcome};
+    match topo::bench::bench(args, |diagnostics| eprint!("{diagnostics}")) {
+        Ok(Outcome::Load(report)) => {
+            match args.format {
+                Format::Json => topo::outln!("{}", report.to_json(args.label.as_deref())),
+                Format::Text => topo::out!("{}", report.to_text()),
+            }
+            if report.clean() {
+                EXIT_OK
+            } else {
+                EXIT_INVALID
+            }
+        }
+        Ok(Outcome::Startup(startup)) => {
+            match args.format {
+                Format::Json => topo::outln!("{}", startup.to_json()),
+                Format::Text => topo::out!("{}", startup.to_text()),
+            }
+            EXIT_OK
+        }
+        // Its diagnostics are all there is to say.
+        Err(BenchError::Invalid { .. }) => EXIT_INVALID,
+        Err(error) => {
+            eprintln!("{error}");
+            if error.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_INVALID
+            }
+        }
+    }
 }
 
 /// Runs the future `job` makes; it is made inside the runtime, so that the
