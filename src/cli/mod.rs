@@ -4,6 +4,7 @@
 
 mod import;
 mod plan;
+mod test;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -219,7 +220,7 @@ pub fn run(cli: Cli) -> Exit {
             Err(code) => code,
         },
         Command::Bench(args) => bench(&args),
-        Command::Test(args) => topo::testing::main(*args),
+        Command::Test(args) => test::test(&args),
         Command::Import {
             file,
             bare,
