@@ -1,36 +1,10 @@
-//! What every command shares and nothing else: how it ends ([`Exit`]), the
-//! output format it was asked for, the tokio runtime it runs on and the
-//! signal that stops it. A leaf: commands (the binary's `cli`, `bench`,
-//! `testing`) use it, and it uses none of them, so no command module
-//! depends on another.
+//! What every command shares and nothing else: the output format it was
+//! asked for, the tokio runtime it runs on and the signal that stops it.
+//! A leaf: commands (the binary's `cli`, `bench`, `testing`) use it, and it
+//! uses none of them, so no command module depends on another. How a
+//! command ends (its exit code) is the binary's.
 
 use clap::ValueEnum;
-
-/// How a command ended; only the binary turns it into a process exit code.
-/// Ordered by severity, so the worst of several outcomes is their `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Exit {
-    /// Done, and what was checked or measured is as it should be.
-    Ok,
-    /// The file is invalid, or what was checked or measured is not clean.
-    Invalid,
-    /// The command could not run as asked (a missing file, bad arguments).
-    Usage,
-}
-
-impl Exit {
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Ok => 0,
-            Exit::Invalid => 1,
-            Exit::Usage => 2,
-        }
-    }
-}
-
-pub const EXIT_OK: Exit = Exit::Ok;
-pub const EXIT_INVALID: Exit = Exit::Invalid;
-pub const EXIT_USAGE: Exit = Exit::Usage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -1,7 +1,7 @@
 //! `topo import`: reads the command lines (bounded), prints the topology
 //! file they describe and its diagnostics.
 
-use topo::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
+use super::exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 
 /// Input of `import` larger than this is refused before it is read whole:
 /// command lines for a few hundred servers fit many times over.

@@ -2,18 +2,20 @@
 //! definitions (clap), and the one place that prints what the library's
 //! commands return. `main` maps the [`Exit`] to the process.
 
+mod exit;
 mod import;
 mod plan;
 mod test;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use import::import;
 use std::path::Path;
 use std::path::PathBuf;
 use topo::check::Valid;
 use topo::check::check_file;
-use topo::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use topo::command::Format;
 use topo::command::{runtime, shutdown_signal};
 use topo::config::diagnostic::did_you_mean;
 use topo::config::spec::TopologySpec;

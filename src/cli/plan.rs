@@ -1,10 +1,11 @@
 //! `topo plan` and `topo diff`: loads the two topologies, prints the
 //! library's [`Plan`] between them.
 
+use super::exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use super::load_valid;
 use std::net::SocketAddr;
 use std::path::Path;
-use topo::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format, runtime};
+use topo::command::{Format, runtime};
 use topo::plan::{Plan, check_applied, unredact};
 
 pub(super) fn plan(file: &Path, admin: SocketAddr, format: Format) -> Exit {

@@ -1,8 +1,9 @@
 //! `topo test`: prints the library's reports (text, JSON, JUnit) or what
 //! `--bless` wrote, and picks the exit code.
 
+use super::exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use std::path::PathBuf;
-use topo::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use topo::command::Format;
 use topo::testing::bless::{Blessed, bless};
 use topo::testing::{FileReport, TestArgs, Verdict, report};
 

@@ -2,10 +2,11 @@
 //! JSON, DOT or Mermaid.
 
 use super::GraphFormat;
+use super::exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use std::fmt::Write;
 use std::path::PathBuf;
 use topo::check::{Checked, check_file, validation_json};
-use topo::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use topo::command::Format;
 use topo::graph::render;
 
 pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
