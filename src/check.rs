@@ -144,3 +144,27 @@ pub fn check_str(
     checked.diagnostics.sort_by_key(|d| (d.span, d.severity));
     checked
 }
+
+/// SPEC's `validate --format json` object.
+pub fn validation_json(checked: &Checked) -> serde_json::Value {
+    let entries = |errors: bool| -> Vec<serde_json::Value> {
+        checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error() == errors)
+            .map(|d| serde_json::json!({"line": d.span.line, "column": d.span.column, "message": d.message}))
+            .collect()
+    };
+    let mut object = serde_json::json!({
+        "file": checked.file,
+        "valid": checked.valid.is_some(),
+        "errors": entries(true),
+        "warnings": entries(false),
+    });
+    if let Some(valid) = &checked.valid {
+        object["reach"] = serde_json::json!(valid.analysis.reach_by_name(&valid.topology));
+        object["deliveries"] =
+            serde_json::json!(valid.analysis.deliveries_by_name(&valid.topology));
+    }
+    object
+}

@@ -1,56 +1,15 @@
-//! What every command shares and nothing else: how it ends ([`Exit`]), the
-//! output format it was asked for, loading a file it needs valid, the
-//! tokio runtime it runs on and the signal that stops it. A leaf: commands
-//! (`cli`, `plan`, `bench`, `testing`) use it, and it uses none of them, so
-//! no command module depends on another.
+//! What every command shares and nothing else: the output format it was
+//! asked for, the tokio runtime it runs on and the signal that stops it.
+//! A leaf: commands (the binary's `cli`, `bench`, `testing`) use it, and it
+//! uses none of them, so no command module depends on another. How a
+//! command ends (its exit code) is the binary's.
 
-use crate::check::{Valid, check_file};
 use clap::ValueEnum;
-use std::path::Path;
-
-/// How a command ended; only the binary turns it into a process exit code.
-/// Ordered by severity, so the worst of several outcomes is their `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Exit {
-    /// Done, and what was checked or measured is as it should be.
-    Ok,
-    /// The file is invalid, or what was checked or measured is not clean.
-    Invalid,
-    /// The command could not run as asked (a missing file, bad arguments).
-    Usage,
-}
-
-impl Exit {
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Ok => 0,
-            Exit::Invalid => 1,
-            Exit::Usage => 2,
-        }
-    }
-}
-
-pub const EXIT_OK: Exit = Exit::Ok;
-pub const EXIT_INVALID: Exit = Exit::Invalid;
-pub const EXIT_USAGE: Exit = Exit::Usage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
-}
-
-/// Checks `file` and prints its diagnostics; a valid file comes back to run.
-pub fn load_valid(file: &Path) -> Result<Valid, Exit> {
-    let checked = check_file(file).map_err(|error| {
-        crate::eoutln!("{error}");
-        Exit::Usage
-    })?;
-    crate::eout!("{}", checked.render());
-    checked.valid.ok_or_else(|| {
-        crate::eoutln!("{}: invalid, nothing started", checked.file);
-        Exit::Invalid
-    })
 }
 
 /// The multi-threaded runtime of `up`, `node`, `plan` and `probe`.

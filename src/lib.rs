@@ -9,8 +9,8 @@
 //!   turn every save of the file into an in-place reload; `admin` serves the
 //!   applied file to `topo plan`; `probe` checks a running topology;
 //!   `bench` loads one and measures throughput, latency and start-up;
-//! - `cli` is the command line; `command` is what its commands share (how
-//!   they end, the output format, the runtime).
+//! - `command` is what the commands share (how they end, the output
+//!   format, the runtime); the command line itself (`cli`) is the binary's.
 //!
 //! A [`model::Topology`] is only made by `config::compile`; everything after
 //! it trusts it without checking again.
@@ -18,7 +18,6 @@
 pub mod admin;
 pub mod bench;
 pub mod check;
-pub mod cli;
 pub mod command;
 pub mod config;
 pub mod diff;

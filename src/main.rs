@@ -1,6 +1,8 @@
+mod cli;
+
 use clap::Parser;
 
 fn main() {
-    let cli = topo::cli::Cli::parse();
-    std::process::exit(topo::cli::run(cli).code());
+    let cli = cli::Cli::parse();
+    std::process::exit(cli::run(cli).code());
 }

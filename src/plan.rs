@@ -1,67 +1,53 @@
 //! `topo plan FILE` (against the running `topo up`, through its admin
 //! server) and `topo diff OLD NEW`: what a reload would do, before it is
-//! saved. Reads and prints only; it never changes a running topology.
+//! saved, as a [`Plan`]. Reads only; it never changes a running topology,
+//! and prints nothing (the binary renders the plan).
 
-use crate::check::{Valid, check_bytes};
-use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format, load_valid, runtime};
-use crate::diff::{Diff, plan_json, plan_text, reach_changes};
-use std::net::SocketAddr;
+use crate::admin::Applied;
+use crate::check::{Checked, Valid, check_bytes};
+use crate::diff::{Diff, ReachChange, plan_json, plan_text, reach_changes};
 use std::path::Path;
 
-pub fn plan(file: &Path, admin: SocketAddr, format: Format) -> Exit {
-    let applied = match runtime().block_on(crate::admin::fetch(admin)) {
-        Ok(applied) => applied,
-        Err(e) => {
-            crate::eoutln!("topo plan: {e}");
-            return EXIT_USAGE;
+/// What a reload from one valid topology to another would do: the nodes
+/// and links it changes and how deliveries change.
+pub struct Plan {
+    pub diff: Diff,
+    pub reach: Vec<ReachChange>,
+}
+
+impl Plan {
+    pub fn between(old: &Valid, new: &Valid) -> Plan {
+        Plan {
+            diff: Diff::between(&old.topology, &new.topology),
+            reach: reach_changes(old, new),
         }
-    };
+    }
+
+    /// SPEC's text of `plan` and `diff`.
+    pub fn text(&self) -> String {
+        plan_text(&self.diff, &self.reach)
+    }
+
+    /// SPEC's `--format json` object of `plan` and `diff`.
+    pub fn json(&self) -> serde_json::Value {
+        plan_json(&self.diff, &self.reach)
+    }
+}
+
+/// The file a running `topo up` serves, checked here as a file of its own
+/// name (it fails when it uses variables this shell does not have).
+pub fn check_applied(applied: &Applied) -> Checked {
     let stem = Path::new(&applied.file)
         .file_stem()
         .map_or("topology".into(), |s| s.to_string_lossy().into_owned());
     let env = |name: &str| std::env::var(name).ok();
-    let running = check_bytes(&applied.file, &stem, applied.source.as_bytes(), &env);
-    let Some(mut old) = running.valid else {
-        // The running file used variables this shell does not have.
-        crate::eout!("{}", running.render());
-        crate::eoutln!("topo plan: the running topology does not validate here");
-        return EXIT_USAGE;
-    };
-    let Ok(new) = load_valid(file) else {
-        crate::eoutln!("topo plan: saving {} would be rejected", file.display());
-        return EXIT_INVALID;
-    };
-    unredact(&mut old, &new);
-    if format == Format::Text {
-        crate::outln!(
-            "running: {} (generation {}); planned: {}",
-            applied.file,
-            applied.generation,
-            file.display()
-        );
-    }
-    print_plan(&old, &new, format);
-    EXIT_OK
-}
-
-pub fn diff(old: &Path, new: &Path, format: Format) -> Exit {
-    let old = match load_valid(old) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    match load_valid(new) {
-        Ok(new) => {
-            print_plan(&old, &new, format);
-            EXIT_OK
-        }
-        Err(code) => code,
-    }
+    check_bytes(&applied.file, &stem, applied.source.as_bytes(), &env)
 }
 
 /// The admin server serves its file with passwords as `***`: a broker the
 /// new file names with the same server and user keeps the new password, so
 /// only a changed server shows as a change (a changed password alone does not).
-fn unredact(old: &mut Valid, new: &Valid) {
+pub fn unredact(old: &mut Valid, new: &Valid) {
     for broker in &mut old.topology.brokers {
         if broker.url.password.as_deref() != Some("***") {
             continue;
@@ -72,14 +58,5 @@ fn unredact(old: &mut Valid, new: &Valid) {
         if let Some(same) = same {
             broker.url.password.clone_from(&same.url.password);
         }
-    }
-}
-
-fn print_plan(old: &Valid, new: &Valid, format: Format) {
-    let diff = Diff::between(&old.topology, &new.topology);
-    let reach = reach_changes(old, new);
-    match format {
-        Format::Text => crate::out!("{}", plan_text(&diff, &reach)),
-        Format::Json => crate::outln!("{}", plan_json(&diff, &reach)),
     }
 }

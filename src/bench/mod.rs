@@ -18,14 +18,14 @@ pub mod report;
 mod run;
 pub mod startup;
 
-use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use crate::command::Format;
 use plan::{Expect, Load, LoadPlan};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use report::Report;
-pub use run::run;
+pub use run::{RunError, run};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -85,13 +85,53 @@ pub struct BenchArgs {
     pub repeat: usize,
 }
 
-pub fn main(args: BenchArgs) -> Exit {
-    let (targets, expected, links) = match targets(&args) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+/// What `topo bench` measured: a load run, or `--startup`'s launches.
+pub enum Outcome {
+    Load(Box<Report>),
+    Startup(startup::Startup),
+}
+
+/// Why `topo bench` measured nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Read(#[from] crate::check::ReadError),
+    /// The diagnostics went to `diagnostics` already.
+    #[error("{file}: invalid")]
+    Invalid { file: String },
+    #[error("{file}: no node has an HTTP server")]
+    NoHttpServer { file: String },
+    #[error("error: give a topology FILE or at least one --url")]
+    NoTarget,
+    #[error("error: need at least one client and no more senders than clients")]
+    Senders,
+    #[error("error: {0}")]
+    Run(#[from] RunError),
+    #[error("error: {0}")]
+    Startup(#[from] startup::StartupError),
+}
+
+impl BenchError {
+    /// The arguments or the file cannot be used, rather than a run that
+    /// went wrong.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            BenchError::Read(_)
+                | BenchError::NoHttpServer { .. }
+                | BenchError::NoTarget
+                | BenchError::Senders
+        )
+    }
+}
+
+/// Runs `topo bench`; a topology file's diagnostics go to `diagnostics`
+/// before anything is loaded.
+pub fn bench(args: &BenchArgs, diagnostics: impl FnOnce(&str)) -> Result<Outcome, BenchError> {
+    let (targets, expected, links) = targets(args, diagnostics)?;
     if let Some(command) = &args.startup {
-        return startup::main(command, &targets, links, args.repeat, args.format);
+        let measured = startup::measure(command, &targets, links, args.repeat)?;
+        return Ok(Outcome::Startup(measured));
     }
     let load = if args.idle {
         Load::Idle
@@ -102,8 +142,7 @@ pub fn main(args: BenchArgs) -> Exit {
     };
     let senders = if args.idle { 0 } else { args.senders };
     if senders > args.clients || args.clients == 0 {
-        eprintln!("error: need at least one client and no more senders than clients");
-        return EXIT_USAGE;
+        return Err(BenchError::Senders);
     }
     let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 86_400.0));
     let plan = LoadPlan {
@@ -120,41 +159,28 @@ pub fn main(args: BenchArgs) -> Exit {
         connect_timeout: Duration::from_secs(10),
     };
     let progress = args.format == Format::Text && std::io::stderr().is_terminal();
-    match run(plan, &args.pids, progress) {
-        Ok(report) => {
-            match args.format {
-                Format::Json => crate::outln!("{}", report.to_json(args.label.as_deref())),
-                Format::Text => crate::out!("{}", report.to_text()),
-            }
-            if report.clean() {
-                EXIT_OK
-            } else {
-                EXIT_INVALID
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_INVALID
-        }
-    }
+    Ok(Outcome::Load(Box::new(run(plan, &args.pids, progress)?)))
 }
 
 /// Targets and prediction from the file or the URLs; with a file, also the
 /// nodes' health URLs (for `--startup`).
 #[allow(clippy::type_complexity)]
-fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), Exit> {
+fn targets(
+    args: &BenchArgs,
+    diagnostics: impl FnOnce(&str),
+) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), BenchError> {
     match (&args.file, args.urls.is_empty()) {
         (Some(file), _) => {
-            let checked = crate::check::check_file(file).map_err(|e| {
-                eprintln!("{e}");
-                EXIT_USAGE
+            let checked = crate::check::check_file(file)?;
+            diagnostics(&checked.render());
+            let valid = checked.valid.ok_or_else(|| BenchError::Invalid {
+                file: file.display().to_string(),
             })?;
-            eprint!("{}", checked.render());
-            let valid = checked.valid.ok_or(EXIT_INVALID)?;
             let (targets, expected) = plan::from_topology(&valid);
             if targets.is_empty() {
-                eprintln!("{}: no node has an HTTP server", file.display());
-                return Err(EXIT_USAGE);
+                return Err(BenchError::NoHttpServer {
+                    file: file.display().to_string(),
+                });
             }
             Ok((targets, expected, true))
         }
@@ -162,9 +188,6 @@ fn targets(args: &BenchArgs) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool),
             let (targets, expected) = plan::from_urls(&args.urls, args.expect);
             Ok((targets, expected, false))
         }
-        (None, true) => {
-            eprintln!("error: give a topology FILE or at least one --url");
-            Err(EXIT_USAGE)
-        }
+        (None, true) => Err(BenchError::NoTarget),
     }
 }

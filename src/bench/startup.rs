@@ -6,7 +6,6 @@
 
 use super::plan::Target;
 use super::procstat;
-use crate::command::{EXIT_INVALID, EXIT_OK, Exit, Format};
 use crate::health::{Health, LinkState};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,18 +29,33 @@ pub struct Startup {
     pub label: Option<String>,
 }
 
-pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, format: Format) -> Exit {
+/// Why `--startup` measured nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot run {command:?}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command:?}: {source}")]
+    NotReady { command: String, source: NotReady },
+}
+
+/// Launches `command` `repeat` times and times each launch until ready.
+pub fn measure(
+    command: &str,
+    targets: &[Target],
+    links: bool,
+    repeat: usize,
+) -> Result<Startup, StartupError> {
     let runtime = crate::command::thread_runtime();
     let mut runs = Vec::new();
     let (mut rss, mut threads) = (None, None);
     for _ in 0..repeat.max(1) {
-        let mut child = match spawn(command) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: cannot run {command:?}: {e}");
-                return EXIT_INVALID;
-            }
-        };
+        let mut child = spawn(command).map_err(|source| StartupError::Spawn {
+            command: command.to_owned(),
+            source,
+        })?;
         let started = Instant::now();
         let ready = runtime.block_on(wait_ready(targets, links, &mut child));
         let took = started.elapsed();
@@ -51,38 +65,43 @@ pub fn main(command: &str, targets: &[Target], links: bool, repeat: usize, forma
             threads = procstat::threads(Some(child.id()));
         }
         stop(&mut child);
-        if let Err(e) = ready {
-            eprintln!("error: {command:?}: {e}");
-            return EXIT_INVALID;
-        }
+        ready.map_err(|source| StartupError::NotReady {
+            command: command.to_owned(),
+            source,
+        })?;
         runs.push(took.as_secs_f64() * 1e3);
     }
     let mut sorted = runs.clone();
     sorted.sort_by(f64::total_cmp);
-    let result = Startup {
+    Ok(Startup {
         command: command.to_owned(),
         median_ms: sorted[sorted.len() / 2],
         runs_ms: runs,
         rss_kib: rss,
         threads,
         label: None,
-    };
-    match format {
-        Format::Json => println!("{}", serde_json::to_string(&result).expect("serialises")),
-        Format::Text => {
-            let runs: Vec<String> = result.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
-            println!(
-                "startup: {command}\n  launch → ready  median {:.1} ms  (runs: {} ms)\n  idle process   rss {}  threads {}",
-                result.median_ms,
-                runs.join(", "),
-                result
-                    .rss_kib
-                    .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-                result.threads.map_or("n/a".into(), |t| t.to_string()),
-            );
-        }
+    })
+}
+
+impl Startup {
+    /// `--format json`: one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serialises")
     }
-    EXIT_OK
+
+    /// The text report, ending in a newline.
+    pub fn to_text(&self) -> String {
+        let runs: Vec<String> = self.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
+        format!(
+            "startup: {}\n  launch → ready  median {:.1} ms  (runs: {} ms)\n  idle process   rss {}  threads {}\n",
+            self.command,
+            self.median_ms,
+            runs.join(", "),
+            self.rss_kib
+                .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            self.threads.map_or("n/a".into(), |t| t.to_string()),
+        )
+    }
 }
 
 fn spawn(command: &str) -> std::io::Result<Child> {
@@ -114,7 +133,7 @@ fn stop(child: &mut Child) {
 
 /// Why a launched command never became ready.
 #[derive(Debug, thiserror::Error)]
-enum NotReady {
+pub enum NotReady {
     #[error("exited before ready ({0})")]
     Exited(std::process::ExitStatus),
     #[error("{url} not ready after {limit:?}")]

@@ -25,6 +25,7 @@ pub async fn run_node(
     topology: Topology,
     node: NodeId,
     generation: u64,
+    ready: impl FnOnce(&str),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let running = Running::start_nodes(&topology, [node]).await?;
@@ -33,8 +34,10 @@ pub async fn run_node(
     }
     // A child of `up --process` prints only its log lines: the parent
     // prints one table for every node once all are ready.
-    let table = !signal_ready();
-    wait_and_stop(running, &topology, &[node], table, shutdown).await
+    if !signal_ready() {
+        ready(&ready_table(&topology, &[node]));
+    }
+    wait_and_stop(running, shutdown).await
 }
 
 /// Tells the `up --process` parent that this node runs: `ready` on the
@@ -71,14 +74,8 @@ fn signal_ready() -> bool {
 
 async fn wait_and_stop(
     running: Running,
-    topology: &Topology,
-    ids: &[NodeId],
-    table: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    if table {
-        crate::output::print_lossy(&format!("{}\n", ready_table(topology, ids)));
-    }
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;

@@ -93,7 +93,12 @@ fn join(failed: &[super::process::NotReady]) -> String {
 }
 
 /// Runs until `shutdown` resolves, applying every valid save of the file.
-pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Result<(), UpError> {
+/// `ready` gets the ready table once every node runs (the caller prints it).
+pub async fn up(
+    options: UpOptions,
+    ready: impl FnOnce(&str),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), UpError> {
     let file = options.file.display().to_string();
     let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
@@ -125,7 +130,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
     } else {
         ready_table(&topology, &ids)
     };
-    crate::output::print_lossy(&format!("{table}\n"));
+    ready(&table);
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -7,7 +7,6 @@
 
 use super::discover::{has_expect_key, sidecar_of};
 use crate::check::{Checked, check_str};
-use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
 use crate::config::expect::Deliveries;
 use crate::diff::Diff;
 use std::ops::Range;
@@ -33,13 +32,10 @@ pub enum BlessError {
 }
 
 impl BlessError {
-    fn exit_code(&self) -> Exit {
-        match self {
-            BlessError::Invalid(_) | BlessError::Both { .. } | BlessError::Placement { .. } => {
-                EXIT_INVALID
-            }
-            _ => EXIT_USAGE,
-        }
+    /// The file could not be read or written, rather than being unfit
+    /// to bless.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, BlessError::Read(_) | BlessError::Write { .. })
     }
 }
 
@@ -224,31 +220,6 @@ pub fn bless(path: &Path) -> Result<Blessed, BlessError> {
         return Err(BlessError::Placement { file });
     }
     write(path, &text, new)
-}
-
-/// `topo test --bless FILE...`: prints what it wrote.
-pub fn main(files: &[PathBuf]) -> Exit {
-    let mut code = EXIT_OK;
-    let (mut wrote, mut unchanged, mut failed) = (0, 0, 0);
-    for file in files {
-        match bless(file) {
-            Ok(Blessed::Wrote(path)) => {
-                wrote += 1;
-                crate::outln!("blessed {}", path.display());
-            }
-            Ok(Blessed::Unchanged(path)) => {
-                unchanged += 1;
-                crate::outln!("unchanged {}", path.display());
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("{e}");
-                code = code.max(e.exit_code());
-            }
-        }
-    }
-    crate::outln!("{wrote} blessed, {unchanged} unchanged, {failed} failed");
-    code
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //!
 //! discover.rs picks the files, remap.rs and brokers.rs isolate a run,
 //! report.rs prints, bless.rs writes the prediction into the file. This
-//! module returns typed reports; only `main` prints and picks exit codes.
+//! module returns typed reports; the binary prints them and picks the
+//! exit code.
 
 pub mod bless;
 pub mod brokers;
@@ -16,7 +17,7 @@ pub mod remap;
 pub mod report;
 
 use crate::check::{Checked, Valid, check_file};
-use crate::command::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit, Format};
+use crate::command::Format;
 use crate::config::diagnostic::{Diagnostic, Lines, render};
 use crate::config::expect::{Expectations, resolve};
 use crate::config::spec::Decoder;
@@ -465,35 +466,16 @@ pub async fn test_files(
         .await
 }
 
-/// The exit code for a set of reports: 2 if one could not be tested,
-/// else 1 if one failed, else 0.
-pub fn exit_code(reports: &[FileReport]) -> Exit {
-    if reports.iter().any(|r| r.verdict == Verdict::Error) {
-        EXIT_USAGE
-    } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
-        EXIT_INVALID
-    } else {
-        EXIT_OK
-    }
+/// What `topo test` found for every file, and whether Ctrl-C or SIGTERM
+/// cut it short (the reports then cover what was done).
+pub struct Tested {
+    pub reports: Vec<FileReport>,
+    pub interrupted: bool,
 }
 
-/// `topo test`.
-pub fn main(args: TestArgs) -> Exit {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths.clone()
-    };
-    let files = match discover::discover(&paths) {
-        Ok(files) => files,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    if args.bless {
-        return bless::main(&files);
-    }
+/// Tests `files` (from [`discover::discover`]) on a runtime of its own. On
+/// Ctrl-C or SIGTERM it stops the nodes and brokers it started and returns.
+pub fn test(files: &[PathBuf], args: &TestArgs) -> Tested {
     init_logging();
     let options = TestOptions {
         run: args.run,
@@ -502,7 +484,7 @@ pub fn main(args: TestArgs) -> Exit {
     let runtime = crate::command::runtime();
     let cancel = CancellationToken::new();
     let (reports, interrupted) = runtime.block_on(async {
-        let work = test_files(&files, options, usize::from(args.jobs), &cancel);
+        let work = test_files(files, options, usize::from(args.jobs), &cancel);
         tokio::pin!(work);
         tokio::select! {
             reports = &mut work => (reports, false),
@@ -517,20 +499,10 @@ pub fn main(args: TestArgs) -> Exit {
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
-    match args.format {
-        Format::Text => crate::out!("{}", report::text(&reports)),
-        Format::Json => crate::outln!("{}", report::json(&reports)),
+    Tested {
+        reports,
+        interrupted,
     }
-    if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, report::junit(&reports))
-    {
-        eprintln!("error: {}: cannot write: {e}", path.display());
-        return EXIT_USAGE;
-    }
-    if interrupted {
-        return EXIT_USAGE;
-    }
-    exit_code(&reports)
 }
 
 /// Nodes log only errors here: the report is the output.

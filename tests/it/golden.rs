@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use topo::check::check_bytes;
-use topo::cli::validation_json;
+use topo::check::validation_json;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

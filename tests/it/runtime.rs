@@ -435,9 +435,15 @@ async fn run_node_runs_one_node_until_its_shutdown_future_resolves() {
         vec![],
     );
     let (stop_node, stopped_node) = tokio::sync::oneshot::channel::<()>();
-    let one = tokio::spawn(topo::runtime::run_node(t, NodeId(1), 0, async move {
-        let _ = stopped_node.await;
-    }));
+    let one = tokio::spawn(topo::runtime::run_node(
+        t,
+        NodeId(1),
+        0,
+        |_: &str| {},
+        async move {
+            let _ = stopped_node.await;
+        },
+    ));
     let mut client = Client::connect_when_listening(b_http).await;
     // Only b runs.
     assert!(

@@ -1,0 +1,176 @@
+//! `topo validate` and `topo graph`: a checked file rendered as text,
+//! JSON, DOT or Mermaid.
+
+use super::GraphFormat;
+use super::exit::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, Exit};
+use std::fmt::Write;
+use std::path::PathBuf;
+use topo::check::{Checked, check_file, validation_json};
+use topo::command::Format;
+use topo::graph::render;
+
+pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
+    let mut code = EXIT_OK;
+    for path in files {
+        let checked = match check_file(path) {
+            Ok(checked) => checked,
+            Err(error) => {
+                topo::eoutln!("{error}");
+                code = EXIT_USAGE;
+                continue;
+            }
+        };
+        if checked.valid.is_none() && code == EXIT_OK {
+            code = EXIT_INVALID;
+        }
+        let fds = checked.valid.as_ref().map(|v| {
+            let needed = topo::runtime::fds::needed(&v.topology);
+            (needed, topo::runtime::fds::raise_limit())
+        });
+        match format {
+            Format::Json => {
+                let mut object = validation_json(&checked);
+                if let Some((needed, limit)) = fds {
+                    object["descriptors"] = serde_json::json!({"needed": needed, "limit": limit});
+                }
+                topo::outln!("{object}");
+            }
+            Format::Text => {
+                topo::eout!("{}", checked.render());
+                topo::out!("{}", summary(&checked));
+                if let Some((needed, limit)) = fds {
+                    topo::out!("{}", descriptors_line(needed, limit));
+                }
+            }
+        }
+    }
+    code
+}
+
+/// What `validate` says about file descriptors (and a warning on stderr
+/// when `topo up` would refuse the file).
+fn descriptors_line(needed: u64, limit: Option<u64>) -> String {
+    match limit {
+        Some(limit) if needed > limit => {
+            eprintln!(
+                "warning: about {needed} file descriptors needed in one process, over the limit of {limit}: \
+                 `topo up` would refuse to start (raise `ulimit -n`, or use `topo up --process`)"
+            );
+            format!(
+                "file descriptors: about {needed} needed in one process, limit {limit} (too few)\n"
+            )
+        }
+        Some(limit) => {
+            format!("file descriptors: about {needed} needed in one process, limit {limit}\n")
+        }
+        None => format!("file descriptors: about {needed} needed in one process\n"),
+    }
+}
+
+/// The closing lines of `validate`: a verdict, and the reach as a matrix
+/// when it fits on a screen, as one line per sender when it does not.
+fn summary(checked: &Checked) -> String {
+    let Some(valid) = &checked.valid else {
+        let errors = checked.errors().count();
+        return format!(
+            "{}: invalid ({errors} error{})\n",
+            checked.file,
+            plural(errors)
+        );
+    };
+    let (topology, analysis) = (&valid.topology, &valid.analysis);
+    let warnings = checked.warnings().count();
+    let mut out = format!(
+        "{}: valid ({} node{}, {} link{}{})\n",
+        checked.file,
+        topology.nodes.len(),
+        plural(topology.nodes.len()),
+        analysis.graph.edge_count(),
+        plural(analysis.graph.edge_count()),
+        if warnings > 0 {
+            format!(", {warnings} warning{}", plural(warnings))
+        } else {
+            String::new()
+        }
+    );
+    // File order, as written: `n2` before `n10`.
+    let deliveries = analysis.deliveries_in_file_order(topology);
+    if deliveries.is_empty() {
+        out.push_str("no node has an HTTP server, so no client can send\n");
+        return out;
+    }
+    let names: Vec<&String> = deliveries.iter().map(|(name, _)| name).collect();
+    if names.len() <= 12 {
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(3);
+        out.push_str("deliveries per message (row: sender's node, column: receiving node)\n");
+        let _ = write!(out, "  {:width$}", "");
+        for name in &names {
+            let _ = write!(out, " {name:>width$}");
+        }
+        out.push('\n');
+        for (from, row) in &deliveries {
+            let _ = write!(out, "  {from:width$}");
+            for to in &names {
+                let cell = row
+                    .iter()
+                    .find(|(name, _)| name == *to)
+                    .map_or("·".to_owned(), |(_, n)| n.to_string());
+                let _ = write!(out, " {cell:>width$}");
+            }
+            out.push('\n');
+        }
+    } else {
+        out.push_str("reach (sender -> receiving nodes)\n");
+        for (shown, (from, row)) in deliveries.iter().enumerate() {
+            if shown == 20 {
+                let _ = writeln!(
+                    out,
+                    "  … and {} more senders (use --format json)",
+                    deliveries.len() - 20
+                );
+                break;
+            }
+            let targets: Vec<&String> = row.iter().map(|(name, _)| name).take(6).collect();
+            let more = row.len().saturating_sub(6);
+            let tail = if more > 0 {
+                format!(" … +{more}")
+            } else {
+                String::new()
+            };
+            let targets: Vec<&str> = targets.iter().map(|s| s.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  {from} -> {} node{}: {}{tail}",
+                row.len(),
+                plural(row.len()),
+                targets.join(" ")
+            );
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub(super) fn graph(file: &std::path::Path, format: GraphFormat) -> Exit {
+    let checked = match check_file(file) {
+        Ok(checked) => checked,
+        Err(error) => {
+            topo::eoutln!("{error}");
+            return EXIT_USAGE;
+        }
+    };
+    topo::eout!("{}", checked.render());
+    let Some(valid) = &checked.valid else {
+        return EXIT_INVALID;
+    };
+    let (topology, graph) = (&valid.topology, &valid.analysis.graph);
+    match format {
+        GraphFormat::Dot => topo::out!("{}", render::dot(topology, graph)),
+        GraphFormat::Mermaid => topo::out!("{}", render::mermaid(topology, graph)),
+        GraphFormat::Json => topo::outln!("{}", render::json(topology, graph)),
+    }
+    EXIT_OK
+}
