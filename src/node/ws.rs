@@ -288,6 +288,7 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
             incoming: core.counters.incoming(),
             outgoing: core.counters.outgoing(),
         },
+        pid: std::process::id(),
     })
 }
 
