@@ -26,11 +26,13 @@ pub fn ring(name: &str, members: &[usize], http: &[u16], publ: &[u16]) -> String
 }
 
 async fn wait_admin(up: &Up) {
-    let deadline = Instant::now() + LIMIT;
-    while up.generation().await != Some(0) {
-        assert!(Instant::now() < deadline, "no admin server:\n{}", up.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_until("an admin server at generation 0", LIMIT, || async {
+        match up.generation().await {
+            Some(0) => Ok(()),
+            _ => Err(up.log()),
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,15 +256,10 @@ async fn with_process_stop_and_start_work_and_other_switches_answer_501() {
     assert!(healthz(http[0]).await.is_none(), "n0 still answers");
     let answer = post(r#"{"action":"start","node":"n0"}"#).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let deadline = Instant::now() + LIMIT;
-    while healthz(http[0]).await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "n0 never came back:\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::util::wait_until("n0 back", LIMIT, || async {
+        healthz(http[0]).await.ok_or_else(|| up.log())
+    })
+    .await;
     assert!(
         up.log().contains("fault switch on: node n0 stopped"),
         "{}",

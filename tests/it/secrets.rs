@@ -5,7 +5,6 @@
 use crate::chat::{Client, LIMIT, http_get, port};
 use crate::util::{free_port, wait_until};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const SECRETS: [&str; 3] = ["hunter2", "s3cret", "wrongpass"];
 
@@ -34,11 +33,9 @@ impl AuthRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server");
-        let deadline = Instant::now() + LIMIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server never listened");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::util::wait_until_blocking("redis-server listening", LIMIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).map(drop)
+        });
         AuthRedis { port, child }
     }
 }

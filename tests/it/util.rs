@@ -172,6 +172,24 @@ pub async fn wait_until<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>
     }
 }
 
+/// [`wait_until`] for tests without a runtime: polls `probe` every 10 ms
+/// on this thread.
+pub fn wait_until_blocking<T, E: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match probe() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(Instant::now() < deadline, "never {what}: {last:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One run of the `topo` binary, built up like ripgrep's `TestCommand`:
 /// by default in the crate root, with `REDIS_URL` removed and `NO_COLOR`
 /// set, so that the environment of whoever runs the tests does not leak in.
