@@ -4,7 +4,7 @@
 
 use crate::chat::http_get;
 use crate::reload::Up;
-use crate::util::free_port;
+use crate::util::{TestCommand, free_port};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,13 +45,10 @@ fn devices_fifos_and_links_to_them_are_refused_fast() {
             if command == "diff" {
                 args.push(path.to_str().unwrap());
             }
-            let out = topo().args(&args).output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{command} {path:?}: {err}");
-            assert!(
-                err.contains(&format!("{}: cannot read: {kind}", path.display())),
-                "{command}: {err}"
-            );
+            // No `.topology(path)`: the report must not read the device.
+            let out = TestCommand::new().args(&args).run();
+            out.expect_code(2)
+                .stderr_has(&format!("{}: cannot read: {kind}", path.display()));
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "{command} {path:?}"
@@ -72,14 +69,9 @@ fn topo_test_refuses_a_sidecar_that_is_a_device() {
         let started = Instant::now();
         let mut args = vec!["test", file.to_str().unwrap()];
         args.extend(extra);
-        let out = topo().args(&args).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
-        assert!(text.contains("a device"), "{args:?}: {text}");
+        let out = TestCommand::new().args(&args).topology(&file).run();
+        out.expect_code(2)
+            .ensure(out.all().contains("a device"), "\"a device\" in the output");
         assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
     }
 }
@@ -194,16 +186,12 @@ fn twenty_thousand_errors_render_in_linear_time() {
     std::fs::write(&file, errors_file(20_000)).unwrap();
     for format in ["text", "json"] {
         let started = Instant::now();
-        let out = topo()
+        let out = TestCommand::new()
             .args(["validate", "--format", format, file.to_str().unwrap()])
-            .output()
-            .unwrap();
+            .run();
         let took = started.elapsed();
-        assert_eq!(out.status.code(), Some(1));
-        let all = [out.stdout, out.stderr].concat();
-        let count = String::from_utf8_lossy(&all)
-            .matches("unknown key `htp`")
-            .count();
+        out.expect_code(1);
+        let count = out.all().matches("unknown key `htp`").count();
         assert_eq!(count, 20_000, "{format}");
         // Debug build, loaded machine: ~1 s of CPU now, 37 s before.
         assert!(took < Duration::from_secs(15), "{format}: {took:?}");
@@ -255,12 +243,12 @@ fn passwords_in_excerpts_and_port_messages_are_hidden() {
     )
     .unwrap();
     for format in ["text", "json"] {
-        let out = topo()
+        let out = TestCommand::new()
             .args(["validate", "--format", format, file.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let all = String::from_utf8_lossy(&stdout_and_stderr(&out)).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{all}");
+            .topology(&file)
+            .run();
+        out.expect_code(1);
+        let all = out.all();
         assert!(
             !all.contains("s3cret") && !all.contains("cret"),
             "{format}:\n{all}"
@@ -279,12 +267,12 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
         "nodes:\n  a: { \"k\\e]0;owned\\a\": 1, http: 1 }\n  \"b\\e[2J\": {}\n",
     )
     .unwrap();
-    let out = topo()
+    let out = TestCommand::new()
         .args(["validate", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let all = stdout_and_stderr(&out);
+        .topology(&bad)
+        .run();
+    out.expect_code(1);
+    let all = stdout_and_stderr(&out.output);
     assert!(
         !all.contains(&0x1b) && !all.contains(&0x07),
         "{}",
@@ -304,12 +292,12 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
     )
     .unwrap();
     for format in ["dot", "mermaid", "json"] {
-        let out = topo()
+        let out = TestCommand::new()
             .args(["graph", "--format", format, good.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{format}");
-        let all = stdout_and_stderr(&out);
+            .topology(&good)
+            .run();
+        out.expect_code(0);
+        let all = stdout_and_stderr(&out.output);
         assert!(
             !all.contains(&0x1b) && !all.contains(&0x07),
             "{format}: {}",
