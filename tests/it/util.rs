@@ -376,6 +376,14 @@ impl Ran {
     }
 }
 
+/// The raw output, for tests that read bytes or the status directly.
+impl std::ops::Deref for Ran {
+    type Target = std::process::Output;
+    fn deref(&self) -> &std::process::Output {
+        &self.output
+    }
+}
+
 impl std::fmt::Display for Ran {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "command: {}", self.line)?;
