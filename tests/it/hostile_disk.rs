@@ -403,30 +403,30 @@ async fn up_keeps_running_with_a_closed_stdout_in_both_modes() {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log.lock().unwrap().contains("stdout is closed") {
-            assert!(
-                Instant::now() < deadline,
-                "process={process}: {}",
-                log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Still serving after stdout failed; no panic, no exit.
-        let mut healthy = false;
-        while !healthy && Instant::now() < deadline {
-            healthy = tokio::time::timeout(Duration::from_secs(2), async {
-                tokio::net::TcpStream::connect(("127.0.0.1", a))
-                    .await
-                    .is_ok()
-            })
-            .await
-            .unwrap_or(false);
-            if !healthy {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let what = format!("process={process}: stdout is closed logged");
+        crate::util::wait_until(&what, Duration::from_secs(20), || async {
+            let text = log.lock().unwrap().clone();
+            if text.contains("stdout is closed") {
+                Ok(())
+            } else {
+                Err(text)
             }
-        }
-        assert!(healthy, "process={process}: {}", log.lock().unwrap());
+        })
+        .await;
+        // Still serving after stdout failed; no panic, no exit.
+        let what = format!("process={process}: still listening on {a}");
+        crate::util::wait_until(&what, Duration::from_secs(20), || async {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(("127.0.0.1", a)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                other => Err(format!("{other:?}\n{}", log.lock().unwrap())),
+            }
+        })
+        .await;
         assert_eq!(http_get(a, "/healthz").await.0, 200);
         assert!(
             child.try_wait().unwrap().is_none(),
