@@ -9,7 +9,7 @@ use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A ring over `members` (indices into the port lists): each node subscribes
 /// to the one before it.
@@ -284,16 +284,18 @@ async fn up_verbose_lists_every_link_in_full() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    let text = loop {
-        let text = std::fs::read_to_string(&out).unwrap();
-        if text.lines().count() >= 4 {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "no table:\n{text}");
+    let text = crate::util::wait_until("the ready table", LIMIT, || {
         assert!(up.try_wait().unwrap().is_none(), "topo up exited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        let text = std::fs::read_to_string(&out).unwrap();
+        async move {
+            if text.lines().count() >= 4 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await;
     let _ = up.kill();
     let _ = up.wait();
     let full = format!(

@@ -204,14 +204,13 @@ async fn relay_bridges_zmq_to_redis_and_never_back_onto_redis() {
     r.send("from redis").await;
     assert_eq!(r.recv().await, "from redis");
     // Once the bridge has it, a re-publication onto Redis would precede the fence.
-    let deadline = Instant::now() + LIMIT;
-    while bridge.core.counters.incoming() == before {
-        assert!(
-            Instant::now() < deadline,
-            "bridge never received the redis message"
-        );
-        tokio::task::yield_now().await;
-    }
+    crate::util::wait_until("the bridge received the redis message", LIMIT, || async {
+        match bridge.core.counters.incoming() {
+            n if n == before => Err(n),
+            _ => Ok(()),
+        }
+    })
+    .await;
     z.send("fence").await;
     assert_eq!(count(&r.until("fence").await, "from redis"), 0);
     running.shutdown().await;
