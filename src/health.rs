@@ -19,6 +19,9 @@ pub struct Health {
     pub links: Vec<HealthLink>,
     /// See `transport::Counters`.
     pub messages: Messages,
+    /// The process serving the node: `topo up`'s own, or under `--process`
+    /// the node's child (how tests and scripts find the child to signal).
+    pub pid: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,7 @@ mod tests {
                 incoming: 10,
                 outgoing: 11,
             },
+            pid: 12,
         };
         let text = serde_json::to_string(&health).unwrap();
         assert_eq!(
@@ -173,7 +177,7 @@ mod tests {
                 r#""peers":1,"rejected":2,"dropped":3},"#,
                 r#"{"kind":"redis","broker":"redis://127.0.0.1:6379/0","state":"up","sent":5,"received":6,"#,
                 r#""via":{"z":1,"a":2},"outbox":{"queued":7,"dropped":8,"flushed":9}}],"#,
-                r#""messages":{"in":10,"out":11}}"#
+                r#""messages":{"in":10,"out":11},"pid":12}"#
             )
         );
         assert_eq!(serde_json::from_str::<Health>(&text).unwrap(), health);

@@ -283,6 +283,7 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
             incoming: router.counters.incoming(),
             outgoing: router.counters.outgoing(),
         },
+        pid: std::process::id(),
     })
 }
 

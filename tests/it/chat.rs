@@ -1,4 +1,4 @@
-//! Helpers for runtime tests: hand-built topologies, a WebSocket chat client,
+//! Helpers for runtime tests: topologies compiled from YAML, a WebSocket chat client,
 //! a raw HTTP GET, and a probe loop that waits out ZeroMQ's slow joiner.
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,12 +21,86 @@ pub fn port() -> u16 {
 /// Every await in these tests is bounded by this unless it says otherwise.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
+/// The topology these nodes and brokers describe, compiled from YAML by
+/// `topo::check::check_bytes` like any file, so that no test can run a
+/// topology the compiler would refuse. The builders below only say what
+/// to write: a ZeroMQ `sub` as an endpoint, a Redis link on broker 0.
 pub fn topology(nodes: Vec<Node>, brokers: Vec<Broker>) -> Topology {
-    Topology {
-        name: "test".into(),
-        nodes,
-        brokers,
+    let yaml = yaml_of(&nodes, &brokers);
+    let checked = topo::check::check_bytes("test.yaml", "test", yaml.as_bytes(), &|_| None);
+    match checked.valid {
+        Some(valid) => valid.topology,
+        None => panic!(
+            "the test's topology does not compile:\n{}\n{yaml}",
+            checked.render()
+        ),
     }
+}
+
+fn yaml_of(nodes: &[Node], brokers: &[Broker]) -> String {
+    let list = |items: &[String]| format!("[{}]", items.join(", "));
+    let quoted =
+        |items: &[String]| list(&items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>());
+    let mut yaml = String::new();
+    if !brokers.is_empty() {
+        yaml.push_str("brokers:\n");
+        for b in brokers {
+            let u = &b.url;
+            assert!(
+                !u.tls && u.password.is_none() && u.ca.is_none(),
+                "plain brokers only"
+            );
+            yaml.push_str(&format!(
+                "  {}: {{ url: \"redis://{}:{}/{}\" }}\n",
+                b.name, u.host, u.port, u.db
+            ));
+        }
+    }
+    yaml.push_str("nodes:\n");
+    for n in nodes {
+        yaml.push_str(&format!("  {}:\n", n.name));
+        if let Some(http) = n.http {
+            yaml.push_str(&format!(
+                "    http: {}\n    host: {}\n",
+                http.port(),
+                http.ip()
+            ));
+        }
+        if n.relay {
+            yaml.push_str("    relay: true\n");
+        }
+        if let Some(z) = &n.zmq {
+            yaml.push_str("    zmq:\n");
+            if let Some(p) = &z.publish {
+                yaml.push_str(&format!(
+                    "      pub: \"tcp://{}\"\n      topic: {:?}\n",
+                    p.bind, p.topic
+                ));
+            }
+            if !z.subscribe.is_empty() {
+                let subs: Vec<String> = z
+                    .subscribe
+                    .iter()
+                    .map(|s| format!("tcp://{}:{}", s.endpoint.host, s.endpoint.port))
+                    .collect();
+                yaml.push_str(&format!("      sub: {}\n", quoted(&subs)));
+            }
+        }
+        if let Some(r) = &n.redis {
+            yaml.push_str(&format!(
+                "    redis:\n      broker: {}\n      publish: {:?}\n      subscribe: {}\n      patterns: {}\n",
+                brokers[r.broker.0].name,
+                r.publish,
+                quoted(&r.subscribe),
+                quoted(&r.patterns)
+            ));
+        }
+        let defaults = Limits::default();
+        if n.limits.outbox != defaults.outbox {
+            yaml.push_str(&format!("    limits: {{ outbox: {} }}\n", n.limits.outbox));
+        }
+    }
+    yaml
 }
 
 pub fn local(port: u16) -> SocketAddr {

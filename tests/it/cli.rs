@@ -1,29 +1,31 @@
 //! The binary as a user runs it: exit codes, JSON shape, text output.
 
+use crate::util::{Ran, TestCommand};
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn topo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_topo"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run topo")
+/// Runs `topo ARGS` in the crate root; the last `.yaml` argument is the
+/// topology a failure report shows.
+fn topo(args: &[&str]) -> Ran {
+    let mut cmd = TestCommand::new();
+    cmd.args(args);
+    if let Some(file) = args.iter().rev().find(|a| a.ends_with(".yaml")) {
+        cmd.topology(file);
+    }
+    cmd.run()
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn stdout(ran: &Ran) -> String {
+    ran.stdout()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn stderr(ran: &Ran) -> String {
+    ran.stderr()
 }
 
 #[test]
 fn validate_valid_file_exits_0_with_a_reach_table() {
     let out = topo(&["validate", "topologies/zmq-3node.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.expect_code(0);
     let text = stdout(&out);
     assert!(
         text.contains("topologies/zmq-3node.yaml: valid (3 nodes, 6 links)"),
@@ -35,7 +37,7 @@ fn validate_valid_file_exits_0_with_a_reach_table() {
 #[test]
 fn validate_json_has_exactly_the_spec_shape() {
     let out = topo(&["validate", "--format", "json", "topologies/zmq-3node.yaml"]);
-    assert_eq!(out.status.code(), Some(0));
+    out.expect_code(0);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "one object on one line");
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -63,7 +65,7 @@ fn validate_json_has_exactly_the_spec_shape() {
 #[test]
 fn invalid_file_exits_1_with_positions_and_a_caret() {
     let out = topo(&["validate", "tests/errors/unknown-key-typo.yaml"]);
-    assert_eq!(out.status.code(), Some(1));
+    out.expect_code(1);
     let err = stderr(&out);
     assert!(
         err.starts_with("tests/errors/unknown-key-typo.yaml:4:5: error: unknown key `hhtp` in a node; did you mean `http`?\n"),
@@ -76,7 +78,7 @@ fn invalid_file_exits_1_with_positions_and_a_caret() {
         "json",
         "tests/errors/unknown-key-typo.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    out.expect_code(1);
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(value["valid"], false);
     assert_eq!(value["errors"][0]["line"], 4);
@@ -87,22 +89,13 @@ fn invalid_file_exits_1_with_positions_and_a_caret() {
 #[test]
 fn unreadable_file_and_bad_usage_exit_2() {
     let out = topo(&["validate", "no/such/file.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("no/such/file.yaml: cannot read"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(topo(&["validate"]).status.code(), Some(2));
-    assert_eq!(
-        topo(&["validate", "--format", "xml", "topologies/single.yaml"])
-            .status
-            .code(),
-        Some(2)
-    );
+    out.expect_code(2);
+    out.stderr_has("no/such/file.yaml: cannot read");
+    topo(&["validate"]).expect_code(2);
+    topo(&["validate", "--format", "xml", "topologies/single.yaml"]).expect_code(2);
     // A readable file and an unreadable one: the unreadable one decides.
     let out = topo(&["validate", "topologies/single.yaml", "missing.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
+    out.expect_code(2);
 }
 
 #[test]
@@ -112,9 +105,9 @@ fn several_files_are_all_checked() {
         "topologies/single.yaml",
         "tests/errors/sub-self.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("topologies/single.yaml: valid"));
-    assert!(stderr(&out).contains("sub-self.yaml:4:29: error"));
+    out.expect_code(1);
+    out.stdout_has("topologies/single.yaml: valid");
+    out.stderr_has("sub-self.yaml:4:29: error");
 }
 
 #[test]
@@ -123,18 +116,14 @@ fn warnings_do_not_fail_validation() {
         "validate",
         "tests/golden/redis-pattern-duplicate/topology.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(0));
-    assert!(
-        stderr(&out).contains(":12:3: warning: duplicate delivery"),
-        "{}",
-        stderr(&out)
-    );
+    out.expect_code(0);
+    out.stderr_has(":12:3: warning: duplicate delivery");
 }
 
 #[test]
 fn graph_formats() {
     let dot = topo(&["graph", "topologies/hybrid-bridge.yaml"]);
-    assert_eq!(dot.status.code(), Some(0));
+    dot.expect_code(0);
     let dot = stdout(&dot);
     assert!(dot.starts_with("digraph \"hybrid-bridge\" {"), "{dot}");
     assert!(
@@ -163,10 +152,7 @@ fn graph_formats() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["links"].as_array().unwrap().len(), 6);
     assert_eq!(value["brokers"][0]["url"], "redis://127.0.0.1:6379");
-    assert_eq!(
-        topo(&["graph", "tests/errors/sub-self.yaml"]).status.code(),
-        Some(1)
-    );
+    topo(&["graph", "tests/errors/sub-self.yaml"]).expect_code(1);
 }
 
 #[test]
@@ -199,7 +185,7 @@ fn passwords_never_printed() {
     let ok = dir.path().join("ok.yaml");
     for format in ["dot", "mermaid", "json"] {
         let out = topo(&["graph", "--format", format, ok.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0));
+        out.expect_code(0);
         let text = stdout(&out);
         assert!(
             !text.contains("hunter2") && text.contains("user:***@"),
@@ -214,7 +200,7 @@ fn committed_schema_is_what_the_code_generates() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/topology.schema.json"),
     )
     .unwrap();
-    let generated = stdout(&topo(&["schema"]));
+    let generated = TestCommand::new().arg("schema").stdout();
     assert!(
         committed == generated,
         "schemas/topology.schema.json is stale: run `cargo run -- schema > schemas/topology.schema.json`"
@@ -249,12 +235,8 @@ fn oversized_files_and_alias_bombs_are_refused_with_a_clear_message() {
     );
     std::fs::write(&big, text).unwrap();
     let out = topo(&["validate", big.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("limited to 8 MiB"),
-        "{}",
-        stderr(&out)
-    );
+    out.expect_code(2);
+    out.stderr_has("limited to 8 MiB");
 
     let bomb = dir.path().join("bomb.yaml");
     let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
@@ -268,8 +250,8 @@ fn oversized_files_and_alias_bombs_are_refused_with_a_clear_message() {
     }
     std::fs::write(&bomb, text).unwrap();
     let out = topo(&["validate", bomb.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("billion laughs"), "{}", stderr(&out));
+    out.expect_code(1);
+    out.stderr_has("billion laughs");
 }
 
 /// A ring of `n` nodes `n0..`: each subscribes to the one before it.
@@ -297,7 +279,7 @@ fn validate_orders_names_as_written_n2_before_n10() {
         )
         .unwrap();
         let out = topo(&["validate", file.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out.expect_code(0);
         let text = stdout(&out);
         assert!(text.contains(marker), "{text}");
         let senders: Vec<&str> = text
@@ -308,4 +290,27 @@ fn validate_orders_names_as_written_n2_before_n10() {
         let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         assert_eq!(senders, expected, "{text}");
     }
+}
+
+#[test]
+fn a_failed_expectation_reports_the_command_the_topology_and_the_output() {
+    let file = "tests/errors/sub-self.yaml";
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let ran = topo(&["validate", file]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ran.expect_code(0);
+    }))
+    .expect_err("exit code 1 passed for 0");
+    let report = caught
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(report.contains("expected exit code 0"), "{report}");
+    assert!(report.contains("\"validate\""), "{report}");
+    assert!(
+        report.contains(&format!("--- topology {file} ---\n{text}")),
+        "{report}"
+    );
+    assert!(report.contains("sub-self.yaml:4:29: error"), "{report}");
+    assert!(report.contains("--- stdout ---"), "{report}");
 }

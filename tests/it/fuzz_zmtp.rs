@@ -94,12 +94,11 @@ async fn play(mut stream: TcpStream, bytes: &[u8]) {
 }
 
 async fn until_listening(http: u16, up: &mut Up) {
-    let deadline = Instant::now() + LIMIT;
-    while TcpStream::connect(("127.0.0.1", http)).await.is_err() {
+    crate::util::wait_until(&format!("a listener on {http}"), LIMIT, || {
         assert!(up.0.try_wait().unwrap().is_none(), "topo up exited");
-        assert!(Instant::now() < deadline, "never listened on {http}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        async move { TcpStream::connect(("127.0.0.1", http)).await.map(drop) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -37,11 +37,13 @@ fn file_text(http: u16) -> String {
 }
 
 async fn wait_up(up: &Up) {
-    let deadline = Instant::now() + LIMIT;
-    while up.generation().await != Some(0) {
-        assert!(Instant::now() < deadline, "no admin server:\n{}", up.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_until("an admin server at generation 0", LIMIT, || async {
+        match up.generation().await {
+            Some(0) => Ok(()),
+            _ => Err(up.log()),
+        }
+    })
+    .await
 }
 
 fn post(admin: u16, host: &str, headers: &str) -> String {

@@ -4,7 +4,7 @@
 
 use crate::chat::http_get;
 use crate::reload::Up;
-use crate::util::free_port;
+use crate::util::{TestCommand, free_port};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,13 +45,10 @@ fn devices_fifos_and_links_to_them_are_refused_fast() {
             if command == "diff" {
                 args.push(path.to_str().unwrap());
             }
-            let out = topo().args(&args).output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{command} {path:?}: {err}");
-            assert!(
-                err.contains(&format!("{}: cannot read: {kind}", path.display())),
-                "{command}: {err}"
-            );
+            // No `.topology(path)`: the report must not read the device.
+            let out = TestCommand::new().args(&args).run();
+            out.expect_code(2)
+                .stderr_has(&format!("{}: cannot read: {kind}", path.display()));
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "{command} {path:?}"
@@ -72,14 +69,9 @@ fn topo_test_refuses_a_sidecar_that_is_a_device() {
         let started = Instant::now();
         let mut args = vec!["test", file.to_str().unwrap()];
         args.extend(extra);
-        let out = topo().args(&args).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
-        assert!(text.contains("a device"), "{args:?}: {text}");
+        let out = TestCommand::new().args(&args).topology(&file).run();
+        out.expect_code(2)
+            .ensure(out.all().contains("a device"), "\"a device\" in the output");
         assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
     }
 }
@@ -161,14 +153,14 @@ fn a_trace_log_in_the_watched_directory_does_not_feed_itself() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("watching for changes")
-    {
-        assert!(Instant::now() < deadline, "never watched");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::util::wait_until_blocking("watching", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("watching for changes") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     // A feedback loop needs no trigger: give it time to show (before the
     // fix, 22 MB in 2 s).
     std::thread::sleep(Duration::from_secs(2));
@@ -194,16 +186,12 @@ fn twenty_thousand_errors_render_in_linear_time() {
     std::fs::write(&file, errors_file(20_000)).unwrap();
     for format in ["text", "json"] {
         let started = Instant::now();
-        let out = topo()
+        let out = TestCommand::new()
             .args(["validate", "--format", format, file.to_str().unwrap()])
-            .output()
-            .unwrap();
+            .run();
         let took = started.elapsed();
-        assert_eq!(out.status.code(), Some(1));
-        let all = [out.stdout, out.stderr].concat();
-        let count = String::from_utf8_lossy(&all)
-            .matches("unknown key `htp`")
-            .count();
+        out.expect_code(1);
+        let count = out.all().matches("unknown key `htp`").count();
         assert_eq!(count, 20_000, "{format}");
         // Debug build, loaded machine: ~1 s of CPU now, 37 s before.
         assert!(took < Duration::from_secs(15), "{format}: {took:?}");
@@ -255,12 +243,12 @@ fn passwords_in_excerpts_and_port_messages_are_hidden() {
     )
     .unwrap();
     for format in ["text", "json"] {
-        let out = topo()
+        let out = TestCommand::new()
             .args(["validate", "--format", format, file.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let all = String::from_utf8_lossy(&stdout_and_stderr(&out)).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{all}");
+            .topology(&file)
+            .run();
+        out.expect_code(1);
+        let all = out.all();
         assert!(
             !all.contains("s3cret") && !all.contains("cret"),
             "{format}:\n{all}"
@@ -279,12 +267,12 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
         "nodes:\n  a: { \"k\\e]0;owned\\a\": 1, http: 1 }\n  \"b\\e[2J\": {}\n",
     )
     .unwrap();
-    let out = topo()
+    let out = TestCommand::new()
         .args(["validate", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let all = stdout_and_stderr(&out);
+        .topology(&bad)
+        .run();
+    out.expect_code(1);
+    let all = stdout_and_stderr(&out.output);
     assert!(
         !all.contains(&0x1b) && !all.contains(&0x07),
         "{}",
@@ -304,12 +292,12 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
     )
     .unwrap();
     for format in ["dot", "mermaid", "json"] {
-        let out = topo()
+        let out = TestCommand::new()
             .args(["graph", "--format", format, good.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{format}");
-        let all = stdout_and_stderr(&out);
+            .topology(&good)
+            .run();
+        out.expect_code(0);
+        let all = stdout_and_stderr(&out.output);
         assert!(
             !all.contains(&0x1b) && !all.contains(&0x07),
             "{format}: {}",
@@ -415,30 +403,30 @@ async fn up_keeps_running_with_a_closed_stdout_in_both_modes() {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log.lock().unwrap().contains("stdout is closed") {
-            assert!(
-                Instant::now() < deadline,
-                "process={process}: {}",
-                log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Still serving after stdout failed; no panic, no exit.
-        let mut healthy = false;
-        while !healthy && Instant::now() < deadline {
-            healthy = tokio::time::timeout(Duration::from_secs(2), async {
-                tokio::net::TcpStream::connect(("127.0.0.1", a))
-                    .await
-                    .is_ok()
-            })
-            .await
-            .unwrap_or(false);
-            if !healthy {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let what = format!("process={process}: stdout is closed logged");
+        crate::util::wait_until(&what, Duration::from_secs(20), || async {
+            let text = log.lock().unwrap().clone();
+            if text.contains("stdout is closed") {
+                Ok(())
+            } else {
+                Err(text)
             }
-        }
-        assert!(healthy, "process={process}: {}", log.lock().unwrap());
+        })
+        .await;
+        // Still serving after stdout failed; no panic, no exit.
+        let what = format!("process={process}: still listening on {a}");
+        crate::util::wait_until(&what, Duration::from_secs(20), || async {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(("127.0.0.1", a)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                other => Err(format!("{other:?}\n{}", log.lock().unwrap())),
+            }
+        })
+        .await;
         assert_eq!(http_get(a, "/healthz").await.0, 200);
         assert!(
             child.try_wait().unwrap().is_none(),

@@ -7,7 +7,7 @@
 use crate::chat::{LIMIT, http_get, upgrade_status};
 use crate::util::free_port;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pair(a: u16, b: u16, pa: u16, pb: u16) -> String {
@@ -32,19 +32,14 @@ async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + LIMIT * 2;
     // The parent's table (the children's lines are prefixed `a | `).
-    let parent_ready = || {
-        std::fs::read_to_string(&out)
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("-x ready: 2 node(s)"))
-    };
-    while !parent_ready() {
-        assert!(Instant::now() < deadline, "never ready");
+    crate::util::wait_until("the parent's ready table", LIMIT * 2, || {
         assert!(up.try_wait().unwrap().is_none(), "topo up exited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let text = std::fs::read_to_string(&out).unwrap();
+        let ready = text.lines().any(|l| l.starts_with("-x ready: 2 node(s)"));
+        async move { if ready { Ok(()) } else { Err(text) } }
+    })
+    .await;
     // Ready means ready: both children answer at once.
     for port in [a, b] {
         let (status, body) = http_get(port, "/healthz").await;

@@ -9,7 +9,7 @@ use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
 use crate::util::free_port;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A ring over `members` (indices into the port lists): each node subscribes
 /// to the one before it.
@@ -26,11 +26,13 @@ pub fn ring(name: &str, members: &[usize], http: &[u16], publ: &[u16]) -> String
 }
 
 async fn wait_admin(up: &Up) {
-    let deadline = Instant::now() + LIMIT;
-    while up.generation().await != Some(0) {
-        assert!(Instant::now() < deadline, "no admin server:\n{}", up.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::util::wait_until("an admin server at generation 0", LIMIT, || async {
+        match up.generation().await {
+            Some(0) => Ok(()),
+            _ => Err(up.log()),
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,15 +256,10 @@ async fn with_process_stop_and_start_work_and_other_switches_answer_501() {
     assert!(healthz(http[0]).await.is_none(), "n0 still answers");
     let answer = post(r#"{"action":"start","node":"n0"}"#).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let deadline = Instant::now() + LIMIT;
-    while healthz(http[0]).await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "n0 never came back:\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::util::wait_until("n0 back", LIMIT, || async {
+        healthz(http[0]).await.ok_or_else(|| up.log())
+    })
+    .await;
     assert!(
         up.log().contains("fault switch on: node n0 stopped"),
         "{}",
@@ -287,16 +284,18 @@ async fn up_verbose_lists_every_link_in_full() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    let text = loop {
-        let text = std::fs::read_to_string(&out).unwrap();
-        if text.lines().count() >= 4 {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "no table:\n{text}");
+    let text = crate::util::wait_until("the ready table", LIMIT, || {
         assert!(up.try_wait().unwrap().is_none(), "topo up exited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        let text = std::fs::read_to_string(&out).unwrap();
+        async move {
+            if text.lines().count() >= 4 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await;
     let _ = up.kill();
     let _ = up.wait();
     let full = format!(

@@ -2,9 +2,11 @@
 //! never outliving a parent killed with `kill -9`, and reloads that restart
 //! only the children of changed nodes.
 
+use crate::chat::LIMIT;
 use crate::reload::{Up, probe_agrees, save};
-use crate::util::free_port;
-use std::time::{Duration, Instant};
+use crate::util::{free_port, wait_until};
+use std::time::Duration;
+use topo::health::Health;
 
 fn mesh(a: u16, b: u16, pa: u16, pb: u16) -> String {
     format!(
@@ -15,15 +17,34 @@ fn mesh(a: u16, b: u16, pa: u16, pb: u16) -> String {
     )
 }
 
-/// Pids from the supervisor's `child started pid=N` lines, per node, in order.
-fn child_pids(log: &str, node: &str) -> Vec<i32> {
-    let tag = format!("node{{node={node}}}: child started pid=");
-    log.lines()
-        .filter_map(|l| l.split_once(&tag))
-        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .collect()
+/// The pid of the process serving the node on `port`, from its `/healthz`.
+async fn pid_at(port: u16) -> Result<i32, String> {
+    let body = topo::http_get::get(
+        format!("127.0.0.1:{port}"),
+        "/healthz",
+        Duration::from_secs(2),
+        1 << 20,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let health: Health = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(health.pid as i32)
 }
 
+/// Waits until the node on `port` is served by a child of `up` that `ok`
+/// accepts, and returns its pid.
+async fn child_pid(up: &Up, port: u16, what: &str, ok: impl Fn(i32) -> bool) -> i32 {
+    let parent = up.child.id() as i32;
+    wait_until(what, LIMIT, || async {
+        let pid = pid_at(port).await?;
+        if pid != parent && ok(pid) {
+            Ok(pid)
+        } else {
+            Err(format!("pid {pid} (parent {parent})"))
+        }
+    })
+    .await
+}
 /// Alive and not a zombie waiting for its new parent to reap it.
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -50,16 +71,13 @@ async fn a_killed_child_is_restarted_and_the_topology_heals() {
     let file = dir.path().join("topo.yaml");
     std::fs::write(&file, mesh(a, b, pa, pb)).unwrap();
     let up = Up::start(&file, &["--process"]);
-    up.wait_log("child started", 2).await;
-    up.wait_log("node ready", 2).await;
+    let first = child_pid(&up, a, "a served by a child", |_| true).await;
+    let b_first = child_pid(&up, b, "b served by a child", |_| true).await;
+    assert_ne!(first, b_first, "one child per node");
     probe_agrees(&file).await;
-    let first = child_pids(&up.log(), "a")[0];
     kill9(first);
-    up.wait_log("child exited, restarting", 1).await;
-    up.wait_log("child started", 3).await;
-    up.wait_log("node ready", 3).await;
-    let second = child_pids(&up.log(), "a")[1];
-    assert_ne!(first, second);
+    let second = child_pid(&up, a, "a served by a new child", |p| p != first).await;
+    assert!(alive(second));
     probe_agrees(&file).await;
 
     // A reload restarts only the changed node's child.
@@ -69,11 +87,16 @@ async fn a_killed_child_is_restarted_and_the_topology_heals() {
     text = text.replace("sub: [a] }", "sub: [a], topic: chat2 }");
     save(&file, &text);
     up.wait_generation(1).await;
-    up.wait_log("node ready", 5).await;
-    let log = up.log();
-    assert_eq!(child_pids(&log, "a"), [first, second], "{log}");
-    assert_eq!(child_pids(&log, "b").len(), 2, "{log}");
-    assert_eq!(child_pids(&log, "c").len(), 1, "{log}");
+    let b_second = child_pid(&up, b, "b served by a new child", |p| p != b_first).await;
+    let c_first = child_pid(&up, c, "c served by a child", |_| true).await;
+    assert!(![first, second, b_first, b_second].contains(&c_first));
+    assert_eq!(
+        pid_at(a).await,
+        Ok(second),
+        "a was restarted:\n{}",
+        up.log()
+    );
+    assert!(alive(second));
     probe_agrees(&file).await;
 }
 
@@ -84,15 +107,20 @@ async fn children_do_not_outlive_a_parent_killed_with_sigkill() {
     let file = dir.path().join("topo.yaml");
     std::fs::write(&file, mesh(a, b, pa, pb)).unwrap();
     let mut up = Up::start(&file, &["--process"]);
-    up.wait_log("node ready", 2).await;
-    let log = up.log();
-    let pids = [child_pids(&log, "a")[0], child_pids(&log, "b")[0]];
+    let pids = [
+        child_pid(&up, a, "a served by a child", |_| true).await,
+        child_pid(&up, b, "b served by a child", |_| true).await,
+    ];
     assert!(pids.iter().all(|&p| alive(p)));
     up.child.kill().unwrap(); // SIGKILL
     up.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&p| alive(p)) {
-        assert!(Instant::now() < deadline, "children outlived the parent");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "children gone with the parent",
+        Duration::from_secs(5),
+        || async {
+            let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await;
 }

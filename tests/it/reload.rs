@@ -4,7 +4,7 @@
 //! clients and `topo::probe`.
 
 use crate::chat::{Client, LIMIT, http_get};
-use crate::util::{RedisServer, free_port, wait_until};
+use crate::util::{RedisServer, TestCommand, free_port, wait_until};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -290,21 +290,19 @@ async fn plan_against_the_running_topology_and_diff_of_two_files() {
     let next = dir.path().join("next.yaml");
     std::fs::write(&next, format!("nodes:\n  b: {{ http: {b} }}\n")).unwrap();
     let admin = format!("127.0.0.1:{}", up.admin);
-    let out = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let out = TestCommand::new()
         .args(["plan", next.to_str().unwrap(), "--admin", &admin])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+        .topology(&next)
+        .expect_code(0);
+    let text = out.stdout();
     assert!(text.contains("+ b (start)"), "{text}");
     assert!(text.contains("- a (stop"), "{text}");
     assert!(text.contains("  a -> a: 1 -> 0"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let out = TestCommand::new()
         .args(["diff", file.to_str().unwrap(), next.to_str().unwrap()])
         .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     assert_eq!(json["add"], serde_json::json!(["b"]));
     assert_eq!(json["remove"], serde_json::json!(["a"]));
     // Nothing was applied by planning.

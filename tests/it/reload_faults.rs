@@ -6,7 +6,7 @@
 
 use crate::chat::*;
 use crate::util::{RedisServer, wait_until};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::time::timeout;
 use topo::check::check_bytes;
 use topo::diff::{Diff, wirings};
@@ -110,11 +110,15 @@ async fn the_outbox_survives_a_rewire_during_an_outage_and_flushes_onto_the_new_
     ca.send("before").await;
     assert_eq!(ca.recv().await, "before");
     // Published (not held) before the outage: the outbox starts empty.
-    let deadline = Instant::now() + LIMIT;
-    while health(a_http).await["messages"]["out"] != 1 {
-        assert!(Instant::now() < deadline, "\"before\" never published");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::util::wait_until("\"before\" published", LIMIT, || async {
+        let health = health(a_http).await;
+        if health["messages"]["out"] == 1 {
+            Ok(())
+        } else {
+            Err(health)
+        }
+    })
+    .await;
 
     redis.kill();
     wait_link(a_http, "down", |l| l["state"] == "down").await;

@@ -205,14 +205,13 @@ async fn relay_bridges_zmq_to_redis_and_never_back_onto_redis() {
     r.send("from redis").await;
     assert_eq!(r.recv().await, "from redis");
     // Once the bridge has it, a re-publication onto Redis would precede the fence.
-    let deadline = Instant::now() + LIMIT;
-    while bridge.router.counters.incoming() == before {
-        assert!(
-            Instant::now() < deadline,
-            "bridge never received the redis message"
-        );
-        tokio::task::yield_now().await;
-    }
+    crate::util::wait_until("the bridge received the redis message", LIMIT, || async {
+        match bridge.router.counters.incoming() {
+            n if n == before => Err(n),
+            _ => Ok(()),
+        }
+    })
+    .await;
     z.send("fence").await;
     assert_eq!(count(&r.until("fence").await, "from redis"), 0);
     running.shutdown().await;
@@ -253,16 +252,16 @@ async fn healthz_reports_node_clients_links_and_counters() {
     );
     assert_eq!(links[2]["state"], "up");
     // The PUB frame is sent at once; the PUBLISH is acknowledged a moment later.
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    crate::util::wait_until("out at 2", LIMIT, || async {
         let (_, body) = http_get(http, "/healthz").await;
         let health: serde_json::Value = serde_json::from_str(&body).unwrap();
         if health["messages"]["out"] == 2 {
-            break;
+            Ok(())
+        } else {
+            Err(health)
         }
-        assert!(Instant::now() < deadline, "out never reached 2: {health}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     running.shutdown().await;
 }
 

@@ -3,9 +3,8 @@
 //! AUTH works with a password and with an ACL user and password.
 
 use crate::chat::{Client, LIMIT, http_get, port};
-use crate::util::{free_port, wait_until};
+use crate::util::{TestCommand, free_port, wait_until};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const SECRETS: [&str; 3] = ["hunter2", "s3cret", "wrongpass"];
 
@@ -34,11 +33,9 @@ impl AuthRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server");
-        let deadline = Instant::now() + LIMIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server never listened");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::util::wait_until_blocking("redis-server listening", LIMIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).map(drop)
+        });
         AuthRedis { port, child }
     }
 }
@@ -55,14 +52,13 @@ fn topo() -> Command {
 }
 
 fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
-    let out = topo()
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text)
+    let mut cmd = TestCommand::new();
+    cmd.args(args);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.run();
+    (out.code(), out.all())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,35 +3,21 @@
 //! predict what those lines start, and the binary's extras (version with
 //! commit, completions, man page, logs without colour off a terminal).
 
-use crate::util::free_port;
-use std::io::{BufRead, BufReader, Write};
+use crate::util::{Ran, TestCommand, free_port};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn topo(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topo"))
+/// Runs `topo ARGS` in the crate root with `stdin` (empty if `None`) on
+/// a pipe.
+fn topo(args: &[&str], stdin: Option<&str>) -> Ran {
+    TestCommand::new()
         .args(args)
-        .current_dir(ROOT)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run topo");
-    let mut input = child.stdin.take().unwrap();
-    let bytes = stdin.unwrap_or("").as_bytes().to_vec();
-    // From a thread, so that a large output cannot block the writer; a
-    // broken pipe is topo refusing to read further, which some tests want.
-    let writer = std::thread::spawn(move || match input.write_all(&bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("stdin: {e}"),
-        _ => {}
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    output
+        .stdin(stdin.unwrap_or(""))
+        .run()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -115,7 +101,7 @@ fn prediction(
         &["validate", "--format", "json", file.to_str().unwrap()],
         None,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    out.expect_code(0);
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rename_all = |v: &serde_json::Value| -> serde_json::Value {
         let mut text = v.to_string();
@@ -139,7 +125,7 @@ fn imports_like(lines: &str, args: &[&str], example: &str) -> String {
     all.extend_from_slice(args);
     all.push(input.to_str().unwrap());
     let out = topo(&all, None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    out.expect_code(0);
     let yaml = text(&out.stdout);
     assert!(
         yaml.starts_with("# yaml-language-server: $schema="),
@@ -207,7 +193,7 @@ fn import_from_stdin_with_a_sub_nobody_binds_keeps_the_endpoint_and_warns() {
         &["import", "-"],
         Some("node app --http 8080 --pub 5000 --sub 5009\n"),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    out.expect_code(0);
     assert!(
         text(&out.stdout).contains("sub: [\"tcp://127.0.0.1:5009\"]"),
         "{}",
@@ -262,7 +248,7 @@ fn import_errors_name_their_line_and_column_and_write_nothing() {
         );
     }
     let out = topo(&["import", "no/such/file"], None);
-    assert_eq!(out.status.code(), Some(2));
+    out.expect_code(2);
     assert!(text(&out.stderr).contains("no/such/file: cannot read"));
 }
 
@@ -270,7 +256,7 @@ fn import_errors_name_their_line_and_column_and_write_nothing() {
 fn import_refuses_a_huge_input_before_reading_it_whole() {
     let line = "node app 8080\n".repeat(80_000);
     let out = topo(&["import", "-"], Some(&line));
-    assert_eq!(out.status.code(), Some(2));
+    out.expect_code(2);
     assert!(
         text(&out.stderr).contains("larger than"),
         "{}",
@@ -281,7 +267,7 @@ fn import_refuses_a_huge_input_before_reading_it_whole() {
 #[test]
 fn version_names_the_commit() {
     let out = topo(&["--version"], None);
-    assert_eq!(out.status.code(), Some(0));
+    out.expect_code(0);
     let version = text(&out.stdout);
     let head = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -313,9 +299,9 @@ fn completions_and_man_page_come_from_the_command_definitions() {
         );
     }
     let out = topo(&["completions", "tcsh"], None);
-    assert_eq!(out.status.code(), Some(2));
+    out.expect_code(2);
     let out = topo(&["man"], None);
-    assert_eq!(out.status.code(), Some(0));
+    out.expect_code(0);
     let page = text(&out.stdout);
     assert!(page.contains(".TH topo 1"), "{page}");
     assert!(page.contains("validate"), "{page}");

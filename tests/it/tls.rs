@@ -5,7 +5,7 @@ use crate::util::free_port;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use topo::check::check_file;
 use topo::probe::{ProbeOptions, probe};
 use topo::runtime::Running;
@@ -112,14 +112,11 @@ fn start_tls_redis(dir: &Path, port: u16) -> TlsRedis {
         .spawn()
         .expect("redis-server");
     let server = TlsRedis(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server with TLS did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::util::wait_until_blocking(
+        "redis-server with TLS listening",
+        Duration::from_secs(10),
+        || TcpStream::connect(("127.0.0.1", port)).map(drop),
+    );
     server
 }
 

@@ -1,22 +1,23 @@
 //! `topo test` as a CI job runs it: the binary, its output, its exit codes,
 //! the files `--bless` writes, and that nothing it started outlives it.
 
-use crate::util::{RedisServer, free_port};
+use crate::util::{Ran, RedisServer, TestCommand, free_port};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn topo_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_topo"))
-        .arg("test")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run topo")
+/// Runs `topo test ARGS` in `dir`; the last `.yaml` argument is the
+/// topology a failure report shows.
+fn topo_in(dir: &Path, args: &[&str]) -> Ran {
+    let mut cmd = TestCommand::new();
+    cmd.arg("test").args(args).current_dir(dir);
+    if let Some(file) = args.iter().rev().find(|a| a.ends_with(".yaml")) {
+        cmd.topology(file);
+    }
+    cmd.run()
 }
 
-fn text(output: &Output) -> String {
+fn text(output: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -42,8 +43,8 @@ fn static_test_names_each_differing_cell_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "pair.yaml", &zmq_pair(8080, 5000, 8081));
     let out = topo_in(dir.path(), &["pair.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.all();
+    out.expect_code(1);
     assert!(
         all.contains("FAIL pair.yaml\n  b -> a: expected 1, predicted 0\n"),
         "{all}"
@@ -76,9 +77,9 @@ fn run_observes_on_free_ports_even_when_the_files_ports_are_taken() {
             "pair.yaml",
         ],
     );
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&all);
+    let all = out.all();
+    out.expect_code(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.output.stdout).expect(&all);
     let file = &json["files"][0];
     assert_eq!(file["ran"], true, "{all}");
     let cell = |from: &str, to: &str| {
@@ -114,8 +115,8 @@ fn a_passing_run_exits_0_with_one_line_per_file() {
     );
     write(dir.path(), "notes.yaml", "just: other yaml\n");
     let out = topo_in(dir.path(), &["--run", "."]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{all}");
+    let all = out.all();
+    out.expect_code(0);
     assert!(
         all.starts_with("PASS ./pair.yaml (4 cells predicted and observed, "),
         "{all}"
@@ -133,8 +134,8 @@ fn sidecar_errors_name_the_sidecar() {
         "deliveries:\n  a: { a: 1, ghost: 1 }\n",
     );
     let out = topo_in(dir.path(), &["t.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.all();
+    out.expect_code(1);
     assert!(
         all.contains("t.expect.yaml:2:14: error: expected receiver `ghost` is not a node"),
         "{all}"
@@ -146,8 +147,8 @@ fn sidecar_errors_name_the_sidecar() {
         "nodes:\n  a: { http: 8080 }\nexpect:\n  deliveries:\n    a: { a: 1 }\n",
     );
     let out = topo_in(dir.path(), &["t.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.all();
+    out.expect_code(1);
     assert!(
         all.contains("has an `expect:` section and a sidecar"),
         "{all}"
@@ -160,14 +161,14 @@ fn a_hostile_sidecar_is_bounded_and_named() {
     write(dir.path(), "t.yaml", "nodes:\n  a: { http: 8080 }\n");
     write(dir.path(), "t.expect.yaml", "deliveries:\n  a: { a: [1\n");
     let out = topo_in(dir.path(), &["t.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = out.all();
+    out.expect_code(1);
     assert!(
         all.contains("t.expect.yaml:2:11: error: unclosed bracket"),
         "{all}"
     );
     std::fs::write(dir.path().join("t.expect.yaml"), [0xff, 0xfe, b'\n']).unwrap();
-    let all = text(&topo_in(dir.path(), &["t.yaml"]));
+    let all = topo_in(dir.path(), &["t.yaml"]).all();
     assert!(
         all.contains("t.expect.yaml: the file is not valid UTF-8"),
         "{all}"
@@ -177,8 +178,8 @@ fn a_hostile_sidecar_is_bounded_and_named() {
     big.set_len(9 << 20).unwrap();
     let started = Instant::now();
     let out = topo_in(dir.path(), &["t.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    let all = out.all();
+    out.expect_code(2);
     assert!(all.contains("t.expect.yaml: too large"), "{all}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -187,10 +188,10 @@ fn a_hostile_sidecar_is_bounded_and_named() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = topo_in(dir.path(), &["missing.yaml"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    out.expect_code(2);
     let out = topo_in(dir.path(), &["."]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("no topology file with expectations"));
+    out.expect_code(2);
+    assert!(out.all().contains("no topology file with expectations"));
 }
 
 #[test]
@@ -200,14 +201,14 @@ fn without_redis_server_on_path_the_error_names_it_and_exits_2() {
     write(dir.path(), "r.yaml", file);
     let empty = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let out = TestCommand::new()
         .args(["test", "--run", "r.yaml"])
         .current_dir(dir.path())
         .env("PATH", empty.path())
-        .output()
-        .unwrap();
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+        .topology("r.yaml")
+        .run();
+    let all = out.all();
+    out.expect_code(2);
     assert!(all.contains("ERROR r.yaml"), "{all}");
     assert!(
         all.contains("`redis-server` is not installed or not on PATH"),
@@ -227,14 +228,14 @@ fn brokers_as_is_uses_the_files_redis_and_starts_none() {
     write(dir.path(), "r.yaml", &file);
     // No redis-server on PATH: only the file's own broker can serve.
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let out = TestCommand::new()
         .args(["test", "--run", "--brokers", "as-is", "r.yaml"])
         .current_dir(dir.path())
         .env("PATH", empty.path())
-        .output()
-        .unwrap();
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{all}");
+        .topology("r.yaml")
+        .run();
+    let all = out.all();
+    out.expect_code(0);
     assert!(
         all.starts_with("PASS r.yaml (4 cells predicted and observed"),
         "{all}"
@@ -244,8 +245,8 @@ fn brokers_as_is_uses_the_files_redis_and_starts_none() {
     write(dir.path(), "r.yaml", &down);
     let started = Instant::now();
     let out = topo_in(dir.path(), &["--run", "--brokers", "as-is", "r.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    let all = out.all();
+    out.expect_code(2);
     assert!(
         all.contains("node a: cannot reach redis redis://127.0.0.1:"),
         "{all}"
@@ -262,14 +263,14 @@ fn an_endpoint_outside_the_file_cannot_be_remapped() {
     );
     write(dir.path(), "x.yaml", &file);
     let out = topo_in(dir.path(), &["--run", "x.yaml"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    let all = out.all();
+    out.expect_code(2);
     assert!(
         all.contains("which no node of this file binds: --run cannot move it"),
         "{all}"
     );
     // Statically the file is fine.
-    assert_eq!(topo_in(dir.path(), &["x.yaml"]).status.code(), Some(0));
+    topo_in(dir.path(), &["x.yaml"]).expect_code(0);
 }
 
 #[test]
@@ -278,12 +279,16 @@ fn bless_writes_only_the_section_and_keeps_comments() {
     let head = "# my topology\nnodes:\n  a: { http: 8080, zmq: { pub: 5000 } }  # the source\n  b: { http: 8081, zmq: { sub: [a] } }\n";
     let path = write(dir.path(), "t.yaml", head);
     let out = topo_in(dir.path(), &["--bless", "t.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out.expect_code(0);
     let blessed = std::fs::read_to_string(&path).unwrap();
     let section = "expect:\n  deliveries:\n    a: { a: 1, b: 1 }\n    b: { b: 1 }\n";
     assert_eq!(blessed, format!("{head}{section}"));
-    assert_eq!(topo_in(dir.path(), &["t.yaml"]).status.code(), Some(0));
-    assert!(text(&topo_in(dir.path(), &["--bless", "t.yaml"])).contains("unchanged t.yaml"));
+    topo_in(dir.path(), &["t.yaml"]).expect_code(0);
+    assert!(
+        topo_in(dir.path(), &["--bless", "t.yaml"])
+            .all()
+            .contains("unchanged t.yaml")
+    );
 
     // A stale section in the middle (naming a node since renamed) is replaced in place.
     let stale = format!(
@@ -291,9 +296,9 @@ fn bless_writes_only_the_section_and_keeps_comments() {
         &head[14..]
     );
     std::fs::write(&path, &stale).unwrap();
-    assert_eq!(topo_in(dir.path(), &["t.yaml"]).status.code(), Some(1));
+    topo_in(dir.path(), &["t.yaml"]).expect_code(1);
     let out = topo_in(dir.path(), &["--bless", "t.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out.expect_code(0);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         format!("# my topology\n{section}# nodes follow\n{}", &head[14..])
@@ -307,7 +312,7 @@ fn bless_writes_only_the_section_and_keeps_comments() {
         "# reviewed by me\ndeliveries:\n  a: { a: 5 }\n",
     );
     let out = topo_in(dir.path(), &["--bless", "t.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out.expect_code(0);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), head);
     assert_eq!(
         std::fs::read_to_string(&sidecar).unwrap(),

@@ -171,3 +171,227 @@ pub async fn wait_until<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// [`wait_until`] for tests without a runtime: polls `probe` every 10 ms
+/// on this thread.
+pub fn wait_until_blocking<T, E: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match probe() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(Instant::now() < deadline, "never {what}: {last:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One run of the `topo` binary, built up like ripgrep's `TestCommand`:
+/// by default in the crate root, with `REDIS_URL` removed and `NO_COLOR`
+/// set, so that the environment of whoever runs the tests does not leak in.
+/// Every failed expectation panics with [`Ran`]'s report: the command line,
+/// the topology file (when one was named), stdout and stderr.
+pub struct TestCommand {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    topology: Option<std::path::PathBuf>,
+}
+
+impl TestCommand {
+    pub fn new() -> TestCommand {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_topo"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("REDIS_URL")
+            .env("NO_COLOR", "1");
+        TestCommand {
+            cmd,
+            stdin: None,
+            topology: None,
+        }
+    }
+
+    pub fn arg(&mut self, arg: impl AsRef<std::ffi::OsStr>) -> &mut TestCommand {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<S: AsRef<std::ffi::OsStr>>(
+        &mut self,
+        args: impl IntoIterator<Item = S>,
+    ) -> &mut TestCommand {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(
+        &mut self,
+        key: impl AsRef<std::ffi::OsStr>,
+        value: impl AsRef<std::ffi::OsStr>,
+    ) -> &mut TestCommand {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn current_dir(&mut self, dir: impl AsRef<std::path::Path>) -> &mut TestCommand {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(&mut self, bytes: impl Into<Vec<u8>>) -> &mut TestCommand {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// The topology file this run is about, shown when an expectation
+    /// fails (relative paths are read from the current directory given).
+    pub fn topology(&mut self, path: impl AsRef<std::path::Path>) -> &mut TestCommand {
+        self.topology = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Runs to the end and returns what it printed, whatever the exit code.
+    pub fn run(&mut self) -> Ran {
+        let line = format!("{:?}", self.cmd);
+        let topology = self.topology.as_ref().map(|path| {
+            let full = match self.cmd.get_current_dir() {
+                Some(dir) => dir.join(path),
+                None => path.clone(),
+            };
+            let text = std::fs::read(&full)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|e| format!("<unreadable: {e}>"));
+            (path.display().to_string(), text)
+        });
+        let output = match self.stdin.take() {
+            None => self.cmd.stdin(Stdio::null()).output(),
+            Some(bytes) => self
+                .cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    let mut input = child.stdin.take().expect("piped stdin");
+                    // A writer thread: a child that prints before reading
+                    // would otherwise deadlock against a full pipe.
+                    let writer = std::thread::spawn(move || {
+                        let _ = input.write_all(&bytes);
+                    });
+                    let output = child.wait_with_output();
+                    let _ = writer.join();
+                    output
+                }),
+        };
+        let output = output.unwrap_or_else(|e| panic!("could not run {line}: {e}"));
+        Ran {
+            line,
+            topology,
+            output,
+        }
+    }
+
+    /// Runs and expects exit code `code`.
+    #[track_caller]
+    pub fn expect_code(&mut self, code: i32) -> Ran {
+        let ran = self.run();
+        ran.expect_code(code);
+        ran
+    }
+
+    /// Runs, expects success, and returns stdout.
+    #[track_caller]
+    pub fn stdout(&mut self) -> String {
+        self.expect_code(0).stdout()
+    }
+}
+
+impl Default for TestCommand {
+    fn default() -> TestCommand {
+        TestCommand::new()
+    }
+}
+
+/// What a [`TestCommand`] printed; its `Display` is the failure report.
+pub struct Ran {
+    line: String,
+    topology: Option<(String, String)>,
+    pub output: std::process::Output,
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Stdout then stderr, as one text.
+    pub fn all(&self) -> String {
+        self.stdout() + &self.stderr()
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Ran {
+        self.ensure(
+            self.code() == Some(code),
+            &format!("exit code {code}, got {:?}", self.output.status),
+        )
+    }
+
+    /// Fails the test with `expected` and the full report unless `ok`.
+    #[track_caller]
+    pub fn ensure(&self, ok: bool, expected: &str) -> &Ran {
+        if !ok {
+            panic!("expected {expected}\n{self}");
+        }
+        self
+    }
+
+    /// Expects `needle` in stdout.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Ran {
+        self.ensure(
+            self.stdout().contains(needle),
+            &format!("stdout to contain {needle:?}"),
+        )
+    }
+
+    /// Expects `needle` in stderr.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Ran {
+        self.ensure(
+            self.stderr().contains(needle),
+            &format!("stderr to contain {needle:?}"),
+        )
+    }
+}
+
+/// The raw output, for tests that read bytes or the status directly.
+impl std::ops::Deref for Ran {
+    type Target = std::process::Output;
+    fn deref(&self) -> &std::process::Output {
+        &self.output
+    }
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "command: {}", self.line)?;
+        writeln!(f, "status: {}", self.output.status)?;
+        if let Some((path, text)) = &self.topology {
+            writeln!(f, "--- topology {path} ---\n{text}")?;
+        }
+        writeln!(f, "--- stdout ---\n{}", self.stdout())?;
+        write!(f, "--- stderr ---\n{}", self.stderr())
+    }
+}
