@@ -35,12 +35,44 @@ async fn wait_admin(up: &Up) {
     .await
 }
 
+/// Runs `tests/browser/SCRIPT` against the live page of `up` (then `args`,
+/// then the screenshot folder), and fails with its output and topo's log.
+async fn browse(
+    chromium: &std::path::Path,
+    script: &str,
+    up: &Up,
+    args: &[std::ffi::OsString],
+    shots: &std::path::Path,
+) {
+    let dir = npm_dir("browser", "playwright-core");
+    let output = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(dir.join(script))
+            .arg(format!("http://127.0.0.1:{}/", up.admin))
+            .args(args)
+            .arg(shots)
+            .env("CHROMIUM", chromium)
+            .output(),
+    )
+    .await
+    .expect("the browser test finished within 180 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        up.log()
+    );
+    eprintln!("{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layout_is_stable_across_reloads_and_no_label_overlaps_at_3_12_30_nodes() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let dir = npm_dir("browser", "playwright-core");
     let tmp = tempfile::tempdir().unwrap();
     let http: Vec<u16> = (0..30).map(|_| free_port()).collect();
     let publ: Vec<u16> = (0..30).map(|_| free_port()).collect();
@@ -57,27 +89,8 @@ async fn the_layout_is_stable_across_reloads_and_no_label_overlaps_at_3_12_30_no
     let up = Up::start(&file, &[]);
     wait_admin(&up).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
-    let output = tokio::time::timeout(
-        Duration::from_secs(180),
-        tokio::process::Command::new("node")
-            .arg(dir.join("layout.mjs"))
-            .arg(format!("http://127.0.0.1:{}/", up.admin))
-            .args([&file, &ring3, &ring12, &edited, &ring30])
-            .arg(&shots)
-            .env("CHROMIUM", &chromium)
-            .output(),
-    )
-    .await
-    .expect("the browser test finished within 180 s")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        up.log()
-    );
-    eprintln!("{stdout}");
+    let files = [&file, &ring3, &ring12, &edited, &ring30].map(|f| f.as_os_str().to_owned());
+    browse(&chromium, "layout.mjs", &up, &files, &shots).await;
     for n in [3, 12, 30] {
         assert!(shots.join(format!("live-{n}.png")).exists());
     }
@@ -99,7 +112,6 @@ async fn each_fault_button_changes_the_picture_and_probe_goes_red_then_green() {
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let dir = npm_dir("browser", "playwright-core");
     let redis = crate::util::RedisServer::start();
     let tmp = tempfile::tempdir().unwrap();
     let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -109,26 +121,7 @@ async fn each_fault_button_changes_the_picture_and_probe_goes_red_then_green() {
     let up = Up::start(&file, &[]);
     wait_admin(&up).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
-    let output = tokio::time::timeout(
-        Duration::from_secs(180),
-        tokio::process::Command::new("node")
-            .arg(dir.join("faults.mjs"))
-            .arg(format!("http://127.0.0.1:{}/", up.admin))
-            .arg(&shots)
-            .env("CHROMIUM", &chromium)
-            .output(),
-    )
-    .await
-    .expect("the browser test finished within 180 s")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        up.log()
-    );
-    eprintln!("{stdout}");
+    browse(&chromium, "faults.mjs", &up, &[], &shots).await;
     // The terminal's log names each switch, once on and once off.
     let log = up.log();
     for what in [
