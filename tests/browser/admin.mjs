@@ -4,11 +4,10 @@
 // after a message sent from a node's box, a rejected save's errors with
 // line:column, then a valid save that adds node `d` appearing highlighted,
 // and a probe colouring every matrix cell green. Exits 0 on success.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 
 const [adminUrl, file, invalid, edited, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIMIT = 20000;
 
 function fail(message) {
@@ -23,12 +22,7 @@ function save(from) {
 }
 
 const watchdog = setTimeout(() => fail('did not finish in 80 s'), 80000);
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const count = (page, selector) => page.evaluate((s) => document.querySelectorAll(s).length, selector);
 const waitCount = (page, selector, n) => page.waitForFunction(
   ([s, k]) => document.querySelectorAll(s).length === k, [selector, n], { timeout: LIMIT });

@@ -2,11 +2,10 @@
 //   node chat.mjs URL_A NODE_A URL_B NODE_B SCREENSHOT_DIR
 // Sends from A, expects the text on B; sends markup from B and expects it
 // shown as text on A, with no script run. Exits 0 on success, 1 on failure.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [urlA, nodeA, urlB, nodeB, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIMIT = 15000;
 
 function fail(message) {
@@ -15,12 +14,7 @@ function fail(message) {
 }
 
 const watchdog = setTimeout(() => fail('did not finish in 40 s'), 40000);
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 720, height: 540 } });
   const open = async (url, node) => {

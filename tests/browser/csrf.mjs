@@ -4,10 +4,9 @@
 //   node csrf.mjs EVIL_PAGE_URL
 // Prints what the page saw; exits 0 when it finished (the test then checks
 // that no probe ran and that the WebSocket was refused).
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIMIT = 20000;
 
 function fail(message) {
@@ -16,12 +15,7 @@ function fail(message) {
 }
 
 const watchdog = setTimeout(() => fail('did not finish in 40 s'), 40000);
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(url, { timeout: LIMIT });

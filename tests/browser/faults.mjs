@@ -5,11 +5,10 @@
 // subscription, hold a's broker link down, stop b — must change the picture,
 // make Probe turn the affected cells red, and after its undo button Probe
 // green again. Prints one JSON line; exits 0 on success.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [adminUrl, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIMIT = 30000;
 
 function fail(message) {
@@ -18,12 +17,7 @@ function fail(message) {
 }
 
 const watchdog = setTimeout(() => fail('did not finish in 170 s'), 170000);
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const report = {};
 try {
   mkdirSync(shots, { recursive: true });

@@ -5,11 +5,10 @@
 // reloads that add and remove nodes and across a reload of the page; a
 // dragged node stays where it was dropped; no label box overlaps a node or
 // another label at 3, 12 and 30 nodes. Prints one JSON line; exits 0 on success.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 
 const [adminUrl, file, ring3, ring12, ring12edited, ring30, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIMIT = 30000;
 
 function fail(message) {
@@ -22,12 +21,7 @@ function save(from) {
 }
 
 const watchdog = setTimeout(() => fail('did not finish in 150 s'), 150000);
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 // name -> transform of every node drawn.
 const positions = (page) => page.evaluate(() => Object.fromEntries(
