@@ -11,6 +11,8 @@ use topo::graph::render;
 
 pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
     let mut code = EXIT_OK;
+    // `run` has already raised the soft limit: this reads it, once.
+    let limit = topo::runtime::fds::raise_limit();
     for path in files {
         let checked = match check_file(path) {
             Ok(checked) => checked,
@@ -23,10 +25,10 @@ pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
         if checked.valid.is_none() && code == EXIT_OK {
             code = EXIT_INVALID;
         }
-        let fds = checked.valid.as_ref().map(|v| {
-            let needed = topo::runtime::fds::needed(&v.topology);
-            (needed, topo::runtime::fds::raise_limit())
-        });
+        let fds = checked
+            .valid
+            .as_ref()
+            .map(|v| (topo::runtime::fds::needed(&v.topology), limit));
         match format {
             Format::Json => {
                 let mut object = validation_json(&checked);
