@@ -60,6 +60,7 @@ keys! {
         Relay = "relay",
         Zmq = "zmq",
         Redis = "redis",
+        Nats = "nats",
         Limits = "limits",
         Origins = "origins",
     }
@@ -77,6 +78,16 @@ keys! {
         Publish = "publish",
         Subscribe = "subscribe",
         Patterns = "patterns",
+    }
+}
+
+keys! {
+    /// A node's `nats:` section.
+    NatsKey {
+        Broker = "broker",
+        Publish = "publish",
+        Subscribe = "subscribe",
+        Queue = "queue",
     }
 }
 
@@ -120,6 +131,7 @@ mod tests {
             ("NodeSpec", set(NodeKey::names())),
             ("ZmqSpec", set(ZmqKey::names())),
             ("RedisSpec", set(RedisKey::names())),
+            ("NatsSpec", set(NatsKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),
         ];

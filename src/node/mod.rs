@@ -40,6 +40,13 @@ pub enum StartError {
         /// Not a `source`: the message already shows it, once.
         reason: crate::transport::redis::LinkError,
     },
+    #[error("node {node}: cannot reach nats {broker}: {reason}")]
+    Nats {
+        node: String,
+        /// The redacted URL (`NatsUrl`'s Display).
+        broker: String,
+        reason: crate::transport::nats::LinkError,
+    },
 }
 
 /// A running node.
