@@ -359,7 +359,8 @@ impl Wired {
         );
         env.tasks.spawn(publisher);
         env.tasks.spawn(receiver);
-        env.router.set_outbound(Origin::Nats, Some(Box::new(handle)));
+        env.router
+            .set_outbound(Origin::Nats, Some(Box::new(handle)));
         self.nats = Some(NatsSlot { status, cancel });
     }
 }

@@ -12,6 +12,7 @@
 pub mod bless;
 pub mod brokers;
 pub mod discover;
+pub mod nats;
 pub mod ports;
 pub mod remap;
 pub mod report;
@@ -305,6 +306,8 @@ pub enum RunError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error(transparent)]
+    Nats(#[from] nats::NatsServerError),
+    #[error(transparent)]
     Remap(#[from] RemapError),
     #[error("cannot start the topology: {0}")]
     Start(#[from] StartError),
@@ -403,11 +406,26 @@ pub async fn observe(
             _ = cancel.cancelled() => return Err(RunError::Interrupted),
         },
     };
+    let nats = match options.brokers {
+        BrokerMode::AsIs => Ok(nats::PrivateNats::default()),
+        BrokerMode::Private => tokio::select! {
+            started = nats::PrivateNats::start_for(&mut valid.topology) => started.map_err(RunError::from),
+            _ = cancel.cancelled() => Err(RunError::Interrupted),
+        },
+    };
+    let nats = match nats {
+        Ok(nats) => nats,
+        Err(e) => {
+            brokers.stop().await;
+            return Err(e);
+        }
+    };
     let outcome = tokio::select! {
         outcome = run_and_probe(&mut valid, cancel) => outcome,
         _ = cancel.cancelled() => Err(RunError::Interrupted),
     };
     brokers.stop().await;
+    nats.stop().await;
     outcome
 }
 

@@ -84,7 +84,9 @@ fn options(url: &NatsUrl, status: Arc<LinkStatus>, name: &str) -> ConnectOptions
     options = match url.credentials() {
         NatsAuth::None => options,
         NatsAuth::Token(token) => options.token(token.clone()),
-        NatsAuth::User { user, password } => options.user_and_password(user.clone(), password.clone()),
+        NatsAuth::User { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
     };
     if url.tls {
         // rustls needs one process-wide crypto provider; the first call wins.
@@ -133,7 +135,11 @@ pub async fn connect(node: &str, link: &NatsWiring) -> Result<Connected, LinkErr
         .collect::<Result<_, _>>()
         .map_err(|e: std::io::Error| LinkError::Subject(e.to_string()))?;
     let client = within(async {
-        Ok::<_, LinkError>(options(&link.url, status.clone(), node).connect(addresses).await?)
+        Ok::<_, LinkError>(
+            options(&link.url, status.clone(), node)
+                .connect(addresses)
+                .await?,
+        )
     })
     .await?;
     let mut subscriptions = Vec::with_capacity(link.subscribe.len());
