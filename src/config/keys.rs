@@ -106,7 +106,12 @@ keys! {
 
 keys! {
     /// `expect:` in a topology, and the top level of an expectations sidecar.
-    ExpectKey { Deliveries = "deliveries" }
+    ExpectKey { Deliveries = "deliveries", OneOf = "one_of" }
+}
+
+keys! {
+    /// One entry of `one_of:` (a NATS queue group's share of a sender's messages).
+    OneOfKey { Among = "among", Count = "count" }
 }
 
 #[cfg(test)]
@@ -134,6 +139,7 @@ mod tests {
             ("NatsSpec", set(NatsKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),
+            ("OneOfSpec", set(OneOfKey::names())),
         ];
         let mut objects = vec![("(top level)".to_owned(), &schema)];
         for (name, def) in schema["$defs"].as_object().expect("$defs") {

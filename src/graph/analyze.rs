@@ -40,14 +40,7 @@ pub struct Choice {
     pub count: u64,
 }
 
-/// A choice by node names: one cell of `validate`'s `one_of`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OneOf {
-    /// The members, sorted by name.
-    pub among: Vec<String>,
-    /// Copies of each message that reach the group; each goes to one member.
-    pub count: u64,
-}
+pub use crate::config::expect::OneOf;
 
 impl Analysis {
     /// `deliveries` keyed by node names, sorted: the `deliveries` of `validate --format json` object.
@@ -105,7 +98,7 @@ impl Analysis {
             .iter()
             .filter(|(_, list)| !list.is_empty())
             .map(|(from, list)| {
-                let list = list
+                let mut list: Vec<OneOf> = list
                     .iter()
                     .map(|c| {
                         let mut among: Vec<String> = c
@@ -120,6 +113,7 @@ impl Analysis {
                         }
                     })
                     .collect();
+                list.sort_by(|a, b| a.among.cmp(&b.among));
                 (topology.node(*from).name.clone(), list)
             })
             .collect()

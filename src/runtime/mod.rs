@@ -214,6 +214,16 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} pub {}", n.broker.name, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(n.subscribe, 3)));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
+        parts.push(s);
+    }
     if links.relay {
         parts.push("relay".into());
     }
@@ -245,6 +255,16 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         }
         if !r.patterns.is_empty() {
             s.push_str(&format!(" patterns {}", r.patterns.join(",")));
+        }
+        parts.push(s);
+    }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} publish {}", n.broker.url, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" subscribe {}", n.subscribe.join(",")));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
         }
         parts.push(s);
     }

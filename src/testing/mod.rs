@@ -114,14 +114,25 @@ pub struct Cell {
     pub to: String,
     pub expected: u64,
     pub predicted: u64,
+    /// How many more copies NATS queue groups may give this receiver
+    /// (`one_of`); 0, and absent from JSON, outside queue groups.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub maybe: u64,
     /// With --run: what the receiver's client got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<u64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Cell {
     pub fn differs(&self) -> bool {
-        self.expected != self.predicted || self.observed.is_some_and(|o| o != self.expected)
+        self.expected != self.predicted
+            || self
+                .observed
+                .is_some_and(|o| !(self.expected..=self.expected + self.maybe).contains(&o))
     }
 }
 
@@ -293,6 +304,7 @@ pub fn cells(valid: &Valid, expectations: &Expectations) -> Vec<Cell> {
                 to: t.clone(),
                 expected: expectations.count(f, t),
                 predicted: valid.analysis.expected(from, to),
+                maybe: crate::probe::maybe(valid, from, to),
                 observed: None,
             });
         }
@@ -355,6 +367,16 @@ async fn compare(subject: Subject, options: TestOptions, cancel: &CancellationTo
     report.expect = Some(located.source.clone());
     report.cells = cells(subject.valid(), &located.expectations);
     report.verdict = Verdict::Pass;
+    let valid = subject.valid();
+    let predicted = valid.analysis.one_of_by_name(&valid.topology);
+    if predicted != located.expectations.one_of {
+        report.verdict = Verdict::Fail;
+        report.problems.push(format!(
+            "one_of: expected {}, predicted {}",
+            serde_json::json!(located.expectations.one_of),
+            serde_json::json!(predicted)
+        ));
+    }
     if options.run {
         let outcome = timeout(FILE_LIMIT, observe(subject.valid(), options, cancel)).await;
         match outcome {
@@ -368,6 +390,16 @@ async fn compare(subject: Subject, options: TestOptions, cancel: &CancellationTo
                             .find(|c| c.from == cell.from && c.to == cell.to)
                             .map_or(0, |c| c.observed),
                     );
+                }
+                for c in probed.choice_differences() {
+                    report.verdict = Verdict::Fail;
+                    report.problems.push(format!(
+                        "{} -> one of {{{}}}: observed {} copies, predicted {}",
+                        c.from,
+                        c.among.join(", "),
+                        c.observed,
+                        c.predicted
+                    ));
                 }
                 for (node, why) in &probed.unreachable {
                     report.verdict = Verdict::Fail;

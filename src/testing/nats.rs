@@ -194,6 +194,21 @@ impl NatsCluster {
             .join(",")
     }
 
+    /// Starts server `i` again on its ports (after `kill`) and waits until
+    /// the whole cluster is routed again.
+    pub async fn restart(&mut self, i: usize) -> Result<(), NatsServerError> {
+        let peers: Vec<u16> = (0..self.servers.len())
+            .filter(|j| *j != i)
+            .map(|j| self.servers[j].cluster_port)
+            .collect();
+        let server = &mut self.servers[i];
+        server.kill().await;
+        let cluster = Some((server.cluster_port, peers.as_slice()));
+        server.child = Some(spawn(server.port, server.monitor_port, cluster)?);
+        server.wait_ready().await?;
+        self.wait_routes(self.servers.len() - 1).await
+    }
+
     /// Waits until every running server reports at least `routes` routes.
     pub async fn wait_routes(&self, routes: usize) -> Result<(), NatsServerError> {
         let deadline = Instant::now() + READY_LIMIT;
