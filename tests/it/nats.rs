@@ -46,7 +46,7 @@ const SUBJECTS: &[&str] = &[
 async fn the_subject_matcher_agrees_with_nats_server() {
     let server = NatsServer::start()
         .await
-        .expect("nats-server (install nats-server)");
+        .unwrap_or_else(|e| panic!("{e}"));
     let subscriber = async_nats::connect(server.url()).await.unwrap();
     let mut subs = Vec::new();
     for filter in FILTERS {
@@ -100,7 +100,7 @@ fn cluster_yaml(url: &str, ports: &[u16]) -> String {
 async fn a_topology_on_a_three_server_cluster_delivers_what_validate_predicts() {
     let cluster = NatsCluster::start(3)
         .await
-        .expect("a 3-server NATS cluster");
+        .unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = (0..4).map(|_| port()).collect();
     let valid = valid(&cluster_yaml(&cluster.url(), &ports));
     let one_of = valid.analysis.one_of_by_name(&valid.topology);
@@ -150,7 +150,7 @@ async fn server_of(cluster: &NatsCluster, name: &str) -> usize {
 async fn a_node_fails_over_when_its_server_dies_and_nothing_else_is_lost() {
     let mut cluster = NatsCluster::start(3)
         .await
-        .expect("a 3-server NATS cluster");
+        .unwrap_or_else(|e| panic!("{e}"));
     let (pa, pb, pc) = (port(), port(), port());
     let first = valid(&format!(
         "brokers:\n  all: {{ url: \"{}\" }}\nnodes:\n  a: {{ http: {pa}, nats: {{ broker: all, publish: chat.a, subscribe: [chat.b] }} }}\n",
@@ -236,7 +236,7 @@ async fn back_after(killed: Instant, round: &str, a: &mut Client, b: &mut Client
 async fn nats_failover_over_ten_kills() {
     let mut cluster = NatsCluster::start(3)
         .await
-        .expect("a 3-server NATS cluster");
+        .unwrap_or_else(|e| panic!("{e}"));
     let (pa, pb) = (port(), port());
     let yaml = format!(
         "brokers:\n  all: {{ url: \"{}\" }}\nnodes:\n\
