@@ -512,3 +512,36 @@ fn warnings(topology: &Topology, analysis: &Analysis) -> Vec<Diagnostic> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_str;
+
+    /// x publishes on NATS and on ZeroMQ; the relay forwards the ZeroMQ copy
+    /// onto NATS: two copies reach the group, each to one of {b, c}; a
+    /// group with one matching member is a plain delivery.
+    #[test]
+    fn copies_reaching_a_queue_group_are_choices_counted_per_copy() {
+        let text = concat!(
+            "nodes:\n",
+            "  x: { http: 1, zmq: { pub: 11 }, nats: { broker: \"nats://h\", publish: chat.x, subscribe: [] } }\n",
+            "  r: { relay: true, zmq: { sub: [x] }, nats: { broker: \"nats://h\", publish: chat.r, subscribe: [] } }\n",
+            "  b: { http: 2, nats: { broker: \"nats://h\", publish: chat.b, subscribe: [\"chat.*\"], queue: g } }\n",
+            "  c: { http: 3, nats: { broker: \"nats://h\", publish: chat.c, subscribe: [chat.x, chat.r, chat.b], queue: g } }\n",
+        );
+        let checked = check_str("t.yaml", "t", text.into(), &|_| None);
+        let valid = checked.valid.as_ref().expect("valid");
+        let one_of = valid.analysis.one_of_by_name(&valid.topology);
+        assert_eq!(one_of.len(), 1, "{one_of:?}");
+        assert_eq!(one_of["x"][0].among, ["b", "c"]);
+        assert_eq!(one_of["x"][0].count, 2);
+        let deliveries = valid.analysis.deliveries_by_name(&valid.topology);
+        // b's message: c is the only other member matching chat.b.
+        assert_eq!(deliveries["b"].get("c"), Some(&1));
+        assert_eq!(deliveries["x"].get("b"), None);
+        // b and c are reached, through the group: no partition warning for them.
+        let rendered = checked.render();
+        assert!(!rendered.contains("clients of `b`"), "{rendered}");
+        assert!(!rendered.contains("clients of `c`"), "{rendered}");
+    }
+}

@@ -44,9 +44,7 @@ const SUBJECTS: &[&str] = &[
 /// must be what `subject_matches` says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subject_matcher_agrees_with_nats_server() {
-    let server = NatsServer::start()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let subscriber = async_nats::connect(server.url()).await.unwrap();
     let mut subs = Vec::new();
     for filter in FILTERS {

@@ -188,3 +188,73 @@ impl Compiler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_str;
+
+    fn problems(text: &str) -> Vec<(u32, u32, String)> {
+        let checked = check_str("t.yaml", "t", text.into(), &|_| None);
+        checked
+            .diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.span.column, d.message.clone()))
+            .collect()
+    }
+
+    fn has(found: &[(u32, u32, String)], line: u32, column: u32, text: &str) {
+        assert!(
+            found
+                .iter()
+                .any(|(l, c, m)| (*l, *c) == (line, column) && m.contains(text)),
+            "no `{text}` at {line}:{column} in {found:#?}"
+        );
+    }
+
+    #[test]
+    fn subjects_queues_and_brokers_are_checked_where_they_are_written() {
+        let found = problems(concat!(
+            "brokers:\n",
+            "  n: { url: \"nats://u:s3cret@127.0.0.1:4222\" }\n",
+            "  r: { url: \"redis://127.0.0.1:6379\" }\n",
+            "  bad: { url: \"nats://127.0.0.1:99999\", ca: x.pem }\n",
+            "nodes:\n",
+            "  a: { http: 1, nats: { broker: n, publish: \"chat.*\", subscribe: [\"a.>.b\", \"a..b\", x, x] } }\n",
+            "  b: { http: 2, relay: true, nats: { broker: n, queue: \"w q\" } }\n",
+            "  c: { http: 3, nats: { broker: r } }\n",
+            "  d: { http: 4, redis: { broker: n } }\n",
+            "  e: { http: 5, nats: { publish: x } }\n",
+        ));
+        has(
+            &found,
+            4,
+            15,
+            "server 1 of the NATS URL: port 99999 is out of range",
+        );
+        has(&found, 6, 45, "publish subject `chat.*` has a wildcard");
+        has(&found, 6, 67, "`>` must be the last token");
+        has(&found, 6, 76, "empty token");
+        has(&found, 6, 87, "subject `x` is listed twice");
+        has(&found, 7, 56, "queue group `w q` contains white space");
+        has(&found, 7, 56, "node `b` is a relay in queue group `w q`");
+        has(&found, 8, 33, "broker `r` is a Redis server");
+        has(&found, 9, 34, "broker `n` is a NATS server");
+        has(&found, 10, 17, "a nats section needs `broker:`");
+        assert!(found.iter().all(|(_, _, m)| !m.contains("s3cret")));
+    }
+
+    #[test]
+    fn a_filter_matching_nothing_published_is_a_warning() {
+        let found = problems(concat!(
+            "nodes:\n",
+            "  a: { http: 1, nats: { broker: \"nats://127.0.0.1\", publish: chat.a, subscribe: [\"chat.*\", \"news.>\"] } }\n",
+        ));
+        has(
+            &found,
+            2,
+            92,
+            "subject `news.>` matches no subject published",
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+    }
+}
