@@ -279,3 +279,77 @@ fn limit_lines(what: &mut Vec<String>, old: &Limits, new: &Limits) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(subs: &[u16], filter: &str) -> Wiring {
+        Wiring {
+            name: "a".into(),
+            http: None,
+            publish: None,
+            subscribe: subs
+                .iter()
+                .map(|&port| Endpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                })
+                .collect(),
+            filter: filter.into(),
+            redis: None,
+            relay: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// What the node connects and disconnects is exactly what `plan` lists,
+    /// in the order it lists them; a new filter reconnects only when SUBs
+    /// stay (from or to none, the connects and disconnects say it all).
+    #[test]
+    fn sub_sockets_come_and_go_as_listed() {
+        let delta = NodeDelta::between(&node(&[1, 2, 3], "chat"), &node(&[4, 3, 5], "chat"));
+        let ports = |e: &[Endpoint]| e.iter().map(|e| e.port).collect::<Vec<_>>();
+        let subs = &delta.links.subscribe;
+        assert_eq!(
+            (ports(&subs.connect), ports(&subs.disconnect)),
+            (vec![4, 5], vec![1, 2])
+        );
+        assert!(!subs.refilter);
+        let (old, new) = (node(&[1, 2, 3], "chat"), node(&[4, 3, 5], "chat"));
+        assert_eq!(
+            delta.lines(&old, &new),
+            [
+                "zmq sub + tcp://127.0.0.1:4",
+                "zmq sub + tcp://127.0.0.1:5",
+                "zmq sub - tcp://127.0.0.1:1",
+                "zmq sub - tcp://127.0.0.1:2"
+            ]
+        );
+        let refilter = |a: &Wiring, b: &Wiring| LinkDelta::between(a, b).subscribe.refilter;
+        assert!(refilter(&node(&[1], "chat"), &node(&[1], "x")));
+        assert!(!refilter(&node(&[], ""), &node(&[1], "x")));
+        assert!(!refilter(&node(&[1], "x"), &node(&[], "")));
+    }
+
+    /// A start is the delta from nothing: every link connects.
+    #[test]
+    fn a_start_is_the_delta_from_nothing() {
+        let mut w = node(&[1], "chat");
+        w.publish = Some(crate::model::ZmqPublish {
+            bind: "127.0.0.1:9".parse().unwrap(),
+            topic: "chat".into(),
+        });
+        let empty = Wiring {
+            publish: None,
+            subscribe: Vec::new(),
+            filter: String::new(),
+            ..w.clone()
+        };
+        let delta = NodeDelta::between(&empty, &w);
+        assert_eq!(delta.restart, None);
+        assert_eq!(delta.links.publish, PubDelta::Rebind);
+        assert_eq!(delta.links.subscribe.connect, w.subscribe);
+        assert_eq!(delta.links.redis, RedisDelta::Keep);
+    }
+}
