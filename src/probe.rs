@@ -249,6 +249,18 @@ pub async fn probe(valid: &Valid, options: ProbeOptions) -> ProbeReport {
         }
     }
 
+    // A client is only sure to get what its node delivers once the node's
+    // session for it runs (joined to the node's clients), which may be
+    // after the upgrade answered: a pong proves it. Without this, a fast
+    // link can deliver a tag before its receiver joined.
+    for (node, socket) in &mut sockets {
+        if !joined(socket, options.timeout).await {
+            unreachable.push((
+                topology.node(*node).name.clone(),
+                format!("no pong in {:?}", options.timeout),
+            ));
+        }
+    }
     let connected: Vec<NodeId> = sockets.iter().map(|(n, _)| *n).collect();
     let expected_total: u64 = connected
         .iter()
@@ -328,6 +340,24 @@ pub async fn probe(valid: &Valid, options: ProbeOptions) -> ProbeReport {
         cells,
         unreachable,
     }
+}
+
+/// Sends a ping and waits for its pong (ignoring other traffic).
+async fn joined(socket: &mut Socket, limit: Duration) -> bool {
+    let exchange = async {
+        socket
+            .send(Message::Ping(b"topo-probe".to_vec().into()))
+            .await
+            .ok()?;
+        loop {
+            match socket.next().await? {
+                Ok(Message::Pong(_)) => return Some(()),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    matches!(timeout(limit, exchange).await, Ok(Some(())))
 }
 
 /// The most copies queue groups may add to `from` -> `to`.

@@ -353,6 +353,7 @@ mod tests {
                 .collect(),
             filter: filter.into(),
             redis: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         }
