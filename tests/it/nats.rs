@@ -289,3 +289,29 @@ async fn nats_failover_over_ten_kills() {
     running.shutdown().await;
     assert!(max < Duration::from_secs(2), "{times:?}");
 }
+
+/// A reload that moves w2 out of the queue group replaces its NATS link:
+/// w1 becomes the group's only member (a plain delivery), w2 a plain
+/// subscriber, and probes before and after agree with each prediction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rewires_a_nats_link_out_of_its_queue_group() {
+    let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = (0..4).map(|_| port()).collect();
+    let before = valid(&cluster_yaml(&server.url(), &ports));
+    let mut running = start(&before).await;
+    let report = probe(&before, ProbeOptions::default()).await;
+    assert!(report.agrees(), "{}", report.to_text());
+    let after = valid(&cluster_yaml(&server.url(), &ports).replace(
+        "subscribe: [\"chat.*\"], queue: workers",
+        "subscribe: [chat.a]",
+    ));
+    assert!(after.analysis.one_of_by_name(&after.topology).is_empty());
+    let new = topo::diff::wirings(&after.topology);
+    let diff = topo::diff::Diff::of_wirings(&running.wirings().await, &new);
+    let failures = topo::runtime::controller::apply(&mut running, &diff, 1).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let report = probe(&after, ProbeOptions::default()).await;
+    assert!(report.agrees(), "{}", report.to_text());
+    assert_eq!(health(ports[3]).await["generation"], 1);
+    running.shutdown().await;
+}
