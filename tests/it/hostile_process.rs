@@ -60,20 +60,14 @@ async fn a_child_that_cannot_start_fails_start_up() {
     // b's HTTP port is taken.
     let _taken = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
     let started = Instant::now();
-    let output = tokio::time::timeout(
-        LIMIT * 3,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
-            .args(["up", "--process", "--no-admin"])
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .output(),
-    )
-    .await
-    .expect("topo up gave up in time")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let mut up = TestCommand::new()
+        .args(["up", "--process", "--no-admin"])
+        .arg(&file)
+        .topology(&file)
+        .spawn();
+    let status = up.exited(LIMIT * 3).await;
+    let (stdout, stderr) = (up.stdout(), up.stderr());
+    assert!(!status.success(), "{up}");
     // The children's own lines come prefixed (`a | `); the parent's not.
     assert!(
         !stdout.lines().any(|l| l.starts_with("t ready")),

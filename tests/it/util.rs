@@ -246,6 +246,25 @@ impl TestCommand {
         self
     }
 
+    /// Runs it with `RLIMIT_NOFILE` set to `limit` (soft and hard).
+    pub fn descriptor_limit(&mut self, limit: u64) -> &mut TestCommand {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn current_dir(&mut self, dir: impl AsRef<std::path::Path>) -> &mut TestCommand {
         self.cmd.current_dir(dir);
         self
