@@ -7,7 +7,7 @@
 # delivered to all 150 clients in both topologies.
 # Appends one JSON object per run to bench/results/nats-cluster.jsonl.
 #
-#   bench/nats-cluster.sh          # about a minute
+#   bench/nats-cluster.sh          # about a minute (SKIP_BUILD=1: use the release build as it is)
 # Ports: HTTP_PORT (8180..), REDIS_PORT (6391), NATS_BASE (14422..14424).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ http=${HTTP_PORT:-8180}
 redis_port=${REDIS_PORT:-6391}
 nats_base=${NATS_BASE:-14422}
 dur=${DURATION:-5}
-cargo build --release --quiet
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
 topo=$root/target/release/topo
 source "$root/bench/lib.sh"
 
