@@ -101,3 +101,9 @@ mod tests {
         assert!(threads(Some(std::process::id())).unwrap() >= 1);
     }
 }
+
+/// Open file descriptors of `pid`, as /proc lists them.
+pub fn fds(pid: u32) -> Option<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
+}
