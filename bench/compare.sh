@@ -15,7 +15,8 @@
 #
 #   bench/compare.sh            # full run, about 15 minutes
 #   QUICK=1 bench/compare.sh    # a short ladder, 2 s per point
-# Ports: HTTP_PORT (8080..8082), PUB_PORT (5000..5002), REDIS_PORT (6390).
+# Ports: HTTP_PORT (8080..8082, admin +99, 1,000 nodes' HTTP +100..), PUB_PORT
+# (5000..5002), REDIS_PORT (6390).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,6 +25,9 @@ mkdir -p "$out"
 http=${HTTP_PORT:-8080}
 pub=${PUB_PORT:-5000}
 redis_port=${REDIS_PORT:-6390}
+# topo's admin server (on, as by default), off the default 7070 that a
+# running `topo up` may hold.
+admin=127.0.0.1:$((http + 99))
 # The chapter's three servers, as the wire-compatibility tests' peers.
 peers=$root/tests/peers
 if [ -n "${QUICK:-}" ]; then dur=2; warm=0.5; else dur=5; warm=1; fi
@@ -86,7 +90,7 @@ start_servers() {
         server_pids+=($!)
       done ;;
     */topo)
-      RUST_LOG=warn "$topo" up "$work/$1.yaml" >/dev/null 2>&1 & server_pids+=($!) ;;
+      RUST_LOG=warn "$topo" up --admin "$admin" "$work/$1.yaml" >/dev/null 2>&1 & server_pids+=($!) ;;
   esac
   pids+=("${server_pids[@]}")
   local count=1
@@ -180,7 +184,7 @@ for clients in $idle_counts; do
 done
 
 echo "== start-up" >&2
-"$topo" bench "$work/zmq.yaml" --startup "$topo up $work/zmq.yaml" --repeat 7 --format json |
+"$topo" bench "$work/zmq.yaml" --startup "$topo up --admin $admin $work/zmq.yaml" --repeat 7 --format json |
   jq -c '. + {label: "startup/topo zmq-3node"}' | tee -a "$out/compare.jsonl" >&2
 "$topo" bench --url "ws://127.0.0.1:$http/" \
   --startup "node $peers/zmq-chat.mjs --http $http --pub $pub --sub $((pub + 1)) --sub $((pub + 2))" \

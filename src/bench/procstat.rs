@@ -84,6 +84,12 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// Open file descriptors of `pid`, as /proc lists them.
+pub fn fds(pid: u32) -> Option<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,10 +106,4 @@ mod tests {
         assert!(rss_kib(None).unwrap() > 0);
         assert!(threads(Some(std::process::id())).unwrap() >= 1);
     }
-}
-
-/// Open file descriptors of `pid`, as /proc lists them.
-pub fn fds(pid: u32) -> Option<u64> {
-    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    Some(entries.count() as u64)
 }
