@@ -132,7 +132,9 @@ impl LinkDelta {
         let redis = match (&old.redis, &new.redis) {
             (None, None) => RedisDelta::Keep,
             (Some(a), Some(b)) if a == b => RedisDelta::Keep,
-            (Some(a), Some(b)) if a.url == b.url => RedisDelta::Rewire,
+            // Sharded and classic subscriptions are different commands:
+            // switching between them starts the link afresh.
+            (Some(a), Some(b)) if a.url == b.url && a.sharded == b.sharded => RedisDelta::Rewire,
             _ => RedisDelta::Replace,
         };
         LinkDelta { publish, redis }

@@ -2,17 +2,17 @@
 //! names, apply defaults, parse addresses, and check everything that does
 //! not need the graph. Every problem is collected; none stops the others.
 
-use super::address::{AddressError, parse_endpoint, parse_host, parse_redis_url};
+use super::address::{AddressError, parse_broker_url, parse_endpoint, parse_host};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
-use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
+use super::spec::{Listen, NodeSpec, RedisSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
+    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, ServerKey, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,7 @@ pub fn compile(
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
+    c.mixed_sharding(spec, &nodes);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -98,7 +99,7 @@ impl Compiler {
     fn brokers(&mut self, spec: &TopologySpec, base_dir: &Path) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
             self.declared_brokers.push(name.value.clone());
-            match parse_redis_url(&broker.url.value) {
+            match parse_broker_url(&broker.url.value) {
                 Ok(mut url) => {
                     if let Some(ca) = &broker.ca {
                         url.ca = self.certificate_authority(ca, url.tls, base_dir);
@@ -150,7 +151,7 @@ impl Compiler {
     fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {
         let text = &reference.value;
         if text.contains("://") {
-            let url = match parse_redis_url(text) {
+            let url = match parse_broker_url(text) {
                 Ok(url) => url,
                 Err(error) => {
                     self.error(reference.span, error.to_string());
@@ -270,11 +271,13 @@ impl Compiler {
                 None => vec![publish.clone()],
             };
             let patterns = r.patterns.as_ref().map_or(Vec::new(), |list| self.unique(&list.value, "pattern"));
+            let sharded = self.sharded(r, broker, &patterns);
             Some(RedisLink {
                 broker,
                 publish,
                 subscribe,
                 patterns,
+                sharded,
             })
         });
         if spec.relay.as_ref().is_some_and(|r| r.value)
@@ -305,6 +308,28 @@ impl Compiler {
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
         }
+    }
+
+    /// `sharded: true` needs a cluster broker (what SPUBLISH scales across)
+    /// and admits no patterns: Redis has no sharded PSUBSCRIBE.
+    fn sharded(&mut self, r: &RedisSpec, broker: BrokerId, patterns: &[String]) -> bool {
+        let Some(sharded) = r.sharded.as_ref().filter(|s| s.value) else {
+            return false;
+        };
+        if !self.brokers[broker.0].url.cluster {
+            self.error(
+                sharded.span,
+                "`sharded: true` needs a Redis Cluster broker (redis+cluster://host:port,…)",
+            );
+        }
+        if let Some(list) = r.patterns.as_ref().filter(|_| !patterns.is_empty()) {
+            self.error(
+                list.span,
+                "patterns cannot be sharded: Redis has SSUBSCRIBE for exact channels only; \
+                 drop `patterns:` or `sharded: true`",
+            );
+        }
+        true
     }
 
     /// Redis ignores a second SUBSCRIBE to the same channel, so a repeated
@@ -455,6 +480,7 @@ impl Compiler {
             for item in written.iter().flat_map(|list| list.value.iter()) {
                 let matched = nodes.iter().filter_map(|n| n.redis.as_ref()).any(|other| {
                     self.brokers[other.broker.0].url.server() == server
+                        && !other.sharded
                         && glob_match(item.value.as_bytes(), other.publish.as_bytes())
                 });
                 if !matched && !item.value.is_empty() {
@@ -467,6 +493,59 @@ impl Compiler {
                     );
                 }
             }
+        }
+    }
+}
+
+impl Compiler {
+    /// One channel used sharded by some nodes and classic by others on one
+    /// cluster: legal, but those two groups do not hear each other on it,
+    /// which is rarely what the file means. Reported once per channel, at
+    /// the first sharded node's redis section.
+    fn mixed_sharding(&mut self, spec: &TopologySpec, nodes: &[Node]) {
+        type Users<'n> = (Vec<(&'n str, Span)>, Vec<&'n str>);
+        let mut channels: BTreeMap<(ServerKey, &str), Users<'_>> = BTreeMap::new();
+        for (node, (_, s)) in nodes.iter().zip(&spec.nodes.0) {
+            let (Some(redis), Some(written)) = (&node.redis, &s.redis) else {
+                continue;
+            };
+            let server = self.brokers[redis.broker.0].url.server();
+            let mut used: Vec<&str> = vec![redis.publish.as_str()];
+            used.extend(redis.subscribe.iter().map(String::as_str));
+            used.sort_unstable();
+            used.dedup();
+            for channel in used {
+                let users = channels.entry((server.clone(), channel)).or_default();
+                if redis.sharded {
+                    users.0.push((node.name.as_str(), written.span));
+                } else {
+                    users.1.push(node.name.as_str());
+                }
+            }
+        }
+        for ((_, channel), (sharded, classic)) in channels {
+            let Some(&(_, span)) = sharded.first() else {
+                continue;
+            };
+            if classic.is_empty() {
+                continue;
+            }
+            let names = |list: Vec<&str>| {
+                list.iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sharded = names(sharded.iter().map(|(n, _)| *n).collect());
+            self.warning(
+                span,
+                format!(
+                    "channel `{channel}` is sharded for {sharded} and classic for {}: \
+                     SPUBLISH reaches only SSUBSCRIBE and PUBLISH only SUBSCRIBE, \
+                     so the two groups do not hear each other on it",
+                    names(classic)
+                ),
+            );
         }
     }
 }

@@ -77,6 +77,7 @@ keys! {
         Publish = "publish",
         Subscribe = "subscribe",
         Patterns = "patterns",
+        Sharded = "sharded",
     }
 }
 

@@ -78,9 +78,11 @@ pub struct TopologySpec {
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct BrokerSpec {
-    /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
+    /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS);
+    /// a Redis Cluster: `redis+cluster://[user[:password]@]host:port,host:port,…`
+    /// (its seed nodes) or `rediss+cluster://…`.
     pub url: Spanned<String>,
-    /// For `rediss://`: a PEM file of the certificate authority to trust
+    /// For `rediss://` or `rediss+cluster://`: a PEM file of the certificate authority to trust
     /// instead of the system's (relative to the topology file).
     pub ca: Option<Spanned<String>>,
 }
@@ -128,8 +130,11 @@ pub struct RedisSpec {
     pub publish: Option<Spanned<String>>,
     /// Exact channels (SUBSCRIBE); default [<publish>].
     pub subscribe: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Glob patterns (PSUBSCRIBE); default [].
+    /// Glob patterns (PSUBSCRIBE); default []. Not with `sharded`.
     pub patterns: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Sharded pub/sub on a Redis Cluster broker: SPUBLISH and SSUBSCRIBE
+    /// instead of PUBLISH and SUBSCRIBE; default false.
+    pub sharded: Option<Spanned<bool>>,
 }
 
 impl Decoder<'_> {
@@ -253,6 +258,7 @@ impl Decoder<'_> {
                 RedisKey::Publish => redis.publish = self.string(v),
                 RedisKey::Subscribe => redis.subscribe = self.string_list(v, "channel names"),
                 RedisKey::Patterns => redis.patterns = self.string_list(v, "glob patterns"),
+                RedisKey::Sharded => redis.sharded = self.boolean(v),
             }
         }
         redis

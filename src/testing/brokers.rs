@@ -1,10 +1,11 @@
 //! Private Redis servers for `topo test --run`: one `redis-server` per
-//! server of the file, on a free loopback port, without persistence, so
+//! server of the file (a private cluster, `cluster.rs`, per cluster), on a free loopback port, without persistence, so
 //! that a test neither needs nor disturbs the file's own brokers.
 //! A server never outlives `topo test`: it is stopped (SIGKILL, then
 //! reaped) when the test ends, killed when its handle is dropped, and the
 //! kernel kills it if we die (`PR_SET_PDEATHSIG`).
 
+use super::cluster::{ClusterError, PrivateCluster};
 use super::ports::free_port;
 use crate::model::{ServerKey, Topology};
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ impl PrivateBroker {
             let port = free_port().ok_or(BrokerError::NoPort)?;
             let mut broker = PrivateBroker {
                 port,
-                child: spawn(port, databases.max(16))?,
+                child: spawn(port, databases.max(16), &[])?,
             };
             match broker.wait_ready().await {
                 Ok(()) => return Ok(broker),
@@ -69,6 +70,22 @@ impl PrivateBroker {
             }
         }
         Err(last)
+    }
+
+    /// Starts a server on `port` with `extra` arguments (a cluster node's)
+    /// and waits until it answers PING.
+    pub async fn start_with(port: u16, extra: &[String]) -> Result<PrivateBroker, BrokerError> {
+        let mut broker = PrivateBroker {
+            port,
+            child: spawn(port, 16, extra)?,
+        };
+        match broker.wait_ready().await {
+            Ok(()) => Ok(broker),
+            Err(e) => {
+                broker.stop().await;
+                Err(e)
+            }
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -114,11 +131,16 @@ async fn ping(port: u16) -> bool {
     )
 }
 
-fn spawn(port: u16, databases: u32) -> Result<tokio::process::Child, BrokerError> {
+fn spawn(
+    port: u16,
+    databases: u32,
+    extra: &[String],
+) -> Result<tokio::process::Child, BrokerError> {
     let mut cmd = tokio::process::Command::new(REDIS_SERVER);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .args(["--databases", &databases.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -130,19 +152,49 @@ fn spawn(port: u16, databases: u32) -> Result<tokio::process::Child, BrokerError
     })
 }
 
-/// The private servers of one topology.
+/// The private servers of one topology, and its private clusters.
 #[derive(Default)]
-pub struct PrivateBrokers(Vec<PrivateBroker>);
+pub struct PrivateBrokers(Vec<PrivateBroker>, Vec<PrivateCluster>);
 
 impl PrivateBrokers {
     /// Starts one server per distinct server of the file (brokers that
     /// differ only by database share one, as they share pub/sub) and points
     /// every broker at its server: plain TCP, no credentials, same database.
-    pub async fn start_for(topology: &mut Topology) -> Result<PrivateBrokers, BrokerError> {
+    pub async fn start_for(topology: &mut Topology) -> Result<PrivateBrokers, ClusterError> {
         let mut started = PrivateBrokers::default();
         let mut by_server: HashMap<ServerKey, u16> = HashMap::new();
+        let mut clusters: HashMap<ServerKey, Vec<u16>> = HashMap::new();
         let databases = topology.brokers.iter().map(|b| b.url.db).max().unwrap_or(0);
         for broker in &mut topology.brokers {
+            if broker.url.cluster {
+                let ports = match clusters.get(&broker.url.server()) {
+                    Some(ports) => ports.clone(),
+                    None => match PrivateCluster::start().await {
+                        Ok(cluster) => {
+                            let ports = cluster.ports();
+                            clusters.insert(broker.url.server(), ports.clone());
+                            started.1.push(cluster);
+                            ports
+                        }
+                        Err(e) => {
+                            started.stop().await;
+                            return Err(e);
+                        }
+                    },
+                };
+                let url = &mut broker.url;
+                url.host = "127.0.0.1".into();
+                url.port = ports[0];
+                url.seeds = ports[1..]
+                    .iter()
+                    .map(|p| ("127.0.0.1".to_owned(), *p))
+                    .collect();
+                url.tls = false;
+                url.ca = None;
+                url.username = None;
+                url.password = None;
+                continue;
+            }
             let port = match by_server.get(&broker.url.server()) {
                 Some(&port) => port,
                 None => match PrivateBroker::start(databases.saturating_add(1)).await {
@@ -154,7 +206,7 @@ impl PrivateBrokers {
                     }
                     Err(e) => {
                         started.stop().await;
-                        return Err(e);
+                        return Err(e.into());
                     }
                 },
             };
@@ -170,10 +222,13 @@ impl PrivateBrokers {
     }
 
     pub fn pids(&self) -> Vec<u32> {
-        self.0.iter().filter_map(PrivateBroker::pid).collect()
+        let mut pids: Vec<u32> = self.0.iter().filter_map(PrivateBroker::pid).collect();
+        pids.extend(self.1.iter().flat_map(PrivateCluster::pids));
+        pids
     }
 
     pub async fn stop(self) {
         futures_util::future::join_all(self.0.into_iter().map(PrivateBroker::stop)).await;
+        futures_util::future::join_all(self.1.into_iter().map(PrivateCluster::stop)).await;
     }
 }

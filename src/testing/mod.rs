@@ -11,6 +11,7 @@
 
 pub mod bless;
 pub mod brokers;
+pub mod cluster;
 pub mod discover;
 pub mod ports;
 pub mod remap;
@@ -26,6 +27,7 @@ use crate::node::StartError;
 use crate::probe::{ProbeOptions, ProbeReport, probe};
 use crate::runtime::Running;
 use brokers::{BrokerError, PrivateBrokers};
+use cluster::ClusterError;
 use futures_util::StreamExt;
 use remap::{RemapError, remap};
 use serde::Serialize;
@@ -304,6 +306,8 @@ pub fn cells(valid: &Valid, expectations: &Expectations) -> Vec<Cell> {
 pub enum RunError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error(transparent)]
     Remap(#[from] RemapError),
     #[error("cannot start the topology: {0}")]
