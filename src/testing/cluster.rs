@@ -106,7 +106,9 @@ impl PrivateCluster {
         self.wait_ok(&self.ports()).await
     }
 
-    /// Waits until every node among `ports` reports `cluster_state:ok`.
+    /// Waits until every node among `ports` reports `cluster_state:ok` and
+    /// every replica's link to its master is up: a replica that has not yet
+    /// synchronised cannot take over, and a failover test would wait forever.
     pub async fn wait_ok(&self, ports: &[u16]) -> Result<(), ClusterError> {
         let deadline = Instant::now() + READY_LIMIT;
         while Instant::now() < deadline {
@@ -114,6 +116,10 @@ impl PrivateCluster {
             for &port in ports {
                 let info = command(port, &["CLUSTER", "INFO"]).await;
                 all &= info.is_some_and(|i| i.contains("cluster_state:ok"));
+                let replication = command(port, &["INFO", "replication"]).await;
+                all &= replication.is_some_and(|r| {
+                    r.contains("role:master") || r.contains("master_link_status:up")
+                });
             }
             if all {
                 return Ok(());
@@ -177,6 +183,10 @@ fn cluster_args(dir: &std::path::Path, port: u16) -> Vec<String> {
         "yes".into(),
         "--cluster-node-timeout".into(),
         NODE_TIMEOUT_MS.to_string(),
+        // A replica takes over however long ago it last heard its master:
+        // these clusters hold no data worth refusing a failover for.
+        "--cluster-replica-validity-factor".into(),
+        "0".into(),
         "--cluster-config-file".into(),
         format!("nodes-{port}.conf"),
         "--dir".into(),

@@ -25,6 +25,7 @@ mod interop;
 mod layering;
 mod live_demo;
 mod process;
+mod redis_cluster;
 mod reload;
 mod reload_bench;
 mod reload_faults;

@@ -12,9 +12,8 @@
 //! slot map when the old one fails) until it succeeds.
 
 use super::conn::{Conn, Mode};
-use super::{Fence, RETRY_CAP, Wanted, lock};
+use super::{Fence, Wanted, lock};
 use crate::transport::echo::{EchoFilter, Via};
-use crate::transport::retry::backoff;
 use crate::transport::{Inbox, LinkState, LinkStatus, Origin, Received, Text};
 use redis::{PushInfo, PushKind, Value};
 use std::pin::Pin;
@@ -23,8 +22,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// One subscription attempt at most (the cluster may be failing over).
-const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// One subscription attempt at most: while a shard fails over, attempts
+/// routed to its dead master hang in the client's own retries, and the
+/// sooner one is abandoned the sooner the promoted replica is tried.
+const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// Between attempts: constant and short, because a failover's end is what
+/// the link waits for, and Redis promotes a replica within a few seconds.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) struct Receiver {
     /// Kept alive: dropping the manager stops its reconnection. A cluster
@@ -140,14 +144,13 @@ impl Receiver {
         }
     }
 
-    /// Subscribes to everything wanted again, retrying with backoff until
+    /// Subscribes to everything wanted again, retrying until
     /// the cluster answers (after a failover: once the replica is promoted).
     fn resubscription(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut conn = self.conn.clone();
         let mode = self.mode;
         let (channels, patterns) = lock(&self.wanted).clone();
         async move {
-            let mut retry = backoff(Duration::from_millis(50), RETRY_CAP);
             loop {
                 let attempt = async {
                     if !channels.is_empty() {
@@ -165,7 +168,7 @@ impl Receiver {
                     }
                     Err(_) => tracing::debug!("redis cluster resubscription timed out"),
                 }
-                tokio::time::sleep(retry.next().unwrap_or(RETRY_CAP)).await;
+                tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
             }
         }
     }
