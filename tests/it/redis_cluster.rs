@@ -272,3 +272,62 @@ async fn ten_failovers() {
 fn load() -> String {
     std::fs::read_to_string(Path::new("/proc/loadavg")).unwrap_or_default()
 }
+
+/// Hot reload on a cluster: a sharded link is rewired in place to channels
+/// on other shards (SSUBSCRIBE/SUNSUBSCRIBE through the cluster), then
+/// switched to classic pub/sub (the link is replaced); each step delivers
+/// exactly once, and a's clients never get their own message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_a_sharded_link_moves_it_between_shards_and_to_classic() {
+    use topo::diff::{Diff, wirings};
+    let cluster = PrivateCluster::start().await.expect("a private cluster");
+    let (a_http, b_http) = (port(), port());
+    let seeds: Vec<String> = cluster
+        .ports()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let on = |publish: &str, sharded: bool| {
+        let yaml = format!(
+            "brokers:\n  c: {{ url: \"redis+cluster://{}\" }}\nnodes:\n  \
+             a: {{ http: {a_http}, redis: {{ broker: c, sharded: {sharded}, publish: \"{publish}\" }} }}\n  \
+             b: {{ http: {b_http}, redis: {{ broker: c, sharded: {sharded}, publish: \"{publish}\" }} }}\n",
+            seeds.join(",")
+        );
+        let checked = check_bytes("r.yaml", "r", yaml.as_bytes(), &|_| None);
+        match checked.valid {
+            Some(valid) => valid.topology,
+            None => panic!("{}", checked.render()),
+        }
+    };
+    let steps = [
+        ("room", true),
+        ("lobby", true),
+        ("hall.{x}", true),
+        ("room", false),
+    ];
+    let mut running = timeout(LIMIT, Running::start(&on(steps[0].0, steps[0].1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut a = Client::connect(a_http).await;
+    let mut b = Client::connect(b_http).await;
+    for (generation, (channel, sharded)) in steps.iter().enumerate() {
+        if generation > 0 {
+            let next = on(channel, *sharded);
+            let diff = Diff::of_wirings(&running.wirings().await, &wirings(&next));
+            let failures =
+                topo::runtime::controller::apply(&mut running, &diff, generation as u64).await;
+            assert!(failures.is_empty(), "{failures:?}");
+            running.wait_links_up(LIMIT).await.unwrap();
+        }
+        let text = format!("{channel}-{sharded}");
+        a.send(&text).await;
+        assert_eq!(b.recv().await, text, "step {generation}");
+        b.send("fence").await;
+        assert_eq!(a.until("fence").await, [text], "a got its own message once");
+        assert_eq!(b.until("fence").await, Vec::<String>::new());
+    }
+    running.shutdown().await;
+    cluster.stop().await;
+}
