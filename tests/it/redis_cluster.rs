@@ -135,19 +135,24 @@ async fn sharded_and_classic_nodes_on_a_cluster_deliver_what_is_predicted() {
     assert_eq!(observed, 10, "every expected delivery was observed");
 }
 
-/// The two nodes' topology on `cluster`, sharded on `room`.
-fn pair_on(cluster: &PrivateCluster, a_http: u16, b_http: u16) -> topo::model::Topology {
+/// Two nodes on `cluster`, both sharded on `room`, as a file.
+fn pair_yaml(cluster: &PrivateCluster, a_http: u16, b_http: u16) -> String {
     let seeds: Vec<String> = cluster
         .ports()
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let yaml = format!(
+    format!(
         "brokers:\n  c: {{ url: \"redis+cluster://{}\" }}\nnodes:\n  \
          a: {{ http: {a_http}, redis: {{ broker: c, sharded: true, publish: room }} }}\n  \
          b: {{ http: {b_http}, redis: {{ broker: c, sharded: true, publish: room }} }}\n",
         seeds.join(",")
-    );
+    )
+}
+
+/// [`pair_yaml`], compiled.
+fn pair_on(cluster: &PrivateCluster, a_http: u16, b_http: u16) -> topo::model::Topology {
+    let yaml = pair_yaml(cluster, a_http, b_http);
     let checked = check_bytes("pair.yaml", "pair", yaml.as_bytes(), &|_| None);
     match checked.valid {
         Some(valid) => valid.topology,
@@ -329,5 +334,41 @@ async fn reloading_a_sharded_link_moves_it_between_shards_and_to_classic() {
         assert_eq!(b.until("fence").await, Vec::<String>::new());
     }
     running.shutdown().await;
+    cluster.stop().await;
+}
+
+/// `topo up --process` on a cluster: each child process connects through
+/// the cluster client, reports its link up in `/healthz`, and `topo probe`
+/// observes what the file predicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_node_on_a_cluster_delivers_what_is_predicted() {
+    let cluster = PrivateCluster::start().await.expect("a private cluster");
+    let (a_http, b_http) = (port(), port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pair.yaml");
+    std::fs::write(&file, pair_yaml(&cluster, a_http, b_http)).unwrap();
+    let up = crate::reload::Up::start(&file, &["--process"]);
+    for http in [a_http, b_http] {
+        wait_until("the child's cluster link up", LIMIT, || async {
+            let h = topo::http_get::get(
+                format!("127.0.0.1:{http}"),
+                "/healthz",
+                Duration::from_secs(2),
+                1 << 20,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let h: serde_json::Value = serde_json::from_str(&h).map_err(|e| e.to_string())?;
+            let child = h["pid"].as_u64() != Some(u64::from(up.child.id()));
+            if child && h["links"][0]["state"] == "up" {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        })
+        .await;
+    }
+    crate::reload::probe_agrees(&file).await;
+    drop(up);
     cluster.stop().await;
 }
