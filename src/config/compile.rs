@@ -9,10 +9,10 @@ use super::spec::{Listen, NodeSpec, RedisSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, ServerKey, Topology, ZmqLink, ZmqPublish,
+    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -61,7 +61,8 @@ pub fn compile(
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
-    c.mixed_sharding(spec, &nodes);
+    let mixed = super::sharding::mixed_sharding(spec, &nodes, &c.brokers);
+    c.diagnostics.extend(mixed);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -493,59 +494,6 @@ impl Compiler {
                     );
                 }
             }
-        }
-    }
-}
-
-impl Compiler {
-    /// One channel used sharded by some nodes and classic by others on one
-    /// cluster: legal, but those two groups do not hear each other on it,
-    /// which is rarely what the file means. Reported once per channel, at
-    /// the first sharded node's redis section.
-    fn mixed_sharding(&mut self, spec: &TopologySpec, nodes: &[Node]) {
-        type Users<'n> = (Vec<(&'n str, Span)>, Vec<&'n str>);
-        let mut channels: BTreeMap<(ServerKey, &str), Users<'_>> = BTreeMap::new();
-        for (node, (_, s)) in nodes.iter().zip(&spec.nodes.0) {
-            let (Some(redis), Some(written)) = (&node.redis, &s.redis) else {
-                continue;
-            };
-            let server = self.brokers[redis.broker.0].url.server();
-            let mut used: Vec<&str> = vec![redis.publish.as_str()];
-            used.extend(redis.subscribe.iter().map(String::as_str));
-            used.sort_unstable();
-            used.dedup();
-            for channel in used {
-                let users = channels.entry((server.clone(), channel)).or_default();
-                if redis.sharded {
-                    users.0.push((node.name.as_str(), written.span));
-                } else {
-                    users.1.push(node.name.as_str());
-                }
-            }
-        }
-        for ((_, channel), (sharded, classic)) in channels {
-            let Some(&(_, span)) = sharded.first() else {
-                continue;
-            };
-            if classic.is_empty() {
-                continue;
-            }
-            let names = |list: Vec<&str>| {
-                list.iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let sharded = names(sharded.iter().map(|(n, _)| *n).collect());
-            self.warning(
-                span,
-                format!(
-                    "channel `{channel}` is sharded for {sharded} and classic for {}: \
-                     SPUBLISH reaches only SSUBSCRIBE and PUBLISH only SUBSCRIBE, \
-                     so the two groups do not hear each other on it",
-                    names(classic)
-                ),
-            );
         }
     }
 }
