@@ -173,9 +173,13 @@ pub fn describe(old: &Wiring, new: &Wiring) -> Vec<String> {
         (_, _, RedisDelta::Keep) | (None, None, _) => {}
         (None, Some(r), _) => what.push(format!("redis + {} publish {}", r.url, r.publish)),
         (Some(r), None, _) => what.push(format!("redis - {}", r.url)),
-        (Some(a), Some(b), how) => {
-            if how == RedisDelta::Replace {
+        (Some(a), Some(b), _) => {
+            if a.url != b.url {
                 what.push(format!("redis broker {} -> {}", a.url, b.url));
+            }
+            if a.sharded != b.sharded {
+                let mode = |sharded: bool| if sharded { "sharded" } else { "classic" };
+                what.push(format!("redis {} -> {}", mode(a.sharded), mode(b.sharded)));
             }
             if a.publish != b.publish {
                 what.push(format!("redis publish {} -> {}", a.publish, b.publish));

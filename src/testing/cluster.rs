@@ -6,8 +6,8 @@
 //! is removed when the cluster stops. `scripts/redis-cluster` does the same
 //! by hand for the example.
 
-use super::brokers::{BrokerError, PrivateBroker};
 use super::ports::free_port;
+use super::server::{BrokerError, PrivateBroker};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! the topology starts in this process on free ports, with private Redis
 //! servers, and is probed like `topo probe` does.
 //!
-//! discover.rs picks the files, remap.rs and brokers.rs isolate a run,
+//! discover.rs picks the files, remap.rs and brokers.rs (server.rs, cluster.rs) isolate a run,
 //! report.rs prints, bless.rs writes the prediction into the file. This
 //! module returns typed reports; the binary prints them and picks the
 //! exit code.
@@ -16,6 +16,7 @@ pub mod discover;
 pub mod ports;
 pub mod remap;
 pub mod report;
+pub mod server;
 
 use crate::check::{Checked, Valid, check_file};
 use crate::command::Format;
