@@ -61,6 +61,7 @@ six cluster-6node "redis+cluster://$seeds" true > "$work/cluster-6node.yaml"
 start_brokers() { # SCENARIO
   broker_pids=()
   if [ "$1" = cluster-6node ]; then
+    : > "$work/cluster.log"
     setsid "$root/scripts/redis-cluster" "$cluster_port" > "$work/cluster.log" 2>&1 &
     broker_pids+=($!)
     until grep -q "Redis Cluster up" "$work/cluster.log"; do
@@ -86,7 +87,7 @@ for run in $(seq "$runs"); do
     clients=300; senders=12
     [ "$scenario" = redis-3node ] && { clients=150; senders=6; }
     start_brokers "$scenario"
-    RUST_LOG=warn "$TOPO" up "$work/$scenario.yaml" >/dev/null 2>&1 &
+    RUST_LOG=warn "$TOPO" up --no-admin "$work/$scenario.yaml" >/dev/null 2>&1 &
     topo_pid=$!; pids+=("$topo_pid")
     count=6; [ "$scenario" = redis-3node ] && count=3
     for n in $(seq 0 $((count - 1))); do wait_port $((http + n)); done
