@@ -359,7 +359,7 @@ async fn one_process_per_node_on_a_cluster_delivers_what_is_predicted() {
             .await
             .map_err(|e| e.to_string())?;
             let h: serde_json::Value = serde_json::from_str(&h).map_err(|e| e.to_string())?;
-            let child = h["pid"].as_u64() != Some(u64::from(up.child.id()));
+            let child = h["pid"].as_u64() != Some(u64::from(up.process.pid()));
             if child && h["links"][0]["state"] == "up" {
                 Ok(())
             } else {
