@@ -38,4 +38,5 @@ pub mod runtime;
 pub mod serve;
 pub mod span;
 pub mod testing;
+pub mod topic;
 pub mod transport;

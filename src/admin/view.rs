@@ -188,7 +188,7 @@ fn edges(valid: &Valid) -> Vec<Edge> {
     let t = &valid.topology;
     let mut out: Vec<Edge> = Vec::new();
     for e in valid.analysis.graph.edge_references() {
-        if e.weight().is_redis() {
+        if e.weight().through_broker() {
             continue;
         }
         let (from, to) = (NodeId(e.source().index()), NodeId(e.target().index()));

@@ -60,6 +60,7 @@ keys! {
         Relay = "relay",
         Zmq = "zmq",
         Redis = "redis",
+        Amqp = "amqp",
         Limits = "limits",
         Origins = "origins",
     }
@@ -77,6 +78,20 @@ keys! {
         Publish = "publish",
         Subscribe = "subscribe",
         Patterns = "patterns",
+    }
+}
+
+keys! {
+    /// A node's `amqp:` section.
+    AmqpKey {
+        Broker = "broker",
+        Exchange = "exchange",
+        Type = "type",
+        Publish = "publish",
+        Bind = "bind",
+        Queue = "queue",
+        MaxLength = "max_length",
+        Prefetch = "prefetch",
     }
 }
 
@@ -120,6 +135,7 @@ mod tests {
             ("NodeSpec", set(NodeKey::names())),
             ("ZmqSpec", set(ZmqKey::names())),
             ("RedisSpec", set(RedisKey::names())),
+            ("AmqpSpec", set(AmqpKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),
         ];

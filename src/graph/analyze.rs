@@ -2,11 +2,12 @@
 //! relays, deliveries(X, Y) as the number of distinct relay paths, reach,
 //! and the warnings that follow from them (duplicates, partitions).
 //!
-//! A relay state is (relay node, arrived by Redis?): a relay never forwards
-//! back onto the Redis server a message came from, so where a message
-//! arrived decides where it may go next. Paths are counted over those states.
+//! A relay state is (relay node, the kind of link it arrived by): a relay
+//! never forwards back onto the Redis server or AMQP exchange a message came
+//! from, so where a message arrived decides where it may go next. Paths are
+//! counted over those states.
 
-use super::build::{Link, LinkGraph};
+use super::build::{Link, LinkGraph, Via};
 use crate::config::diagnostic::Diagnostic;
 use crate::model::{NodeId, Topology};
 use petgraph::Direction;
@@ -115,19 +116,21 @@ struct RelayStates<'a> {
     graph: &'a LinkGraph,
 }
 
-/// (node, arrived by Redis)
-type State = (NodeId, bool);
+/// (node, the kind of link it arrived by; `Via::Zmq` also for a client's message)
+type State = (NodeId, Via);
+
+const STATES_PER_NODE: usize = 3;
 
 impl<'a> RelayStates<'a> {
     fn new(topology: &'a Topology, graph: &'a LinkGraph) -> Self {
         RelayStates { topology, graph }
     }
 
-    /// The links a message may take out of `node`, having arrived by Redis or not.
-    fn onward(&self, (node, by_redis): State) -> impl Iterator<Item = (NodeId, &'a Link)> + 'a {
+    /// The links a message may take out of `node`, given how it arrived.
+    fn onward(&self, (node, came): State) -> impl Iterator<Item = (NodeId, &'a Link)> + 'a {
         self.graph
             .edges_directed(NodeIndex::new(node.0), Direction::Outgoing)
-            .filter(move |e| !(by_redis && e.weight().is_redis()))
+            .filter(move |e| came == Via::Zmq || e.weight().via() != came)
             .map(|e| (NodeId(e.target().index()), e.weight()))
     }
 
@@ -136,7 +139,12 @@ impl<'a> RelayStates<'a> {
     }
 
     fn index(state: State) -> usize {
-        state.0.0 * 2 + usize::from(state.1)
+        let via = match state.1 {
+            Via::Zmq => 0,
+            Via::Redis => 1,
+            Via::Amqp => 2,
+        };
+        state.0.0 * STATES_PER_NODE + via
     }
 
     /// One path per cycle found, as node ids with the first repeated at the end.
@@ -144,12 +152,12 @@ impl<'a> RelayStates<'a> {
         const NEW: u8 = 0;
         const OPEN: u8 = 1;
         const DONE: u8 = 2;
-        let mut mark = vec![NEW; self.topology.nodes.len() * 2];
+        let mut mark = vec![NEW; self.topology.nodes.len() * STATES_PER_NODE];
         let mut found: Vec<Vec<NodeId>> = Vec::new();
         let mut reported: HashSet<Vec<NodeId>> = HashSet::new();
         for start in self.topology.node_ids().filter(|&n| self.forwards(n)) {
-            for by_redis in [false, true] {
-                let root = (start, by_redis);
+            for came in [Via::Zmq, Via::Redis, Via::Amqp] {
+                let root = (start, came);
                 if mark[Self::index(root)] != NEW {
                     continue;
                 }
@@ -197,7 +205,7 @@ impl<'a> RelayStates<'a> {
     fn next_states(&self, state: State) -> Vec<State> {
         self.onward(state)
             .filter(|(to, _)| self.forwards(*to))
-            .map(|(to, link)| (to, link.is_redis()))
+            .map(|(to, link)| (to, link.via()))
             .collect()
     }
 
@@ -205,7 +213,7 @@ impl<'a> RelayStates<'a> {
     /// of relay states once `cycles` found none).
     fn deliveries(&self) -> Vec<(NodeId, Vec<(NodeId, u64)>)> {
         let n = self.topology.nodes.len();
-        let mut onward: Vec<Option<Vec<(NodeId, u64)>>> = vec![None; n * 2];
+        let mut onward: Vec<Option<Vec<(NodeId, u64)>>> = vec![None; n * STATES_PER_NODE];
         let mut scratch = Counts::new(n);
         let mut out = Vec::new();
         for from in self.topology.node_ids() {
@@ -213,10 +221,10 @@ impl<'a> RelayStates<'a> {
                 continue;
             }
             scratch.add(from, 1); // rule 1: its own clients, once
-            for (to, link) in self.onward((from, false)) {
+            for (to, link) in self.onward((from, Via::Zmq)) {
                 scratch.add(to, 1);
                 if self.forwards(to) {
-                    let state = (to, link.is_redis());
+                    let state = (to, link.via());
                     self.fill(state, &mut onward);
                     for &(node, count) in onward[Self::index(state)].as_deref().unwrap_or_default()
                     {
@@ -261,7 +269,7 @@ impl<'a> RelayStates<'a> {
             for (to, link) in self.onward(state) {
                 scratch.add(to, 1);
                 if self.forwards(to) {
-                    let next = (to, link.is_redis());
+                    let next = (to, link.via());
                     for &(node, count) in memo[Self::index(next)].as_deref().unwrap_or_default() {
                         scratch.add(node, count);
                     }

@@ -17,11 +17,33 @@ pub enum Link {
     RedisChannel,
     /// The target's PSUBSCRIBE pattern number `pattern` matches the source's channel.
     RedisPattern { pattern: usize },
+    /// The target's queue, bound to the source's exchange with binding number
+    /// `binding` (the first that routes the source's key: RabbitMQ puts a
+    /// message in a queue once, however many of its bindings match).
+    Amqp { binding: usize },
+}
+
+/// The kind of link a message crossed; a relay never forwards a message back
+/// onto the broker kind it came by (rule 4: a node has one link of each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Zmq,
+    Redis,
+    Amqp,
 }
 
 impl Link {
-    pub fn is_redis(&self) -> bool {
-        !matches!(self, Link::Zmq)
+    pub fn via(&self) -> Via {
+        match self {
+            Link::Zmq => Via::Zmq,
+            Link::RedisChannel | Link::RedisPattern { .. } => Via::Redis,
+            Link::Amqp { .. } => Via::Amqp,
+        }
+    }
+
+    /// Drawn through a broker (Redis server or AMQP exchange), not node to node.
+    pub fn through_broker(&self) -> bool {
+        self.via() != Via::Zmq
     }
 
     /// What the edge is labelled with in drawings: topic or channel, and the
@@ -51,6 +73,17 @@ impl Link {
                 let pattern = target.redis.as_ref().map_or("", |r| &r.patterns[*pattern]);
                 format!("{channel} ~ {pattern}")
             }
+            Link::Amqp { binding } => {
+                let (Some(source), Some(target)) = (&source.amqp, &target.amqp) else {
+                    return String::new();
+                };
+                let binding = &target.bind[*binding];
+                match source.kind {
+                    crate::model::ExchangeKind::Fanout => source.exchange.clone(),
+                    _ if *binding == source.publish => format!("{} {}", source.exchange, binding),
+                    _ => format!("{} {} ~ {binding}", source.exchange, source.publish),
+                }
+            }
         }
     }
 }
@@ -65,7 +98,45 @@ pub fn build(topology: &Topology) -> LinkGraph {
     }
     zmq_links(topology, &mut graph);
     redis_links(topology, &mut graph);
+    amqp_links(topology, &mut graph);
     graph
+}
+
+/// One edge per (publisher, other node's queue) on the same exchange of one
+/// vhost when a binding of that queue routes the publisher's key. A node's
+/// own messages come back through its own queue: its echoes (rule 1).
+fn amqp_links(topology: &Topology, graph: &mut LinkGraph) {
+    type Space = (ServerKey, String);
+    let mut by_exchange: HashMap<(Space, &str), Vec<NodeId>> = HashMap::new();
+    for id in topology.node_ids() {
+        if let Some(link) = &topology.node(id).amqp {
+            let space = topology.amqp_broker(link.broker).url.space();
+            by_exchange
+                .entry((space, &link.exchange))
+                .or_default()
+                .push(id);
+        }
+    }
+    for from in topology.node_ids() {
+        let Some(publisher) = &topology.node(from).amqp else {
+            continue;
+        };
+        let space = topology.amqp_broker(publisher.broker).url.space();
+        let Some(members) = by_exchange.get(&(space, publisher.exchange.as_str())) else {
+            continue;
+        };
+        for &to in members.iter().filter(|&&to| to != from) {
+            let queue = topology.node(to).amqp.as_ref().expect("indexed by amqp");
+            if let Some(binding) = queue
+                .bind
+                .iter()
+                .position(|b| publisher.kind.routes(b, &publisher.publish))
+            {
+                let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
+                graph.add_edge(a, b, Link::Amqp { binding });
+            }
+        }
+    }
 }
 
 fn zmq_links(topology: &Topology, graph: &mut LinkGraph) {

@@ -272,6 +272,7 @@ mod tests {
             http: http.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
             zmq: None,
             redis: None,
+            amqp: None,
             relay: false,
             limits: Limits::default(),
         };
@@ -297,6 +298,7 @@ mod tests {
             name: "demo".into(),
             nodes: vec![a, bridge],
             brokers: vec![],
+            amqp_brokers: vec![],
         };
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
         let expected = "demo ready: 2 node(s)\n\
@@ -326,6 +328,7 @@ mod tests {
                     ))),
                     zmq: None,
                     redis: None,
+                    amqp: None,
                     relay: false,
                     limits: Limits::default(),
                 };
@@ -354,6 +357,7 @@ mod tests {
             name: "wide".into(),
             nodes,
             brokers: vec![],
+            amqp_brokers: vec![],
         };
         let ids: Vec<NodeId> = t.node_ids().collect();
         let table = ready_table(&t, &ids);

@@ -25,6 +25,7 @@ mod interop;
 mod layering;
 mod live_demo;
 mod process;
+mod rabbit;
 mod reload;
 mod reload_bench;
 mod reload_faults;
@@ -34,6 +35,7 @@ mod secrets;
 mod soak;
 mod standalone;
 mod tls;
+mod topic_rabbitmq;
 mod topo_test;
 #[allow(dead_code)]
 mod util;
