@@ -489,6 +489,7 @@ mod tests {
                     dropped: Some(0),
                     via: None,
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };
@@ -505,6 +506,7 @@ mod tests {
                     dropped: None,
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };

@@ -87,17 +87,21 @@ impl NodeRouter {
 
     /// A message from a link: delivered to the clients (each reception is one
     /// delivery, duplicates included); a relay also forwards it, except back
-    /// onto Redis when it came from Redis (rule 4).
+    /// onto the broker it came from (rule 4). Acknowledged (AMQP) once the
+    /// hub has it.
     pub fn from_link(&self, msg: Received) {
         self.counters.add_in(1);
         if self.relay() {
             for link in self.outbound().iter() {
-                if !(msg.origin == Origin::Redis && link.origin() == Origin::Redis) {
+                if !(msg.origin.is_broker() && link.origin() == msg.origin) {
                     link.publish(&msg.text);
                 }
             }
         }
         self.hub.deliver(msg.text);
+        if let Some(ack) = msg.ack {
+            ack.done();
+        }
     }
 }
 
@@ -166,6 +170,7 @@ mod tests {
         plain.from_link(Received {
             origin: Origin::Zmq,
             text: Text::from("z"),
+            ack: None,
         });
         assert!(log.lock().unwrap().is_empty());
 
@@ -174,10 +179,12 @@ mod tests {
         relay.from_link(Received {
             origin: Origin::Redis,
             text: Text::from("r"),
+            ack: None,
         });
         relay.from_link(Received {
             origin: Origin::Zmq,
             text: Text::from("z"),
+            ack: None,
         });
         assert_eq!(*log.lock().unwrap(), ["Zmq:r", "Zmq:z", "Redis:z"]);
         assert_eq!(rx.try_recv().unwrap(), "r");

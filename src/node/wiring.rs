@@ -1,14 +1,15 @@
 //! A node's links as slots that a reload can change one by one while the
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
-//! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), relay on/off.
+//! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its AMQP link
+//! (replaced as a whole when any of it changes), relay on/off.
 //! Starting a node is rewiring it from nothing. It never touches the HTTP
 //! server or the clients: links untouched by a change keep flowing.
 
 use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
 use crate::diff::{LinkDelta, PubDelta, RedisDelta};
-use crate::model::{Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
+use crate::model::{AmqpWiring, Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
 use crate::transport::redis::RedisControl;
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
@@ -21,6 +22,12 @@ pub struct Wired {
     publish: Option<PubSlot>,
     subs: Vec<SubSlot>,
     redis: Option<RedisSlot>,
+    amqp: Option<AmqpSlot>,
+}
+
+struct AmqpSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
 }
 
 struct PubSlot {
@@ -52,6 +59,8 @@ pub struct Env<'a> {
 pub struct Prepared {
     publish: PubPlan,
     redis: RedisPlan,
+    /// `None`: keep the AMQP link as it is; `Some(None)`: remove it.
+    amqp: Option<Option<transport::amqp::Session>>,
 }
 
 enum PubPlan {
@@ -74,12 +83,14 @@ impl Wired {
                 subscribe: Vec::new(),
                 filter: String::new(),
                 redis: None,
+                amqp: None,
                 relay: false,
                 ..wiring.clone()
             },
             publish: None,
             subs: Vec::new(),
             redis: None,
+            amqp: None,
         }
     }
 
@@ -94,6 +105,7 @@ impl Wired {
         let mut all: Vec<_> = self.publish.iter().map(|p| p.status.clone()).collect();
         all.extend(self.subs.iter().map(|s| s.status.clone()));
         all.extend(self.redis.iter().map(|r| r.status.clone()));
+        all.extend(self.amqp.iter().map(|a| a.status.clone()));
         all
     }
 
@@ -140,7 +152,16 @@ impl Wired {
             }
             (RedisDelta::Replace, None) => RedisPlan::Replace(None),
         };
-        Ok(Prepared { publish, redis })
+        let amqp = match &new.amqp {
+            _ if self.wiring.amqp == new.amqp => None,
+            Some(link) => Some(Some(connect_amqp(&new.name, link).await?)),
+            None => Some(None),
+        };
+        Ok(Prepared {
+            publish,
+            redis,
+            amqp,
+        })
     }
 
     /// Moves the links to `new` with what `prepare` made; nothing can fail.
@@ -155,6 +176,9 @@ impl Wired {
                     slot.control.set_outbox(new.limits.outbox);
                 }
             }
+        }
+        if let Some(session) = prepared.amqp {
+            self.commit_amqp(session, new, env);
         }
         env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
@@ -265,6 +289,38 @@ impl Wired {
         }
     }
 
+    fn commit_amqp(
+        &mut self,
+        session: Option<transport::amqp::Session>,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) {
+        if let Some(old) = self.amqp.take() {
+            old.cancel.cancel();
+        }
+        env.router.set_outbound(Origin::Amqp, None);
+        let (Some(session), Some(link)) = (session, &new.amqp) else {
+            return;
+        };
+        let status = LinkStatus::new(LinkKind::Amqp, link.url.to_string(), LinkState::Up);
+        let status = Arc::new(status);
+        let cancel = env.tasks.cancel.child_token();
+        let task = transport::amqp::LinkTask {
+            node: new.name.clone(),
+            link: link.clone(),
+            counters: env.router.counters.clone(),
+            inbox: env.inbox.clone(),
+            status: status.clone(),
+            presence: env.router.hub.presence(),
+            outbox: new.limits.outbox,
+        };
+        let (handle, run) = task.run(session, cancel.clone());
+        env.tasks.spawn(run);
+        env.router
+            .set_outbound(Origin::Amqp, Some(Box::new(handle)));
+        self.amqp = Some(AmqpSlot { status, cancel });
+    }
+
     fn commit_redis(
         &mut self,
         connected: Option<transport::redis::Connected>,
@@ -301,6 +357,19 @@ impl Wired {
             control,
         });
     }
+}
+
+async fn connect_amqp(
+    node: &str,
+    link: &AmqpWiring,
+) -> Result<transport::amqp::Session, StartError> {
+    transport::amqp::connect(link)
+        .await
+        .map_err(|reason| StartError::Amqp {
+            node: node.to_owned(),
+            broker: link.url.to_string(),
+            reason,
+        })
 }
 
 async fn connect(

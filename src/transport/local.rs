@@ -4,8 +4,7 @@
 
 use super::Text;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// How many messages a client may fall behind before it is disconnected: the
 /// channel never blocks the sender, so a slow client lags instead of stalling others.
@@ -14,14 +13,15 @@ pub const CLIENT_BACKLOG: usize = 1024;
 #[derive(Debug)]
 pub struct Hub {
     tx: broadcast::Sender<Text>,
-    clients: Arc<AtomicUsize>,
+    /// Connected clients; watched by a durable AMQP link, which consumes only while some are.
+    clients: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
             tx: broadcast::Sender::new(CLIENT_BACKLOG),
-            clients: Arc::default(),
+            clients: Arc::new(watch::Sender::new(0)),
         }
     }
 }
@@ -32,7 +32,7 @@ impl Hub {
     pub fn with_capacity(backlog: usize) -> Hub {
         Hub {
             tx: broadcast::Sender::new(backlog.max(1)),
-            clients: Arc::default(),
+            clients: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -44,23 +44,29 @@ impl Hub {
 
     /// Registers a client: its receiver, and a guard that counts it until dropped.
     pub fn join(&self) -> (broadcast::Receiver<Text>, ClientGuard) {
-        self.clients.fetch_add(1, Ordering::Relaxed);
-        let guard = ClientGuard(self.clients.clone());
-        (self.tx.subscribe(), guard)
+        // Subscribed before counted: whoever sees the count sees a receiver.
+        let rx = self.tx.subscribe();
+        self.clients.send_modify(|n| *n += 1);
+        (rx, ClientGuard(self.clients.clone()))
     }
 
     pub fn clients(&self) -> usize {
-        self.clients.load(Ordering::Relaxed)
+        *self.clients.borrow()
+    }
+
+    /// Follows the number of connected clients.
+    pub fn presence(&self) -> watch::Receiver<usize> {
+        self.clients.subscribe()
     }
 }
 
 /// Decrements the client count when the session ends, however it ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>);
+pub struct ClientGuard(Arc<watch::Sender<usize>>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

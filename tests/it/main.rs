@@ -1,6 +1,7 @@
 //! All integration tests, one binary (see STYLE.md).
 
 mod admin_live;
+mod amqp;
 mod bench;
 mod browser;
 mod chat;

@@ -144,6 +144,7 @@ impl Receiver {
         let received = Received {
             origin: Origin::Redis,
             text,
+            ack: None,
         };
         tokio::select! {
             _ = cancel.cancelled() => false,
