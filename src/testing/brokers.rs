@@ -130,9 +130,9 @@ fn spawn(port: u16, databases: u32) -> Result<tokio::process::Child, BrokerError
     })
 }
 
-/// The private servers of one topology.
+/// The private servers of one topology, and the AMQP names it was given.
 #[derive(Default)]
-pub struct PrivateBrokers(Vec<PrivateBroker>);
+pub struct PrivateBrokers(Vec<PrivateBroker>, Vec<crate::transport::amqp::Declared>);
 
 impl PrivateBrokers {
     /// Starts one server per distinct server of the file (brokers that
@@ -140,6 +140,7 @@ impl PrivateBrokers {
     /// every broker at its server: plain TCP, no credentials, same database.
     pub async fn start_for(topology: &mut Topology) -> Result<PrivateBrokers, BrokerError> {
         let mut started = PrivateBrokers::default();
+        started.1 = crate::transport::amqp::isolate(topology);
         let mut by_server: HashMap<ServerKey, u16> = HashMap::new();
         let databases = topology.brokers.iter().map(|b| b.url.db).max().unwrap_or(0);
         for broker in &mut topology.brokers {
@@ -175,5 +176,8 @@ impl PrivateBrokers {
 
     pub async fn stop(self) {
         futures_util::future::join_all(self.0.into_iter().map(PrivateBroker::stop)).await;
+        for declared in self.1 {
+            declared.delete().await;
+        }
     }
 }

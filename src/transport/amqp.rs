@@ -421,3 +421,74 @@ impl Runner {
         }
     }
 }
+
+/// Exchanges and named queues a run declared on one AMQP server, to delete
+/// once it is over (`topo test --run`).
+#[derive(Debug)]
+pub struct Declared {
+    url: crate::model::AmqpUrl,
+    exchanges: Vec<String>,
+    queues: Vec<String>,
+}
+
+/// Gives every exchange and named queue of `topology` a suffix unique to
+/// this process and run, so that runs share a RabbitMQ without meeting
+/// (starting a RabbitMQ per file would take seconds); returns what to delete.
+pub fn isolate(topology: &mut crate::model::Topology) -> Vec<Declared> {
+    use std::sync::atomic::AtomicUsize;
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let suffix = format!(
+        ".topo-run-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut declared: Vec<Declared> = Vec::new();
+    for node in &mut topology.nodes {
+        let Some(link) = &mut node.amqp else { continue };
+        link.exchange.push_str(&suffix);
+        if let Some(queue) = &mut link.queue {
+            queue.push_str(&suffix);
+        }
+        let url = &topology.amqp_brokers[link.broker.0].url;
+        let entry = match declared.iter().position(|d| d.url == *url) {
+            Some(i) => &mut declared[i],
+            None => {
+                declared.push(Declared {
+                    url: url.clone(),
+                    exchanges: Vec::new(),
+                    queues: Vec::new(),
+                });
+                declared.last_mut().expect("just pushed")
+            }
+        };
+        if !entry.exchanges.contains(&link.exchange) {
+            entry.exchanges.push(link.exchange.clone());
+        }
+        entry.queues.extend(link.queue.clone());
+    }
+    declared
+}
+
+impl Declared {
+    /// Deletes them, best effort (the server may be gone).
+    pub async fn delete(self) {
+        let work = async {
+            let secret = self.url.connection_string();
+            let connection = Connection::connect(&secret, properties()).await.ok()?;
+            let channel = connection.create_channel().await.ok()?;
+            for queue in &self.queues {
+                let _ = channel
+                    .queue_delete(queue, lapin::options::QueueDeleteOptions::default())
+                    .await;
+            }
+            for exchange in &self.exchanges {
+                let _ = channel
+                    .exchange_delete(exchange, lapin::options::ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = connection.close(200, "done").await;
+            Some(())
+        };
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, work).await;
+    }
+}
