@@ -139,8 +139,7 @@ impl PrivateBrokers {
     /// differ only by database share one, as they share pub/sub) and points
     /// every broker at its server: plain TCP, no credentials, same database.
     pub async fn start_for(topology: &mut Topology) -> Result<PrivateBrokers, BrokerError> {
-        let mut started = PrivateBrokers::default();
-        started.1 = crate::transport::amqp::isolate(topology);
+        let mut started = PrivateBrokers(Vec::new(), crate::transport::amqp::isolate(topology));
         let mut by_server: HashMap<ServerKey, u16> = HashMap::new();
         let databases = topology.brokers.iter().map(|b| b.url.db).max().unwrap_or(0);
         for broker in &mut topology.brokers {
