@@ -170,3 +170,52 @@ async fn a_durable_node_without_clients_keeps_what_it_missed() {
     running.shutdown().await;
     cleanup(&[&exchange], &[&queue]).await;
 }
+
+/// The same with `topo up --process`, b's process killed (and restarted by
+/// the parent) between the messages and b's first client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_node_keeps_what_it_missed_across_a_killed_process() {
+    use crate::process::{child_pid, kill9};
+    let exchange = rabbit::unique("durable-process");
+    let queue = rabbit::unique("durable-process-b");
+    let (pa, pb, pc) = (port(), port(), port());
+    let x = format!("exchange: {exchange}");
+    let yaml = file(&[
+        node("a", pa, &x),
+        node("b", pb, &format!("{x}, queue: {queue}")),
+        node("c", pc, &x),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("durable.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let up = crate::reload::Up::start(&path, &["--process"]);
+    child_pid(&up, pa, "a served by a child", |_| true).await;
+    child_pid(&up, pc, "c served by a child", |_| true).await;
+    let b_first = child_pid(&up, pb, "b served by a child", |_| true).await;
+    kill9(b_first);
+    let mut a = Client::connect(pa).await;
+    let mut witness = Client::connect(pc).await;
+    for i in 0..100 {
+        a.send(&format!("m{i}")).await;
+    }
+    for i in 0..100 {
+        assert_eq!(witness.recv().await, format!("m{i}"));
+    }
+    child_pid(&up, pb, "b served by a new child", |p| p != b_first).await;
+    let mut late = Client::connect(pc).await;
+    let mut b = Client::connect(pb).await;
+    for i in 0..100 {
+        assert_eq!(b.recv().await, format!("m{i}"), "in order");
+    }
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new(),
+        "exactly once"
+    );
+    assert_eq!(
+        late.drain(Duration::from_millis(100)).await,
+        Vec::<String>::new()
+    );
+    drop(up);
+    cleanup(&[&exchange], &[&queue]).await;
+}
