@@ -1,15 +1,21 @@
 //! What a reload changes: `Diff { add, change, remove }` between the running
 //! and the new topology (nodes matched by name, compared by their resolved
-//! [`Wiring`]), each change classified as in-place rewiring or a restart,
-//! and how the predicted deliveries change. Pure values: it applies nothing
+//! [`Wiring`]), each change carrying its one [`NodeDelta`] (restart or
+//! in-place rewiring, and what happens to each link; see `delta`), and how
+//! the predicted deliveries change. Pure values: it applies nothing
 //! (`runtime::controller` does) and prints nothing (`cli` does).
 
+pub mod delta;
+
 use crate::check::Valid;
-use crate::model::{Limits, Topology, Wiring};
+use crate::model::{Topology, Wiring};
+pub use delta::{
+    AmqpDelta, Entries, LinkDelta, NodeDelta, PubDelta, Rebind, RedisDelta, Restart, Resubscribe,
+    SubDelta,
+};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::time::Duration;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Diff {
@@ -21,21 +27,37 @@ pub struct Diff {
     pub remove: Vec<Wiring>,
 }
 
+/// One node's change. `delta` is computed once, from `old` to `new`, by
+/// [`Change::between`]; everything else reads it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub old: Wiring,
     pub new: Wiring,
-    /// True when the node's own HTTP address or its `limits.send_queue`
-    /// changed: its server, or the hub its clients read from, cannot change
-    /// in place (see [`needs_restart`]). Everything else is rewired in place.
-    pub restart: bool,
-    /// One line per difference, e.g. `zmq sub + tcp://127.0.0.1:5002`.
-    pub what: Vec<String>,
+    pub delta: NodeDelta,
 }
 
 impl Change {
+    pub fn between(old: &Wiring, new: &Wiring) -> Change {
+        Change {
+            delta: NodeDelta::between(old, new),
+            old: old.clone(),
+            new: new.clone(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.new.name
+    }
+
+    /// The node stops and starts again (its clients are disconnected);
+    /// otherwise it is rewired in place.
+    pub fn restart(&self) -> bool {
+        self.delta.restart.is_some()
+    }
+
+    /// One line per difference, e.g. `zmq sub + tcp://127.0.0.1:5002`.
+    pub fn what(&self) -> Vec<String> {
+        self.delta.lines(&self.old, &self.new)
     }
 }
 
@@ -51,12 +73,7 @@ impl Diff {
         for w in new {
             match find(old, &w.name) {
                 None => diff.add.push(w.clone()),
-                Some(i) if old[i] != *w => diff.change.push(Change {
-                    old: old[i].clone(),
-                    new: w.clone(),
-                    restart: needs_restart(&old[i], w),
-                    what: describe(&old[i], w),
-                }),
+                Some(i) if old[i] != *w => diff.change.push(Change::between(&old[i], w)),
                 Some(_) => {}
             }
         }
@@ -81,7 +98,7 @@ impl Diff {
         parts.extend(self.add.iter().map(|w| format!("+{}", w.name)));
         parts.extend(self.remove.iter().map(|w| format!("-{}", w.name)));
         parts.extend(self.change.iter().map(|c| {
-            let how = if c.restart { "restart" } else { "rewire" };
+            let how = if c.restart() { "restart" } else { "rewire" };
             format!("~{}({how})", c.name())
         }));
         parts.join(" ")
@@ -91,146 +108,6 @@ impl Diff {
 /// Every node's wiring, in file order.
 pub fn wirings(t: &Topology) -> Vec<Wiring> {
     t.node_ids().map(|id| Wiring::of(t, id)).collect()
-}
-
-/// How one node's links go from one wiring to another: the one
-/// classification that `plan`/`diff` render and the node applies
-/// (`node::wiring`), so that the two cannot disagree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkDelta {
-    pub publish: PubDelta,
-    pub redis: RedisDelta,
-}
-
-/// The ZeroMQ PUB socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PubDelta {
-    /// Same socket (a new topic is applied to it in place).
-    Keep,
-    /// Another bind address, a new socket, or none any more.
-    Rebind,
-}
-
-/// The Redis link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisDelta {
-    Keep,
-    /// Same server: SUBSCRIBE/UNSUBSCRIBE (and a new channel) on the live link.
-    Rewire,
-    /// Another server, a new link, or none any more: connect anew.
-    Replace,
-}
-
-impl LinkDelta {
-    pub fn between(old: &Wiring, new: &Wiring) -> LinkDelta {
-        let bind = |w: &Wiring| w.publish.as_ref().map(|p| p.bind);
-        let publish = if bind(old) == bind(new) {
-            PubDelta::Keep
-        } else {
-            PubDelta::Rebind
-        };
-        let redis = match (&old.redis, &new.redis) {
-            (None, None) => RedisDelta::Keep,
-            (Some(a), Some(b)) if a == b => RedisDelta::Keep,
-            (Some(a), Some(b)) if a.url == b.url => RedisDelta::Rewire,
-            _ => RedisDelta::Replace,
-        };
-        LinkDelta { publish, redis }
-    }
-}
-
-/// Whether a node must be stopped and started again to run `new`: its HTTP
-/// server cannot move, and its clients' send queues are sized when they
-/// join. Every other difference (links, relay, other limits) is applied in
-/// place; client limits then hold for connections accepted after the reload.
-pub fn needs_restart(old: &Wiring, new: &Wiring) -> bool {
-    old.http != new.http || old.limits.send_queue != new.limits.send_queue
-}
-
-/// Every difference between two wirings of one node, for people.
-pub fn describe(old: &Wiring, new: &Wiring) -> Vec<String> {
-    let mut what = Vec::new();
-    let addr = |a: &Option<std::net::SocketAddr>| a.map_or("none".to_owned(), |a| a.to_string());
-    if old.http != new.http {
-        what.push(format!("http {} -> {}", addr(&old.http), addr(&new.http)));
-    }
-    let publish = |w: &Wiring| {
-        w.publish.as_ref().map_or("none".to_owned(), |p| {
-            format!("tcp://{} topic {:?}", p.bind, p.topic)
-        })
-    };
-    if old.publish != new.publish {
-        what.push(format!("zmq pub {} -> {}", publish(old), publish(new)));
-    }
-    if old.filter != new.filter && !old.subscribe.is_empty() && !new.subscribe.is_empty() {
-        what.push(format!("zmq filter {:?} -> {:?}", old.filter, new.filter));
-    }
-    let eps = |w: &Wiring| -> Vec<String> { w.subscribe.iter().map(|e| e.to_string()).collect() };
-    set_changes(&mut what, "zmq sub", &eps(old), &eps(new));
-    match (&old.redis, &new.redis, LinkDelta::between(old, new).redis) {
-        (_, _, RedisDelta::Keep) | (None, None, _) => {}
-        (None, Some(r), _) => what.push(format!("redis + {} publish {}", r.url, r.publish)),
-        (Some(r), None, _) => what.push(format!("redis - {}", r.url)),
-        (Some(a), Some(b), how) => {
-            if how == RedisDelta::Replace {
-                what.push(format!("redis broker {} -> {}", a.url, b.url));
-            }
-            if a.publish != b.publish {
-                what.push(format!("redis publish {} -> {}", a.publish, b.publish));
-            }
-            set_changes(&mut what, "redis subscribe", &a.subscribe, &b.subscribe);
-            set_changes(&mut what, "redis pattern", &a.patterns, &b.patterns);
-        }
-    }
-    if old.relay != new.relay {
-        what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
-    }
-    describe_limits(&mut what, &old.limits, &new.limits);
-    what
-}
-
-fn describe_limits(what: &mut Vec<String>, old: &Limits, new: &Limits) {
-    let mut count = |key: &str, a: usize, b: usize| {
-        if a != b {
-            what.push(format!("limits {key} {a} -> {b}"));
-        }
-    };
-    count(
-        "max_message_bytes",
-        old.max_message_bytes,
-        new.max_message_bytes,
-    );
-    count("max_connections", old.max_connections, new.max_connections);
-    count("send_queue", old.send_queue, new.send_queue);
-    count("outbox", old.outbox, new.outbox);
-    count("zmq_hwm", old.zmq_hwm, new.zmq_hwm);
-    let mut time = |key: &str, a: Duration, b: Duration| {
-        if a != b {
-            what.push(format!("limits {key} {a:?} -> {b:?}"));
-        }
-    };
-    time("ping_interval", old.ping_interval, new.ping_interval);
-    time("idle_timeout", old.idle_timeout, new.idle_timeout);
-    if old.origins != new.origins {
-        let list = |o: &[String]| match o {
-            [] => "any".to_owned(),
-            o => o.join(", "),
-        };
-        what.push(format!(
-            "origins {} -> {}",
-            list(&old.origins),
-            list(&new.origins)
-        ));
-    }
-}
-
-fn set_changes(what: &mut Vec<String>, label: &str, old: &[String], new: &[String]) {
-    for x in new.iter().filter(|x| !old.contains(x)) {
-        what.push(format!("{label} + {x}"));
-    }
-    for x in old.iter().filter(|x| !new.contains(x)) {
-        what.push(format!("{label} - {x}"));
-    }
 }
 
 /// One cell of the deliveries matrix that a reload changes.
@@ -292,13 +169,13 @@ pub fn plan_text(diff: &Diff, reach: &[ReachChange]) -> String {
         let _ = writeln!(out, "- {} (stop; its clients get close code 1001)", w.name);
     }
     for c in &diff.change {
-        let how = if c.restart {
+        let how = if c.restart() {
             "restart: its clients are disconnected"
         } else {
             "rewire in place: its clients stay connected"
         };
         let _ = writeln!(out, "~ {} ({how})", c.name());
-        for line in &c.what {
+        for line in c.what() {
             let _ = writeln!(out, "    {line}");
         }
     }
@@ -319,8 +196,8 @@ pub fn plan_json(diff: &Diff, reach: &[ReachChange]) -> serde_json::Value {
         "remove": diff.remove.iter().map(|w| &w.name).collect::<Vec<_>>(),
         "change": diff.change.iter().map(|c| json!({
             "node": c.name(),
-            "action": if c.restart { "restart" } else { "rewire" },
-            "what": c.what,
+            "action": if c.restart() { "restart" } else { "rewire" },
+            "what": c.what(),
         })).collect::<Vec<_>>(),
         "deliveries": reach.iter().map(|r| json!({
             "from": r.from, "to": r.to, "old": r.old, "new": r.new,
@@ -346,45 +223,75 @@ mod tests {
 ";
 
     /// The delta the node applies and the lines `plan` shows come from one
-    /// classification (issue 14): a new broker replaces the link, a new
-    /// subscription on the same broker rewires it, a new topic keeps the PUB.
+    /// classification (issue 14): a new broker moves the link, a new
+    /// subscription on the same broker rewires it, a new topic keeps the
+    /// PUB socket, a new filter reconnects the SUBs; each line comes from
+    /// one part of the delta.
     #[test]
-    fn one_link_delta_for_the_plan_and_the_node() {
-        let file = |url: &str, subscribe: &str, topic: &str| {
+    fn one_delta_for_the_plan_and_the_node() {
+        let file = |url: &str, subscribe: &str, topic: &str, prefix: &str| {
             format!(
-                "nodes:\n  a: {{ http: 9100, zmq: {{ pub: 9200, topic: {topic} }}, redis: {{ broker: \"{url}\", subscribe: [{subscribe}] }} }}\n"
+                "nodes:\n  a: {{ http: 9100, zmq: {{ pub: 9200, topic: {topic}, sub: [b], filter: '{prefix}' }}, redis: {{ broker: \"{url}\", subscribe: [{subscribe}] }} }}\n  b: {{ http: 9101, zmq: {{ pub: 9201 }} }}\n"
             )
         };
         let wiring = |yaml: String| wirings(&valid(&yaml).topology).remove(0);
-        let base = wiring(file("redis://h:1", "x", "t"));
+        let base = wiring(file("redis://h:1", "x", "t", ""));
+        let y = Resubscribe {
+            subscribe: Entries {
+                add: vec!["y".into()],
+                remove: Vec::new(),
+            },
+            ..Resubscribe::default()
+        };
         let cases = [
             (
-                file("redis://h:1", "x", "t"),
+                file("redis://h:1", "x", "t", ""),
                 RedisDelta::Keep,
                 PubDelta::Keep,
+                false,
+                0,
             ),
             (
-                file("redis://h:1", "x, y", "t2"),
-                RedisDelta::Rewire,
-                PubDelta::Keep,
+                file("redis://h:1", "x, y", "t2", ""),
+                RedisDelta::Rewire(y.clone()),
+                PubDelta::Topic,
+                false,
+                2,
             ),
             (
-                file("redis://h:2", "x", "t"),
-                RedisDelta::Replace,
+                file("redis://h:2", "x, y", "t", "a"),
+                RedisDelta::Move(y),
                 PubDelta::Keep,
+                true,
+                3,
             ),
         ];
-        for (yaml, redis, publish) in cases {
+        for (yaml, redis, publish, refilter, lines) in cases {
             let new = wiring(yaml);
-            let delta = LinkDelta::between(&base, &new);
-            assert_eq!(delta, LinkDelta { publish, redis });
-            let what = describe(&base, &new);
-            let replaced = what.iter().any(|l| l.starts_with("redis broker"));
-            assert_eq!(replaced, redis == RedisDelta::Replace, "{what:?}");
+            let change = Change::between(&base, &new);
+            let links = &change.delta.links;
+            assert_eq!((&links.redis, links.publish), (&redis, publish));
+            assert_eq!(links.subscribe.refilter, refilter);
+            assert!(links.subscribe.connect.is_empty() && links.subscribe.disconnect.is_empty());
+            assert_eq!(change.delta.restart, None);
+            let what = change.what();
+            assert_eq!(what.len(), lines, "{what:?}");
+            let moved = what.iter().any(|l| l.starts_with("redis broker"));
+            assert_eq!(moved, matches!(redis, RedisDelta::Move(_)), "{what:?}");
         }
         let mut moved = base.clone();
         moved.publish.as_mut().unwrap().bind.set_port(9300);
-        assert_eq!(LinkDelta::between(&base, &moved).publish, PubDelta::Rebind);
+        moved.http.as_mut().unwrap().set_port(9400);
+        let delta = NodeDelta::between(&base, &moved);
+        assert_eq!(delta.links.publish, PubDelta::Rebind);
+        assert_eq!(delta.restart, Some(Restart::Http));
+        let mut alone = base.clone();
+        alone.redis = None;
+        assert_eq!(
+            LinkDelta::between(&base, &alone).redis,
+            RedisDelta::Disconnect
+        );
+        assert_eq!(LinkDelta::between(&alone, &base).redis, RedisDelta::Connect);
     }
 
     #[test]
@@ -410,13 +317,16 @@ nodes:
         let d = Diff::between(&old.topology, &new.topology);
         assert_eq!(d.summary(), "+d -c ~a(rewire) ~b(restart)");
         assert_eq!(
-            d.change[0].what,
+            d.change[0].what(),
             [
                 "zmq pub tcp://127.0.0.1:9200 topic \"chat\" -> tcp://127.0.0.1:9200 topic \"chatx\"",
                 "zmq sub + tcp://127.0.0.1:9203"
             ]
         );
-        assert_eq!(d.change[1].what, ["http 127.0.0.1:9101 -> 127.0.0.1:9111"]);
+        assert_eq!(
+            d.change[1].what(),
+            ["http 127.0.0.1:9101 -> 127.0.0.1:9111"]
+        );
         let text = plan_text(&d, &reach_changes(&old, &new));
         assert!(text.contains("  c -> c: 1 -> 0\n"), "{text}");
         assert!(text.contains("  d -> a: 0 -> 1\n"), "{text}");
@@ -428,7 +338,7 @@ nodes:
         let d = Diff::between(&valid(BASE).topology, &valid(&new).topology);
         assert_eq!(d.summary(), "~a(rewire) ~b(rewire)");
         assert_eq!(
-            d.change[1].what,
+            d.change[1].what(),
             [
                 "zmq sub + tcp://127.0.0.1:9300",
                 "zmq sub - tcp://127.0.0.1:9200"
@@ -446,7 +356,7 @@ nodes:
 ";
         let d = Diff::between(&valid(old).topology, &valid(new).topology);
         assert_eq!(
-            d.change[0].what,
+            d.change[0].what(),
             [
                 "redis publish chat_messages -> p",
                 "redis subscribe + z",
@@ -455,7 +365,7 @@ nodes:
                 "relay on"
             ]
         );
-        assert!(!d.change[0].restart);
+        assert!(!d.change[0].restart());
     }
 
     #[test]
@@ -474,7 +384,7 @@ nodes:
         let d = Diff::between(&valid(old).topology, &valid(new).topology);
         assert_eq!(d.summary(), "~a(rewire) ~b(restart)");
         assert_eq!(
-            d.change[0].what,
+            d.change[0].what(),
             [
                 "limits outbox 10 -> 20",
                 "limits zmq_hwm 1000 -> 50",
@@ -482,6 +392,6 @@ nodes:
                 "origins any -> http://x.test"
             ]
         );
-        assert_eq!(d.change[1].what[0], "limits send_queue 1024 -> 8");
+        assert_eq!(d.change[1].what()[0], "limits send_queue 1024 -> 8");
     }
 }

@@ -289,8 +289,9 @@ pub struct RedisWiring {
 }
 
 /// A node's links resolved to names and addresses, in file order: the one
-/// source for every listing of them (the ready table, `topo up -v`, the
-/// admin view), which only choose how much of it to print.
+/// source for every listing and drawing of them (the ready table, `topo up
+/// -v`, the admin view, `topo graph`'s dot and mermaid), which only choose
+/// how much of it to show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeLinks<'a> {
     pub publish: Option<&'a ZmqPublish>,
@@ -307,11 +308,14 @@ pub struct SubscribeListing<'a> {
     pub endpoint: &'a Endpoint,
     /// The node publishing there, when it is one of the file's.
     pub from: Option<&'a str>,
+    /// The same node, by id.
+    pub publisher: Option<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisListing<'a> {
     pub broker: &'a Broker,
+    pub broker_id: BrokerId,
     pub publish: &'a str,
     pub subscribe: &'a [String],
     pub patterns: &'a [String],
@@ -328,6 +332,7 @@ impl<'a> NodeLinks<'a> {
                     .map(|s| SubscribeListing {
                         endpoint: &s.endpoint,
                         from: s.from.map(|f| topology.node(f).name.as_str()),
+                        publisher: s.from,
                     })
                     .collect()
             })
@@ -342,6 +347,7 @@ impl<'a> NodeLinks<'a> {
             filter,
             redis: node.redis.as_ref().map(|r| RedisListing {
                 broker: topology.broker(r.broker),
+                broker_id: r.broker,
                 publish: &r.publish,
                 subscribe: &r.subscribe,
                 patterns: &r.patterns,

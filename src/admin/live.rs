@@ -62,7 +62,7 @@ impl ReloadNote {
         let changed = |restart: bool| {
             diff.change
                 .iter()
-                .filter(|c| c.restart == restart)
+                .filter(|c| c.restart() == restart)
                 .map(|c| c.name().to_owned())
                 .collect()
         };

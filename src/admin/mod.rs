@@ -311,7 +311,8 @@ pub struct BindError {
 }
 
 /// Binds `addr`; the caller spawns [`serve`] with the listener. Anything
-/// but loopback exposes the topology and the probe to the network: warned.
+/// but loopback exposes the topology and the probe to the network: logged
+/// here, and the caller tells its user (`reload::UpEvent::AdminExposed`).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -321,7 +322,6 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError
             %addr,
             "the admin server is reachable from other machines: anyone who can reach {addr} sees the topology and can run probes; bind 127.0.0.1 unless that is what you want"
         );
-        eprintln!("warning: admin server on {addr}, not loopback: reachable from other machines");
     }
     Ok(listener)
 }

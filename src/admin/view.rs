@@ -7,11 +7,10 @@
 
 use crate::check::Valid;
 use crate::fault::Fault;
-use crate::graph::render::{redis_edges, used_brokers};
+use crate::graph::render::{redis_edges, used_brokers, zmq_edges};
 use crate::health::LinkKind;
 pub use crate::health::{Health, HealthLink, Messages};
 use crate::model::{NodeId, Topology};
-use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -187,20 +186,10 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
 fn edges(valid: &Valid) -> Vec<Edge> {
     let t = &valid.topology;
     let mut out: Vec<Edge> = Vec::new();
-    for e in valid.analysis.graph.edge_references() {
-        if e.weight().through_broker() {
-            continue;
-        }
-        let (from, to) = (NodeId(e.source().index()), NodeId(e.target().index()));
+    for edge in zmq_edges(t, &valid.analysis.graph) {
+        let (from, to) = (edge.from, edge.to);
         let (a, b) = (&t.node(from).name, &t.node(to).name);
-        let endpoint = t
-            .node(to)
-            .zmq
-            .iter()
-            .flat_map(|z| &z.subscribe)
-            .find(|s| s.from == Some(from))
-            .map(|s| s.endpoint.to_string())
-            .unwrap_or_default();
+        let endpoint = edge.endpoint.to_string();
         let mut id = format!("zmq:{a}>{b}");
         if out.iter().any(|x| x.id == id) {
             id = format!("{id}#{}", out.len());
@@ -210,7 +199,7 @@ fn edges(valid: &Valid) -> Vec<Edge> {
             kind: EdgeKind::Zmq,
             from: format!("n:{a}"),
             to: format!("n:{b}"),
-            label: e.weight().label(t, from, to),
+            label: edge.label,
             relayed: t.node(from).relay,
             tap: Some(Tap::ZmqSub {
                 node: b.clone(),

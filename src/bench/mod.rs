@@ -13,17 +13,17 @@ mod load;
 pub mod payload;
 pub mod plan;
 pub mod procstat;
-mod progress;
+pub mod progress;
 pub mod report;
 mod run;
 pub mod startup;
 
 use crate::command::Format;
 use plan::{Expect, Load, LoadPlan};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use progress::Progress;
 pub use report::Report;
 pub use run::{RunError, run};
 
@@ -91,12 +91,23 @@ pub enum Outcome {
     Startup(startup::Startup),
 }
 
+/// What a bench has to tell its user while it runs; the caller shows it.
+#[derive(Clone, Copy, Debug)]
+pub enum BenchEvent<'a> {
+    /// The topology file's diagnostics, before anything is loaded.
+    Diagnostics(&'a str),
+    /// About five times a second while the load runs.
+    Progress(Progress),
+    /// The load is over (the report follows).
+    Loaded,
+}
+
 /// Why `topo bench` measured nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
     Read(#[from] crate::check::ReadError),
-    /// The diagnostics went to `diagnostics` already.
+    /// The diagnostics went to the events already.
     #[error("{file}: invalid")]
     Invalid { file: String },
     #[error("{file}: no node has an HTTP server")]
@@ -125,10 +136,13 @@ impl BenchError {
     }
 }
 
-/// Runs `topo bench`; a topology file's diagnostics go to `diagnostics`
-/// before anything is loaded.
-pub fn bench(args: &BenchArgs, diagnostics: impl FnOnce(&str)) -> Result<Outcome, BenchError> {
-    let (targets, expected, links) = targets(args, diagnostics)?;
+/// Runs `topo bench`; `events` hears the file's diagnostics and the load's
+/// progress.
+pub fn bench(
+    args: &BenchArgs,
+    mut events: impl FnMut(BenchEvent<'_>),
+) -> Result<Outcome, BenchError> {
+    let (targets, expected, links) = targets(args, &mut events)?;
     if let Some(command) = &args.startup {
         let measured = startup::measure(command, &targets, links, args.repeat)?;
         return Ok(Outcome::Startup(measured));
@@ -158,8 +172,7 @@ pub fn bench(args: &BenchArgs, diagnostics: impl FnOnce(&str)) -> Result<Outcome
         threads: args.threads.max(1),
         connect_timeout: Duration::from_secs(10),
     };
-    let progress = args.format == Format::Text && std::io::stderr().is_terminal();
-    Ok(Outcome::Load(Box::new(run(plan, &args.pids, progress)?)))
+    Ok(Outcome::Load(Box::new(run(plan, &args.pids, &mut events)?)))
 }
 
 /// Targets and prediction from the file or the URLs; with a file, also the
@@ -167,12 +180,12 @@ pub fn bench(args: &BenchArgs, diagnostics: impl FnOnce(&str)) -> Result<Outcome
 #[allow(clippy::type_complexity)]
 fn targets(
     args: &BenchArgs,
-    diagnostics: impl FnOnce(&str),
+    events: &mut impl FnMut(BenchEvent<'_>),
 ) -> Result<(Vec<plan::Target>, Vec<Vec<u32>>, bool), BenchError> {
     match (&args.file, args.urls.is_empty()) {
         (Some(file), _) => {
             let checked = crate::check::check_file(file)?;
-            diagnostics(&checked.render());
+            events(BenchEvent::Diagnostics(&checked.render()));
             let valid = checked.valid.ok_or_else(|| BenchError::Invalid {
                 file: file.display().to_string(),
             })?;

@@ -1,44 +1,65 @@
-//! The progress line while a bench runs (stderr, only on a terminal and
-//! never with `--format json`): phase, elapsed time, rates so far.
+//! How far a bench run is, sampled about five times a second while it
+//! loads: phase, time, rates so far. The caller shows it (the binary draws
+//! a progress line on a terminal); the library prints nothing.
 
 use super::load::Shared;
 use super::plan::LoadPlan;
-use super::report::count;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-pub struct Bar {
-    bar: ProgressBar,
-    /// Last redraw, and the counters then (for the rates shown).
+/// The least time between two samples.
+const EVERY: Duration = Duration::from_millis(200);
+
+/// Where a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    WarmUp,
+    Measuring,
+    Draining,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::WarmUp => "warm-up",
+            Phase::Measuring => "measuring",
+            Phase::Draining => "draining",
+        })
+    }
+}
+
+/// One sample of a run's progress.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub phase: Phase,
+    /// Since the warm-up began, and the warm-up plus the window.
+    pub elapsed: Duration,
+    pub total: Duration,
+    /// Since the previous sample.
+    pub sent_per_s: f64,
+    pub received_per_s: f64,
+}
+
+/// Turns the generator's counters into [`Progress`] samples.
+pub(crate) struct Sampler {
+    /// Last sample, and the counters then (for the rates).
     last: Cell<(Instant, u64, u64)>,
 }
 
-impl Bar {
-    pub fn new(show: bool, plan: &LoadPlan) -> Bar {
-        let total = (plan.warmup + plan.duration).as_millis() as u64;
-        let bar = if show {
-            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        Bar {
-            bar,
+impl Sampler {
+    pub(crate) fn new() -> Sampler {
+        Sampler {
             last: Cell::new((Instant::now(), 0, 0)),
         }
     }
 
-    pub fn update(&self, shared: &Shared, plan: &LoadPlan) {
+    /// A new sample, unless the last one is younger than [`EVERY`].
+    pub(crate) fn sample(&self, shared: &Shared, plan: &LoadPlan) -> Option<Progress> {
         let (at, sent, received) = self.last.get();
         let elapsed = at.elapsed().as_secs_f64();
-        if elapsed < 0.2 || self.bar.is_hidden() {
-            return;
+        if elapsed < EVERY.as_secs_f64() {
+            return None;
         }
         let now_sent = shared.sent.load(Ordering::Relaxed);
         let now_received = shared.received.load(Ordering::Relaxed);
@@ -46,23 +67,20 @@ impl Bar {
         let start = shared.window.0.load(Ordering::Relaxed);
         let end = shared.window.1.load(Ordering::Relaxed);
         let phase = if now < start {
-            "warm-up"
+            Phase::WarmUp
         } else if now < end {
-            "measuring"
+            Phase::Measuring
         } else {
-            "draining"
+            Phase::Draining
         };
         let began = start.saturating_sub(plan.warmup.as_nanos() as u64);
-        self.bar.set_position(now.saturating_sub(began) / 1_000_000);
-        self.bar.set_message(format!(
-            "{phase}: {} sent/s, {} received/s",
-            count((now_sent - sent) as f64 / elapsed),
-            count((now_received - received) as f64 / elapsed),
-        ));
         self.last.set((Instant::now(), now_sent, now_received));
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        Some(Progress {
+            phase,
+            elapsed: Duration::from_nanos(now.saturating_sub(began)),
+            total: plan.warmup + plan.duration,
+            sent_per_s: (now_sent - sent) as f64 / elapsed,
+            received_per_s: (now_received - received) as f64 / elapsed,
+        })
     }
 }

@@ -1,11 +1,13 @@
 //! One bench run from start to report: spawns the generator threads, waits
 //! for every client to connect, opens the window (after the warm-up), stops
 //! the senders, drains, and turns the threads' tallies into a [`Report`].
-//! It prints nothing but the progress bar.
+//! It prints nothing: its progress goes to the caller's [`BenchEvent`]s.
 
+use super::BenchEvent;
 use super::load::{Shared, Tally, thread_main};
 use super::plan::{Load, LoadPlan};
 use super::procstat;
+use super::progress::Sampler;
 use super::report::{Latency, Process, Report, Route, per_client_kib};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,7 +28,11 @@ pub enum RunError {
     },
 }
 
-pub fn run(plan: LoadPlan, pids: &[u32], progress: bool) -> Result<Report, RunError> {
+pub fn run(
+    plan: LoadPlan,
+    pids: &[u32],
+    events: &mut dyn FnMut(BenchEvent<'_>),
+) -> Result<Report, RunError> {
     procstat::raise_fd_limit();
     let plan = Arc::new(plan);
     let run_tag = (std::process::id() as u64 ^ now_nanos()) as u16 % 10_000;
@@ -78,17 +84,22 @@ pub fn run(plan: LoadPlan, pids: &[u32], progress: bool) -> Result<Report, RunEr
         });
     }
 
-    let bar = super::progress::Bar::new(progress, &plan);
+    let sampler = Sampler::new();
+    let mut tick = |s: &Shared| {
+        if let Some(progress) = sampler.sample(s, &plan) {
+            events(BenchEvent::Progress(progress));
+        }
+    };
     let start = shared.now_ns() + plan.warmup.as_nanos() as u64;
     let end = start + plan.duration.as_nanos() as u64;
     shared.window.0.store(start, Ordering::Relaxed);
     shared.window.1.store(end, Ordering::Relaxed);
     shared.go.cancel();
 
-    wait_until(&shared, start, |s| bar.update(s, &plan));
+    wait_until(&shared, start, &mut tick);
     let cpu_start = cpu_snapshot(pids);
     let received_start = shared.received.load(Ordering::Relaxed);
-    wait_until(&shared, end, |s| bar.update(s, &plan));
+    wait_until(&shared, end, &mut tick);
     let cpu_end = cpu_snapshot(pids);
     let load_average = procstat::load_average();
     let received_window = shared.received.load(Ordering::Relaxed) - received_start;
@@ -104,12 +115,12 @@ pub fn run(plan: LoadPlan, pids: &[u32], progress: bool) -> Result<Report, RunEr
     while shared.received_measured.load(Ordering::Relaxed) < tallies_expected
         && drain_start.elapsed() < plan.drain
     {
-        bar.update(&shared, &plan);
+        tick(&shared);
         std::thread::sleep(POLL);
     }
     // Extras (duplicates) may still be on their way: one more short look.
     std::thread::sleep(Duration::from_millis(50).min(plan.drain));
-    bar.finish();
+    events(BenchEvent::Loaded);
     let tallies = collect(&shared);
     Ok(report(
         &shared,

@@ -81,6 +81,6 @@ pub(super) fn import(
         eprintln!("{source}: the imported topology is invalid, nothing written");
         return EXIT_INVALID;
     }
-    topo::out!("{yaml}");
+    out!("{yaml}");
     EXIT_OK
 }

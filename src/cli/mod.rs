@@ -2,10 +2,15 @@
 //! definitions (clap), and the one place that prints what the library's
 //! commands return. `main` maps the [`Exit`] to the process.
 
+#[macro_use]
+mod output;
+mod bench;
 mod exit;
 mod import;
+mod logging;
 mod plan;
 mod test;
+mod up;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -152,7 +157,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Validate { files, format } => validate(&files, format),
         Command::Graph { file, format } => graph(&file, format),
         Command::Schema => {
-            topo::outln!("{}", schema_json());
+            outln!("{}", schema_json());
             EXIT_OK
         }
         Command::Up {
@@ -164,7 +169,7 @@ pub fn run(cli: Cli) -> Exit {
             verbose,
         } => {
             if !file.is_file() {
-                topo::eoutln!("{}: cannot read: not a file", file.display());
+                eoutln!("{}: cannot read: not a file", file.display());
                 return EXIT_USAGE;
             }
             let options = topo::runtime::reload::UpOptions {
@@ -173,8 +178,9 @@ pub fn run(cli: Cli) -> Exit {
                 poll,
                 admin: (!no_admin).then_some(admin),
                 verbose,
+                colour: up::children_colour(),
             };
-            run_async(|| topo::runtime::reload::up(options, print_table, shutdown_signal()))
+            run_async(|| topo::runtime::reload::up(options, up::printer(), shutdown_signal()))
         }
         Command::Plan {
             file,
@@ -207,7 +213,7 @@ pub fn run(cli: Cli) -> Exit {
                         Some(s) => format!("; did you mean `{s}`?"),
                         None => String::new(),
                     };
-                    topo::eoutln!("{}: no node `{name}`{hint}", file.display());
+                    eoutln!("{}: no node `{name}`{hint}", file.display());
                     EXIT_USAGE
                 }
             },
@@ -221,7 +227,7 @@ pub fn run(cli: Cli) -> Exit {
             Ok(valid) => probe(&file, &valid, format, timeout),
             Err(code) => code,
         },
-        Command::Bench(args) => bench(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::Test(args) => test::test(&args),
         Command::Import {
             file,
@@ -233,7 +239,7 @@ pub fn run(cli: Cli) -> Exit {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command, "topo", &mut script);
-            topo::out!("{}", String::from_utf8_lossy(&script));
+            out!("{}", String::from_utf8_lossy(&script));
             EXIT_OK
         }
         Command::Man => {
@@ -241,7 +247,7 @@ pub fn run(cli: Cli) -> Exit {
             let mut page = Vec::new();
             match clap_mangen::Man::new(command).render(&mut page) {
                 Ok(()) => {
-                    topo::out!("{}", String::from_utf8_lossy(&page));
+                    out!("{}", String::from_utf8_lossy(&page));
                     EXIT_OK
                 }
                 Err(e) => {
@@ -256,54 +262,19 @@ pub fn run(cli: Cli) -> Exit {
 /// Checks `file` and prints its diagnostics; a valid file comes back to run.
 pub(crate) fn load_valid(file: &Path) -> Result<Valid, Exit> {
     let checked = check_file(file).map_err(|error| {
-        topo::eoutln!("{error}");
+        eoutln!("{error}");
         Exit::Usage
     })?;
-    topo::eout!("{}", checked.render());
+    eout!("{}", checked.render());
     checked.valid.ok_or_else(|| {
-        topo::eoutln!("{}: invalid, nothing started", checked.file);
+        eoutln!("{}: invalid, nothing started", checked.file);
         Exit::Invalid
     })
 }
 
 /// The ready table of `up` and `node`, on stdout once every node runs.
 fn print_table(table: &str) {
-    topo::output::print_lossy(&format!("{table}\n"));
-}
-
-/// `topo bench`: its report on stdout, exit 1 when anything was lost.
-fn bench(args: &topo::bench::BenchArgs) -> Exit {
-    use topo::bench::{BenchError, Outcome};
-    match topo::bench::bench(args, |diagnostics| eprint!("{diagnostics}")) {
-        Ok(Outcome::Load(report)) => {
-            match args.format {
-                Format::Json => topo::outln!("{}", report.to_json(args.label.as_deref())),
-                Format::Text => topo::out!("{}", report.to_text()),
-            }
-            if report.clean() {
-                EXIT_OK
-            } else {
-                EXIT_INVALID
-            }
-        }
-        Ok(Outcome::Startup(startup)) => {
-            match args.format {
-                Format::Json => topo::outln!("{}", startup.to_json()),
-                Format::Text => topo::out!("{}", startup.to_text()),
-            }
-            EXIT_OK
-        }
-        // Its diagnostics are all there is to say.
-        Err(BenchError::Invalid { .. }) => EXIT_INVALID,
-        Err(error) => {
-            eprintln!("{error}");
-            if error.is_usage() {
-                EXIT_USAGE
-            } else {
-                EXIT_INVALID
-            }
-        }
-    }
+    output::print_lossy(&format!("{table}\n"));
 }
 
 /// Runs the future `job` makes; it is made inside the runtime, so that the
@@ -311,7 +282,7 @@ fn bench(args: &topo::bench::BenchArgs) -> Exit {
 fn run_async<E: std::fmt::Display, F: Future<Output = Result<(), E>>>(
     job: impl FnOnce() -> F,
 ) -> Exit {
-    topo::logging::init();
+    logging::init();
     let runtime = runtime();
     let job = {
         let _entered = runtime.enter();
@@ -324,7 +295,7 @@ fn run_async<E: std::fmt::Display, F: Future<Output = Result<(), E>>>(
     match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            topo::eoutln!("error: {error}");
+            eoutln!("error: {error}");
             EXIT_INVALID
         }
     }
@@ -337,8 +308,8 @@ fn probe(file: &std::path::Path, valid: &Valid, format: Format, timeout: f64) ->
     };
     let report = runtime().block_on(topo::probe::probe(valid, options));
     match format {
-        Format::Json => topo::outln!("{}", report.to_json(&file.display().to_string())),
-        Format::Text => topo::out!("{}", report.to_text()),
+        Format::Json => outln!("{}", report.to_json(&file.display().to_string())),
+        Format::Text => out!("{}", report.to_text()),
     }
     if report.agrees() {
         EXIT_OK

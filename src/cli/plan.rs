@@ -12,24 +12,24 @@ pub(super) fn plan(file: &Path, admin: SocketAddr, format: Format) -> Exit {
     let applied = match runtime().block_on(topo::admin::fetch(admin)) {
         Ok(applied) => applied,
         Err(e) => {
-            topo::eoutln!("topo plan: {e}");
+            eoutln!("topo plan: {e}");
             return EXIT_USAGE;
         }
     };
     let running = check_applied(&applied);
     let Some(mut old) = running.valid else {
         // The running file used variables this shell does not have.
-        topo::eout!("{}", running.render());
-        topo::eoutln!("topo plan: the running topology does not validate here");
+        eout!("{}", running.render());
+        eoutln!("topo plan: the running topology does not validate here");
         return EXIT_USAGE;
     };
     let Ok(new) = load_valid(file) else {
-        topo::eoutln!("topo plan: saving {} would be rejected", file.display());
+        eoutln!("topo plan: saving {} would be rejected", file.display());
         return EXIT_INVALID;
     };
     unredact(&mut old, &new);
     if format == Format::Text {
-        topo::outln!(
+        outln!(
             "running: {} (generation {}); planned: {}",
             applied.file,
             applied.generation,
@@ -56,7 +56,7 @@ pub(super) fn diff(old: &Path, new: &Path, format: Format) -> Exit {
 
 fn print(plan: &Plan, format: Format) {
     match format {
-        Format::Text => topo::out!("{}", plan.text()),
-        Format::Json => topo::outln!("{}", plan.json()),
+        Format::Text => out!("{}", plan.text()),
+        Format::Json => outln!("{}", plan.json()),
     }
 }

@@ -23,11 +23,14 @@ pub(super) fn test(args: &TestArgs) -> Exit {
     if args.bless {
         return bless_all(&files);
     }
-    let tested = topo::testing::test(&files, args);
+    super::logging::init_quiet();
+    let tested = topo::testing::test(&files, args, || {
+        eoutln!("interrupted: stopping the nodes and brokers started");
+    });
     let reports = &tested.reports;
     match args.format {
-        Format::Text => topo::out!("{}", report::text(reports)),
-        Format::Json => topo::outln!("{}", report::json(reports)),
+        Format::Text => out!("{}", report::text(reports)),
+        Format::Json => outln!("{}", report::json(reports)),
     }
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, report::junit(reports))
@@ -60,11 +63,11 @@ fn bless_all(files: &[PathBuf]) -> Exit {
         match bless(file) {
             Ok(Blessed::Wrote(path)) => {
                 wrote += 1;
-                topo::outln!("blessed {}", path.display());
+                outln!("blessed {}", path.display());
             }
             Ok(Blessed::Unchanged(path)) => {
                 unchanged += 1;
-                topo::outln!("unchanged {}", path.display());
+                outln!("unchanged {}", path.display());
             }
             Err(e) => {
                 failed += 1;
@@ -77,6 +80,6 @@ fn bless_all(files: &[PathBuf]) -> Exit {
             }
         }
     }
-    topo::outln!("{wrote} blessed, {unchanged} unchanged, {failed} failed");
+    outln!("{wrote} blessed, {unchanged} unchanged, {failed} failed");
     code
 }

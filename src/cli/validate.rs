@@ -17,7 +17,7 @@ pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
         let checked = match check_file(path) {
             Ok(checked) => checked,
             Err(error) => {
-                topo::eoutln!("{error}");
+                eoutln!("{error}");
                 code = EXIT_USAGE;
                 continue;
             }
@@ -35,13 +35,13 @@ pub(super) fn validate(files: &[PathBuf], format: Format) -> Exit {
                 if let Some((needed, limit)) = fds {
                     object["descriptors"] = serde_json::json!({"needed": needed, "limit": limit});
                 }
-                topo::outln!("{object}");
+                outln!("{object}");
             }
             Format::Text => {
-                topo::eout!("{}", checked.render());
-                topo::out!("{}", summary(&checked));
+                eout!("{}", checked.render());
+                out!("{}", summary(&checked));
                 if let Some((needed, limit)) = fds {
-                    topo::out!("{}", descriptors_line(needed, limit));
+                    out!("{}", descriptors_line(needed, limit));
                 }
             }
         }
@@ -181,19 +181,19 @@ pub(super) fn graph(file: &std::path::Path, format: GraphFormat) -> Exit {
     let checked = match check_file(file) {
         Ok(checked) => checked,
         Err(error) => {
-            topo::eoutln!("{error}");
+            eoutln!("{error}");
             return EXIT_USAGE;
         }
     };
-    topo::eout!("{}", checked.render());
+    eout!("{}", checked.render());
     let Some(valid) = &checked.valid else {
         return EXIT_INVALID;
     };
     let (topology, graph) = (&valid.topology, &valid.analysis.graph);
     match format {
-        GraphFormat::Dot => topo::out!("{}", render::dot(topology, graph)),
-        GraphFormat::Mermaid => topo::out!("{}", render::mermaid(topology, graph)),
-        GraphFormat::Json => topo::outln!("{}", render::json(topology, graph)),
+        GraphFormat::Dot => out!("{}", render::dot(topology, graph)),
+        GraphFormat::Mermaid => out!("{}", render::mermaid(topology, graph)),
+        GraphFormat::Json => outln!("{}", render::json(topology, graph)),
     }
     EXIT_OK
 }

@@ -1,15 +1,18 @@
 //! Drawing the topology: Graphviz DOT, Mermaid, and JSON. ZeroMQ links are
 //! drawn node to node; Redis links go through their broker, one edge per
 //! publish channel and per subscription, so a 100-node island stays legible.
-//! AMQP links are drawn the same way, through their exchange.
+//! A node's links come from [`NodeLinks`], as in the ready table and the
+//! admin view; the graph only says which ZeroMQ subscriptions messages
+//! cross. The JSON is the graph itself: its `links` are the graph's edges.
+//! AMQP links are drawn like Redis ones, through their exchange.
 
 use super::build::{Link, LinkGraph};
 use crate::health::PATTERN_PREFIX;
-use crate::model::{BrokerId, NodeId, Topology};
+use crate::model::{BrokerId, Endpoint, NodeId, NodeLinks, Topology};
 use crate::printable::{escape_controls, is_unsafe};
 use petgraph::visit::EdgeRef;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write;
 
 /// Brokers that name the same server are drawn once.
@@ -26,25 +29,39 @@ pub(crate) fn used_brokers(topology: &Topology) -> Vec<BrokerId> {
     out
 }
 
-fn broker_vertex(topology: &Topology, id: BrokerId) -> BrokerId {
-    let server = topology.broker(id).url.server();
-    used_brokers(topology)
-        .into_iter()
-        .find(|b| topology.broker(*b).url.server() == server)
-        .unwrap_or(id)
+/// A ZeroMQ link as drawn: publisher to subscriber, the endpoint the
+/// subscriber dials, and its label.
+pub(crate) struct ZmqEdge<'a> {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub endpoint: &'a Endpoint,
+    pub label: String,
 }
 
-fn zmq_edges(graph: &LinkGraph) -> impl Iterator<Item = (NodeId, NodeId, &Link)> {
-    graph
+/// Every node's ZeroMQ subscriptions to a node of the file ([`NodeLinks`],
+/// in file order) that messages cross: the graph decides which (the
+/// subscriber's filter matches the publisher's topic).
+pub(crate) fn zmq_edges<'a>(topology: &'a Topology, graph: &LinkGraph) -> Vec<ZmqEdge<'a>> {
+    let crossed: HashSet<(usize, usize)> = graph
         .edge_references()
         .filter(|e| !e.weight().through_broker())
-        .map(|e| {
-            (
-                NodeId(e.source().index()),
-                NodeId(e.target().index()),
-                e.weight(),
-            )
-        })
+        .map(|e| (e.source().index(), e.target().index()))
+        .collect();
+    let mut out = Vec::new();
+    for to in topology.node_ids() {
+        for sub in NodeLinks::of(topology, to).subscribe {
+            let Some(from) = sub.publisher else { continue };
+            if crossed.contains(&(from.0, to.0)) {
+                out.push(ZmqEdge {
+                    from,
+                    to,
+                    endpoint: sub.endpoint,
+                    label: Link::Zmq.label(topology, from, to),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.
@@ -53,19 +70,29 @@ pub(crate) type RedisEdges = (
     Vec<(BrokerId, NodeId, String)>,
 );
 
+/// Every node's Redis links ([`NodeLinks`]), each broker drawn once per
+/// server (the first broker of the file that names it).
 pub(crate) fn redis_edges(topology: &Topology) -> RedisEdges {
+    let used = used_brokers(topology);
+    let vertex = |id: BrokerId| {
+        let server = topology.broker(id).url.server();
+        used.iter()
+            .copied()
+            .find(|b| topology.broker(*b).url.server() == server)
+            .unwrap_or(id)
+    };
     let mut publish = Vec::new();
     let mut subscribe = Vec::new();
     for id in topology.node_ids() {
-        let Some(redis) = &topology.node(id).redis else {
+        let Some(redis) = NodeLinks::of(topology, id).redis else {
             continue;
         };
-        let broker = broker_vertex(topology, redis.broker);
-        publish.push((id, broker, redis.publish.clone()));
-        for channel in &redis.subscribe {
+        let broker = vertex(redis.broker_id);
+        publish.push((id, broker, redis.publish.to_owned()));
+        for channel in redis.subscribe {
             subscribe.push((broker, id, channel.clone()));
         }
-        for pattern in &redis.patterns {
+        for pattern in redis.patterns {
             subscribe.push((broker, id, format!("{PATTERN_PREFIX}{pattern}")));
         }
     }
@@ -196,13 +223,13 @@ pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
             quote(&format!("{}\n{}", broker.name, broker.url))
         );
     }
-    for (from, to, link) in zmq_edges(graph) {
+    for edge in zmq_edges(topology, graph) {
         let _ = writeln!(
             out,
             "  {} -> {} [label={}, color=\"#1f77b4\"];",
-            quote(&topology.node(from).name),
-            quote(&topology.node(to).name),
-            quote(&link.label(topology, from, to))
+            quote(&topology.node(edge.from).name),
+            quote(&topology.node(edge.to).name),
+            quote(&edge.label)
         );
     }
     let (publish, subscribe) = redis_edges(topology);
@@ -281,13 +308,13 @@ pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
             text(&broker.url.to_string())
         );
     }
-    for (from, to, link) in zmq_edges(graph) {
+    for edge in zmq_edges(topology, graph) {
         let _ = writeln!(
             out,
             "  {} -->|\"{}\"| {}",
-            node_id(from),
-            text(&link.label(topology, from, to)),
-            node_id(to)
+            node_id(edge.from),
+            text(&edge.label),
+            node_id(edge.to)
         );
     }
     let (publish, subscribe) = redis_edges(topology);
@@ -415,4 +442,48 @@ pub fn json(topology: &Topology, graph: &LinkGraph) -> Value {
         })
         .collect();
     json!({"name": topology.name, "nodes": nodes, "brokers": brokers, "links": links})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zmq_edges_list_each_subscription_messages_cross_in_file_order() {
+        let yaml = "nodes:
+  a: { http: 9101, zmq: { pub: 9201, topic: chat } }
+  b: { http: 9102, zmq: { pub: 9202, topic: news, sub: [a, 'tcp://10.0.0.9:7000'], filter: ch } }
+  c: { http: 9103, zmq: { sub: [a, b], filter: news } }
+";
+        let valid = crate::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None)
+            .valid
+            .expect("valid");
+        let t = &valid.topology;
+        let edges: Vec<(String, String, String, String)> = zmq_edges(t, &valid.analysis.graph)
+            .into_iter()
+            .map(|e| {
+                let name = |id: NodeId| t.node(id).name.clone();
+                (name(e.from), name(e.to), e.endpoint.to_string(), e.label)
+            })
+            .collect();
+        // c's subscription to a is filtered out (`news` is not a prefix of
+        // `chat`), b's to an address outside the file is not a node's.
+        assert_eq!(
+            edges,
+            [
+                (
+                    "a".into(),
+                    "b".into(),
+                    "tcp://127.0.0.1:9201".into(),
+                    "chat ~ \"ch\"".into()
+                ),
+                (
+                    "b".into(),
+                    "c".into(),
+                    "tcp://127.0.0.1:9202".into(),
+                    "news".into()
+                ),
+            ]
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod router;
 pub mod wiring;
 pub mod ws;
 
+use crate::diff::{Change, NodeDelta};
 use crate::model::{Limits, Wiring};
 use crate::transport::{Counters, Inbox, LinkKind, LinkStatus};
 use router::NodeRouter;
@@ -47,6 +48,10 @@ pub enum StartError {
         broker: String,
         reason: crate::transport::amqp::LinkError,
     },
+    /// A change computed from another wiring than the node runs: applying
+    /// its delta would not lead to its new wiring, so nothing is done.
+    #[error("node {node}: runs another wiring than the change was computed from")]
+    Stale { node: String },
 }
 
 /// A running node.
@@ -86,20 +91,26 @@ impl NodeHandle {
         }
     }
 
-    /// Rewires the node's links in place to `new` (hot reload) and applies
-    /// its limits: the outbox at once, the client limits to connections
-    /// accepted from now on. Its HTTP server and clients stay. A new
-    /// `limits.send_queue` needs a restart (see `diff`) and is ignored here.
-    /// On an error nothing changed.
-    pub async fn rewire(&self, new: &Wiring, generation: u64) -> Result<(), StartError> {
+    /// Rewires the node's links in place to `change.new` (a hot reload, a
+    /// fault switch) as `change.delta` says, and applies its limits: the
+    /// outbox at once, the client limits to connections accepted from now
+    /// on. Its HTTP server and clients stay: a delta that asks for a restart
+    /// is the controller's to apply; here its new address and
+    /// `limits.send_queue` are ignored. On an error nothing changed.
+    pub async fn rewire(&self, change: &Change, generation: u64) -> Result<(), StartError> {
         let mut wired = self.wired.lock().await;
+        if wired.wiring != change.old {
+            return Err(StartError::Stale {
+                node: self.name.clone(),
+            });
+        }
         let env = Env {
             router: &self.router,
             inbox: &self.inbox,
             tasks: &self.tasks,
         };
         let applied = wired
-            .apply(new, &env)
+            .apply(&change.delta.links, &change.new, &env)
             .instrument(self.tasks.span.clone())
             .await;
         *self.links.write().unwrap_or_else(|e| e.into_inner()) = wired.statuses();
@@ -167,6 +178,8 @@ pub async fn start_many(
 /// of its tasks running yet. Dropped instead of launched, it closes them.
 pub struct Bound {
     wiring: Wiring,
+    /// From [`Wired::empty`] to `wiring`: what `prepared` made and `launch` commits.
+    delta: NodeDelta,
     span: tracing::Span,
     http: Option<tokio::net::TcpListener>,
     wired: Wired,
@@ -182,9 +195,14 @@ pub async fn bind(wiring: &Wiring) -> Result<Bound, StartError> {
         None => None,
     };
     let wired = Wired::empty(wiring);
-    let prepared = wired.prepare(wiring).instrument(span.clone()).await?;
+    let delta = NodeDelta::between(&wired.wiring, wiring);
+    let prepared = wired
+        .prepare(&delta.links, wiring)
+        .instrument(span.clone())
+        .await?;
     Ok(Bound {
         wiring: wiring.clone(),
+        delta,
         span,
         http,
         wired,
@@ -212,6 +230,7 @@ impl Bound {
     pub fn launch(self, parent: &CancellationToken, generation: u64) -> NodeHandle {
         let Bound {
             wiring,
+            delta,
             span,
             http,
             mut wired,
@@ -239,7 +258,7 @@ impl Bound {
             inbox: &inbox,
             tasks: &tasks,
         };
-        wired.commit(prepared, &wiring, &env);
+        wired.commit(prepared, &delta.links, &wiring, &env);
         let links: Links = Arc::new(RwLock::new(wired.statuses()));
         tasks.spawn(router::route(
             router.clone(),

@@ -2,15 +2,19 @@
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
 //! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its AMQP link
-//! (replaced as a whole when any of it changes), relay on/off.
-//! Starting a node is rewiring it from nothing. It never touches the HTTP
-//! server or the clients: links untouched by a change keep flowing.
+//! (queue.bind/unbind, routing key, prefetch; another exchange or queue
+//! replaces it), relay on/off.
+//! It applies the [`LinkDelta`] that `diff` computed and never compares two
+//! wirings itself; starting a node is applying the delta from nothing
+//! ([`Wired::empty`]). It never touches the HTTP server or the clients:
+//! links untouched by a change keep flowing.
 
 use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
-use crate::diff::{LinkDelta, PubDelta, RedisDelta};
+use crate::diff::{AmqpDelta, LinkDelta, PubDelta, RedisDelta};
 use crate::model::{AmqpWiring, Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
-use crate::transport::redis::RedisControl;
+use crate::transport::amqp::AmqpControl;
+use crate::transport::redis::{RedisControl, SubscriptionChange};
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -28,6 +32,7 @@ pub struct Wired {
 struct AmqpSlot {
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
+    control: AmqpControl,
 }
 
 struct PubSlot {
@@ -59,11 +64,12 @@ pub struct Env<'a> {
 pub struct Prepared {
     publish: PubPlan,
     redis: RedisPlan,
-    /// `None`: keep the AMQP link as it is; `Some(None)`: remove it.
+    /// `None`: keep (or rewire) the AMQP link; `Some(None)`: remove it.
     amqp: Option<Option<transport::amqp::Session>>,
 }
 
 enum PubPlan {
+    /// Same socket; its topic is set to the new one.
     Keep,
     Replace(Option<(ZmqPublish, transport::zmq::BoundPub)>),
 }
@@ -75,7 +81,9 @@ enum RedisPlan {
 }
 
 impl Wired {
-    /// A node with no link yet, with the HTTP part of `wiring` (never rewired).
+    /// A node with no link yet, with the HTTP part of `wiring` (never
+    /// rewired): what a node starts from (`diff::NodeDelta::between` it and
+    /// `wiring` is the node's start).
     pub fn empty(wiring: &Wiring) -> Wired {
         Wired {
             wiring: Wiring {
@@ -109,22 +117,35 @@ impl Wired {
         all
     }
 
-    /// Moves the links to `new` and resizes the Redis outbox to
-    /// `new.limits.outbox`. Binding and connecting come first: when one
-    /// fails (a taken port, an unreachable server) nothing has changed and
-    /// the error is returned. `new.http` and `new.limits.send_queue` are
-    /// ignored (a restart changes them); the node applies the client limits.
-    pub async fn apply(&mut self, new: &Wiring, env: &Env<'_>) -> Result<(), StartError> {
-        let mut prepared = self.prepare(new).await?;
-        if let (RedisPlan::Rewire, Some(slot), Some(a), Some(b)) = (
+    /// Moves the links to `new` as `delta` (from what runs to `new`) says,
+    /// and resizes the Redis outbox to `new.limits.outbox`. Binding and
+    /// connecting come first: when one fails (a taken port, an unreachable
+    /// server) nothing has changed and the error is returned. `new.http` and
+    /// `new.limits.send_queue` are ignored (a restart changes them); the
+    /// node applies the client limits.
+    pub async fn apply(
+        &mut self,
+        delta: &LinkDelta,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) -> Result<(), StartError> {
+        let mut prepared = self.prepare(delta, new).await?;
+        if let (RedisPlan::Rewire, RedisDelta::Rewire(change), Some(slot), Some(a), Some(b)) = (
             &prepared.redis,
+            &delta.redis,
             &mut self.redis,
             &self.wiring.redis,
             &new.redis,
         ) {
+            let change = SubscriptionChange {
+                subscribe: &change.subscribe.add,
+                unsubscribe: &change.subscribe.remove,
+                psubscribe: &change.patterns.add,
+                punsubscribe: &change.patterns.remove,
+            };
             // Fallible too; it undoes itself when it fails.
             slot.control
-                .rewire(a, b)
+                .rewire(a, b, change)
                 .await
                 .map_err(|reason| StartError::Redis {
                     node: new.name.clone(),
@@ -133,7 +154,17 @@ impl Wired {
                 })?;
             prepared.redis = RedisPlan::Keep;
         }
-        self.commit(prepared, new, env);
+        if let (AmqpDelta::Rewire(_), Some(slot), Some(b)) = (&delta.amqp, &self.amqp, &new.amqp) {
+            slot.control
+                .rewire(b)
+                .await
+                .map_err(|reason| StartError::Amqp {
+                    node: new.name.clone(),
+                    broker: b.url.to_string(),
+                    reason,
+                })?;
+        }
+        self.commit(prepared, delta, new, env);
         Ok(())
     }
 
@@ -141,21 +172,24 @@ impl Wired {
     /// binds a new PUB, connects to a new Redis server. Dropped instead of
     /// committed, it closes them. (`apply` also rewires the subscriptions
     /// on the same Redis server; from nothing, as a start, there are none.)
-    pub async fn prepare(&self, new: &Wiring) -> Result<Prepared, StartError> {
-        let delta = LinkDelta::between(&self.wiring, new);
+    pub async fn prepare(&self, delta: &LinkDelta, new: &Wiring) -> Result<Prepared, StartError> {
         let publish = self.plan_pub(delta.publish, new).await?;
-        let redis = match (delta.redis, &new.redis) {
+        let redis = match (&delta.redis, &new.redis) {
             (RedisDelta::Keep, _) => RedisPlan::Keep,
-            (RedisDelta::Rewire, _) => RedisPlan::Rewire,
-            (RedisDelta::Replace, Some(b)) => {
+            (RedisDelta::Rewire(_), _) => RedisPlan::Rewire,
+            (RedisDelta::Connect | RedisDelta::Move(_), Some(b)) => {
                 RedisPlan::Replace(Some(connect(&new.name, b).await?))
             }
-            (RedisDelta::Replace, None) => RedisPlan::Replace(None),
+            (RedisDelta::Connect | RedisDelta::Move(_) | RedisDelta::Disconnect, _) => {
+                RedisPlan::Replace(None)
+            }
         };
-        let amqp = match &new.amqp {
-            _ if self.wiring.amqp == new.amqp => None,
-            Some(link) => Some(Some(connect_amqp(&new.name, link).await?)),
-            None => Some(None),
+        let amqp = match (&delta.amqp, &new.amqp) {
+            (AmqpDelta::Keep | AmqpDelta::Rewire(_), _) => None,
+            (AmqpDelta::Connect | AmqpDelta::Move, Some(link)) => {
+                Some(Some(connect_amqp(&new.name, link).await?))
+            }
+            (AmqpDelta::Connect | AmqpDelta::Move | AmqpDelta::Disconnect, _) => Some(None),
         };
         Ok(Prepared {
             publish,
@@ -165,10 +199,9 @@ impl Wired {
     }
 
     /// Moves the links to `new` with what `prepare` made; nothing can fail.
-    pub fn commit(&mut self, prepared: Prepared, new: &Wiring, env: &Env<'_>) {
-        let old = self.wiring.clone();
+    pub fn commit(&mut self, prepared: Prepared, delta: &LinkDelta, new: &Wiring, env: &Env<'_>) {
         self.commit_pub(prepared.publish, new, env);
-        self.commit_subs(&old, new, env);
+        self.commit_subs(delta, new, env);
         match prepared.redis {
             RedisPlan::Replace(connected) => self.commit_redis(connected, new, env),
             RedisPlan::Keep | RedisPlan::Rewire => {
@@ -193,7 +226,7 @@ impl Wired {
     }
 
     async fn plan_pub(&self, delta: PubDelta, new: &Wiring) -> Result<PubPlan, StartError> {
-        if delta == PubDelta::Keep {
+        if matches!(delta, PubDelta::Keep | PubDelta::Topic) {
             return Ok(PubPlan::Keep);
         }
         let Some(p) = &new.publish else {
@@ -251,24 +284,26 @@ impl Wired {
         }
     }
 
-    /// Disconnects the SUBs no longer listed and connects the new ones; a new
-    /// filter reconnects them all (a SUB socket's filter is set before it connects).
-    fn commit_subs(&mut self, old: &Wiring, new: &Wiring, env: &Env<'_>) {
-        let refilter = old.filter != new.filter;
-        let mut kept = Vec::new();
-        for slot in self.subs.drain(..) {
-            if !refilter && new.subscribe.contains(&slot.endpoint) {
-                kept.push(slot);
-            } else {
-                tracing::info!(endpoint = %slot.endpoint, "zmq sub disconnected (reload)");
-                slot.cancel.cancel();
-            }
+    /// Disconnects and connects the SUBs `delta` lists; a new filter
+    /// reconnects them all (a SUB socket's filter is set before it connects).
+    /// The slots stay in `new`'s order (the order `/healthz` lists them in).
+    fn commit_subs(&mut self, delta: &LinkDelta, new: &Wiring, env: &Env<'_>) {
+        let subs = &delta.subscribe;
+        let (gone, kept): (Vec<SubSlot>, Vec<SubSlot>) = self
+            .subs
+            .drain(..)
+            .partition(|s| subs.refilter || subs.disconnect.contains(&s.endpoint));
+        for slot in gone {
+            tracing::info!(endpoint = %slot.endpoint, "zmq sub disconnected (reload)");
+            slot.cancel.cancel();
         }
-        for endpoint in &new.subscribe {
-            if let Some(i) = kept.iter().position(|s| &s.endpoint == endpoint) {
-                self.subs.push(kept.swap_remove(i));
-                continue;
-            }
+        self.subs = kept;
+        let connect = if subs.refilter {
+            &new.subscribe
+        } else {
+            &subs.connect
+        };
+        for endpoint in connect {
             let address = endpoint.to_string();
             let status = LinkStatus::new(LinkKind::ZmqSub, address.clone(), LinkState::Connecting);
             let status = Arc::new(status);
@@ -287,6 +322,8 @@ impl Wired {
                 cancel,
             });
         }
+        let rank = |s: &SubSlot| new.subscribe.iter().position(|e| *e == s.endpoint);
+        self.subs.sort_by_key(rank);
     }
 
     fn commit_amqp(
@@ -314,11 +351,15 @@ impl Wired {
             presence: env.router.hub.presence(),
             outbox: new.limits.outbox,
         };
-        let (handle, run) = task.run(session, cancel.clone());
+        let (handle, control, run) = task.run(session, cancel.clone());
         env.tasks.spawn(run);
         env.router
             .set_outbound(Origin::Amqp, Some(Box::new(handle)));
-        self.amqp = Some(AmqpSlot { status, cancel });
+        self.amqp = Some(AmqpSlot {
+            status,
+            cancel,
+            control,
+        });
     }
 
     fn commit_redis(

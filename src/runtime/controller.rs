@@ -1,11 +1,12 @@
 //! Applies a [`Diff`] to the nodes running in this process, piece by piece:
 //! removed nodes stop, changed nodes are rewired in place (or restarted when
-//! their HTTP address moved), added nodes start. A node whose change fails
-//! goes back to its previous configuration; the rest of the diff stands.
-//! It does not read files or decide what changed (`diff` does).
+//! the change's delta says so), added nodes start. A node whose change
+//! fails goes back to its previous configuration; the rest of the diff
+//! stands. It does not read files or decide what changed: each change's
+//! `NodeDelta` (from `diff`) is handed to its node as it is.
 
 use super::Running;
-use crate::diff::Diff;
+use crate::diff::{Change, Diff};
 use crate::model::Wiring;
 use crate::node;
 use std::fmt;
@@ -51,19 +52,17 @@ pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<F
     let mut failed: Vec<&str> = Vec::new();
     for change in &diff.change {
         let name = change.name();
-        let outcome = if change.restart {
-            restart(running, &change.old, &change.new, generation).await
-        } else {
-            rewire(running, &change.new, generation).await
+        let outcome = match change.delta.restart {
+            Some(_) => restart(running, &change.old, &change.new, generation).await,
+            None => rewire(running, change, generation).await,
         };
         match outcome {
             Ok(()) => {
-                let how = if change.restart {
-                    "restarted"
-                } else {
-                    "rewired in place"
+                let how = match change.delta.restart {
+                    Some(why) => format!("restarted: {why}"),
+                    None => "rewired in place".into(),
                 };
-                tracing::info!(node = %name, generation, what = %change.what.join("; "), "node {how}");
+                tracing::info!(node = %name, generation, what = %change.what().join("; "), "node {how}");
             }
             Err(failure) => {
                 tracing::error!(generation, "reload of node {failure}");
@@ -103,16 +102,17 @@ pub async fn apply(running: &mut Running, diff: &Diff, generation: u64) -> Vec<F
     failures
 }
 
-async fn rewire(running: &Running, new: &Wiring, generation: u64) -> Result<(), Failure> {
-    let Some(node) = running.node(&new.name) else {
+async fn rewire(running: &Running, change: &Change, generation: u64) -> Result<(), Failure> {
+    let name = change.name();
+    let Some(node) = running.node(name) else {
         return Err(Failure {
-            node: new.name.clone(),
+            node: name.to_owned(),
             error: "not running".into(),
             now: Fallback::Stopped,
         });
     };
-    node.rewire(new, generation).await.map_err(|e| Failure {
-        node: new.name.clone(),
+    node.rewire(change, generation).await.map_err(|e| Failure {
+        node: name.to_owned(),
         error: e.to_string(),
         now: Fallback::Previous,
     })

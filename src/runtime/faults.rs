@@ -5,12 +5,15 @@
 //! it, a stopped node is stopped with its wiring kept, a broker held down is
 //! the Redis link's own switch (`RedisControl::sever`). So the next applied
 //! save undoes them all: it diffs what runs against the file.
+//! A cut (and its undoing) goes through the one classification a reload
+//! uses: `Change::between(what the node runs, its faulted wiring)`, whose
+//! delta the node applies like a save's. No fault has its own rewiring code.
 //! With `--process` only Stop and Start: a node is a child process started
 //! from the file, so a link of it cannot be cut from here.
 
 use super::Running;
 use super::process::Supervisor;
-use crate::diff::Diff;
+use crate::diff::{Change, Diff};
 pub use crate::fault::{Fault, FaultCommand, FaultError, FaultRequest};
 use crate::health::PATTERN_PREFIX;
 use crate::model::{Topology, Wiring};
@@ -148,7 +151,7 @@ impl Faults {
     }
 
     /// Rewires the node to the file's wiring minus every cut that is on
-    /// once `fault` is switched.
+    /// once `fault` is switched: the delta from what it runs to that.
     async fn rewire(
         &mut self,
         running: &Running,
@@ -166,7 +169,8 @@ impl Faults {
         let node = running
             .node(&base.name)
             .ok_or_else(|| FaultError::NoNode(base.name.clone()))?;
-        node.rewire(&effective(base, &next), generation).await?;
+        let change = Change::between(&node.wiring().await, &effective(base, &next));
+        node.rewire(&change, generation).await?;
         self.active = next;
         Ok(())
     }

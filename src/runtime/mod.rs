@@ -1,7 +1,7 @@
 //! Running a topology: `reload::up` is `topo up FILE` (every node, in this
 //! process or one child each, watching the file and reloading); `run_node`
 //! is one node (`topo node FILE NAME`, what `up --process` children run).
-//! They print the ready table and log through `tracing`.
+//! They hand the ready table to their caller and log through `tracing`.
 
 pub mod child;
 pub mod controller;

@@ -1,8 +1,9 @@
 //! `topo up --process`: one child process per node, each running
-//! `topo node FILE NAME` (this same binary), supervised: output prefixed
-//! with the node's name, restarts with exponential backoff, a crash loop
-//! marks the node failed, stop = SIGTERM then SIGKILL. Children never
-//! outlive us: each is its own process group and gets SIGKILL from the
+//! `topo node FILE NAME` (this same binary), supervised: each line of its
+//! output goes to the caller's [`ChildOutput`] with the node's name (the
+//! binary prefixes and prints it), restarts with exponential backoff, a
+//! crash loop marks the node failed, stop = SIGTERM then SIGKILL. Children
+//! never outlive us: each is its own process group and gets SIGKILL from the
 //! kernel when we die (`PR_SET_PDEATHSIG`), even by SIGKILL.
 //! It applies diffs by restarting only the children of changed nodes.
 //! Start-up waits for every child to say it is ready through a pipe of its
@@ -11,9 +12,9 @@
 use super::controller::Failure;
 use crate::diff::Diff;
 use crate::model::Wiring;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::oneshot;
@@ -23,6 +24,9 @@ use tokio_util::task::TaskTracker;
 /// The environment variable naming the descriptor a child writes `ready`
 /// to once its node runs (then closes it; exiting first means it failed).
 pub const READY_FD: &str = "TOPO_READY_FD";
+/// Set (non-empty, not `0`) for children whose logs should be coloured:
+/// their stderr is a pipe the parent copies to its own terminal.
+pub const FORCE_COLOUR: &str = "CLICOLOR_FORCE";
 /// How long start-up waits for every child to be ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,11 +63,43 @@ pub const CRASH_WINDOW: Duration = Duration::from_secs(30);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Which of a child's streams a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line a child wrote (without its newline), for the caller to show.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildLine<'a> {
+    pub node: &'a str,
+    /// The width of the name column, so that the lines of every node line
+    /// up: the longest node name at start.
+    pub name_width: usize,
+    pub stream: ChildStream,
+    pub text: &'a str,
+}
+
+/// Where the children's lines go; called from the tasks that read them.
+pub type ChildOutput = Arc<dyn Fn(ChildLine<'_>) + Send + Sync>;
+
+/// How the children are started and where their output goes.
+pub struct ChildSettings {
+    /// `topo` itself, normally `current_exe()`.
+    pub exe: PathBuf,
+    /// Children colour their logs (the caller's terminal shows them).
+    pub colour: bool,
+    pub output: ChildOutput,
+    /// The admin server whose page may open WebSockets on the children.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
 pub struct Supervisor {
     exe: PathBuf,
     file: PathBuf,
-    color: bool,
-    stdout_tty: bool,
+    colour: bool,
+    output: ChildOutput,
     width: usize,
     /// The admin server whose page may open WebSockets on the children.
     admin: Option<std::net::SocketAddr>,
@@ -81,24 +117,21 @@ struct Child {
 }
 
 impl Supervisor {
-    /// Starts one child per wiring. `exe` is normally `current_exe()`.
+    /// Starts one child per wiring.
     pub fn start(
-        exe: PathBuf,
+        settings: ChildSettings,
         file: &Path,
         wirings: &[Wiring],
         generation: u64,
-        admin: Option<std::net::SocketAddr>,
     ) -> Supervisor {
-        // The children's logs reach the terminal through the parent's stderr.
-        let color = crate::logging::colour(std::io::stderr().is_terminal());
         let width = wirings.iter().map(|w| w.name.len()).max().unwrap_or(4);
         let mut s = Supervisor {
-            exe,
+            exe: settings.exe,
             file: file.to_path_buf(),
-            color,
-            stdout_tty: std::io::stdout().is_terminal(),
+            colour: settings.colour,
+            output: settings.output,
             width,
-            admin,
+            admin: settings.admin,
             children: Vec::new(),
             tracker: TaskTracker::new(),
             starting: Vec::new(),
@@ -145,9 +178,9 @@ impl Supervisor {
             file: self.file.clone(),
             name: wiring.name.clone(),
             generation,
-            prefix: prefix(&wiring.name, self.width, self.color && self.stdout_tty),
-            prefix_err: prefix(&wiring.name, self.width, self.color),
-            color: self.color,
+            width: self.width,
+            colour: self.colour,
+            output: self.output.clone(),
             admin: self.admin,
         };
         let span = tracing::info_span!("node", node = %wiring.name);
@@ -227,9 +260,9 @@ struct Spec {
     file: PathBuf,
     name: String,
     generation: u64,
-    prefix: String,
-    prefix_err: String,
-    color: bool,
+    width: usize,
+    colour: bool,
+    output: ChildOutput,
     admin: Option<std::net::SocketAddr>,
 }
 
@@ -262,10 +295,10 @@ async fn supervise(
             tracker.spawn(await_ready(signal, ready));
         }
         if let Some(out) = child.stdout.take() {
-            tracker.spawn(relay_lines(out, spec.prefix.clone(), false));
+            tracker.spawn(relay_lines(out, spec.line_sink(ChildStream::Stdout)));
         }
         if let Some(err) = child.stderr.take() {
-            tracker.spawn(relay_lines(err, spec.prefix_err.clone(), true));
+            tracker.spawn(relay_lines(err, spec.line_sink(ChildStream::Stderr)));
         }
         let status = tokio::select! {
             _ = stop.cancelled() => {
@@ -339,8 +372,8 @@ fn spawn(spec: &Spec) -> std::io::Result<(tokio::process::Child, ReadyPipe)> {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // The child's stderr is a pipe: it colours only when told to.
-    if spec.color {
-        cmd.env(crate::logging::FORCE_COLOUR, "1");
+    if spec.colour {
+        cmd.env(FORCE_COLOUR, "1");
     } else {
         cmd.env("NO_COLOR", "1");
     }
@@ -368,27 +401,34 @@ async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>) {
     let _ = child.kill().await;
 }
 
-/// Copies a child's output line by line, each line prefixed with its node.
-async fn relay_lines(stream: impl AsyncRead + Unpin, prefix: String, stderr: bool) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if stderr {
-            crate::eoutln!("{prefix}{line}");
-        } else {
-            crate::output::print_lossy(&format!("{prefix}{line}\n"));
+/// Where one stream of one child goes.
+struct LineSink {
+    node: String,
+    name_width: usize,
+    stream: ChildStream,
+    output: ChildOutput,
+}
+
+impl Spec {
+    fn line_sink(&self, stream: ChildStream) -> LineSink {
+        LineSink {
+            node: self.name.clone(),
+            name_width: self.width,
+            stream,
+            output: self.output.clone(),
         }
     }
 }
 
-/// `name | ` padded, in a colour chosen from the name (stable across runs).
-fn prefix(name: &str, width: usize, color: bool) -> String {
-    const PALETTE: [u8; 6] = [36, 33, 32, 35, 34, 31];
-    if !color {
-        return format!("{name:width$} | ");
+/// Hands a child's output to its sink line by line.
+async fn relay_lines(stream: impl AsyncRead + Unpin, sink: LineSink) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        (sink.output)(ChildLine {
+            node: &sink.node,
+            name_width: sink.name_width,
+            stream: sink.stream,
+            text: &line,
+        });
     }
-    let h = name
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    let c = PALETTE[h as usize % PALETTE.len()];
-    format!("\x1b[{c}m{name:width$} |\x1b[0m ")
 }

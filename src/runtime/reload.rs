@@ -3,10 +3,12 @@
 //! diff against what runs, apply only the difference, publish the applied
 //! state on the admin server. An invalid save changes nothing. The admin
 //! page's fault switches are applied here too, between saves (`faults`).
+//! It prints nothing: what the user should see goes to the caller as
+//! [`UpEvent`]s, the rest is logged.
 
 use super::controller::{self, Failure};
 use super::faults::{FaultRequest, Faults};
-use super::process::Supervisor;
+use super::process::{ChildLine, ChildOutput, ChildSettings, Supervisor};
 use super::watch;
 use super::{Running, StartError, ready_table};
 use crate::admin::{self, Applied, LiveFeed};
@@ -15,6 +17,7 @@ use crate::diff::{Diff, wirings};
 use crate::model::{Topology, Wiring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +33,27 @@ pub struct UpOptions {
     pub admin: Option<SocketAddr>,
     /// The ready table lists every link in full (`-v`).
     pub verbose: bool,
+    /// `--process`: the children colour their logs.
+    pub colour: bool,
 }
+
+/// What `topo up` has to tell its user besides the log, in the order it
+/// happens; the caller shows it (the binary prints it).
+#[derive(Clone, Copy, Debug)]
+pub enum UpEvent<'a> {
+    /// The checker's diagnostics of the file (at start and on each save;
+    /// empty when there is nothing to say).
+    Diagnostics(&'a str),
+    /// The admin server listens on an address that is not loopback.
+    AdminExposed(SocketAddr),
+    /// Every node runs: the ready table.
+    Ready(&'a str),
+    /// `--process`: a line one child wrote.
+    Child(ChildLine<'a>),
+}
+
+/// Where `topo up`'s events go; called from its tasks too.
+pub type UpEvents = Arc<dyn Fn(UpEvent<'_>) + Send + Sync>;
 
 /// What runs the nodes.
 enum Engine {
@@ -93,16 +116,17 @@ fn join(failed: &[super::process::NotReady]) -> String {
 }
 
 /// Runs until `shutdown` resolves, applying every valid save of the file.
-/// `ready` gets the ready table once every node runs (the caller prints it).
+/// `events` hears what the user should see: diagnostics, the ready table
+/// once every node runs, the children's output.
 pub async fn up(
     options: UpOptions,
-    ready: impl FnOnce(&str),
+    events: UpEvents,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), UpError> {
     let file = options.file.display().to_string();
     let bytes = crate::config::read::read_topology(&options.file)?;
     let checked = check(&options, &bytes);
-    crate::eout!("{}", checked.render());
+    events(UpEvent::Diagnostics(&checked.render()));
     let Some(valid) = checked.valid else {
         return Err(UpError::Invalid { file });
     };
@@ -115,7 +139,13 @@ pub async fn up(
     // Bound before the nodes start: a taken admin port fails start-up
     // (a second `topo up` on the same machine needs --admin or --no-admin).
     let admin_listener = match options.admin {
-        Some(addr) => Some(admin::bind(addr).await?),
+        Some(addr) => {
+            let listener = admin::bind(addr).await?;
+            if !addr.ip().is_loopback() {
+                events(UpEvent::AdminExposed(addr));
+            }
+            Some(listener)
+        }
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -123,14 +153,14 @@ pub async fn up(
     if let Some(addr) = admin_addr {
         crate::node::ws::allow_admin_origin(addr);
     }
-    let mut engine = start(&options, &topology, admin_addr).await?;
+    let mut engine = start(&options, &topology, admin_addr, &events).await?;
     let ids: Vec<_> = topology.node_ids().collect();
     let table = if options.verbose {
         super::ready_table_verbose(&topology, &ids)
     } else {
         ready_table(&topology, &ids)
     };
-    ready(&table);
+    events(UpEvent::Ready(&table));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -199,9 +229,10 @@ pub async fn up(
         // a short timeout, abandoning the thread). Fault switches wait for it.
         tracing::info!(bytes = save.bytes.len(), "checking the saved file");
         let for_check = options.clone();
+        let for_events = events.clone();
         let checking = tokio::task::spawn_blocking(move || {
             let checked = check(&for_check, &save.bytes);
-            crate::eout!("{}", checked.render());
+            for_events(UpEvent::Diagnostics(&checked.render()));
             (checked, save.forced)
         });
         let (checked, forced) = tokio::select! {
@@ -250,11 +281,19 @@ async fn start(
     options: &UpOptions,
     topology: &Topology,
     admin: Option<SocketAddr>,
+    events: &UpEvents,
 ) -> Result<Engine, UpError> {
     if options.process {
-        let exe = std::env::current_exe().map_err(UpError::OwnExecutable)?;
+        let events = events.clone();
+        let output: ChildOutput = Arc::new(move |line| events(UpEvent::Child(line)));
+        let settings = ChildSettings {
+            exe: std::env::current_exe().map_err(UpError::OwnExecutable)?,
+            colour: options.colour,
+            output,
+            admin,
+        };
         let all = wirings(topology);
-        let mut supervisor = Supervisor::start(exe, &options.file, &all, 0, admin);
+        let mut supervisor = Supervisor::start(settings, &options.file, &all, 0);
         // Like in-process start-up: every node runs, or none does.
         if let Err(failed) = supervisor.ready().await {
             supervisor.shutdown().await;

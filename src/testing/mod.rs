@@ -474,9 +474,9 @@ pub struct Tested {
 }
 
 /// Tests `files` (from [`discover::discover`]) on a runtime of its own. On
-/// Ctrl-C or SIGTERM it stops the nodes and brokers it started and returns.
-pub fn test(files: &[PathBuf], args: &TestArgs) -> Tested {
-    init_logging();
+/// Ctrl-C or SIGTERM it calls `interrupted` (the caller says so), stops the
+/// nodes and brokers it started and returns.
+pub fn test(files: &[PathBuf], args: &TestArgs, interrupted: impl FnOnce()) -> Tested {
     let options = TestOptions {
         run: args.run,
         brokers: args.brokers,
@@ -489,7 +489,7 @@ pub fn test(files: &[PathBuf], args: &TestArgs) -> Tested {
         tokio::select! {
             reports = &mut work => (reports, false),
             _ = crate::command::shutdown_signal() => {
-                eprintln!("interrupted: stopping the nodes and brokers started");
+                interrupted();
                 cancel.cancel();
                 // Every file stops its nodes and brokers on `cancel`; the
                 // limit only matters if one does not.
@@ -503,15 +503,4 @@ pub fn test(files: &[PathBuf], args: &TestArgs) -> Tested {
         reports,
         interrupted,
     }
-}
-
-/// Nodes log only errors here: the report is the output.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

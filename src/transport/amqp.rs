@@ -27,7 +27,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting for the link's task. When full (RabbitMQ slow), new
@@ -160,26 +160,59 @@ pub struct LinkTask {
     pub outbox: usize,
 }
 
+/// A rewiring for the link's task, and where it answers.
+type Rewire = (AmqpWiring, oneshot::Sender<Result<(), LinkError>>);
+
+/// Rewires a running AMQP link in place (hot reload): bindings, routing
+/// key, prefetch; same server, exchange and queue (else it is replaced).
+pub struct AmqpControl {
+    tx: mpsc::Sender<Rewire>,
+}
+
+impl AmqpControl {
+    /// Binds the new keys, unbinds the old ones, takes the new routing key
+    /// and prefetch. While the link is down it only takes the new wiring,
+    /// which the next connection declares.
+    pub async fn rewire(&self, new: &AmqpWiring) -> Result<(), LinkError> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send((new.clone(), reply)).await.is_err() {
+            return Ok(()); // the link is stopping; nothing left to rewire
+        }
+        answer.await.unwrap_or(Ok(()))
+    }
+}
+
 impl LinkTask {
-    /// The publishing handle and the task to spawn, which runs `session`
-    /// until `cancel`, reconnecting as needed.
+    /// The publishing handle, the rewiring handle, and the task to spawn,
+    /// which runs `session` until `cancel`, reconnecting as needed.
     pub fn run(
         self,
         session: Session,
         cancel: CancellationToken,
-    ) -> (QueuedOutbound, impl Future<Output = ()> + Send + 'static) {
+    ) -> (
+        QueuedOutbound,
+        AmqpControl,
+        impl Future<Output = ()> + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        // One rewiring at a time (the node's wiring lock).
+        let (control, rewires) = mpsc::channel(1);
         let task = async move {
-            let mut runner = Runner::new(self, rx);
+            let mut runner = Runner::new(self, rx, rewires);
             runner.run(Some(session), cancel).await;
         };
-        (QueuedOutbound::new(Origin::Amqp, tx), task)
+        (
+            QueuedOutbound::new(Origin::Amqp, tx),
+            AmqpControl { tx: control },
+            task,
+        )
     }
 }
 
 struct Runner {
     task: LinkTask,
     publish: mpsc::Receiver<Text>,
+    rewires: mpsc::Receiver<Rewire>,
     outbox: Outbox,
     acks_tx: mpsc::UnboundedSender<u64>,
     acks: mpsc::UnboundedReceiver<u64>,
@@ -194,7 +227,11 @@ enum End {
 }
 
 impl Runner {
-    fn new(task: LinkTask, publish: mpsc::Receiver<Text>) -> Runner {
+    fn new(
+        task: LinkTask,
+        publish: mpsc::Receiver<Text>,
+        rewires: mpsc::Receiver<Rewire>,
+    ) -> Runner {
         let (acks_tx, acks) = mpsc::unbounded_channel();
         Runner {
             app_id: format!("topo:{}", task.node).into(),
@@ -202,6 +239,7 @@ impl Runner {
             outbox: Outbox::new(task.outbox),
             task,
             publish,
+            rewires,
             acks_tx,
             acks,
         }
@@ -243,6 +281,11 @@ impl Runner {
                         Some(text) => self.hold(text),
                         None => return None,
                     },
+                    Some((next, reply)) = self.rewires.recv() => {
+                        // Declared by the next attempt after this one.
+                        self.task.link = next;
+                        let _ = reply.send(Ok(()));
+                    }
                     result = &mut attempt => break result,
                 }
             };
@@ -310,6 +353,14 @@ impl Runner {
                     Some(_) => continue,
                 },
                 _ = presence.changed() => continue,
+                Some((next, reply)) = self.rewires.recv() => {
+                    let result = self.rebind(&session, next).await;
+                    let failed = result.is_err();
+                    let _ = reply.send(result);
+                    if failed {
+                        break End::Lost;
+                    }
+                }
                 Some(tag) = self.acks.recv() => {
                     if session.channel.basic_ack(tag, BasicAckOptions::default()).await.is_err() {
                         break End::Lost;
@@ -338,6 +389,34 @@ impl Runner {
             let _ = session.connection.close(200, "node stopped").await;
         }
         end
+    }
+
+    /// Moves the live queue's bindings, routing key and prefetch to `next`.
+    async fn rebind(&mut self, session: &Session, next: AmqpWiring) -> Result<(), LinkError> {
+        let old = &self.task.link;
+        for key in next.bind.iter().filter(|k| !old.bind.contains(k)) {
+            let options = QueueBindOptions::default();
+            let (queue, exchange) = (&session.queue, &next.exchange);
+            session
+                .channel
+                .queue_bind(queue, exchange, key, options, FieldTable::default())
+                .await?;
+        }
+        for key in old.bind.iter().filter(|k| !next.bind.contains(k)) {
+            let (queue, exchange) = (&session.queue, &next.exchange);
+            session
+                .channel
+                .queue_unbind(queue, exchange, key, FieldTable::default())
+                .await?;
+        }
+        if old.prefetch != next.prefetch {
+            session
+                .channel
+                .basic_qos(next.prefetch, BasicQosOptions::default())
+                .await?;
+        }
+        self.task.link = next;
+        Ok(())
     }
 
     async fn consume(&self, session: &Session) -> Result<Consumer, lapin::Error> {

@@ -150,9 +150,7 @@ async fn bench_redis_closed_loop_and_raw_urls() {
 
 #[test]
 fn bench_without_a_target_is_a_usage_error() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+    crate::util::TestCommand::new()
         .args(["bench", "--duration", "0.1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .expect_code(2);
 }

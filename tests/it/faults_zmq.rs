@@ -3,32 +3,21 @@
 //! subscribes to it receives from it again without a restart.
 
 use crate::chat::*;
-use std::process::{Child, Command, Stdio};
+use crate::util::{Spawned, TestCommand};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use topo::check::check_file;
 use topo::runtime::Running;
 use topo::transport::LinkState;
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_node(file: &std::path::Path, name: &str) -> Peer {
-    let child = Command::new(env!("CARGO_BIN_EXE_topo"))
+/// `topo node FILE NAME`, killed on drop.
+fn spawn_node(file: &std::path::Path, name: &str) -> Spawned {
+    TestCommand::new()
         .arg("node")
         .arg(file)
         .arg(name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .topology(file)
         .spawn()
-        .expect("topo binary");
-    Peer(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,8 +45,7 @@ async fn a_sub_receives_again_from_a_pub_process_that_was_killed_and_restarted()
     probe_links(&mut clients, &[(0, 1)]).await;
 
     // SIGKILL: no goodbye on the wire.
-    let _ = peer.0.kill();
-    let _ = peer.0.wait();
+    peer.kill();
     let link = running.node("b").unwrap().links()[0].clone();
     crate::util::wait_until("b notices the loss", LIMIT, || async {
         match link.state() {

@@ -7,20 +7,11 @@
 use crate::chat::*;
 use crate::fuzz::{Rng, budget};
 use crate::hostile_zmq::{frame, hello};
-use std::process::{Child, Command, Stdio};
+use crate::util::{Spawned, TestCommand};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Command frames built by hand: name length, name, data.
 fn command(name: &str, data: &[u8]) -> Vec<u8> {
@@ -93,9 +84,9 @@ async fn play(mut stream: TcpStream, bytes: &[u8]) {
     .await;
 }
 
-async fn until_listening(http: u16, up: &mut Up) {
+async fn until_listening(http: u16, up: &mut Spawned) {
     crate::util::wait_until(&format!("a listener on {http}"), LIMIT, || {
-        assert!(up.0.try_wait().unwrap().is_none(), "topo up exited");
+        assert!(up.running(), "topo up exited\n{up}");
         async move { TcpStream::connect(("127.0.0.1", http)).await.map(drop) }
     })
     .await
@@ -116,16 +107,12 @@ async fn zmtp_survives_hostile_streams_on_pub_and_sub() {
         ),
     )
     .unwrap();
-    let log = dir.path().join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let mut up = TestCommand::new()
         .args(["up", "--no-admin"])
         .arg(&file)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("topo binary");
-    let mut up = Up(child);
+        .topology(&file)
+        .spawn();
     until_listening(a_http, &mut up).await;
     until_listening(b_http, &mut up).await;
     let mut clients = vec![Client::connect(a_http).await, Client::connect(b_http).await];
@@ -160,7 +147,7 @@ async fn zmtp_survives_hostile_streams_on_pub_and_sub() {
     let (sub_runs, pub_runs) = tokio::join!(sub_side, pub_side);
     eprintln!("zmtp fuzz: {pub_runs} streams to the PUB, {sub_runs} from the fake PUB");
     assert!(pub_runs > 20 && sub_runs > 2, "{pub_runs} / {sub_runs}");
-    assert!(up.0.try_wait().unwrap().is_none(), "topo up died");
+    assert!(up.running(), "topo up died\n{up}");
 
     // Still delivering: a → b over a's PUB, and a well-behaved PUB → a.
     clients[0].send("after the fuzz").await;
@@ -177,6 +164,5 @@ async fn zmtp_survives_hostile_streams_on_pub_and_sub() {
     };
     let _conn = timeout(LIMIT, valid).await.expect("a's SUB dials again");
     clients[0].wait_for("from a good pub").await;
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!up.stderr().contains("panicked"), "{up}");
 }

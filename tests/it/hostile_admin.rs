@@ -8,7 +8,7 @@
 use crate::chat::{Client, LIMIT, http_get};
 use crate::external::{chromium_or_skip, npm_dir};
 use crate::reload::Up;
-use crate::util::free_port;
+use crate::util::{TestCommand, free_port};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -228,22 +228,17 @@ async fn a_taken_admin_port_fails_start_up_naming_the_address() {
     std::fs::write(&file, file_text(http)).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = timeout(
-        LIMIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
-            .args(["up", file.to_str().unwrap(), "--admin", &addr])
-            .output(),
-    )
-    .await
-    .expect("topo up exits")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains(&addr), "{stderr}");
-    assert!(stderr.contains("--no-admin"), "{stderr}");
+    let mut up = TestCommand::new()
+        .args(["up", file.to_str().unwrap(), "--admin", &addr])
+        .topology(&file)
+        .spawn();
+    let status = up.exited(LIMIT).await;
+    assert!(!status.success(), "{up}");
+    assert!(up.stderr().contains(&addr), "{up}");
+    assert!(up.stderr().contains("--no-admin"), "{up}");
     assert!(
-        !String::from_utf8_lossy(&output.stdout).contains("ready"),
-        "no ready before failing"
+        !up.stdout().contains("ready"),
+        "no ready before failing\n{up}"
     );
 }
 
@@ -274,18 +269,11 @@ async fn a_non_loopback_admin_address_is_warned_about() {
     let file = tmp.path().join("t.yaml");
     std::fs::write(&file, file_text(taken.local_addr().unwrap().port())).unwrap();
     let admin = format!("0.0.0.0:{}", free_port());
-    let output = timeout(
-        LIMIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
-            .args(["up", file.to_str().unwrap(), "--admin", &admin])
-            .output(),
-    )
-    .await
-    .expect("topo up exits")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("warning: admin server on {admin}, not loopback")),
-        "{stderr}"
-    );
+    let mut up = TestCommand::new()
+        .args(["up", file.to_str().unwrap(), "--admin", &admin])
+        .topology(&file)
+        .spawn();
+    up.exited(LIMIT).await;
+    let warning = format!("warning: admin server on {admin}, not loopback");
+    assert!(up.stderr().contains(&warning), "{up}");
 }

@@ -4,7 +4,7 @@
 
 use crate::chat::http_get;
 use crate::reload::Up;
-use crate::util::{TestCommand, free_port};
+use crate::util::{TestCommand, free_port, wait_until};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -98,7 +98,7 @@ async fn a_reload_onto_dev_zero_is_rejected_and_the_nodes_keep_running() {
     );
     assert_eq!(http_get(a, "/healthz").await.0, 200);
     assert_eq!(up.generation().await, Some(0));
-    let rss = rss_kib(up.child.id());
+    let rss = rss_kib(up.process.pid());
     assert!(rss < 200 * 1024, "RSS {rss} KiB after reading /dev/zero");
 }
 
@@ -211,22 +211,9 @@ async fn sigterm_during_the_check_of_a_huge_invalid_save_stops_within_2s() {
     // ~6 MB, 250,000 errors: seconds of checking even in release.
     crate::reload::save(&file, &errors_file(250_000));
     up.wait_log("checking the saved file", 1).await;
-    let pid = up.child.id() as i32;
-    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let started = Instant::now();
-    loop {
-        if let Some(status) = up.child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}\n{}", up.log());
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "still running 2 s after SIGTERM:\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    up.process.signal(libc::SIGTERM);
+    let status = up.process.exited(Duration::from_secs(2)).await;
+    assert!(status.success(), "{status:?}\n{}", up.process);
 }
 
 fn stdout_and_stderr(out: &std::process::Output) -> Vec<u8> {
@@ -305,35 +292,25 @@ async fn control_characters_are_shown_escaped_everywhere_they_are_printed() {
         );
     }
     // The ready table of `topo up`.
-    let mut child = topo()
+    let mut up = TestCommand::new()
         .args(["up", good.to_str().unwrap(), "--no-admin"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let table = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        // The table ends with the last node's row.
-        while seen.iter().filter(|&&c| c == b'\n').count() < 4 {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
+        .topology(&good)
+        .spawn();
+    // The table ends with the last node's row.
+    let text = wait_until("a ready table", Duration::from_secs(20), || {
+        let text = up.stdout();
+        async move {
+            if text.lines().count() >= 4 {
+                Ok(text)
+            } else {
+                Err(text)
             }
         }
-        seen
-    });
-    let table = tokio::time::timeout(Duration::from_secs(20), table)
-        .await
-        .expect("a ready table")
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = String::from_utf8_lossy(&table);
-    assert!(text.contains("ready: 2 node(s)"), "{text}");
-    assert!(!table.contains(&0x1b) && !table.contains(&0x07), "{text}");
+    })
+    .await;
+    up.kill();
+    assert!(text.contains("ready: 2 node(s)"), "{up}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{up}");
 }
 
 /// A pipe whose reader is already gone: the first write fails with EPIPE.

@@ -4,28 +4,13 @@
 //! descriptors backs off and recovers instead of logging every second.
 
 use crate::chat::{Client, LIMIT};
-use crate::util::{free_port, wait_until};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use crate::util::{TestCommand, free_port, wait_until};
 use std::time::{Duration, Instant};
 
 /// `topo ARGS` with `RLIMIT_NOFILE` set to `limit` (soft and hard).
-fn topo_limited(args: &[&str], limit: u64) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_topo"));
-    cmd.args(args).env("NO_COLOR", "1");
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let l = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+fn topo_limited(args: &[&str], limit: u64) -> TestCommand {
+    let mut cmd = TestCommand::new();
+    cmd.args(args).descriptor_limit(limit);
     cmd
 }
 
@@ -56,9 +41,7 @@ fn up_refuses_a_topology_over_the_descriptor_limit_naming_both_numbers() {
     std::fs::write(&file, mesh(12)).unwrap();
     let path = file.to_str().unwrap();
 
-    let json = topo_limited(&["validate", path, "--format", "json"], 200)
-        .output()
-        .unwrap();
+    let json = topo_limited(&["validate", path, "--format", "json"], 200).run();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let needed = v["descriptors"]["needed"]
         .as_u64()
@@ -66,7 +49,7 @@ fn up_refuses_a_topology_over_the_descriptor_limit_naming_both_numbers() {
     assert_eq!(v["descriptors"]["limit"], 200);
     // 12 listeners each for HTTP and PUB, 12 × 11 subscriptions × 2 ends.
     assert!(needed > 24 + 264, "{v}");
-    let text = topo_limited(&["validate", path], 200).output().unwrap();
+    let text = topo_limited(&["validate", path], 200).run();
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(
         stdout.contains(&format!("about {needed} needed in one process, limit 200")),
@@ -75,10 +58,7 @@ fn up_refuses_a_topology_over_the_descriptor_limit_naming_both_numbers() {
     assert!(String::from_utf8_lossy(&text.stderr).contains("would refuse"));
 
     let started = Instant::now();
-    let up = topo_limited(&["up", path, "--no-admin"], 200)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let up = topo_limited(&["up", path, "--no-admin"], 200).run();
     assert!(started.elapsed() < LIMIT);
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(!up.status.success(), "{stderr}");
@@ -96,12 +76,10 @@ async fn out_of_descriptors_a_node_backs_off_and_recovers() {
     let http = free_port();
     let file = tmp.path().join("one.yaml");
     std::fs::write(&file, format!("nodes:\n  a: {{ http: {http} }}\n")).unwrap();
-    let log = tmp.path().join("up.log");
-    let mut up = topo_limited(&["up", file.to_str().unwrap(), "--no-admin"], 120);
-    up.env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut child = up.spawn().unwrap();
+    let mut up = topo_limited(&["up", file.to_str().unwrap(), "--no-admin"], 120)
+        .env("RUST_LOG", "info")
+        .topology(&file)
+        .spawn();
     wait_until("topo up listens", LIMIT, || {
         tokio::net::TcpStream::connect(("127.0.0.1", http))
     })
@@ -116,7 +94,7 @@ async fn out_of_descriptors_a_node_backs_off_and_recovers() {
         );
     }
     // Accept fails while they are open: said once, not every second.
-    let read = || std::fs::read_to_string(&log).unwrap();
+    let read = || up.stderr();
     crate::util::wait_until("an accept error logged", LIMIT, || async {
         let text = read();
         if text.contains("accept failing") {
@@ -136,6 +114,6 @@ async fn out_of_descriptors_a_node_backs_off_and_recovers() {
     a.send("back").await;
     assert_eq!(a.recv().await, "back");
     assert!(read().contains("accepting again"), "{}", read());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(a);
+    up.kill();
 }

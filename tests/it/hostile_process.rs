@@ -5,8 +5,7 @@
 //! admin reply does not exhaust `topo plan`.
 
 use crate::chat::{LIMIT, http_get, upgrade_status};
-use crate::util::free_port;
-use std::process::{Command, Stdio};
+use crate::util::{TestCommand, free_port};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,20 +21,16 @@ async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
     let (a, b, pa, pb) = (free_port(), free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("-x.yaml"), pair(a, b, pa, pb)).unwrap();
-    let out = dir.path().join("up.out");
     let admin = format!("127.0.0.1:{}", free_port());
-    let mut up = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let mut up = TestCommand::new()
         .args(["up", "--process", "--admin", &admin, "--", "-x.yaml"])
         .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .topology("-x.yaml")
+        .spawn();
     // The parent's table (the children's lines are prefixed `a | `).
     crate::util::wait_until("the parent's ready table", LIMIT * 2, || {
-        assert!(up.try_wait().unwrap().is_none(), "topo up exited");
-        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(up.running(), "topo up exited\n{up}");
+        let text = up.stdout();
         let ready = text.lines().any(|l| l.starts_with("-x ready: 2 node(s)"));
         async move { if ready { Ok(()) } else { Err(text) } }
     })
@@ -48,10 +43,9 @@ async fn ready_only_when_every_child_is_and_an_option_like_path_is_a_path() {
     // The children let the admin page's send boxes in, and no other site.
     assert_eq!(upgrade_status(a, &format!("http://{admin}")).await, 101);
     assert_eq!(upgrade_status(a, "http://evil.example").await, 403);
-    let _ = up.kill();
-    let _ = up.wait();
+    up.kill();
     // One table, the parent's (issue 18): a child prints only log lines.
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = up.stdout();
     let tables = text.lines().filter(|l| l.contains(" ready: ")).count();
     assert_eq!(tables, 1, "{text}");
     assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
@@ -66,20 +60,14 @@ async fn a_child_that_cannot_start_fails_start_up() {
     // b's HTTP port is taken.
     let _taken = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
     let started = Instant::now();
-    let output = tokio::time::timeout(
-        LIMIT * 3,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_topo"))
-            .args(["up", "--process", "--no-admin"])
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .output(),
-    )
-    .await
-    .expect("topo up gave up in time")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let mut up = TestCommand::new()
+        .args(["up", "--process", "--no-admin"])
+        .arg(&file)
+        .topology(&file)
+        .spawn();
+    let status = up.exited(LIMIT * 3).await;
+    let (stdout, stderr) = (up.stdout(), up.stderr());
+    assert!(!status.success(), "{up}");
     // The children's own lines come prefixed (`a | `); the parent's not.
     assert!(
         !stdout.lines().any(|l| l.starts_with("t ready")),

@@ -5,6 +5,7 @@
 
 use crate::chat::*;
 use crate::hostile_admin::raw_status;
+use crate::util::wait_until;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -257,14 +258,13 @@ async fn idle_and_trickling_connections_are_closed_and_capped() {
     assert!(idle >= topo::serve::HEADER_TIMEOUT - Duration::from_millis(500));
     // Once the idle ones are gone, new connections are served again.
     drop(parked);
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (status, _) = timeout(LIMIT, http_get(http, "/healthz")).await.unwrap();
-        if status == 200 {
-            break;
+    wait_until("/healthz served again", LIMIT, || async {
+        match timeout(LIMIT, http_get(http, "/healthz")).await.unwrap() {
+            (200, _) => Ok(()),
+            other => Err(other),
         }
-        assert!(Instant::now() < deadline);
-    }
+    })
+    .await;
     a.send("still served").await;
     assert_eq!(b.recv().await, "still served");
     running.shutdown().await;

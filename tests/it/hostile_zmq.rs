@@ -77,7 +77,8 @@ async fn send_then_eof(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
     read_until_closed(stream).await
 }
 
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+/// Everything the peer sends until it closes the connection (within [`LIMIT`]).
+pub async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let read_all = async {
@@ -90,7 +91,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     };
     timeout(LIMIT, read_all)
         .await
-        .expect("the node closes a hostile connection");
+        .expect("the peer closes the connection");
     seen
 }
 

@@ -3,7 +3,7 @@
 //! directory (`config::spec`, `config::limits`, ...). Read from the source:
 //! every `crate::` and `super::` path outside test code is an edge from the
 //! file's module to the sibling it names. Run it alone with
-//! `cargo test --test it layering`.
+//! `cargo test --test it layering`. Also: the library prints nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -234,4 +234,67 @@ fn the_cycle_finder_names_the_whole_path() {
     assert_eq!(find_cycle(&edges).unwrap(), ["a", "b", "c", "a"]);
     edges.get_mut("c").unwrap().remove("a");
     assert_eq!(find_cycle(&edges), None);
+}
+
+/// What would print from library code: the printing macros (ours and
+/// std's), the process's own streams, a terminal, a child let through to
+/// them.
+const PRINTS: [&str; 14] = [
+    "print!(",
+    "println!(",
+    "eprint!(",
+    "eprintln!(",
+    "dbg!(",
+    "out!(",
+    "outln!(",
+    "eoutln!(",
+    "io::stdout",
+    "io::stderr",
+    "stdout()",
+    "stderr()",
+    "Stdio::inherit",
+    "/dev/tty",
+];
+
+/// `file:line: code` for every line of `files` (outside comments and test
+/// code) that prints.
+fn printing_lines(src: &Path, files: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = code(&text);
+        for line in code.lines() {
+            if PRINTS.iter().any(|p| line.contains(p)) {
+                let rel = file.strip_prefix(src).unwrap().display();
+                found.push(format!("src/{rel}: {}", line.trim()));
+            }
+        }
+    }
+    found
+}
+
+/// The library prints nothing: it returns outcomes and reports events
+/// through callbacks, logs through `tracing`; only the binary
+/// (`src/main.rs`, `src/cli/`) writes to stdout and stderr.
+#[test]
+fn the_library_prints_nothing() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let (binary, library): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| f.starts_with(src.join("cli")) || f == &src.join("main.rs"));
+    // The check must see the printing that does exist, or it proves nothing.
+    assert!(
+        printing_lines(&src, &binary).len() > 10,
+        "{:?}",
+        printing_lines(&src, &binary)
+    );
+    let found = printing_lines(&src, &library);
+    assert!(
+        found.is_empty(),
+        "library code prints (return it, or report it through a callback, and \
+         let src/cli/ print it):\n{}",
+        found.join("\n")
+    );
 }

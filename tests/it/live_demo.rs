@@ -268,18 +268,14 @@ async fn up_verbose_lists_every_link_in_full() {
     let publ: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let file = tmp.path().join("ring.yaml");
     std::fs::write(&file, ring("ring", &[0, 1], &http, &publ)).unwrap();
-    let out = tmp.path().join("up.out");
-    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_topo"))
+    let mut up = crate::util::TestCommand::new()
         .args(["up", "-v", "--no-admin"])
         .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .topology(&file)
+        .spawn();
     let text = crate::util::wait_until("the ready table", LIMIT, || {
-        assert!(up.try_wait().unwrap().is_none(), "topo up exited");
-        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(up.running(), "topo up exited\n{up}");
+        let text = up.stdout();
         async move {
             if text.lines().count() >= 4 {
                 Ok(text)
@@ -289,8 +285,7 @@ async fn up_verbose_lists_every_link_in_full() {
         }
     })
     .await;
-    let _ = up.kill();
-    let _ = up.wait();
+    up.kill();
     let full = format!(
         "zmq pub tcp://127.0.0.1:{} topic \"chat\"; zmq sub tcp://127.0.0.1:{} (n1) filter \"chat\"",
         publ[0], publ[1]

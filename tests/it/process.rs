@@ -34,7 +34,7 @@ async fn pid_at(port: u16) -> Result<i32, String> {
 /// Waits until the node on `port` is served by a child of `up` that `ok`
 /// accepts, and returns its pid.
 pub async fn child_pid(up: &Up, port: u16, what: &str, ok: impl Fn(i32) -> bool) -> i32 {
-    let parent = up.child.id() as i32;
+    let parent = up.process.pid() as i32;
     wait_until(what, LIMIT, || async {
         let pid = pid_at(port).await?;
         if pid != parent && ok(pid) {
@@ -112,8 +112,8 @@ async fn children_do_not_outlive_a_parent_killed_with_sigkill() {
         child_pid(&up, b, "b served by a child", |_| true).await,
     ];
     assert!(pids.iter().all(|&p| alive(p)));
-    up.child.kill().unwrap(); // SIGKILL
-    up.child.wait().unwrap();
+    up.process.child.kill().unwrap(); // SIGKILL
+    up.process.child.wait().unwrap();
     wait_until(
         "children gone with the parent",
         Duration::from_secs(5),

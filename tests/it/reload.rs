@@ -4,65 +4,41 @@
 //! clients and `topo::probe`.
 
 use crate::chat::{Client, LIMIT, http_get};
-use crate::util::{RedisServer, TestCommand, free_port, wait_until};
-use std::io::{BufRead, BufReader};
+use crate::util::{RedisServer, Spawned, TestCommand, free_port, wait_until};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use topo::check::{Valid, check_file};
 use topo::probe::{ProbeOptions, probe};
 
-/// A `topo up` process of this test's own, killed on drop; its stderr is kept.
+/// A `topo up` process of this test's own (the [`TestCommand`] harness:
+/// killed on drop, its output kept for the failure report).
 pub struct Up {
-    pub child: Child,
+    pub process: Spawned,
     pub admin: u16,
-    log: Arc<Mutex<String>>,
 }
 
 impl Up {
     pub fn start(file: &Path, extra: &[&str]) -> Up {
         let admin = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_topo"))
+        let process = TestCommand::new()
             .arg("up")
             .arg(file)
             .args(["--admin", &format!("127.0.0.1:{admin}")])
             .args(extra)
-            .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run topo up");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        // Ends at EOF, when the process is gone.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Up { child, admin, log }
+            .topology(file)
+            .spawn();
+        Up { process, admin }
     }
 
+    /// stderr so far: the log.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// Waits until the log contains `text` `times` times.
     pub async fn wait_log(&self, text: &str, times: usize) {
-        wait_until(&format!("{text:?} ×{times}"), LIMIT, || async {
-            let log = self.log();
-            if log.matches(text).count() >= times {
-                Ok(())
-            } else {
-                Err(Log(log))
-            }
-        })
-        .await
+        self.process.wait_stderr(text, times, LIMIT).await
     }
 
     /// The admin server's generation (`None` until it answers).
@@ -78,27 +54,11 @@ impl Up {
             || async {
                 match self.generation().await {
                     Some(g) if g == generation => Ok(()),
-                    _ => Err(Log(self.log())),
+                    _ => Err(self.process.to_string()),
                 }
             },
         )
         .await
-    }
-}
-
-/// A log shown as it is (lines, not an escaped string) when a wait fails.
-struct Log(String);
-
-impl std::fmt::Debug for Log {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "log:\n{}", self.0)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -128,3 +128,34 @@ async fn a_failing_node_rolls_back_and_the_rest_of_the_diff_stands() {
     probe_links(&mut clients, &[(0, 1), (1, 0)]).await;
     running.shutdown().await;
 }
+
+/// A node applies a delta only to the wiring it was computed from: a change
+/// planned against another wiring is refused and nothing moves (the delta
+/// is not re-derived on the node, so a stale one could not be corrected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_computed_from_another_wiring_is_refused() {
+    let (a, pa) = (port(), port());
+    let t0 = topology(vec![with_zmq(node("a", Some(a)), Some(pa), &[])], vec![]);
+    let running = Running::start(&t0).await.unwrap();
+    let runs = running.wirings().await.remove(0);
+    let mut other = runs.clone();
+    other.relay = !runs.relay;
+    let new = topo::model::Wiring {
+        publish: None,
+        ..other.clone()
+    };
+    let change = topo::diff::Change::between(&other, &new);
+    let node = running.node("a").unwrap();
+    let refused = node.rewire(&change, 1).await;
+    assert!(
+        matches!(refused, Err(topo::node::StartError::Stale { ref node }) if node == "a"),
+        "{refused:?}"
+    );
+    assert_eq!(node.wiring().await, runs);
+    assert_eq!(node.router.generation(), 0);
+    // The same target from what runs applies.
+    let change = topo::diff::Change::between(&runs, &new);
+    node.rewire(&change, 1).await.unwrap();
+    assert_eq!(node.wiring().await, new);
+    running.shutdown().await;
+}

@@ -383,12 +383,13 @@ async fn redis_nodes_resubscribe_after_a_server_restart() {
         .map(|n| n.links()[0].clone())
         .collect();
     for s in &statuses {
-        let down = async {
-            while s.state() == topo::transport::LinkState::Up {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        crate::util::wait_until("the loss is noticed", LIMIT, || async {
+            match s.state() {
+                topo::transport::LinkState::Up => Err("up"),
+                _ => Ok(()),
             }
-        };
-        timeout(LIMIT, down).await.expect("the loss is noticed");
+        })
+        .await;
     }
     let redis = RedisServer::start_on(redis.port);
     assert_ne!(redis.pid(), old_pid);

@@ -47,10 +47,6 @@ impl Drop for AuthRedis {
     }
 }
 
-fn topo() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_topo"))
-}
-
 fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
     let mut cmd = TestCommand::new();
     cmd.args(args);
@@ -110,15 +106,13 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
     assert_no_secret("the start error", &text);
 
     // `topo up` with debug logs, both nodes authenticated.
-    let log = dir.path().join("up.log");
-    let mut up = topo()
-        .args(["up", file_arg, "--no-admin"])
-        .envs(env.iter().cloned())
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut up = TestCommand::new();
+    up.args(["up", file_arg, "--no-admin"])
+        .env("RUST_LOG", "debug");
+    for (key, value) in &env {
+        up.env(key, value);
+    }
+    let mut up = up.spawn();
     wait_until("topo up listens", LIMIT, || {
         tokio::net::TcpStream::connect(("127.0.0.1", b_http))
     })
@@ -133,17 +127,10 @@ async fn passwords_stay_secret_everywhere_and_auth_works() {
         assert_no_secret("/healthz", &body);
         assert!(body.contains(":***@127.0.0.1"), "{body}");
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &up.id().to_string()])
-        .status();
-    let waited = tokio::task::spawn_blocking(move || up.wait());
-    tokio::time::timeout(LIMIT, waited)
-        .await
-        .expect("topo up stops on SIGTERM")
-        .unwrap()
-        .unwrap();
-    let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(logs.contains("node ready"), "{logs}");
+    up.signal(libc::SIGTERM);
+    up.exited(LIMIT).await;
+    let logs = up.stdout() + &up.stderr();
+    assert!(logs.contains("node ready"), "{up}");
     assert_no_secret("the logs of topo up", &logs);
 }
 

@@ -4,10 +4,9 @@
 //! commit, completions, man page, logs without colour off a terminal).
 
 use crate::util::{Ran, TestCommand, free_port};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -313,49 +312,27 @@ fn up_log(extra: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("one.yaml");
     std::fs::write(&file, format!("nodes:\n  a:\n    http: {}\n", free_port())).unwrap();
-    let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topo"))
-        .arg("up")
+    let mut cmd = TestCommand::new();
+    cmd.arg("up")
         .arg(&file)
         .arg("--no-admin")
         .args(extra)
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("run topo up");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(20));
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("topo up did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .topology(&file);
+    for (key, value) in env {
+        cmd.env(key, value);
     }
-    let bytes = std::fs::read(&log).unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        ready.is_ok(),
-        "no ready line ({status}); log:\n{}",
-        text(&bytes)
-    );
-    assert!(text(&bytes).contains("INFO"), "{status}: {}", text(&bytes));
+    // stderr is a pipe, not a terminal, as a file is.
+    let mut up = cmd.spawn();
+    up.wait_stdout_blocking("ready", Duration::from_secs(20));
+    up.signal(libc::SIGTERM);
+    let status = up.wait_exit(Duration::from_secs(10));
+    let log = up.stderr();
+    assert!(log.contains("INFO"), "{up}");
     // SIGTERM right after the ready line is a clean stop, not a kill.
-    assert!(status.success(), "{status}: {}", text(&bytes));
-    bytes
+    assert!(status.success(), "{status}: {up}");
+    log.into_bytes()
 }
 
 #[test]

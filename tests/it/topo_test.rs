@@ -1,9 +1,8 @@
 //! `topo test` as a CI job runs it: the binary, its output, its exit codes,
 //! the files `--bless` writes, and that nothing it started outlives it.
 
-use crate::util::{Ran, RedisServer, TestCommand, free_port};
+use crate::util::{Ran, RedisServer, TestCommand, free_port, wait_until_blocking};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `topo test ARGS` in `dir`; the last `.yaml` argument is the
@@ -15,14 +14,6 @@ fn topo_in(dir: &Path, args: &[&str]) -> Ran {
         cmd.topology(file);
     }
     cmd.run()
-}
-
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -371,38 +362,21 @@ fn sigterm_stops_every_private_broker() {
     for i in 0..12 {
         write(dir.path(), &format!("t{i:02}.yaml"), file);
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topo"))
+    let mut run = TestCommand::new()
         .args(["test", "--run", "-j", "1", "."])
         .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
+        .spawn();
+    let pid = run.pid();
     // The signal comes while a file's two private servers are running.
-    let mut seen = Vec::new();
-    while seen.len() < 2 && Instant::now() < deadline {
-        seen = children_named(pid, "redis-server");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(seen.len() >= 2, "no private redis-servers seen: {seen:?}");
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    let waited = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "topo test did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    let seen = wait_until_blocking("two private redis-servers", Duration::from_secs(20), || {
+        let seen = children_named(pid, "redis-server");
+        if seen.len() >= 2 { Ok(seen) } else { Err(seen) }
+    });
+    run.signal(libc::SIGTERM);
+    let status = run.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "{run}");
+    let said = run.stdout() + &run.stderr();
+    assert!(said.contains("interrupted"), "{run}");
     let alive: Vec<_> = seen.iter().filter(|p| !gone(**p)).collect();
     assert!(
         alive.is_empty(),

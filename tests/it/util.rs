@@ -1,8 +1,13 @@
-//! Helpers shared by the integration tests: free ports, private redis-servers.
+//! Helpers shared by the integration tests: free ports, private
+//! redis-servers, the one poll loop ([`wait_until`]) and the one harness for
+//! the binary ([`TestCommand`]: a run to the end, or a long-running
+//! [`Spawned`] process).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A port nobody listens on right now, from below the kernel's ephemeral
@@ -236,6 +241,30 @@ impl TestCommand {
         self
     }
 
+    pub fn env_remove(&mut self, key: impl AsRef<std::ffi::OsStr>) -> &mut TestCommand {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Runs it with `RLIMIT_NOFILE` set to `limit` (soft and hard).
+    pub fn descriptor_limit(&mut self, limit: u64) -> &mut TestCommand {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn current_dir(&mut self, dir: impl AsRef<std::path::Path>) -> &mut TestCommand {
         self.cmd.current_dir(dir);
         self
@@ -253,10 +282,9 @@ impl TestCommand {
         self
     }
 
-    /// Runs to the end and returns what it printed, whatever the exit code.
-    pub fn run(&mut self) -> Ran {
-        let line = format!("{:?}", self.cmd);
-        let topology = self.topology.as_ref().map(|path| {
+    /// The topology file's path and text, for a failure report.
+    fn topology_text(&self) -> Option<(String, String)> {
+        self.topology.as_ref().map(|path| {
             let full = match self.cmd.get_current_dir() {
                 Some(dir) => dir.join(path),
                 None => path.clone(),
@@ -265,7 +293,40 @@ impl TestCommand {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_else(|e| format!("<unreadable: {e}>"));
             (path.display().to_string(), text)
-        });
+        })
+    }
+
+    /// Starts a long-running command (`topo up`, `topo test --run`) and
+    /// returns at once; its output is collected as it comes. Killed on drop.
+    pub fn spawn(&mut self) -> Spawned {
+        let line = format!("{:?}", self.cmd);
+        let topology = self.topology_text();
+        let mut child = self
+            .cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run {line}: {e}"));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let stdout = collect(child.stdout.take().expect("piped stdout"), &ended);
+        let stderr = collect(child.stderr.take().expect("piped stderr"), &ended);
+        Spawned {
+            so_far: SoFar {
+                line,
+                topology,
+                stdout,
+                stderr,
+                ended,
+            },
+            child,
+        }
+    }
+
+    /// Runs to the end and returns what it printed, whatever the exit code.
+    pub fn run(&mut self) -> Ran {
+        let line = format!("{:?}", self.cmd);
+        let topology = self.topology_text();
         let output = match self.stdin.take() {
             None => self.cmd.stdin(Stdio::null()).output(),
             Some(bytes) => self
@@ -393,5 +454,176 @@ impl std::fmt::Display for Ran {
         }
         writeln!(f, "--- stdout ---\n{}", self.stdout())?;
         write!(f, "--- stderr ---\n{}", self.stderr())
+    }
+}
+
+/// Everything `stream` says, gathered by a thread of its own; `ended`
+/// counts it at EOF (when the process is gone).
+fn collect(stream: impl Read + Send + 'static, ended: &Arc<AtomicUsize>) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let (sink, ended) = (text.clone(), ended.clone());
+    std::thread::spawn(move || {
+        let mut stream = BufReader::new(stream);
+        let mut line = Vec::new();
+        // Bytes that are not UTF-8 are shown, not a reason to stop reading.
+        while stream.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&line));
+            line.clear();
+        }
+        ended.fetch_add(1, Ordering::SeqCst);
+    });
+    text
+}
+
+/// A long-running `topo` from [`TestCommand::spawn`], killed on drop. Its
+/// `Display` is the failure report: the command, the topology, and the
+/// stdout and stderr so far.
+pub struct Spawned {
+    so_far: SoFar,
+    pub child: Child,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.so_far.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.so_far.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of our own child, not reaped before drop.
+        assert_eq!(unsafe { libc::kill(self.pid() as libc::pid_t, signal) }, 0);
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL, then [`Spawned::wait_exit`]: all its output is read.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.wait_exit(OUTPUT_ENDS)
+    }
+
+    /// Waits until stdout contains `needle`.
+    pub async fn wait_stdout(&self, needle: &str, limit: Duration) {
+        wait_until(&format!("{needle:?} on stdout"), limit, || async {
+            if self.stdout().contains(needle) {
+                Ok(())
+            } else {
+                Err(&self.so_far)
+            }
+        })
+        .await
+    }
+
+    /// Waits until `count` lines of stderr contain `needle`.
+    pub async fn wait_stderr(&self, needle: &str, count: usize, limit: Duration) {
+        wait_until(&format!("{needle:?} ×{count} on stderr"), limit, || async {
+            if self.stderr().matches(needle).count() >= count {
+                Ok(())
+            } else {
+                Err(&self.so_far)
+            }
+        })
+        .await
+    }
+
+    /// Waits (this thread) until the process exits and all its output is
+    /// read; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let (report, child) = (&self.so_far, &mut self.child);
+        let status = wait_until_blocking("the process exits", limit, || {
+            child.try_wait().unwrap().ok_or(report)
+        });
+        wait_until_blocking("its output ends", OUTPUT_ENDS, || report.ended());
+        status
+    }
+
+    /// Waits (this thread) until stdout contains `needle`.
+    pub fn wait_stdout_blocking(&self, needle: &str, limit: Duration) {
+        wait_until_blocking(&format!("{needle:?} on stdout"), limit, || {
+            if self.stdout().contains(needle) {
+                Ok(())
+            } else {
+                Err(&self.so_far)
+            }
+        })
+    }
+
+    /// [`Spawned::wait_exit`] for async tests.
+    pub async fn exited(&mut self, limit: Duration) -> ExitStatus {
+        let (report, child) = (&self.so_far, &mut self.child);
+        let status = wait_until("the process exits", limit, || {
+            let done = child.try_wait().unwrap();
+            async move { done.ok_or(report) }
+        })
+        .await;
+        wait_until("its output ends", OUTPUT_ENDS, || async { report.ended() }).await;
+        status
+    }
+}
+
+/// How long the output of an exited process may take to be read.
+const OUTPUT_ENDS: Duration = Duration::from_secs(5);
+
+/// What a [`Spawned`] report shows: the output so far.
+struct SoFar {
+    line: String,
+    topology: Option<(String, String)>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    /// How many of stdout and stderr reached EOF.
+    ended: Arc<AtomicUsize>,
+}
+
+impl SoFar {
+    fn ended(&self) -> Result<(), &SoFar> {
+        if self.ended.load(Ordering::SeqCst) == 2 {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl std::fmt::Display for SoFar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "command: {}", self.line)?;
+        if let Some((path, text)) = &self.topology {
+            writeln!(f, "--- topology {path} ---\n{text}")?;
+        }
+        writeln!(f, "--- stdout ---\n{}", self.stdout.lock().unwrap())?;
+        write!(f, "--- stderr ---\n{}", self.stderr.lock().unwrap())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl std::fmt::Display for Spawned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.so_far.fmt(f)
+    }
+}
+
+/// Shown as it is (lines, not an escaped string) when a wait fails.
+impl std::fmt::Debug for SoFar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\n{self}")
     }
 }

@@ -4,7 +4,8 @@
 //! handshake deadline. Peers are raw TCP clients speaking the bytes.
 
 use crate::chat::LIMIT;
-use crate::hostile_zmq::{frame, hello, send_until_closed};
+use crate::hostile_zmq::{frame, hello, read_until_closed, send_until_closed};
+use crate::util::wait_until;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,14 +49,13 @@ async fn raw_sub(stream: TcpStream, publisher: &ZmtpPublisher, before: usize) ->
         .await
         .unwrap()
         .unwrap();
-    let counted = async {
-        while publisher.peers() <= before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    wait_until("the PUB counts the SUB", LIMIT, || async {
+        match publisher.peers() {
+            n if n > before => Ok(()),
+            n => Err(n),
         }
-    };
-    timeout(LIMIT, counted)
-        .await
-        .expect("the PUB counts the SUB");
+    })
+    .await;
     stream
 }
 
@@ -178,19 +178,7 @@ async fn the_pub_drops_a_subscriber_that_stops_answering_pings() {
         }
     });
     // The silent one reads (so TCP is fine) but never answers.
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    let closed = async {
-        loop {
-            match silent.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    timeout(LIMIT, closed)
-        .await
-        .expect("the PUB drops the silent subscriber");
+    let seen = read_until_closed(&mut silent).await;
     assert!(seen.windows(4).any(|w| w == b"PING"), "it was pinged first");
     assert_eq!(publisher.peers(), 1, "the answering one stays");
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -298,14 +286,22 @@ async fn zmtp_throughput_one_pub_one_sub() {
     let stop = cancel.clone();
     let session =
         tokio::spawn(async move { sub.session(stream, &tx, &mut Count(counter), &stop).await });
-    while publisher.peers() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the PUB counts the SUB", LIMIT, || async {
+        match publisher.peers() {
+            0 => Err(0),
+            n => Ok(n),
+        }
+    })
+    .await;
     // The subscription travels after the handshake: wait until one arrives.
-    while got.load(Ordering::Relaxed) == 0 {
+    wait_until("a warm-up message arrives", LIMIT, || async {
         publisher.send(&[b"t warm-up"]);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        match got.load(Ordering::Relaxed) {
+            0 => Err(0),
+            n => Ok(n),
+        }
+    })
+    .await;
     let base = got.load(Ordering::Relaxed);
     let body = [b't'; 100];
     let started = std::time::Instant::now();

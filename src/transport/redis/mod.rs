@@ -210,6 +210,15 @@ impl Connected {
 /// lock, so that nothing the publisher remembered in between is lost.
 type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
 
+/// The commands that move a live link's subscription: `RedisControl::rewire`.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscriptionChange<'a> {
+    pub subscribe: &'a [String],
+    pub unsubscribe: &'a [String],
+    pub psubscribe: &'a [String],
+    pub punsubscribe: &'a [String],
+}
+
 /// Rewires a running Redis link in place (hot reload): SUBSCRIBE/UNSUBSCRIBE,
 /// PSUBSCRIBE/PUNSUBSCRIBE, the publish channel, and the echo filter to match;
 /// and the size of its outbox. The publisher keeps running throughout, so
@@ -239,16 +248,21 @@ impl RedisControl {
             .send_if_modified(|l| std::mem::replace(l, limit) != limit);
     }
 
-    /// Moves the link from `old` to `new` (same server). On an error the
+    /// Moves the link from `old` to `new` (same server) with the commands
+    /// `change` lists (the node's delta, computed by `diff`). On an error the
     /// subscriptions already changed are reverted as far as Redis lets us.
-    pub async fn rewire(&mut self, old: &RedisWiring, new: &RedisWiring) -> Result<(), LinkError> {
-        let minus = |a: &[String], b: &[String]| -> Vec<String> {
-            a.iter().filter(|x| !b.contains(x)).cloned().collect()
-        };
-        let add_s = minus(&new.subscribe, &old.subscribe);
-        let gone_s = minus(&old.subscribe, &new.subscribe);
-        let add_p = minus(&new.patterns, &old.patterns);
-        let gone_p = minus(&old.patterns, &new.patterns);
+    pub async fn rewire(
+        &mut self,
+        old: &RedisWiring,
+        new: &RedisWiring,
+        change: SubscriptionChange<'_>,
+    ) -> Result<(), LinkError> {
+        let SubscriptionChange {
+            subscribe: add_s,
+            unsubscribe: gone_s,
+            psubscribe: add_p,
+            punsubscribe: gone_p,
+        } = change;
         // While both old and new entries may deliver, recognise echoes through either.
         let mut union_s = old.subscribe.clone();
         union_s.extend(add_s.iter().cloned());
@@ -260,10 +274,10 @@ impl RedisControl {
             *f = next;
         }
         self.channel.send_replace(new.publish.clone());
-        let result = self.commands(&add_s, &gone_s, &add_p, &gone_p).await;
+        let result = self.commands(add_s, gone_s, add_p, gone_p).await;
         if result.is_err() {
             // Best effort: put the old subscription back.
-            let _ = self.commands(&gone_s, &add_s, &gone_p, &add_p).await;
+            let _ = self.commands(gone_s, add_s, gone_p, add_p).await;
             self.channel.send_replace(old.publish.clone());
         }
         let target = if result.is_ok() { new } else { old };

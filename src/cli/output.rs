@@ -1,7 +1,8 @@
-//! Writing what commands print. A closed stdout (`topo graph | head -1`) is
-//! the reader saying it has read enough: output commands end quietly with
-//! exit 0; running ones (`topo up`) keep their nodes and stop writing there.
-//! `print!` would panic instead (exit 101).
+//! Writing what commands print: the binary's alone (the library prints
+//! nothing; it returns or reports what there is to say). A closed stdout
+//! (`topo graph | head -1`) is the reader saying it has read enough: output
+//! commands end quietly with exit 0; running ones (`topo up`) keep their
+//! nodes and stop writing there. `print!` would panic instead (exit 101).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ fn write_stdout(text: &str) -> std::io::Result<()> {
 
 /// For commands whose only job is their output: a closed pipe ends the
 /// process with exit 0; any other write error with exit 1.
-pub fn print_or_exit(text: &str) {
+pub(crate) fn print_or_exit(text: &str) {
     if let Err(e) = write_stdout(text) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
@@ -28,7 +29,7 @@ pub fn print_or_exit(text: &str) {
 
 /// For running commands: a stdout that cannot be written is said once on
 /// stderr, then left alone; the process carries on.
-pub fn print_lossy(text: &str) {
+pub(crate) fn print_lossy(text: &str) {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -41,38 +42,34 @@ pub fn print_lossy(text: &str) {
 
 /// Diagnostics and messages: a stderr that cannot be written is ignored
 /// (`2>&1 | head -1` closes it too, and there is nowhere left to say so).
-pub fn eprint_quiet(text: &str) {
+pub(crate) fn eprint_quiet(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// `print!` for output commands (see [`print_or_exit`]).
-#[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::output::print_or_exit(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::output::print_or_exit(&format!($($arg)*)) };
 }
 
 /// `println!` for output commands (see [`print_or_exit`]).
-#[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{
         let mut text = format!($($arg)*);
         text.push('\n');
-        $crate::output::print_or_exit(&text)
+        $crate::cli::output::print_or_exit(&text)
     }};
 }
 
 /// `eprint!` that never panics.
-#[macro_export]
 macro_rules! eout {
-    ($($arg:tt)*) => { $crate::output::eprint_quiet(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::output::eprint_quiet(&format!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics.
-#[macro_export]
 macro_rules! eoutln {
     ($($arg:tt)*) => {{
         let mut text = format!($($arg)*);
         text.push('\n');
-        $crate::output::eprint_quiet(&text)
+        $crate::cli::output::eprint_quiet(&text)
     }};
 }
