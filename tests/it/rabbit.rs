@@ -114,7 +114,7 @@ impl PrivateRabbit {
             || async {
                 Connection::connect(&url, properties())
                     .await
-                    .map(|c| drop(c))
+                    .map(drop)
                     .map_err(|e| e.to_string())
             },
         )
