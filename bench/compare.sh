@@ -6,14 +6,17 @@
 #   redis   three servers on one private redis-server, 3 x 50 clients, 6 senders
 #   zmq     three servers in a ZeroMQ mesh, 3 x 50 clients, 6 senders
 # For each: an open-loop rate ladder until saturation, and a closed-loop peak.
-# Then 10,000 idle connections on one server, and start-up to ready.
+# Then idle connections on a freshly started server (5,000 and 10,000),
+# start-up to ready, 1,000 Redis nodes in one process (ready, RSS, file
+# descriptors) and `topo validate` of a 1,000-node ZeroMQ mesh (time, peak RSS).
 # Writes bench/results/compare.jsonl (one JSON object per run),
 # bench/results/compare.svg (p99 latency against delivered msgs/s) and
 # bench/results/summary.md (the table).
 #
 #   bench/compare.sh            # full run, about 15 minutes
 #   QUICK=1 bench/compare.sh    # a short ladder, 2 s per point
-# Ports: HTTP_PORT (8080..8082), PUB_PORT (5000..5002), REDIS_PORT (6390).
+# Ports: HTTP_PORT (8080..8082, admin +99, 1,000 nodes' HTTP +100..), PUB_PORT
+# (5000..5002), REDIS_PORT (6390).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,6 +25,9 @@ mkdir -p "$out"
 http=${HTTP_PORT:-8080}
 pub=${PUB_PORT:-5000}
 redis_port=${REDIS_PORT:-6390}
+# topo's admin server (on, as by default), off the default 7070 that a
+# running `topo up` may hold.
+admin=127.0.0.1:$((http + 99))
 # The chapter's three servers, as the wire-compatibility tests' peers.
 peers=$root/tests/peers
 if [ -n "${QUICK:-}" ]; then dur=2; warm=0.5; else dur=5; warm=1; fi
@@ -84,7 +90,7 @@ start_servers() {
         server_pids+=($!)
       done ;;
     */topo)
-      RUST_LOG=warn "$topo" up "$work/$1.yaml" >/dev/null 2>&1 & server_pids+=($!) ;;
+      RUST_LOG=warn "$topo" up --admin "$admin" "$work/$1.yaml" >/dev/null 2>&1 & server_pids+=($!) ;;
   esac
   pids+=("${server_pids[@]}")
   local count=1
@@ -164,22 +170,53 @@ for impl in node topo; do
   stop_servers
 done
 
-echo "== idle connections" >&2
-for impl in node topo; do
-  start_servers single "$impl"
-  "$topo" bench --url "ws://127.0.0.1:$http/" --idle --clients 10000 --warmup 1 --duration 1 \
-    --pid "${server_pids[0]}" --label "idle/$impl" --format json | tee -a "$out/compare.jsonl" |
-    jq -r '"  \(.label): \(.processes[0].rss_per_client_kib) KiB per connection"' >&2
-  stop_servers
+echo "== idle connections (a freshly started server for each count)" >&2
+idle_counts="5000 10000"
+[ -n "${QUICK:-}" ] && idle_counts=5000
+for clients in $idle_counts; do
+  for impl in node topo; do
+    start_servers single "$impl"
+    "$topo" bench --url "ws://127.0.0.1:$http/" --idle --clients "$clients" --warmup 1 --duration 1 \
+      --pid "${server_pids[0]}" --label "idle/$impl" --format json | tee -a "$out/compare.jsonl" |
+      jq -r '"  \(.label) \(.clients): \(.processes[0].rss_per_client_kib) KiB per connection"' >&2
+    stop_servers
+  done
 done
 
 echo "== start-up" >&2
-"$topo" bench "$work/zmq.yaml" --startup "$topo up $work/zmq.yaml" --repeat 7 --format json |
+"$topo" bench "$work/zmq.yaml" --startup "$topo up --admin $admin $work/zmq.yaml" --repeat 7 --format json |
   jq -c '. + {label: "startup/topo zmq-3node"}' | tee -a "$out/compare.jsonl" >&2
 "$topo" bench --url "ws://127.0.0.1:$http/" \
   --startup "node $peers/zmq-chat.mjs --http $http --pub $pub --sub $((pub + 1)) --sub $((pub + 2))" \
   --repeat 7 --format json |
   jq -c '. + {label: "startup/node zmq (one node)"}' | tee -a "$out/compare.jsonl" >&2
+echo "== 1,000 nodes in one process (10 Redis rooms, one private redis-server)" >&2
+redis-server --port "$redis_port" --save '' --appendonly no >/dev/null &
+redis_pid=$!; pids+=("$redis_pid"); wait_port "$redis_port"
+# bench/gen_topology.py's rooms, on the private server and on ports from HTTP_PORT + 100.
+python3 bench/gen_topology.py rooms 1000 | python3 -c '
+import re, sys
+http, redis = int(sys.argv[1]), sys.argv[2]
+text = sys.stdin.read().replace("127.0.0.1:6379", "127.0.0.1:" + redis)
+print(re.sub(r"http: 1(\d{4})", lambda m: f"http: {http + 100 + int(m[1])}", text), end="")
+' "$http" "$redis_port" > "$work/rooms-1000.yaml"
+repeat=3; [ -n "${QUICK:-}" ] && repeat=1
+"$topo" bench "$work/rooms-1000.yaml" --startup "$topo up --no-admin $work/rooms-1000.yaml" \
+  --repeat "$repeat" --format json |
+  jq -c '. + {label: "startup/topo 1,000 nodes (redis rooms)"}' | tee -a "$out/compare.jsonl" >&2
+kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+
+echo "== validate a 1,000-node full ZeroMQ mesh" >&2
+python3 bench/gen_topology.py mesh 1000 > "$work/mesh-1000.yaml"
+best=""
+for _ in $(seq 1 "$repeat"); do
+  /usr/bin/time -o "$work/time" -f "%e %M" "$topo" validate "$work/mesh-1000.yaml" >/dev/null 2>&1 || true
+  line=$(tail -1 "$work/time")
+  if [ -z "$best" ] || awk -v a="${line% *}" -v b="${best% *}" 'BEGIN { exit !(a < b) }'; then best=$line; fi
+done
+jq -n -c --argjson wall "${best% *}" --argjson rss "${best#* }" --argjson bytes "$(stat -c %s "$work/mesh-1000.yaml")" \
+  '{label: "validate/1,000-node full ZeroMQ mesh", wall_s: $wall, peak_rss_kib: $rss, bytes: $bytes}' |
+  tee -a "$out/compare.jsonl" >&2
 echo "load after: $(uptime)" >&2
 
 (cd "$root" && cargo run --quiet --locked --release --example bench-plot -- \

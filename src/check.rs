@@ -64,7 +64,12 @@ pub fn check_file(path: &Path) -> Result<Checked, ReadError> {
         .file_stem()
         .map_or("topology".into(), |s| s.to_string_lossy().into_owned());
     let env = |name: &str| std::env::var(name).ok();
-    Ok(check_bytes(&file, &stem, &bytes, &env))
+    // The bytes become the source without a copy (a copy is one more file
+    // size at the peak of a large file's check).
+    Ok(match String::from_utf8(bytes) {
+        Ok(source) => check_str(&file, &stem, source, &env),
+        Err(e) => check_bytes(&file, &stem, e.as_bytes(), &env),
+    })
 }
 
 /// Checks a file's bytes. `stem` names the topology when the file does not.
@@ -125,13 +130,22 @@ pub fn check_str(
     let mut decoder = Decoder::new(env);
     let spec = decoder.topology(&doc);
     checked.diagnostics = decoder.diagnostics;
-    let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
-    let (topology, diagnostics) = compile(&spec, stem, base_dir);
-    checked.diagnostics.extend(diagnostics);
+    // Each stage's input is freed as soon as the next stage has what it
+    // needs: the document (a value and a position per item, the largest of
+    // all), then the spec, so that a large file's stages do not all stay
+    // resident at once. `expect:` is resolved first for that reason; its
+    // diagnostics still follow compile's, as before.
+    let mut expect_diagnostics = Vec::new();
     if let Some(expect) = &spec.expect {
         let nodes = http_nodes(&spec, &doc);
-        checked.expect = resolve_expect(expect, &nodes, &mut checked.diagnostics);
+        checked.expect = resolve_expect(expect, &nodes, &mut expect_diagnostics);
     }
+    drop(doc);
+    let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    let (topology, diagnostics) = compile(&spec, stem, base_dir);
+    drop(spec);
+    checked.diagnostics.extend(diagnostics);
+    checked.diagnostics.extend(expect_diagnostics);
     let topology = topology.filter(|_| checked.errors().next().is_none());
     if let Some(topology) = topology {
         let graph = build(&topology);

@@ -9,7 +9,7 @@ use topo::bench::plan::Load;
 use topo::bench::report::{Line, Report, count};
 
 /// Labels of runs that are not rate ladders (listed in the last table).
-pub const NOT_LADDERS: [&str; 3] = ["idle", "route", "startup"];
+pub const NOT_LADDERS: [&str; 4] = ["idle", "route", "startup", "validate"];
 
 /// p99 bound of the "sustainable" rate.
 const P99_LIMIT_MS: f64 = 50.0;
@@ -102,8 +102,26 @@ pub fn table(jsonl: &str) -> String {
         }
     }
     at_node_load(&by, &mut out);
-    idle_and_startup(&lines, &mut out);
+    idle_and_startup(&lines, &validations(jsonl), &mut out);
     out
+}
+
+/// The `validate/…` lines of `bench/compare.sh` (`wall_s`, `peak_rss_kib`,
+/// `bytes`), as table rows.
+fn validations(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let what = v["label"].as_str()?.strip_prefix("validate/")?.to_owned();
+            let mb = v["bytes"].as_f64().unwrap_or(0.0) / 1e6;
+            Some(format!(
+                "| `topo validate`, {what} ({mb:.1} MB) | {:.2} s, peak RSS {:.0} MiB |",
+                v["wall_s"].as_f64()?,
+                v["peak_rss_kib"].as_f64()? / 1024.0
+            ))
+        })
+        .collect()
 }
 
 /// The Node single server's sustainable load: 900 sends/s to 100 clients.
@@ -128,7 +146,7 @@ fn at_node_load(by: &BTreeMap<String, BTreeMap<String, Vec<&Report>>>, out: &mut
     }
 }
 
-fn idle_and_startup(lines: &[Line], out: &mut String) {
+fn idle_and_startup(lines: &[Line], validations: &[String], out: &mut String) {
     let mut rows = Vec::new();
     for line in lines {
         match line {
@@ -160,8 +178,9 @@ fn idle_and_startup(lines: &[Line], out: &mut String) {
                     let rss = s.rss_kib.map_or(String::new(), |k| {
                         format!(", idle RSS {:.1} MiB", k as f64 / 1024.0)
                     });
+                    let fds = s.fds.map_or(String::new(), |n| format!(", {n} fds"));
                     rows.push(format!(
-                        "| start-up to ready, {what} | {:.1} ms (median of {}){rss} |",
+                        "| start-up to ready, {what} | {:.1} ms (median of {}){rss}{fds} |",
                         s.median_ms,
                         s.runs_ms.len()
                     ));
@@ -169,6 +188,7 @@ fn idle_and_startup(lines: &[Line], out: &mut String) {
             }
         }
     }
+    rows.extend(validations.iter().cloned());
     if !rows.is_empty() {
         out.push_str("\n| measure | result |\n| --- | --- |\n");
         for row in rows {
@@ -235,6 +255,7 @@ pub mod tests {
             median_ms: 12.7,
             rss_kib: Some(20480),
             threads: Some(4),
+            fds: Some(9),
             label: None,
         };
         let mut startup = serde_json::to_value(&startup).unwrap();
@@ -253,6 +274,8 @@ pub mod tests {
             run("single/topo", Load::Rate(9000.0), 900000.0, (2.0, 9.0), 0.8),
             run("idle/topo", Load::Idle, 0.0, (0.0, 0.0), 0.0),
             startup.to_string(),
+            r#"{"label":"validate/mesh","wall_s":0.61,"peak_rss_kib":133120,"bytes":5939018}"#
+                .to_owned(),
         ];
         let t = table(&lines.join("\n"));
         assert!(t.contains("| single | node | 90.0 k/s |"), "{t}");
@@ -261,7 +284,11 @@ pub mod tests {
         assert!(t.contains("| topo | 1.00 ms | 3.00 ms | 10% | 0 |"), "{t}");
         assert!(t.contains("100 idle connections, topo | 4.8 KiB"), "{t}");
         assert!(
-            t.contains("12.7 ms (median of 1), idle RSS 20.0 MiB"),
+            t.contains("12.7 ms (median of 1), idle RSS 20.0 MiB, 9 fds"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| `topo validate`, mesh (5.9 MB) | 0.61 s, peak RSS 130 MiB |"),
             "{t}"
         );
     }

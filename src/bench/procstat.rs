@@ -84,6 +84,12 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// Open file descriptors of `pid`, as /proc lists them.
+pub fn fds(pid: u32) -> Option<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

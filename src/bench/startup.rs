@@ -24,6 +24,10 @@ pub struct Startup {
     /// Resident memory and threads of the process, idle, after the last run.
     pub rss_kib: Option<u64>,
     pub threads: Option<u64>,
+    /// Open file descriptors of the process at the same moment (sockets:
+    /// listeners, broker connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<u64>,
     /// Added by `bench/compare.sh`; absent from what topo prints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -50,7 +54,7 @@ pub fn measure(
 ) -> Result<Startup, StartupError> {
     let runtime = crate::command::thread_runtime();
     let mut runs = Vec::new();
-    let (mut rss, mut threads) = (None, None);
+    let (mut rss, mut threads, mut fds) = (None, None, None);
     for _ in 0..repeat.max(1) {
         let mut child = spawn(command).map_err(|source| StartupError::Spawn {
             command: command.to_owned(),
@@ -63,6 +67,7 @@ pub fn measure(
             std::thread::sleep(SETTLE);
             rss = procstat::rss_kib(Some(child.id()));
             threads = procstat::threads(Some(child.id()));
+            fds = procstat::fds(child.id());
         }
         stop(&mut child);
         ready.map_err(|source| StartupError::NotReady {
@@ -79,6 +84,7 @@ pub fn measure(
         runs_ms: runs,
         rss_kib: rss,
         threads,
+        fds,
         label: None,
     })
 }
@@ -93,13 +99,14 @@ impl Startup {
     pub fn to_text(&self) -> String {
         let runs: Vec<String> = self.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
         format!(
-            "startup: {}\n  launch → ready  median {:.1} ms  (runs: {} ms)\n  idle process   rss {}  threads {}\n",
+            "startup: {}\n  launch → ready  median {:.1} ms  (runs: {} ms)\n  idle process   rss {}  threads {}  fds {}\n",
             self.command,
             self.median_ms,
             runs.join(", "),
             self.rss_kib
                 .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
             self.threads.map_or("n/a".into(), |t| t.to_string()),
+            self.fds.map_or("n/a".into(), |t| t.to_string()),
         )
     }
 }

@@ -107,8 +107,10 @@ fn summary(checked: &Checked) -> String {
             listed.join(", ")
         );
     }
-    // File order, as written: `n2` before `n10`.
-    let deliveries = analysis.deliveries_in_file_order(topology);
+    // File order, as written: `n2` before `n10`. Only the rows shown below.
+    let senders = analysis.deliveries.len();
+    let shown = if senders <= 12 { senders } else { 20 };
+    let deliveries = analysis.first_deliveries_in_file_order(topology, shown);
     if deliveries.is_empty() {
         out.push_str("no node has an HTTP server, so no client can send\n");
         return out;
@@ -135,15 +137,7 @@ fn summary(checked: &Checked) -> String {
         }
     } else {
         out.push_str("reach (sender -> receiving nodes)\n");
-        for (shown, (from, row)) in deliveries.iter().enumerate() {
-            if shown == 20 {
-                let _ = writeln!(
-                    out,
-                    "  … and {} more senders (use --format json)",
-                    deliveries.len() - 20
-                );
-                break;
-            }
+        for (from, row) in &deliveries {
             let targets: Vec<&String> = row.iter().map(|(name, _)| name).take(6).collect();
             let more = row.len().saturating_sub(6);
             let tail = if more > 0 {
@@ -158,6 +152,13 @@ fn summary(checked: &Checked) -> String {
                 row.len(),
                 plural(row.len()),
                 targets.join(" ")
+            );
+        }
+        if senders > shown {
+            let _ = writeln!(
+                out,
+                "  … and {} more senders (use --format json)",
+                senders - shown
             );
         }
     }

@@ -58,8 +58,17 @@ pub fn compile(
         .iter()
         .map(|(name, node)| c.node(name, node, spec))
         .collect();
+    // Where each node's PUB is reached, formatted once per node rather
+    // than once per subscriber (a full mesh of n nodes has n² subscriptions).
+    let reached: Vec<Option<Endpoint>> = nodes
+        .iter()
+        .map(|n| {
+            let publish = n.zmq.as_ref().and_then(|z| z.publish.as_ref());
+            publish.map(|p| connect_endpoint(p.bind))
+        })
+        .collect();
     for (i, (_, node)) in spec.nodes.0.iter().enumerate() {
-        c.subscriptions(NodeId(i), node, &names, &mut nodes);
+        c.subscriptions(NodeId(i), node, &names, &reached, &mut nodes);
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
@@ -391,52 +400,30 @@ impl Compiler {
         me: NodeId,
         spec: &NodeSpec,
         names: &HashMap<&str, NodeId>,
+        reached: &[Option<Endpoint>],
         nodes: &mut [Node],
     ) {
         let Some(zmq) = &spec.zmq else { return };
         let Some(list) = &zmq.value.sub else { return };
         let my_name = nodes[me.0].name.clone();
-        let mut seen: HashSet<Endpoint> = HashSet::new();
-        let mut subscriptions = Vec::with_capacity(list.value.len());
+        let mut resolved = Vec::with_capacity(list.value.len());
         for item in &list.value {
-            let resolved = if item.value.contains("://") {
-                parse_endpoint(&item.value)
-                    .map(|endpoint| {
-                        let from = nodes
-                            .iter()
-                            .position(|n| publishes_at(n, &endpoint))
-                            .map(NodeId);
-                        (endpoint, from)
-                    })
-                    .map_err(|error| error.to_string())
-            } else {
-                match names.get(item.value.as_str()) {
-                    Some(&id) => match nodes[id.0].zmq.as_ref().and_then(|z| z.publish.as_ref()) {
-                        Some(publish) => Ok((connect_endpoint(publish.bind), Some(id))),
-                        None => Err(format!(
-                            "`{}` has no zmq `pub:` to subscribe to",
-                            item.value
-                        )),
-                    },
-                    None => Err(unknown_node(
-                        &item.value,
-                        item.value.parse::<u16>().is_ok(),
-                        names,
-                    )),
+            match resolve_sub(&item.value, names, reached, nodes) {
+                Err(message) => self.error(item.span, message),
+                Ok((_, from)) if from == Some(me) => {
+                    self.error(item.span, format!("node `{my_name}` subscribes to itself"));
                 }
-            };
-            let (endpoint, from) = match resolved {
-                Ok(ok) => ok,
-                Err(message) => {
-                    self.error(item.span, message);
-                    continue;
-                }
-            };
-            if from == Some(me) {
-                self.error(item.span, format!("node `{my_name}` subscribes to itself"));
-                continue;
+                Ok((endpoint, from)) => resolved.push((endpoint, from, item)),
             }
-            if !seen.insert(endpoint.clone()) {
+        }
+        // The second and later subscriptions to one endpoint are errors;
+        // compared by reference, not through a copy of each endpoint.
+        let mut seen = HashSet::with_capacity(resolved.len());
+        let first: Vec<bool> = resolved.iter().map(|(e, ..)| seen.insert(e)).collect();
+        drop(seen);
+        let mut subscriptions = Vec::with_capacity(resolved.len());
+        for ((endpoint, from, item), first) in resolved.into_iter().zip(first) {
+            if !first {
                 self.error(
                     item.span,
                     format!("`{}` is subscribed twice by node `{my_name}`", item.value),
@@ -555,6 +542,31 @@ fn bind_address(endpoint: &Endpoint) -> Result<SocketAddr, AddressError> {
 }
 
 /// Where a subscriber of this file connects to reach a PUB bound at `bind`.
+/// What one `sub:` entry names: an endpoint (and the node of this file that
+/// binds it, if any), or why it names none.
+fn resolve_sub(
+    item: &str,
+    names: &HashMap<&str, NodeId>,
+    reached: &[Option<Endpoint>],
+    nodes: &[Node],
+) -> Result<(Endpoint, Option<NodeId>), String> {
+    if item.contains("://") {
+        let endpoint = parse_endpoint(item).map_err(|error| error.to_string())?;
+        let from = nodes
+            .iter()
+            .position(|n| publishes_at(n, &endpoint))
+            .map(NodeId);
+        return Ok((endpoint, from));
+    }
+    match names.get(item) {
+        Some(&id) => match &reached[id.0] {
+            Some(endpoint) => Ok((endpoint.clone(), Some(id))),
+            None => Err(format!("`{item}` has no zmq `pub:` to subscribe to")),
+        },
+        None => Err(unknown_node(item, item.parse::<u16>().is_ok(), names)),
+    }
+}
+
 pub fn connect_endpoint(bind: SocketAddr) -> Endpoint {
     let ip = match bind.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -53,14 +53,18 @@ fn read_capped(path: &Path, cap: usize, what: &'static str) -> Result<Vec<u8>, R
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let handle = options.open(path).map_err(io)?;
     // The type of what was opened, not of what the path named a moment ago.
-    let kind = handle.metadata().map_err(io)?.file_type();
+    let metadata = handle.metadata().map_err(io)?;
+    let kind = metadata.file_type();
     if !kind.is_file() {
         return Err(ReadError::NotAFile {
             file,
             kind: describe(&kind),
         });
     }
-    let mut bytes = Vec::new();
+    // Sized by the file (never past the cap): growing by doubling would
+    // leave up to twice the file's size allocated for the whole check.
+    let size = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(size.min(cap) + 1);
     handle
         .take(cap as u64 + 1)
         .read_to_end(&mut bytes)

@@ -49,8 +49,20 @@ impl Analysis {
         &self,
         topology: &Topology,
     ) -> Vec<(String, Vec<(String, u64)>)> {
+        self.first_deliveries_in_file_order(topology, usize::MAX)
+    }
+
+    /// The first `rows` rows of [`Analysis::deliveries_in_file_order`]: a
+    /// summary shows a few senders of a large topology, and naming every
+    /// cell of a 1,000-node mesh costs a million strings.
+    pub fn first_deliveries_in_file_order(
+        &self,
+        topology: &Topology,
+        rows: usize,
+    ) -> Vec<(String, Vec<(String, u64)>)> {
         self.deliveries
             .iter()
+            .take(rows)
             .map(|(from, row)| {
                 let mut row = row.clone();
                 row.sort_by_key(|(to, _)| to.0);

@@ -36,11 +36,13 @@ use tracing::Instrument;
 const PAGE: &str = include_str!("../../www/index.html");
 
 /// Socket buffers per connection: tungstenite's 128 KiB defaults cost about
-/// 135 KiB per client. tungstenite zero-fills the whole read
-/// buffer before its first read, so it is resident at once: 1 KiB (it grows
-/// for a larger frame) rather than 4 saves 3 KiB per idle client. The write
-/// buffer still lets one flush carry several queued messages.
-const READ_BUFFER: usize = 1024;
+/// 135 KiB per client. tungstenite zero-fills the whole read buffer before
+/// its first read and keeps it for the connection's life, so it is resident
+/// at once: 256 bytes rather than 1 KiB saves 768 bytes per idle client. It
+/// grows for a larger frame, which is then read 256 bytes per read call: a
+/// chat line takes one read, a 64 KiB message 256. The write buffer (empty
+/// until a message is written) lets one flush carry several queued messages.
+const READ_BUFFER: usize = 256;
 const WRITE_BUFFER: usize = 4096;
 /// Messages written per flush at most, so one busy client flushes regularly.
 const MAX_BATCH: usize = 64;
@@ -125,28 +127,59 @@ fn accept(
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
-    // Tracked from the request on, so shutdown also waits for upgrades in flight.
-    let tracked = http.tracker.token();
-    let span = http.span.clone();
     let max = limits.max_message_bytes;
+    // Tracked from the request on, so shutdown also waits for upgrades in
+    // flight. Boxed: axum's task keeps the closure below for as long as the
+    // session runs, and the session's future holds it again.
+    let upgrade = Box::new(Upgrade {
+        tracked: http.tracker.token(),
+        http,
+        conn,
+        limits,
+        slot,
+    });
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            async move {
-                if let Some(Extension(conn)) = conn {
-                    conn.upgraded();
-                    // Whoever closes, the peer may still be sending (a
-                    // message too big, say): read it off before closing.
-                    conn.drain_on_close();
-                }
-                session(socket, http, &limits).await;
-                drop(slot);
-                drop(tracked);
-            }
-            .instrument(span)
+            // Split here, outside the task's future: an async block keeps
+            // what it captures for as long as it runs, and a WebSocket is
+            // about 500 bytes; split, it lives once, in the halves' lock.
+            let (sink, stream) = socket.split();
+            let span = upgrade.http.span.clone();
+            upgrade.run(sink, stream).instrument(span)
         })
+}
+
+/// What an accepted upgrade carries into its session.
+struct Upgrade {
+    http: Http,
+    conn: Option<Extension<ConnState>>,
+    /// The limits the connection was accepted under.
+    limits: Arc<Limits>,
+    /// Released when the session ends, then the tracker's token.
+    slot: Slot,
+    tracked: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+impl Upgrade {
+    async fn run(
+        self: Box<Self>,
+        sink: SplitSink<WebSocket, Message>,
+        stream: SplitStream<WebSocket>,
+    ) {
+        if let Some(Extension(conn)) = &self.conn {
+            conn.upgraded();
+            // Whoever closes, the peer may still be sending (a message too
+            // big, say): read it off before closing.
+            conn.drain_on_close();
+        }
+        session(sink, stream, &self.http, &self.limits).await;
+        let Upgrade { slot, tracked, .. } = *self;
+        drop(slot);
+        drop(tracked);
+    }
 }
 
 /// RFC 6455 §4.1: the key is 16 bytes, base64-encoded: 24 characters, the
@@ -291,13 +324,17 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
 }
 
 /// One client: this task reads, a writer task (tracked by the node) writes.
-async fn session(socket: WebSocket, http: Http, limits: &Limits) {
+async fn session(
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    http: &Http,
+    limits: &Limits,
+) {
     if http.cancel.is_cancelled() {
         return;
     }
     let (rx, _guard) = http.router.hub.join();
     tracing::debug!(clients = http.router.hub.clients(), "client connected");
-    let (sink, stream) = socket.split();
     // Cancelled by the writer when it stops, so the reader stops too.
     let session = http.cancel.child_token();
     // Reader -> writer: close with this frame. A oneshot, not an mpsc: an
@@ -424,7 +461,9 @@ impl Writer {
         let start = tokio::time::Instant::now() + self.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch: Vec<Text> = Vec::with_capacity(MAX_BATCH);
+        // Allocated per batch, sized by what is queued: an idle client holds
+        // no batch (64 slots kept per client cost 2 KiB each).
+        let mut batch: Vec<Text> = Vec::new();
         let goodbye = loop {
             let next = tokio::select! {
                 biased;
@@ -435,6 +474,7 @@ impl Writer {
                 _ = ping.tick() => Out::Ping,
                 msg = self.rx.recv() => match msg {
                     Ok(text) => {
+                        batch.reserve_exact((self.rx.len() + 1).min(MAX_BATCH));
                         batch.push(text);
                         Out::Batch
                     }
@@ -481,6 +521,7 @@ impl Writer {
                 let missed = self.rx.len() as u64;
                 break Some(self.too_slow(missed));
             }
+            batch = Vec::new();
         };
         if let Some(frame) = goodbye {
             let _ =

@@ -1,9 +1,12 @@
 //! The in-node broadcast: every message a node delivers reaches each of its
 //! WebSocket clients through one `broadcast` channel (encoded once, cloned).
 //! It knows nothing about sockets; `node::ws` turns receivers into frames.
+//! The channel's slots (about 64 bytes each, `send_queue` of them) are
+//! allocated when the first client joins: a node that never has a client
+//! (no HTTP server, or nobody connected yet) does not pay for them.
 
 use super::Text;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{broadcast, watch};
 
 /// How many messages a client may fall behind before it is disconnected: the
@@ -12,17 +15,16 @@ pub const CLIENT_BACKLOG: usize = 1024;
 
 #[derive(Debug)]
 pub struct Hub {
-    tx: broadcast::Sender<Text>,
+    /// Made by the first [`Hub::join`]; until then there is nobody to deliver to.
+    tx: OnceLock<broadcast::Sender<Text>>,
+    backlog: usize,
     /// Connected clients; watched by a durable AMQP link, which consumes only while some are.
     clients: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub {
-            tx: broadcast::Sender::new(CLIENT_BACKLOG),
-            clients: Arc::new(watch::Sender::new(0)),
-        }
+        Hub::with_capacity(CLIENT_BACKLOG)
     }
 }
 
@@ -31,21 +33,25 @@ impl Hub {
     /// the channel rounds up to a power of two).
     pub fn with_capacity(backlog: usize) -> Hub {
         Hub {
-            tx: broadcast::Sender::new(backlog.max(1)),
+            tx: OnceLock::new(),
+            backlog: backlog.max(1),
             clients: Arc::new(watch::Sender::new(0)),
         }
     }
 
     /// Delivers `text` to every connected client.
     pub fn deliver(&self, text: Text) {
-        // An error only means that nobody is connected right now.
-        let _ = self.tx.send(text);
+        // No channel yet, or an error: nobody is connected right now.
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(text);
+        }
     }
 
     /// Registers a client: its receiver, and a guard that counts it until dropped.
     pub fn join(&self) -> (broadcast::Receiver<Text>, ClientGuard) {
+        let tx = self.tx.get_or_init(|| broadcast::Sender::new(self.backlog));
         // Subscribed before counted: whoever sees the count sees a receiver.
-        let rx = self.tx.subscribe();
+        let rx = tx.subscribe();
         self.clients.send_modify(|n| *n += 1);
         (rx, ClientGuard(self.clients.clone()))
     }
@@ -83,5 +89,19 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), "hi");
         drop(guard);
         assert_eq!(hub.clients(), 0);
+    }
+
+    #[test]
+    fn a_hub_allocates_its_slots_at_the_first_client_only() {
+        let hub = Hub::with_capacity(4);
+        hub.deliver(Text::from("nobody"));
+        assert!(hub.tx.get().is_none());
+        let (mut rx, _guard) = hub.join();
+        assert!(
+            rx.try_recv().is_err(),
+            "a message sent before joining is not received"
+        );
+        hub.deliver(Text::from("hi"));
+        assert_eq!(rx.try_recv().unwrap(), "hi");
     }
 }

@@ -40,7 +40,9 @@ pub struct Outbox {
 impl Outbox {
     pub fn new(limit: usize) -> Outbox {
         Outbox {
-            queue: VecDeque::with_capacity(limit.min(1024)),
+            // Grown only while the link is down: reserved up front, 1,024
+            // slots cost 32 KiB per Redis link that may never need them.
+            queue: VecDeque::new(),
             limit,
         }
     }
