@@ -172,6 +172,21 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
             r.patterns.join(",")
         ));
     }
+    if let Some(a) = &links.amqp {
+        let l = a.link;
+        let queue = l
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" queue {q}"));
+        wiring.push(format!(
+            "amqp {} exchange {} ({}) pub {:?} bind [{}]{queue}",
+            a.broker.url,
+            l.exchange,
+            l.kind,
+            l.publish,
+            l.bind.join(",")
+        ));
+    }
     Vertex {
         id: format!("n:{}", node.name),
         name: node.name.clone(),

@@ -33,6 +33,8 @@ pub fn needed(topology: &Topology) -> u64 {
         if node.redis.is_some() {
             total += PER_REDIS_LINK;
         }
+        // One connection (a socket) per AMQP link.
+        total += u64::from(node.amqp.is_some());
     }
     total
 }
