@@ -189,6 +189,12 @@ pub fn validation_json(checked: &Checked) -> serde_json::Value {
         if !durable.is_empty() {
             object["durable"] = serde_json::Value::Object(durable);
         }
+        // Only when a NATS queue group is reached: every other file's object
+        // stays as it was, key for key.
+        let one_of = valid.analysis.one_of_by_name(&valid.topology);
+        if !one_of.is_empty() {
+            object["one_of"] = serde_json::json!(one_of);
+        }
     }
     object
 }

@@ -35,6 +35,7 @@ pub mod probe;
 pub mod runtime;
 pub mod serve;
 pub mod span;
+pub mod subject;
 pub mod testing;
 pub mod topic;
 pub mod transport;

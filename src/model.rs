@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod nats;
+pub use nats::{NatsAuth, NatsBroker, NatsBrokerId, NatsLink, NatsListing, NatsUrl, NatsWiring};
+
 /// Index of a node in [`Topology::nodes`] (file order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub usize);
@@ -30,6 +33,8 @@ pub struct Topology {
     pub brokers: Vec<Broker>,
     /// AMQP brokers (`amqp://`, `amqps://`), in the same order.
     pub amqp_brokers: Vec<AmqpBroker>,
+    /// NATS brokers: named ones first (file order), then inline URLs.
+    pub nats_brokers: Vec<NatsBroker>,
 }
 
 impl Topology {
@@ -43,6 +48,10 @@ impl Topology {
 
     pub fn amqp_broker(&self, id: AmqpBrokerId) -> &AmqpBroker {
         &self.amqp_brokers[id.0]
+    }
+
+    pub fn nats_broker(&self, id: NatsBrokerId) -> &NatsBroker {
+        &self.nats_brokers[id.0]
     }
 
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
@@ -63,6 +72,7 @@ pub struct Node {
     pub zmq: Option<ZmqLink>,
     pub redis: Option<RedisLink>,
     pub amqp: Option<AmqpLink>,
+    pub nats: Option<NatsLink>,
     /// Forward what it receives onto its other outbound links (docs/topology-format.md rule 4).
     pub relay: bool,
     /// What a client or an outage may cost this node (file: `limits:`, `origins:`).
@@ -186,16 +196,7 @@ impl RedisUrl {
     /// Two URLs reach the same pub/sub space when they name the same server;
     /// the database number does not matter to pub/sub.
     pub fn server(&self) -> ServerKey {
-        let host = match self.host.parse::<IpAddr>() {
-            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
-            Ok(ip) => ip.to_string(),
-            Err(_) if self.host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
-            Err(_) => self.host.to_ascii_lowercase(),
-        };
-        ServerKey {
-            host,
-            port: self.port,
-        }
+        ServerKey::canonical(&self.host, self.port)
     }
 
     /// The URL with its secret in it, for connecting. Never print this.
@@ -216,7 +217,7 @@ impl RedisUrl {
     }
 }
 
-fn host_for_url(host: &str) -> String {
+pub(crate) fn host_for_url(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -256,6 +257,20 @@ pub struct ServerKey {
     pub port: u16,
 }
 
+impl ServerKey {
+    /// The key of `host:port` with every spelling of loopback as one host,
+    /// so that two addresses of one server compare equal.
+    pub fn canonical(host: &str, port: u16) -> ServerKey {
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
+            Ok(ip) => ip.to_string(),
+            Err(_) if host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
+            Err(_) => host.to_ascii_lowercase(),
+        };
+        ServerKey { host, port }
+    }
+}
+
 impl fmt::Display for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", host_for_url(&self.host), self.port)
@@ -276,6 +291,7 @@ pub struct Wiring {
     pub filter: String,
     pub redis: Option<RedisWiring>,
     pub amqp: Option<AmqpWiring>,
+    pub nats: Option<NatsWiring>,
     pub relay: bool,
     pub limits: Limits,
 }
@@ -300,6 +316,7 @@ pub struct NodeLinks<'a> {
     pub filter: &'a str,
     pub redis: Option<RedisListing<'a>>,
     pub amqp: Option<AmqpListing<'a>>,
+    pub nats: Option<NatsListing<'a>>,
     pub relay: bool,
 }
 
@@ -356,6 +373,12 @@ impl<'a> NodeLinks<'a> {
                 broker: topology.amqp_broker(link.broker),
                 link,
             }),
+            nats: node.nats.as_ref().map(|n| NatsListing {
+                broker: topology.nats_broker(n.broker),
+                publish: &n.publish,
+                subscribe: &n.subscribe,
+                queue: n.queue.as_deref(),
+            }),
             relay: node.relay,
         }
     }
@@ -385,6 +408,12 @@ impl Wiring {
                 patterns: r.patterns.clone(),
             }),
             amqp: node.amqp.as_ref().map(|l| AmqpWiring::of(topology, l)),
+            nats: node.nats.as_ref().map(|n| NatsWiring {
+                url: topology.nats_broker(n.broker).url.clone(),
+                publish: n.publish.clone(),
+                subscribe: n.subscribe.clone(),
+                queue: n.queue.clone(),
+            }),
             relay: node.relay,
             limits: node.limits.clone(),
         }

@@ -2,15 +2,19 @@
 //! names, apply defaults, parse addresses, and check everything that does
 //! not need the graph. Every problem is collected; none stops the others.
 
-use super::address::{AddressError, parse_amqp_url, parse_endpoint, parse_host, parse_redis_url};
+mod nats;
+
+use super::address::{
+    AddressError, is_nats_url, parse_amqp_url, parse_endpoint, parse_host, parse_redis_url,
+};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
 use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    AmqpBroker, Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
-    ZmqSubscription,
+    AmqpBroker, Broker, BrokerId, Endpoint, NatsBroker, Node, NodeId, RedisLink, Topology, ZmqLink,
+    ZmqPublish, ZmqSubscription,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,6 +77,7 @@ pub fn compile(
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
     c.amqp_conflicts(spec, &nodes);
+    c.unmatched_subjects(spec, &nodes);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -85,6 +90,7 @@ pub fn compile(
         nodes,
         brokers: c.brokers,
         amqp_brokers: c.amqp_brokers,
+        nats_brokers: c.nats_brokers,
     };
     (if failed { None } else { Some(topology) }, c.diagnostics)
 }
@@ -100,6 +106,9 @@ pub(super) struct Compiler {
     pub(super) named_amqp_brokers: usize,
     /// Every name under `brokers:`, also those whose URL is invalid.
     declared_brokers: Vec<String>,
+    /// NATS brokers, named ones (`named_nats` of them) first, then inline URLs.
+    nats_brokers: Vec<NatsBroker>,
+    named_nats: usize,
 }
 
 impl Compiler {
@@ -116,6 +125,10 @@ impl Compiler {
             self.declared_brokers.push(name.value.clone());
             if is_amqp_url(&broker.url.value) {
                 self.amqp_named_broker(name, broker, base_dir);
+                continue;
+            }
+            if is_nats_url(&broker.url.value) {
+                self.nats_broker(name, broker, base_dir);
                 continue;
             }
             match parse_redis_url(&broker.url.value) {
@@ -137,6 +150,7 @@ impl Compiler {
         }
         self.named_brokers = self.brokers.len();
         self.named_amqp_brokers = self.amqp_brokers.len();
+        self.named_nats = self.nats_brokers.len();
     }
 
     fn amqp_named_broker(
@@ -238,6 +252,15 @@ impl Compiler {
                 amqp.url
             );
             self.error(reference.span, message);
+            return None;
+        }
+        if self.is_nats_broker(text) {
+            self.error(
+                reference.span,
+                format!(
+                    "broker `{text}` is a NATS server; a redis section needs a redis:// broker"
+                ),
+            );
             return None;
         }
         if self.declared_brokers.iter().any(|n| n == text) {
@@ -344,10 +367,12 @@ impl Compiler {
             .amqp
             .as_ref()
             .and_then(|amqp| self.amqp_link(&name.value, amqp));
+        let nats = self.nats_link(name, spec);
         if spec.relay.as_ref().is_some_and(|r| r.value)
             && spec.zmq.is_none()
             && spec.redis.is_none()
             && spec.amqp.is_none()
+            && spec.nats.is_none()
         {
             self.warning(
                 name.span,
@@ -371,6 +396,7 @@ impl Compiler {
             zmq,
             redis,
             amqp,
+            nats,
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
         }

@@ -61,6 +61,7 @@ keys! {
         Zmq = "zmq",
         Redis = "redis",
         Amqp = "amqp",
+        Nats = "nats",
         Limits = "limits",
         Origins = "origins",
     }
@@ -96,6 +97,16 @@ keys! {
 }
 
 keys! {
+    /// A node's `nats:` section.
+    NatsKey {
+        Broker = "broker",
+        Publish = "publish",
+        Subscribe = "subscribe",
+        Queue = "queue",
+    }
+}
+
+keys! {
     /// `limits:`, at the top level or in a node.
     LimitsKey {
         MaxMessageBytes = "max_message_bytes",
@@ -110,7 +121,12 @@ keys! {
 
 keys! {
     /// `expect:` in a topology, and the top level of an expectations sidecar.
-    ExpectKey { Deliveries = "deliveries" }
+    ExpectKey { Deliveries = "deliveries", OneOf = "one_of" }
+}
+
+keys! {
+    /// One entry of `one_of:` (a NATS queue group's share of a sender's messages).
+    OneOfKey { Among = "among", Count = "count" }
 }
 
 #[cfg(test)]
@@ -136,8 +152,10 @@ mod tests {
             ("ZmqSpec", set(ZmqKey::names())),
             ("RedisSpec", set(RedisKey::names())),
             ("AmqpSpec", set(AmqpKey::names())),
+            ("NatsSpec", set(NatsKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),
+            ("OneOfSpec", set(OneOfKey::names())),
         ];
         let mut objects = vec![("(top level)".to_owned(), &schema)];
         for (name, def) in schema["$defs"].as_object().expect("$defs") {

@@ -6,7 +6,7 @@
 
 pub use super::decode::{Decoder, NAME_PATTERN, Named, Spanned, valid_name};
 use super::expect::ExpectSpec;
-use super::keys::{AmqpKey, BrokerKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
+use super::keys::{AmqpKey, BrokerKey, NatsKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -63,6 +63,7 @@ pub struct TopologySpec {
     /// Defaults to the file name without its extension.
     pub name: Option<Spanned<String>>,
     /// Named Redis and AMQP (RabbitMQ) servers that nodes refer to.
+    /// Named Redis servers and NATS servers or clusters that nodes refer to.
     pub brokers: Option<Named<BrokerSpec>>,
     /// The chat servers, in order.
     pub nodes: Named<NodeSpec>,
@@ -75,13 +76,16 @@ pub struct TopologySpec {
 }
 
 /// A Redis or AMQP (RabbitMQ) server.
+/// A Redis server, or a NATS server or cluster.
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct BrokerSpec {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS);
-    /// `amqp://[user[:password]@]host[:port][/vhost]` or `amqps://…` (TLS).
+    /// `amqp://[user[:password]@]host[:port][/vhost]` or `amqps://…` (TLS);
+    /// or NATS: `nats://[user:password@|token@]host[:port]`, `tls://…` (TLS),
+    /// several servers of one cluster separated by commas.
     pub url: Spanned<String>,
-    /// For `rediss://` and `amqps://`: a PEM file of the certificate authority to trust
+    /// For `rediss://`, `amqps://` and `tls://`: a PEM file of the certificate authority to trust
     /// instead of the system's (relative to the topology file).
     pub ca: Option<Spanned<String>>,
 }
@@ -102,6 +106,8 @@ pub struct NodeSpec {
     pub redis: Option<Spanned<RedisSpec>>,
     /// An AMQP (RabbitMQ) exchange and this node's queue on it.
     pub amqp: Option<Spanned<AmqpSpec>>,
+    /// NATS subjects and queue groups.
+    pub nats: Option<Spanned<NatsSpec>>,
     /// This node's limits, over the top-level ones.
     pub limits: Option<Spanned<LimitsSpec>>,
     /// Browser origins allowed to open a WebSocket here (replaces the top-level list).
@@ -168,6 +174,19 @@ pub enum ExchangeType {
     Fanout,
     Topic,
     Direct,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct NatsSpec {
+    /// A NATS broker's name from `brokers:`, or a URL (nats://host:port, several comma-separated).
+    pub broker: Option<Spanned<String>>,
+    /// Subject this node publishes on (no wildcards); default "chat_messages".
+    pub publish: Option<Spanned<String>>,
+    /// Subscription filters, `*` for one token and `>` for the rest; default [<publish>].
+    pub subscribe: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Queue group: each message matching it goes to exactly one of its members.
+    pub queue: Option<Spanned<String>>,
 }
 
 impl Decoder<'_> {
@@ -271,6 +290,12 @@ impl Decoder<'_> {
                         span: key.span,
                     })
                 }
+                NodeKey::Nats => {
+                    node.nats = Some(Spanned {
+                        value: self.nats(v),
+                        span: key.span,
+                    })
+                }
             }
         }
         Some(node)
@@ -355,6 +380,19 @@ impl Decoder<'_> {
                 None
             }
         }
+    }
+
+    fn nats(&mut self, value: &Value) -> NatsSpec {
+        let mut nats = NatsSpec::default();
+        for (key, v) in self.fields::<NatsKey>(value, "a nats section") {
+            match key.value {
+                NatsKey::Broker => nats.broker = self.string(v),
+                NatsKey::Publish => nats.publish = self.string(v),
+                NatsKey::Subscribe => nats.subscribe = self.string_list(v, "subjects"),
+                NatsKey::Queue => nats.queue = self.string(v),
+            }
+        }
+        nats
     }
 
     fn port(&mut self, value: &Value) -> Option<Spanned<Port>> {

@@ -12,7 +12,7 @@
 //! arm in [`LinkDelta::between`] and in [`NodeDelta::lines`], and its slot
 //! in `node::wiring` that applies it. Nothing else classifies a change.
 
-use crate::model::{AmqpWiring, Endpoint, Limits, RedisWiring, Wiring};
+use crate::model::{AmqpWiring, Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
 use std::time::Duration;
 
 /// One node's change: computed by [`NodeDelta::between`], nowhere else.
@@ -51,6 +51,7 @@ pub struct LinkDelta {
     pub subscribe: SubDelta,
     pub redis: RedisDelta,
     pub amqp: AmqpDelta,
+    pub nats: NatsDelta,
 }
 
 /// The AMQP link.
@@ -78,6 +79,17 @@ pub struct Rebind {
     pub bind: Entries,
     /// Unacknowledged deliveries in flight.
     pub prefetch: bool,
+}
+
+/// The NATS link. It is not rewired in place: any change to the section
+/// (servers, subject, filters, queue) or to the outbox it sizes replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatsDelta {
+    Keep,
+    Connect,
+    Disconnect,
+    /// A new link (a new connection) replaces the old one.
+    Replace,
 }
 
 /// The ZeroMQ PUB socket.
@@ -193,6 +205,7 @@ impl NodeDelta {
         what.extend(subs.disconnect.iter().map(|e| format!("zmq sub - {e}")));
         redis_lines(&mut what, &self.links.redis, &old.redis, &new.redis);
         amqp_lines(&mut what, &self.links.amqp, &old.amqp, &new.amqp);
+        nats_lines(&mut what, self.links.nats, &old.nats, &new.nats);
         if old.relay != new.relay {
             what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
         }
@@ -232,11 +245,21 @@ impl LinkDelta {
             }
             (None, None) => RedisDelta::Keep,
         };
+        let nats = match (&old.nats, &new.nats) {
+            (None, None) => NatsDelta::Keep,
+            (None, Some(_)) => NatsDelta::Connect,
+            (Some(_), None) => NatsDelta::Disconnect,
+            (Some(a), Some(b)) if a == b && old.limits.outbox == new.limits.outbox => {
+                NatsDelta::Keep
+            }
+            (Some(_), Some(_)) => NatsDelta::Replace,
+        };
         LinkDelta {
             publish,
             subscribe,
             redis,
             amqp: AmqpDelta::between(&old.amqp, &new.amqp),
+            nats,
         }
     }
 }
@@ -329,6 +352,38 @@ fn redis_lines(
     entry_lines(what, "redis pattern", &entries.patterns);
 }
 
+fn nats_lines(
+    what: &mut Vec<String>,
+    delta: NatsDelta,
+    old: &Option<NatsWiring>,
+    new: &Option<NatsWiring>,
+) {
+    let show = |n: &NatsWiring| {
+        let queue = n
+            .queue
+            .as_ref()
+            .map(|q| format!(" queue {q}"))
+            .unwrap_or_default();
+        format!(
+            "{} publish {} subscribe {}{queue}",
+            n.url,
+            n.publish,
+            n.subscribe.join(",")
+        )
+    };
+    match (delta, old, new) {
+        (NatsDelta::Connect, _, Some(b)) => what.push(format!("nats + {}", show(b))),
+        (NatsDelta::Disconnect, Some(a), _) => what.push(format!("nats - {}", a.url)),
+        (NatsDelta::Replace, Some(a), Some(b)) if a == b => {
+            what.push("nats link reconnected (its outbox changed)".to_owned())
+        }
+        (NatsDelta::Replace, Some(a), Some(b)) => {
+            what.push(format!("nats {} -> {}", show(a), show(b)))
+        }
+        _ => {}
+    }
+}
+
 fn entry_lines(what: &mut Vec<String>, label: &str, entries: &Entries) {
     what.extend(entries.add.iter().map(|x| format!("{label} + {x}")));
     what.extend(entries.remove.iter().map(|x| format!("{label} - {x}")));
@@ -388,6 +443,7 @@ mod tests {
             filter: filter.into(),
             redis: None,
             amqp: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         }

@@ -289,6 +289,8 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
             let redis = l.kind == LinkKind::Redis;
             let broker = redis || l.kind == LinkKind::Amqp;
             let depth = l.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
+            // Redis and NATS links go through a broker; ZeroMQ ones do not.
+            let redis = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
             HealthLink {
                 kind: l.kind,
                 endpoint: (!broker).then(|| l.address.clone()),

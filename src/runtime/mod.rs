@@ -214,6 +214,16 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} pub {}", n.broker.name, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(n.subscribe, 3)));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
+        parts.push(s);
+    }
     if links.relay {
         parts.push("relay".into());
     }
@@ -248,6 +258,16 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} publish {}", n.broker.url, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" subscribe {}", n.subscribe.join(",")));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
+        parts.push(s);
+    }
     if links.relay {
         parts.push("relay".into());
     }
@@ -273,6 +293,7 @@ mod tests {
             zmq: None,
             redis: None,
             amqp: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         };
@@ -299,6 +320,7 @@ mod tests {
             nodes: vec![a, bridge],
             brokers: vec![],
             amqp_brokers: vec![],
+            nats_brokers: vec![],
         };
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
         let expected = "demo ready: 2 node(s)\n\
@@ -329,6 +351,7 @@ mod tests {
                     zmq: None,
                     redis: None,
                     amqp: None,
+                    nats: None,
                     relay: false,
                     limits: Limits::default(),
                 };
@@ -358,6 +381,7 @@ mod tests {
             nodes,
             brokers: vec![],
             amqp_brokers: vec![],
+            nats_brokers: vec![],
         };
         let ids: Vec<NodeId> = t.node_ids().collect();
         let table = ready_table(&t, &ids);

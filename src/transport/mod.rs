@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod echo;
 pub mod local;
+pub mod nats;
 pub mod outbox;
 pub mod queue;
 pub mod redis;
@@ -25,18 +26,20 @@ pub type Text = axum::extract::ws::Utf8Bytes;
 /// Where a message entered a node; relaying uses it to avoid sending a
 /// message back onto the Redis server or AMQP exchange it came from
 /// (docs/topology-format.md rule 4).
+/// message back onto the broker it came from (docs/topology-format.md rule 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Client,
     Zmq,
     Redis,
     Amqp,
+    Nats,
 }
 
 impl Origin {
     /// A broker link: what came by it never goes back onto it.
     pub fn is_broker(self) -> bool {
-        matches!(self, Origin::Redis | Origin::Amqp)
+        matches!(self, Origin::Redis | Origin::Amqp | Origin::Nats)
     }
 }
 

@@ -31,6 +31,7 @@ impl QueuedOutbound {
             Origin::Zmq => "zmq pub",
             Origin::Redis => "redis publish",
             Origin::Amqp => "amqp publish",
+            Origin::Nats => "nats publish",
             Origin::Client => "client",
         }
     }

@@ -116,6 +116,7 @@ pub fn node(name: &str, http: Option<u16>) -> Node {
         zmq: None,
         redis: None,
         amqp: None,
+        nats: None,
         relay: false,
         limits: Limits::default(),
     }

@@ -26,6 +26,7 @@ mod hostile_zmq;
 mod interop;
 mod layering;
 mod live_demo;
+mod nats;
 mod process;
 mod rabbit;
 mod reload;
