@@ -2,7 +2,8 @@
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
 //! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its NATS link
-//! (replaced as a whole when its section changes), relay on/off.
+//! (SUB/UNSUB, queue group, publish subject on its connection; other servers
+//! replace it), relay on/off.
 //! It applies the [`LinkDelta`] that `diff` computed and never compares two
 //! wirings itself; starting a node is applying the delta from nothing
 //! ([`Wired::empty`]). It never touches the HTTP server or the clients:
@@ -30,6 +31,7 @@ pub struct Wired {
 struct NatsSlot {
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
+    control: transport::nats::NatsControl,
 }
 
 struct PubSlot {
@@ -155,6 +157,7 @@ impl Wired {
                 })?;
             prepared.redis = RedisPlan::Keep;
         }
+        self.rewire_nats(&delta.nats, new).await?;
         self.commit(prepared, delta, new, env);
         Ok(())
     }
@@ -175,12 +178,13 @@ impl Wired {
                 RedisPlan::Replace(None)
             }
         };
-        let nats = match (delta.nats, &new.nats) {
-            (NatsDelta::Keep, _) => NatsPlan::Keep,
-            (NatsDelta::Connect | NatsDelta::Replace, Some(n)) => {
+        let nats = match (&delta.nats, &new.nats) {
+            // `apply` rewires the subscriptions on the live connection.
+            (NatsDelta::Keep | NatsDelta::Rewire(_), _) => NatsPlan::Keep,
+            (NatsDelta::Connect | NatsDelta::Move(_), Some(n)) => {
                 NatsPlan::Replace(Some(connect_nats(&new.name, n).await?))
             }
-            (NatsDelta::Connect | NatsDelta::Replace | NatsDelta::Disconnect, _) => {
+            (NatsDelta::Connect | NatsDelta::Move(_) | NatsDelta::Disconnect, _) => {
                 NatsPlan::Replace(None)
             }
         };
@@ -203,8 +207,13 @@ impl Wired {
                 }
             }
         }
-        if let NatsPlan::Replace(connected) = prepared.nats {
-            self.commit_nats(connected, new, env);
+        match prepared.nats {
+            NatsPlan::Replace(connected) => self.commit_nats(connected, new, env),
+            NatsPlan::Keep => {
+                if let Some(slot) = &self.nats {
+                    slot.control.set_outbox(new.limits.outbox);
+                }
+            }
         }
         env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
@@ -358,6 +367,24 @@ impl Wired {
 }
 
 impl Wired {
+    /// The NATS half of `apply`'s in-place rewiring (fallible; nothing
+    /// changed when it fails).
+    async fn rewire_nats(&self, delta: &NatsDelta, new: &Wiring) -> Result<(), StartError> {
+        let (NatsDelta::Rewire(change), Some(slot), Some(a), Some(b)) =
+            (delta, &self.nats, &self.wiring.nats, &new.nats)
+        else {
+            return Ok(());
+        };
+        slot.control
+            .rewire(a, b, change)
+            .await
+            .map_err(|reason| StartError::Nats {
+                node: new.name.clone(),
+                broker: b.url.to_string(),
+                reason,
+            })
+    }
+
     fn commit_nats(
         &mut self,
         connected: Option<transport::nats::Connected>,
@@ -373,7 +400,7 @@ impl Wired {
         };
         let status = connected.status.clone();
         let cancel = env.tasks.cancel.child_token();
-        let (handle, publisher, receiver) = connected.run(
+        let (handle, control, publisher, receiver) = connected.run(
             &link.publish,
             env.router.counters.clone(),
             env.inbox.clone(),
@@ -384,7 +411,11 @@ impl Wired {
         env.tasks.spawn(receiver);
         env.router
             .set_outbound(Origin::Nats, Some(Box::new(handle)));
-        self.nats = Some(NatsSlot { status, cancel });
+        self.nats = Some(NatsSlot {
+            status,
+            cancel,
+            control,
+        });
     }
 }
 

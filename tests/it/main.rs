@@ -25,6 +25,7 @@ mod interop;
 mod layering;
 mod live_demo;
 mod nats;
+mod nats_live;
 mod process;
 mod reload;
 mod reload_bench;

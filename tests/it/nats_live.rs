@@ -1,0 +1,113 @@
+//! A running NATS link against its own nats-server: a reload rewires it on
+//! its connection (the server sees the same client, the untouched
+//! subscription keeps delivering across the change), and a node whose
+//! server is down keeps local delivery, reads `down`, and holds what its
+//! clients send in the outbox (bounded) until the server is back.
+
+use crate::chat::{Client, LIMIT, health, port};
+use crate::nats::{start, valid};
+use crate::util::wait_until;
+use std::time::Duration;
+use topo::check::Valid;
+use topo::runtime::Running;
+use topo::testing::nats::NatsServer;
+
+/// `(cid, num_connections)` of node `name`'s connection on `server`.
+async fn connection_of(server: &NatsServer, name: &str) -> (u64, u64) {
+    let wanted = format!("topo {name}");
+    wait_until(&format!("{name} in /connz"), LIMIT, || async {
+        let addr = format!("127.0.0.1:{}", server.monitor_port);
+        let body = topo::http_get::get(addr, "/connz", LIMIT, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connz: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let cid = connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == wanted.as_str())
+            .and_then(|c| c["cid"].as_u64())
+            .ok_or("not connected")?;
+        Ok::<_, String>((cid, connz["num_connections"].as_u64().unwrap_or(0)))
+    })
+    .await
+}
+
+async fn reload(running: &mut Running, to: &Valid) {
+    let new = topo::diff::wirings(&to.topology);
+    let diff = topo::diff::Diff::of_wirings(&running.wirings().await, &new);
+    let failures = topo::runtime::controller::apply(running, &diff, 1).await;
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+fn three(url: &str, ports: &[u16], a: &str) -> String {
+    format!(
+        "brokers:\n  n: {{ url: \"{url}\" }}\nnodes:\n\
+         \x20 a: {{ http: {}, nats: {{ broker: n, {a} }} }}\n\
+         \x20 b: {{ http: {}, nats: {{ broker: n, publish: chat.b, subscribe: [\"chat.*\"] }} }}\n\
+         \x20 c: {{ http: {}, nats: {{ broker: n, publish: chat.c, subscribe: [chat.a] }} }}\n",
+        ports[0], ports[1], ports[2]
+    )
+}
+
+/// a's reload adds a filter and moves its publish subject, then joins a
+/// queue group: each time the server still has a's one connection (same
+/// cid, same count), b's stream to a, sent across the first change,
+/// arrives whole, in order, once; and the new wiring delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rewires_a_nats_link_on_its_connection() {
+    let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = (0..3).map(|_| port()).collect();
+    let yaml = |a: &str| valid(&three(&server.url(), &ports, a));
+    let before = yaml("publish: chat.a, subscribe: [chat.b]");
+    let mut running = start(&before).await;
+    let (mut a, mut b, mut c) = (
+        Client::connect(ports[0]).await,
+        Client::connect(ports[1]).await,
+        Client::connect(ports[2]).await,
+    );
+    // Every client also gets its own message back from its node (rule 1).
+    a.send("hello").await;
+    assert_eq!(a.recv().await, "hello");
+    assert_eq!(c.recv().await, "hello");
+    assert_eq!(b.recv().await, "hello");
+    let connection = connection_of(&server, "a").await;
+
+    let stream = tokio::spawn(async move {
+        for i in 0..100 {
+            b.send(&format!("stream-{i}")).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        b.send("end").await;
+        b
+    });
+    let moved = yaml("publish: chat.x, subscribe: [chat.b, chat.c]");
+    reload(&mut running, &moved).await;
+    let mut b = tokio::time::timeout(LIMIT, stream).await.unwrap().unwrap();
+    let expected: Vec<String> = (0..100).map(|i| format!("stream-{i}")).collect();
+    assert_eq!(
+        a.until("end").await,
+        expected,
+        "a lost or doubled b's stream"
+    );
+    assert_eq!(connection_of(&server, "a").await, connection);
+    // The new filter delivers; the new subject reaches b (chat.*), not c.
+    c.send("from-c").await;
+    assert_eq!(c.recv().await, "from-c");
+    assert_eq!(a.recv().await, "from-c");
+    a.send("on-x").await;
+    assert_eq!(a.recv().await, "on-x");
+    // b also has its own stream back and c's message (chat.*) before.
+    let seen = b.until("on-x").await;
+    assert_eq!(seen.last().map(String::as_str), Some("from-c"));
+    assert!(c.drain(Duration::from_millis(100)).await.is_empty());
+
+    let grouped = yaml("publish: chat.x, subscribe: [chat.b, chat.c], queue: q");
+    reload(&mut running, &grouped).await;
+    assert_eq!(connection_of(&server, "a").await, connection);
+    b.send("after-queue").await;
+    assert_eq!(a.recv().await, "after-queue");
+    assert!(a.drain(Duration::from_millis(100)).await.is_empty());
+    assert_eq!(health(ports[0]).await["links"][0]["state"], "up");
+    running.shutdown().await;
+}
