@@ -111,3 +111,83 @@ async fn a_reload_rewires_a_nats_link_on_its_connection() {
     assert_eq!(health(ports[0]).await["links"][0]["state"], "up");
     running.shutdown().await;
 }
+
+/// The outbox of the outage test: a's clients send `SENT` while its server
+/// is down, the oldest `SENT - OUTBOX` are dropped and counted.
+const OUTBOX: usize = 20;
+const SENT: usize = 30;
+
+/// Node a's server dies: local delivery goes on, the link reads down, what
+/// a's clients send waits in the outbox (the oldest dropped and counted
+/// beyond it). The server comes back on its port first for a watcher only
+/// (a password a lacks), so that the watcher's subscription is in place
+/// before a can reconnect (NATS is at-most-once: nothing would wait for a
+/// late subscriber); then it lets everyone in (a reload of its
+/// configuration), and a's outbox must reach the watcher, in order, within
+/// 2 s of that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_nats_server_is_down_holds_its_messages_until_it_returns() {
+    let mut server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let http = port();
+    let yaml = format!(
+        "brokers:\n  n: {{ url: \"{}\" }}\nnodes:\n\
+         \x20 a: {{ http: {http}, nats: {{ broker: n, publish: chat.a, subscribe: [chat.b] }}, limits: {{ outbox: {OUTBOX} }} }}\n",
+        server.url()
+    );
+    let running = start(&valid(&yaml)).await;
+    let (mut a1, mut a2) = (Client::connect(http).await, Client::connect(http).await);
+    server.kill().await;
+    wait_until("a's link down", LIMIT, || async {
+        match health(http).await["links"][0]["state"].as_str() {
+            Some("down") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Local delivery goes on; what leaves the node waits, the oldest
+    // dropped beyond the outbox.
+    for i in 0..SENT {
+        a1.send(&format!("m{i}")).await;
+    }
+    for i in 0..SENT {
+        assert_eq!(a2.recv().await, format!("m{i}"), "local delivery stopped");
+    }
+    let h = health(http).await;
+    let outbox = &h["links"][0]["outbox"];
+    assert_eq!(outbox["queued"], OUTBOX, "{h}");
+    assert_eq!(outbox["dropped"], SENT - OUTBOX, "{h}");
+    assert_eq!(h["links"][0]["state"], "down");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(&config, "authorization { user: w, password: w }\n").unwrap();
+    server.restart(Some(&config)).await.expect("restart");
+    let watcher = async_nats::ConnectOptions::with_user_and_password("w".into(), "w".into())
+        .connect(server.url())
+        .await
+        .expect("watcher");
+    let mut sub = watcher.subscribe("chat.a").await.expect("subscribe");
+    watcher.flush().await.expect("flush");
+    assert_eq!(health(http).await["links"][0]["state"], "down");
+    std::fs::write(&config, "# everyone may connect\n").unwrap();
+    assert!(server.reload(), "SIGHUP to nats-server");
+    let back = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.len() < OUTBOX {
+        let message = tokio::time::timeout(LIMIT, futures_util::StreamExt::next(&mut sub))
+            .await
+            .expect("the outbox never arrived")
+            .expect("subscription ended");
+        got.push(String::from_utf8_lossy(&message.payload).into_owned());
+    }
+    let healed = back.elapsed();
+    let expected: Vec<String> = (SENT - OUTBOX..SENT).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected);
+    assert!(healed <= Duration::from_secs(2), "healed after {healed:?}");
+    eprintln!("nats outage: outbox of {OUTBOX} delivered {healed:?} after the server let a in");
+    let h = health(http).await;
+    assert_eq!(h["links"][0]["state"], "up");
+    assert_eq!(h["links"][0]["outbox"]["flushed"], OUTBOX, "{h}");
+    assert_eq!(h["links"][0]["outbox"]["queued"], 0, "{h}");
+    running.shutdown().await;
+}
