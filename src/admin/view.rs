@@ -1,13 +1,14 @@
 //! The live page's picture of a topology, as values: vertices (nodes,
 //! brokers), edges with stable ids and labels (drawn like `topo graph`:
-//! ZeroMQ node → node, Redis through a broker vertex), the reach matrix, and
+//! ZeroMQ node → node, Redis and NATS through a broker vertex), the reach
+//! matrix, and
 //! how one sample of every node's `/healthz` becomes node and edge stats.
 //! Pure: it neither polls nor serves (`live` does). The types are the wire
 //! format of `/api/view` and the event stream, and read back by tests.
 
 use crate::check::Valid;
 use crate::fault::Fault;
-use crate::graph::render::{redis_edges, used_brokers, zmq_edges};
+use crate::graph::render::{nats_links, redis_edges, used_brokers, zmq_edges};
 use crate::health::LinkKind;
 pub use crate::health::{Health, HealthLink, Messages};
 use crate::model::{NodeId, Topology};
@@ -68,6 +69,8 @@ pub enum EdgeKind {
     Zmq,
     RedisPub,
     RedisSub,
+    NatsPub,
+    NatsSub,
 }
 
 /// Where an edge's state and traffic are read in a node's `/healthz`.
@@ -79,13 +82,17 @@ pub enum Tap {
     RedisSent { node: String },
     /// `node`'s Redis link: its `via[key]`.
     RedisVia { node: String, key: String },
+    /// `node`'s NATS link: its `sent`.
+    NatsSent { node: String },
+    /// `node`'s NATS link: its `via[filter]`.
+    NatsVia { node: String, key: String },
 }
 
 impl View {
     pub fn of(valid: &Valid, generation: u64, failed: &[String]) -> View {
         let t = &valid.topology;
         let nodes = t.node_ids().map(|id| node_vertex(t, id)).collect();
-        let brokers = used_brokers(t)
+        let mut brokers: Vec<Vertex> = used_brokers(t)
             .into_iter()
             .map(|b| {
                 let broker = t.broker(b);
@@ -98,6 +105,17 @@ impl View {
                 }
             })
             .collect();
+        // One vertex per NATS subject space, named after its first broker.
+        brokers.extend(nats_links(t).spaces.into_iter().map(|b| {
+            let broker = t.nats_broker(b);
+            Vertex {
+                id: format!("b:{}", broker.name),
+                name: broker.name.clone(),
+                url: Some(broker.url.to_string()),
+                relay: false,
+                wiring: broker.url.to_string(),
+            }
+        }));
         let deliveries = valid.analysis.deliveries_by_name(t);
         View {
             name: t.name.clone(),
@@ -150,7 +168,7 @@ impl View {
                 node: node.clone(),
                 entry: key.clone(),
             }),
-            Tap::RedisSent { .. } => None,
+            Tap::RedisSent { .. } | Tap::NatsSent { .. } | Tap::NatsVia { .. } => None,
         }
     }
 }
@@ -249,7 +267,45 @@ fn edges(valid: &Valid) -> Vec<Edge> {
             }),
         });
     }
+    nats_view_edges(t, &mut out);
     out
+}
+
+/// A NATS link like a Redis one: node -> its subject space's vertex
+/// (labelled with the subject), and one edge back per filter (with the
+/// queue group), whose traffic is the link's `via[filter]`.
+fn nats_view_edges(t: &Topology, out: &mut Vec<Edge>) {
+    let links = nats_links(t);
+    for (node, broker, subject) in links.publish {
+        let name = &t.node(node).name;
+        out.push(Edge {
+            id: format!("npub:{name}"),
+            kind: EdgeKind::NatsPub,
+            from: format!("n:{name}"),
+            to: format!("b:{}", t.nats_broker(broker).name),
+            label: subject,
+            relayed: t.node(node).relay,
+            tap: Some(Tap::NatsSent { node: name.clone() }),
+        });
+    }
+    for (broker, node, filter, queue) in links.subscribe {
+        let name = &t.node(node).name;
+        out.push(Edge {
+            id: format!("nsub:{name}:{filter}"),
+            kind: EdgeKind::NatsSub,
+            from: format!("b:{}", t.nats_broker(broker).name),
+            to: format!("n:{name}"),
+            label: match queue {
+                Some(q) => format!("{filter} (queue {q})"),
+                None => filter.clone(),
+            },
+            relayed: false,
+            tap: Some(Tap::NatsVia {
+                node: name.clone(),
+                key: filter,
+            }),
+        });
+    }
 }
 
 /// One sample for the page: every node's state and rates, every edge's
@@ -370,6 +426,8 @@ pub fn sample(
             Tap::ZmqSub { node, endpoint } => (node, Read::Sub(endpoint)),
             Tap::RedisSent { node } => (node, Read::Sent),
             Tap::RedisVia { node, key } => (node, Read::Via(key)),
+            Tap::NatsSent { node } => (node, Read::NatsSent),
+            Tap::NatsVia { node, key } => (node, Read::NatsVia(key)),
         };
         let link = health.get(node).and_then(|h| h.as_ref()).and_then(|h| {
             h.links.iter().find(|l| match read {
@@ -377,6 +435,7 @@ pub fn sample(
                     l.kind == LinkKind::ZmqSub && l.endpoint.as_deref() == Some(endpoint)
                 }
                 Read::Sent | Read::Via(_) => l.kind == LinkKind::Redis,
+                Read::NatsSent | Read::NatsVia(_) => l.kind == LinkKind::Nats,
             })
         });
         let s = match link {
@@ -387,8 +446,8 @@ pub fn sample(
             Some(l) => {
                 let now = match read {
                     Read::Sub(_) => l.received,
-                    Read::Sent => l.sent,
-                    Read::Via(key) => l
+                    Read::Sent | Read::NatsSent => l.sent,
+                    Read::Via(key) | Read::NatsVia(key) => l
                         .via
                         .as_ref()
                         .and_then(|v| v.get(key))
@@ -411,6 +470,8 @@ enum Read<'a> {
     Sub(&'a str),
     Sent,
     Via(&'a str),
+    NatsSent,
+    NatsVia(&'a str),
 }
 
 #[cfg(test)]
@@ -539,5 +600,72 @@ mod tests {
         // A restarted node's counters start again from 0.
         let third = sample(&view, &health(20, 9), &mut previous, 0.5);
         assert_eq!(third.edges["zmq:b>a"].delta, 20);
+    }
+
+    /// NATS brokers of one subject space are one vertex; a publication
+    /// reads the link's `sent`, a subscription its `via[filter]`.
+    #[test]
+    fn nats_links_go_through_one_vertex_per_subject_space_with_their_traffic() {
+        let view = View::of(
+            &valid(
+                "brokers:\n  n: { url: 'nats://127.0.0.1:4222' }\n  m: { url: 'nats://127.0.0.1:4222,127.0.0.1:4223' }
+nodes:
+  a: { http: 8080, nats: { broker: n, publish: chat.a, subscribe: ['chat.>'] } }
+  b: { http: 8081, nats: { broker: m, publish: chat.b, subscribe: [chat.a], queue: w } }
+",
+            ),
+            0,
+            &[],
+        );
+        let ids: Vec<&str> = view.brokers.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["b:n"]);
+        let edges: Vec<(&str, &str, &str, &str)> = view
+            .edges
+            .iter()
+            .map(|e| {
+                (
+                    e.id.as_str(),
+                    e.from.as_str(),
+                    e.to.as_str(),
+                    e.label.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                ("npub:a", "n:a", "b:n", "chat.a"),
+                ("npub:b", "n:b", "b:n", "chat.b"),
+                ("nsub:a:chat.>", "b:n", "n:a", "chat.>"),
+                ("nsub:b:chat.a", "b:n", "n:b", "chat.a (queue w)"),
+            ]
+        );
+        let health = |n: u64| -> HashMap<String, Option<Health>> {
+            let link = HealthLink {
+                kind: LinkKind::Nats,
+                endpoint: None,
+                broker: Some("nats://127.0.0.1:4222".into()),
+                state: LinkState::Up,
+                sent: n,
+                received: n,
+                peers: None,
+                rejected: None,
+                dropped: None,
+                via: Some([("chat.a".to_owned(), n)].into_iter().collect()),
+                outbox: None,
+            };
+            let b = Health {
+                links: vec![link],
+                ..Health::default()
+            };
+            [("a".into(), None), ("b".into(), Some(b))].into()
+        };
+        let mut previous = Previous::default();
+        sample(&view, &health(3), &mut previous, 1.0);
+        let stats = sample(&view, &health(7), &mut previous, 1.0);
+        assert_eq!(stats.edges["npub:b"].delta, 4);
+        assert_eq!(stats.edges["nsub:b:chat.a"].delta, 4);
+        assert_eq!(stats.edges["nsub:b:chat.a"].state, "up");
+        assert_eq!(stats.edges["npub:a"].state, "unknown");
     }
 }
