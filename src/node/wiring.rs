@@ -105,10 +105,16 @@ impl Wired {
         }
     }
 
-    /// The Redis link's fault switch (see `RedisControl::sever`); `None`
-    /// without a Redis link.
-    pub fn sever_redis(&self, on: bool) -> Option<bool> {
-        self.redis.as_ref().map(|r| r.control.sever(on))
+    /// The broker links' fault switch (`RedisControl::sever`,
+    /// `NatsControl::sever`), on every broker link the node has; `None`
+    /// without one, else whether any moved.
+    pub fn sever_brokers(&self, on: bool) -> Option<bool> {
+        let redis = self.redis.as_ref().map(|r| r.control.sever(on));
+        let nats = self.nats.as_ref().map(|n| n.control.sever(on));
+        match (redis, nats) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(false) | b.unwrap_or(false)),
+        }
     }
 
     /// Every link's status, PUB first, then the SUBs in file order, then Redis.

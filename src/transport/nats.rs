@@ -5,7 +5,9 @@
 //! bounded outbox of `transport::outbox` for the time the link is down.
 //! [`NatsControl`] rewires a live link on its connection (reload): new
 //! filters, another queue group, another publish subject, the outbox's
-//! size. Never logs the credentials: only the redacted URL.
+//! size; and holds it down (the admin page's "broker down" switch: the
+//! link reads down, messages wait in the outbox, what arrives is dropped
+//! and counted). Never logs the credentials: only the redacted URL.
 
 use super::outbox::Outbox;
 use super::queue::QueuedOutbound;
@@ -16,6 +18,7 @@ use crate::model::{NatsAuth, NatsUrl, NatsWiring};
 use async_nats::{Client, ConnectOptions, Event, Subscriber};
 use futures_util::{FutureExt, StreamExt};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::StreamMap;
@@ -56,6 +59,9 @@ pub struct Connected {
     client: Client,
     subscriptions: Vec<(Key, Subscriber)>,
     pub status: Arc<LinkStatus>,
+    /// The fault switch, read by the client's event callback too (a
+    /// reconnection while it is on must not read up).
+    severed: Arc<AtomicBool>,
 }
 
 /// One subscription of a link: its filter, and the queue group it joined
@@ -87,7 +93,12 @@ fn reconnect_delay(attempts: usize) -> Duration {
     }
 }
 
-fn options(url: &NatsUrl, status: Arc<LinkStatus>, name: &str) -> ConnectOptions {
+fn options(
+    url: &NatsUrl,
+    status: Arc<LinkStatus>,
+    severed: Arc<AtomicBool>,
+    name: &str,
+) -> ConnectOptions {
     let span = tracing::Span::current();
     let mut options = ConnectOptions::new()
         .no_echo()
@@ -98,8 +109,8 @@ fn options(url: &NatsUrl, status: Arc<LinkStatus>, name: &str) -> ConnectOptions
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
-            let (status, span) = (status.clone(), span.clone());
-            async move { on_event(&status, &span, event) }
+            let (status, span, severed) = (status.clone(), span.clone(), severed.clone());
+            async move { on_event(&status, &severed, &span, event) }
         });
     options = match url.credentials() {
         NatsAuth::None => options,
@@ -121,11 +132,13 @@ fn options(url: &NatsUrl, status: Arc<LinkStatus>, name: &str) -> ConnectOptions
 
 /// Called from the client's own task: the link's state, and a log line
 /// per change in the node's span.
-fn on_event(status: &LinkStatus, span: &tracing::Span, event: Event) {
+fn on_event(status: &LinkStatus, severed: &AtomicBool, span: &tracing::Span, event: Event) {
     let _entered = span.enter();
     match event {
         Event::Connected => {
-            status.set(LinkState::Up);
+            if !severed.load(Relaxed) {
+                status.set(LinkState::Up);
+            }
             tracing::info!("nats link up");
         }
         Event::Disconnected => {
@@ -154,9 +167,10 @@ pub async fn connect(node: &str, link: &NatsWiring) -> Result<Connected, LinkErr
         .map(|a| a.parse())
         .collect::<Result<_, _>>()
         .map_err(|e: std::io::Error| LinkError::Subject(e.to_string()))?;
+    let severed = Arc::new(AtomicBool::new(false));
     let client = within(async {
         Ok::<_, LinkError>(
-            options(&link.url, status.clone(), node)
+            options(&link.url, status.clone(), severed.clone(), node)
                 .connect(addresses)
                 .await?,
         )
@@ -168,6 +182,7 @@ pub async fn connect(node: &str, link: &NatsWiring) -> Result<Connected, LinkErr
         client,
         subscriptions,
         status,
+        severed,
     })
 }
 
@@ -235,12 +250,17 @@ impl Connected {
             subject,
             outbox_limit,
             swaps,
+            status: self.status.clone(),
+            severed: self.severed.clone(),
+            lost: Arc::new(AtomicU64::new(0)),
         };
         let receiver = Receiver {
             client: self.client,
             inbox,
             status: self.status,
             not_text: 0,
+            severed: self.severed,
+            lost: control.lost.clone(),
         };
         (
             QueuedOutbound::new(Origin::Nats, tx),
@@ -268,9 +288,34 @@ pub struct NatsControl {
     subject: watch::Sender<String>,
     outbox_limit: watch::Sender<usize>,
     swaps: mpsc::Sender<Swap>,
+    status: Arc<LinkStatus>,
+    severed: Arc<AtomicBool>,
+    /// Messages dropped while severed, in this episode.
+    lost: Arc<AtomicU64>,
 }
 
 impl NatsControl {
+    /// Holds the link down (`true`) as if its servers were unreachable:
+    /// it reads down, so the publisher holds messages in the outbox, and
+    /// what the subscriptions deliver is dropped (and counted); `false`
+    /// lets it back (up again if the connection is). Whether it moved.
+    pub fn sever(&self, on: bool) -> bool {
+        if self.severed.swap(on, Relaxed) == on {
+            return false;
+        }
+        if on {
+            tracing::warn!(broker = %self.status.address, "nats link cut (fault switch): messages wait in the outbox");
+            self.status.set(LinkState::Down);
+        } else {
+            let lost = self.lost.swap(0, Relaxed);
+            tracing::info!(broker = %self.status.address, lost, "nats link restored (fault switch)");
+            if self.client.connection_state() == async_nats::connection::State::Connected {
+                self.status.set(LinkState::Up);
+            }
+        }
+        true
+    }
+
     /// Resizes the outbox (`limits.outbox`); when it shrinks below what it
     /// holds, the oldest messages are dropped and counted.
     pub fn set_outbox(&self, limit: usize) {
@@ -326,6 +371,8 @@ struct Receiver {
     inbox: Inbox,
     status: Arc<LinkStatus>,
     not_text: u64,
+    severed: Arc<AtomicBool>,
+    lost: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -391,6 +438,10 @@ impl Receiver {
         message: async_nats::Message,
         cancel: &CancellationToken,
     ) -> bool {
+        if self.severed.load(Relaxed) {
+            self.lost.fetch_add(1, Relaxed);
+            return true;
+        }
         self.status.add_received_via("", filter.as_bytes());
         let Ok(text) = Text::try_from(message.payload) else {
             self.not_text += 1;

@@ -191,3 +191,76 @@ async fn a_node_whose_nats_server_is_down_holds_its_messages_until_it_returns() 
     assert_eq!(h["links"][0]["outbox"]["queued"], 0, "{h}");
     running.shutdown().await;
 }
+
+/// The admin page's switches on a NATS link: a cut filter is the node
+/// rewired without it (same connection, the other filter still delivers,
+/// restored on its button); "broker down" holds the link down (it reads
+/// down, what a's clients send waits in the outbox, then goes out in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_switches_cut_a_nats_filter_and_hold_the_link_down() {
+    use topo::runtime::faults::{Fault, FaultCommand, Faults};
+    let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = (0..3).map(|_| port()).collect();
+    let valid = valid(&format!(
+        "brokers:\n  n: {{ url: \"{}\" }}\nnodes:\n\
+         \x20 a: {{ http: {}, nats: {{ broker: n, publish: chat.a, subscribe: [chat.b, chat.c] }} }}\n\
+         \x20 b: {{ http: {}, nats: {{ broker: n, publish: chat.b, subscribe: [chat.a] }} }}\n\
+         \x20 c: {{ http: {}, nats: {{ broker: n, publish: chat.c, subscribe: [] }} }}\n",
+        server.url(),
+        ports[0],
+        ports[1],
+        ports[2]
+    ));
+    let mut running = start(&valid).await;
+    let (mut a, mut b, mut c) = (
+        Client::connect(ports[0]).await,
+        Client::connect(ports[1]).await,
+        Client::connect(ports[2]).await,
+    );
+    let connection = connection_of(&server, "a").await;
+    let mut faults = Faults::default();
+    let mut set = async |running: &mut Running, fault: Fault, on: bool| {
+        let command = FaultCommand::Set { fault, on };
+        faults
+            .apply(running, &valid.topology, 0, command)
+            .await
+            .expect("switch");
+    };
+    let cut = Fault::NatsSubCut {
+        node: "a".into(),
+        filter: "chat.b".into(),
+    };
+    set(&mut running, cut.clone(), true).await;
+    assert_eq!(connection_of(&server, "a").await, connection);
+    b.send("cut").await;
+    c.send("kept").await;
+    assert_eq!(b.recv().await, "cut");
+    assert_eq!(c.recv().await, "kept");
+    assert_eq!(a.recv().await, "kept");
+    assert!(a.drain(Duration::from_millis(150)).await.is_empty());
+    set(&mut running, cut, false).await;
+    b.send("back").await;
+    assert_eq!(b.recv().await, "back");
+    assert_eq!(a.recv().await, "back");
+
+    let down = Fault::BrokerDown { node: "a".into() };
+    set(&mut running, down.clone(), true).await;
+    assert_eq!(health(ports[0]).await["links"][0]["state"], "down");
+    for i in 0..3 {
+        a.send(&format!("held-{i}")).await;
+        assert_eq!(
+            a.recv().await,
+            format!("held-{i}"),
+            "local delivery stopped"
+        );
+    }
+    assert_eq!(health(ports[0]).await["links"][0]["outbox"]["queued"], 3);
+    assert!(b.drain(Duration::from_millis(150)).await.is_empty());
+    set(&mut running, down, false).await;
+    for i in 0..3 {
+        assert_eq!(b.recv().await, format!("held-{i}"));
+    }
+    assert_eq!(health(ports[0]).await["links"][0]["state"], "up");
+    assert_eq!(connection_of(&server, "a").await, connection);
+    running.shutdown().await;
+}
