@@ -27,6 +27,7 @@ mod live_demo;
 mod nats;
 mod nats_live;
 mod process;
+mod redis_cluster;
 mod reload;
 mod reload_bench;
 mod reload_faults;
