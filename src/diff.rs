@@ -10,8 +10,8 @@ pub mod delta;
 use crate::check::Valid;
 use crate::model::{Topology, Wiring};
 pub use delta::{
-    AmqpDelta, Entries, LinkDelta, NatsDelta, NodeDelta, PubDelta, Rebind, RedisDelta, Restart,
-    Resubscribe, SubDelta,
+    AmqpDelta, Entries, LinkDelta, NatsDelta, NatsRewire, NodeDelta, PubDelta, Rebind, RedisDelta,
+    Restart, Resubscribe, SubDelta,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -82,15 +82,33 @@ pub struct Rebind {
     pub prefetch: bool,
 }
 
-/// The NATS link. It is not rewired in place: any change to the section
-/// (servers, subject, filters, queue) or to the outbox it sizes replaces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The NATS link.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NatsDelta {
     Keep,
+    /// A link where there was none.
     Connect,
+    /// No link any more.
     Disconnect,
-    /// A new link (a new connection) replaces the old one.
-    Replace,
+    /// Same servers and credentials: the connection stays, these changes
+    /// are made on it (SUB/UNSUB, the subject the publisher uses).
+    Rewire(NatsRewire),
+    /// Other servers (or credentials, TLS): a new connection replaces the
+    /// old. What else changed is only listed for people.
+    Move(NatsRewire),
+}
+
+/// What a NATS link subscribes to and publishes on, old to new.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsRewire {
+    /// The publish subject changed.
+    pub publish: bool,
+    /// Filters subscribed and unsubscribed.
+    pub subscribe: Entries,
+    /// The queue group changed: a subscription's group is fixed when it is
+    /// made, so every filter is subscribed again in the new group (and the
+    /// old subscriptions dropped), the connection staying.
+    pub queue: bool,
 }
 
 /// The ZeroMQ PUB socket.
@@ -210,7 +228,7 @@ impl NodeDelta {
         what.extend(subs.disconnect.iter().map(|e| format!("zmq sub - {e}")));
         redis_lines(&mut what, &self.links.redis, &old.redis, &new.redis);
         amqp_lines(&mut what, &self.links.amqp, &old.amqp, &new.amqp);
-        nats_lines(&mut what, self.links.nats, &old.nats, &new.nats);
+        nats_lines(&mut what, &self.links.nats, &old.nats, &new.nats);
         if old.relay != new.relay {
             what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
         }
@@ -252,14 +270,24 @@ impl LinkDelta {
             }
             (None, None) => RedisDelta::Keep,
         };
+        // The outbox is resized in place (like Redis's): no link change.
         let nats = match (&old.nats, &new.nats) {
-            (None, None) => NatsDelta::Keep,
+            (a, b) if a == b => NatsDelta::Keep,
             (None, Some(_)) => NatsDelta::Connect,
             (Some(_), None) => NatsDelta::Disconnect,
-            (Some(a), Some(b)) if a == b && old.limits.outbox == new.limits.outbox => {
-                NatsDelta::Keep
+            (Some(a), Some(b)) => {
+                let rewire = NatsRewire {
+                    publish: a.publish != b.publish,
+                    subscribe: Entries::between(&a.subscribe, &b.subscribe),
+                    queue: a.queue != b.queue,
+                };
+                if a.url == b.url {
+                    NatsDelta::Rewire(rewire)
+                } else {
+                    NatsDelta::Move(rewire)
+                }
             }
-            (Some(_), Some(_)) => NatsDelta::Replace,
+            (None, None) => NatsDelta::Keep,
         };
         LinkDelta {
             publish,
@@ -366,34 +394,48 @@ fn redis_lines(
 
 fn nats_lines(
     what: &mut Vec<String>,
-    delta: NatsDelta,
+    delta: &NatsDelta,
     old: &Option<NatsWiring>,
     new: &Option<NatsWiring>,
 ) {
-    let show = |n: &NatsWiring| {
-        let queue = n
-            .queue
-            .as_ref()
-            .map(|q| format!(" queue {q}"))
-            .unwrap_or_default();
-        format!(
-            "{} publish {} subscribe {}{queue}",
-            n.url,
-            n.publish,
-            n.subscribe.join(",")
-        )
+    let queue = |n: &NatsWiring| n.queue.clone().unwrap_or_else(|| "none".to_owned());
+    let (rewire, a, b) = match (delta, old, new) {
+        (NatsDelta::Connect, _, Some(b)) => {
+            let group = b
+                .queue
+                .as_ref()
+                .map(|q| format!(" queue {q}"))
+                .unwrap_or_default();
+            what.push(format!(
+                "nats + {} publish {} subscribe {}{group}",
+                b.url,
+                b.publish,
+                b.subscribe.join(",")
+            ));
+            return;
+        }
+        (NatsDelta::Disconnect, Some(a), _) => {
+            what.push(format!("nats - {}", a.url));
+            return;
+        }
+        (NatsDelta::Move(rewire), Some(a), Some(b)) => {
+            what.push(format!("nats broker {} -> {}", a.url, b.url));
+            (rewire, a, b)
+        }
+        (NatsDelta::Rewire(rewire), Some(a), Some(b)) => (rewire, a, b),
+        _ => return,
     };
-    match (delta, old, new) {
-        (NatsDelta::Connect, _, Some(b)) => what.push(format!("nats + {}", show(b))),
-        (NatsDelta::Disconnect, Some(a), _) => what.push(format!("nats - {}", a.url)),
-        (NatsDelta::Replace, Some(a), Some(b)) if a == b => {
-            what.push("nats link reconnected (its outbox changed)".to_owned())
-        }
-        (NatsDelta::Replace, Some(a), Some(b)) => {
-            what.push(format!("nats {} -> {}", show(a), show(b)))
-        }
-        _ => {}
+    if rewire.publish {
+        what.push(format!("nats publish {} -> {}", a.publish, b.publish));
     }
+    if rewire.queue {
+        what.push(format!(
+            "nats queue {} -> {} (every filter subscribed again in it)",
+            queue(a),
+            queue(b)
+        ));
+    }
+    entry_lines(what, "nats subscribe", &rewire.subscribe);
 }
 
 fn entry_lines(what: &mut Vec<String>, label: &str, entries: &Entries) {
@@ -509,5 +551,66 @@ mod tests {
         assert_eq!(delta.links.publish, PubDelta::Rebind);
         assert_eq!(delta.links.subscribe.connect, w.subscribe);
         assert_eq!(delta.links.redis, RedisDelta::Keep);
+    }
+
+    fn nats(url: &str, publish: &str, subscribe: &[&str], queue: Option<&str>) -> Wiring {
+        let url = crate::model::NatsUrl {
+            tls: false,
+            servers: vec![crate::model::ServerKey {
+                host: "127.0.0.1".into(),
+                port: url.parse().unwrap(),
+            }],
+            auth: crate::model::NatsAuth::None,
+            ca: None,
+        };
+        Wiring {
+            nats: Some(NatsWiring {
+                url,
+                publish: publish.into(),
+                subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+                queue: queue.map(str::to_owned),
+            }),
+            ..node(&[], "")
+        }
+    }
+
+    /// Same servers: rewired on the connection, the lines naming each
+    /// change; other servers: moved; only the outbox: kept (resized).
+    #[test]
+    fn a_nats_link_is_rewired_on_the_same_servers_and_moved_to_others() {
+        let old = nats("4222", "chat.a", &["chat.b", "chat.c"], None);
+        let new = nats("4222", "chat.x", &["chat.c", "chat.>"], Some("q"));
+        let delta = NodeDelta::between(&old, &new);
+        let rewire = NatsRewire {
+            publish: true,
+            subscribe: Entries {
+                add: vec!["chat.>".into()],
+                remove: vec!["chat.b".into()],
+            },
+            queue: true,
+        };
+        assert_eq!(delta.links.nats, NatsDelta::Rewire(rewire.clone()));
+        assert_eq!(
+            delta.lines(&old, &new),
+            [
+                "nats publish chat.a -> chat.x",
+                "nats queue none -> q (every filter subscribed again in it)",
+                "nats subscribe + chat.>",
+                "nats subscribe - chat.b",
+            ]
+        );
+        let moved = nats("4223", "chat.x", &["chat.c", "chat.>"], Some("q"));
+        let delta = NodeDelta::between(&old, &moved);
+        assert_eq!(delta.links.nats, NatsDelta::Move(rewire));
+        assert_eq!(
+            delta.lines(&old, &moved)[0],
+            "nats broker nats://127.0.0.1:4222 -> nats://127.0.0.1:4223"
+        );
+        let mut bigger = old.clone();
+        bigger.limits.outbox += 1;
+        assert_eq!(
+            NodeDelta::between(&old, &bigger).links.nats,
+            NatsDelta::Keep
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use super::build::{Link, LinkGraph};
 use crate::health::PATTERN_PREFIX;
-use crate::model::{BrokerId, Endpoint, NodeId, NodeLinks, Topology};
+use crate::model::{BrokerId, Endpoint, NatsBrokerId, NodeId, NodeLinks, Topology};
 use crate::printable::{escape_controls, is_unsafe};
 use petgraph::visit::EdgeRef;
 use serde_json::{Value, json};
@@ -75,6 +75,43 @@ pub(crate) fn nats_edges(topology: &Topology, graph: &LinkGraph) -> Vec<(NodeId,
             (from, to, e.weight().label(topology, from, to))
         })
         .collect()
+}
+
+/// A node's NATS link drawn through its subject space's vertex (the first
+/// broker of the file in that space): the spaces used, in file order,
+/// (node, vertex, subject) per publisher, (vertex, node, filter, queue)
+/// per subscription.
+pub(crate) struct NatsLinks {
+    pub spaces: Vec<NatsBrokerId>,
+    pub publish: Vec<(NodeId, NatsBrokerId, String)>,
+    pub subscribe: Vec<(NatsBrokerId, NodeId, String, Option<String>)>,
+}
+
+pub(crate) fn nats_links(topology: &Topology) -> NatsLinks {
+    let space = super::build::nats_spaces(topology);
+    let vertex =
+        |b: NatsBrokerId| NatsBrokerId(space.iter().position(|s| *s == space[b.0]).unwrap_or(b.0));
+    let mut links = NatsLinks {
+        spaces: Vec::new(),
+        publish: Vec::new(),
+        subscribe: Vec::new(),
+    };
+    for id in topology.node_ids() {
+        let Some(nats) = &topology.node(id).nats else {
+            continue;
+        };
+        let broker = vertex(nats.broker);
+        if !links.spaces.contains(&broker) {
+            links.spaces.push(broker);
+        }
+        links.publish.push((id, broker, nats.publish.clone()));
+        for filter in &nats.subscribe {
+            links
+                .subscribe
+                .push((broker, id, filter.clone(), nats.queue.clone()));
+        }
+    }
+    links
 }
 
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.

@@ -2,7 +2,8 @@
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
 //! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its NATS link
-//! (replaced as a whole when its section changes), relay on/off.
+//! (SUB/UNSUB, queue group, publish subject on its connection; other servers
+//! replace it), relay on/off.
 //! It applies the [`LinkDelta`] that `diff` computed and never compares two
 //! wirings itself; starting a node is applying the delta from nothing
 //! ([`Wired::empty`]). It never touches the HTTP server or the clients:
@@ -38,6 +39,7 @@ struct AmqpSlot {
 struct NatsSlot {
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
+    control: transport::nats::NatsControl,
 }
 
 struct PubSlot {
@@ -115,10 +117,16 @@ impl Wired {
         }
     }
 
-    /// The Redis link's fault switch (see `RedisControl::sever`); `None`
-    /// without a Redis link.
-    pub fn sever_redis(&self, on: bool) -> Option<bool> {
-        self.redis.as_ref().map(|r| r.control.sever(on))
+    /// The broker links' fault switch (`RedisControl::sever`,
+    /// `NatsControl::sever`), on every broker link the node has; `None`
+    /// without one, else whether any moved.
+    pub fn sever_brokers(&self, on: bool) -> Option<bool> {
+        let redis = self.redis.as_ref().map(|r| r.control.sever(on));
+        let nats = self.nats.as_ref().map(|n| n.control.sever(on));
+        match (redis, nats) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(false) | b.unwrap_or(false)),
+        }
     }
 
     /// Every link's status, PUB first, then the SUBs in file order, then Redis.
@@ -178,6 +186,7 @@ impl Wired {
                     reason,
                 })?;
         }
+        self.rewire_nats(&delta.nats, new).await?;
         self.commit(prepared, delta, new, env);
         Ok(())
     }
@@ -202,12 +211,13 @@ impl Wired {
                 _,
             ) => RedisPlan::Replace(None),
         };
-        let nats = match (delta.nats, &new.nats) {
-            (NatsDelta::Keep, _) => NatsPlan::Keep,
-            (NatsDelta::Connect | NatsDelta::Replace, Some(n)) => {
+        let nats = match (&delta.nats, &new.nats) {
+            // `apply` rewires the subscriptions on the live connection.
+            (NatsDelta::Keep | NatsDelta::Rewire(_), _) => NatsPlan::Keep,
+            (NatsDelta::Connect | NatsDelta::Move(_), Some(n)) => {
                 NatsPlan::Replace(Some(connect_nats(&new.name, n).await?))
             }
-            (NatsDelta::Connect | NatsDelta::Replace | NatsDelta::Disconnect, _) => {
+            (NatsDelta::Connect | NatsDelta::Move(_) | NatsDelta::Disconnect, _) => {
                 NatsPlan::Replace(None)
             }
         };
@@ -238,8 +248,13 @@ impl Wired {
                 }
             }
         }
-        if let NatsPlan::Replace(connected) = prepared.nats {
-            self.commit_nats(connected, new, env);
+        match prepared.nats {
+            NatsPlan::Replace(connected) => self.commit_nats(connected, new, env),
+            NatsPlan::Keep => {
+                if let Some(slot) = &self.nats {
+                    slot.control.set_outbox(new.limits.outbox);
+                }
+            }
         }
         if let Some(session) = prepared.amqp {
             self.commit_amqp(session, new, env);
@@ -432,6 +447,24 @@ impl Wired {
 }
 
 impl Wired {
+    /// The NATS half of `apply`'s in-place rewiring (fallible; nothing
+    /// changed when it fails).
+    async fn rewire_nats(&self, delta: &NatsDelta, new: &Wiring) -> Result<(), StartError> {
+        let (NatsDelta::Rewire(change), Some(slot), Some(a), Some(b)) =
+            (delta, &self.nats, &self.wiring.nats, &new.nats)
+        else {
+            return Ok(());
+        };
+        slot.control
+            .rewire(a, b, change)
+            .await
+            .map_err(|reason| StartError::Nats {
+                node: new.name.clone(),
+                broker: b.url.to_string(),
+                reason,
+            })
+    }
+
     fn commit_nats(
         &mut self,
         connected: Option<transport::nats::Connected>,
@@ -447,7 +480,7 @@ impl Wired {
         };
         let status = connected.status.clone();
         let cancel = env.tasks.cancel.child_token();
-        let (handle, publisher, receiver) = connected.run(
+        let (handle, control, publisher, receiver) = connected.run(
             &link.publish,
             env.router.counters.clone(),
             env.inbox.clone(),
@@ -458,7 +491,11 @@ impl Wired {
         env.tasks.spawn(receiver);
         env.router
             .set_outbound(Origin::Nats, Some(Box::new(handle)));
-        self.nats = Some(NatsSlot { status, cancel });
+        self.nats = Some(NatsSlot {
+            status,
+            cancel,
+            control,
+        });
     }
 }
 

@@ -286,11 +286,12 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
-            let redis = l.kind == LinkKind::Redis;
-            let broker = redis || l.kind == LinkKind::Amqp;
+            // Broker links (Redis, AMQP, NATS) have an outbox; ZeroMQ ones
+            // have peers instead.
+            let broker = matches!(l.kind, LinkKind::Redis | LinkKind::Amqp | LinkKind::Nats);
+            // Links that count what arrived per subscription.
+            let per_filter = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
             let depth = l.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
-            // Redis and NATS links go through a broker; ZeroMQ ones do not.
-            let redis = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
             HealthLink {
                 kind: l.kind,
                 endpoint: (!broker).then(|| l.address.clone()),
@@ -301,7 +302,7 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 peers: (!broker).then(|| l.zmtp.peers()),
                 rejected: (!broker).then(|| l.zmtp.rejected()),
                 dropped: (!broker).then(|| l.zmtp.dropped()),
-                via: redis.then(|| l.received_via().into_iter().collect()),
+                via: per_filter.then(|| l.received_via().into_iter().collect()),
                 queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
                 outbox: broker.then(|| OutboxHealth {
                     queued: l.outbox.queued(),

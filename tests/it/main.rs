@@ -27,6 +27,7 @@ mod interop;
 mod layering;
 mod live_demo;
 mod nats;
+mod nats_live;
 mod process;
 mod rabbit;
 mod redis_cluster;
