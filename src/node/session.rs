@@ -45,10 +45,10 @@ pub(super) async fn run(
     if node.is_cancelled() {
         return;
     }
-    let (rx, _guard) = router.hub.join();
+    let (mut rx, _guard) = router.hub.join();
     tracing::debug!(clients = router.hub.clients(), "client connected");
     let mut out = Outgoing::default();
-    let goodbye = serve(ws, rx, &mut out, router, node, limits).await;
+    let goodbye = serve(ws, &mut rx, &mut out, router, node, limits).await;
     if let Some((frame, drain)) = goodbye {
         tracing::debug!(code = frame.code, reason = %frame.reason, "closing client");
         close(ws, frame, drain).await;
@@ -76,7 +76,7 @@ enum Event {
 /// (the client closed, or the socket failed).
 async fn serve(
     ws: &mut WebSocket,
-    mut rx: Receiver<Text>,
+    rx: &mut Receiver<Text>,
     out: &mut Outgoing,
     router: &NodeRouter,
     node: &CancellationToken,
@@ -84,22 +84,34 @@ async fn serve(
 ) -> Option<Goodbye> {
     let mut clock = Clock::new(limits);
     let sleep = tokio::time::sleep_until(clock.deadline());
-    tokio::pin!(sleep);
+    // Made once: a new one per turn would enter and leave the token's
+    // list of waiters each time.
+    let cancelled = node.cancelled();
+    tokio::pin!(sleep, cancelled);
     loop {
         let writing = out.writing;
         // Biased: deliveries are taken before the client's frames, so a
         // client that sends a lot still reads what it is sent.
         let event = tokio::select! {
             biased;
-            _ = node.cancelled() => return Some((close_frame(CloseCode::GoingAway, "node shutting down"), false)),
+            _ = &mut cancelled => return Some((close_frame(CloseCode::GoingAway, "node shutting down"), false)),
             msg = rx.recv(), if !writing => Event::Delivered(msg),
             io = poll_fn(|cx| poll_io(ws, out, cx)) => io,
             _ = clock.wait(sleep.as_mut(), writing) => Event::Timer,
         };
         match event {
             Event::Delivered(msg) => {
-                if let Err(goodbye) = start_batch(msg, &mut rx, out, limits).await {
+                if let Err(goodbye) = start_batch(msg, rx, out, limits).await {
                     return Some(goodbye);
+                }
+                // Written at once if the socket takes it (it mostly does),
+                // without a turn of the loop.
+                let written = poll_fn(|cx| Poll::Ready(poll_write(ws, out, cx))).await;
+                if let Poll::Ready(written) = written {
+                    out.writing = false;
+                    if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
+                        return end;
+                    }
                 }
             }
             Event::Read(frame) => {
@@ -108,26 +120,37 @@ async fn serve(
                     return end;
                 }
             }
-            Event::Written(Ok(())) => {
-                clock.stall = None;
-                // Freed: an idle client holds no batch.
-                out.batch = Vec::new();
-                if rx.len() >= limits.send_queue {
-                    return Some(too_slow(rx.len() as u64, limits));
+            Event::Written(written) => {
+                if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
+                    return end;
                 }
             }
-            Event::Written(Err(e)) => {
-                tracing::debug!(error = %e, "client write error");
-                return None;
-            }
             Event::Timer => {
-                if let Some(goodbye) = clock.fired(&rx, out, limits) {
+                if let Some(goodbye) = clock.fired(rx, out, limits) {
                     return Some(goodbye);
                 }
                 sleep.as_mut().reset(clock.deadline());
             }
         }
     }
+}
+
+/// After a write; `Some` ends the session.
+fn wrote(
+    written: Result<(), axum::Error>,
+    rx: &Receiver<Text>,
+    out: &mut Outgoing,
+    clock: &mut Clock,
+    limits: &Limits,
+) -> Option<Option<Goodbye>> {
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "client write error");
+        return Some(None);
+    }
+    clock.stall = None;
+    // Freed: an idle client holds no batch.
+    out.batch = Vec::new();
+    (rx.len() >= limits.send_queue).then(|| Some(too_slow(rx.len() as u64, limits)))
 }
 
 /// Takes `msg` and what else is queued (up to [`MAX_BATCH`]) for one write.

@@ -147,21 +147,24 @@ struct Upgrade {
 }
 
 impl Upgrade {
-    /// The socket is an argument, borrowed by the session: it lives once,
-    /// in this future (a WebSocket is about 500 bytes).
-    async fn run(self: Box<Self>, mut socket: WebSocket) {
-        if let Some(Extension(conn)) = &self.conn {
-            conn.upgraded();
-            // Whoever closes, the peer may still be sending (a message too
-            // big, say): read it off before closing.
-            conn.drain_on_close();
+    /// Not an `async fn`: an async fn's future keeps its arguments twice
+    /// (as captured, and as the body's locals), and the socket is about
+    /// 370 bytes. Here it lives once, captured, and the session borrows it.
+    fn run(self: Box<Self>, mut socket: WebSocket) -> impl Future<Output = ()> {
+        async move {
+            if let Some(Extension(conn)) = &self.conn {
+                conn.upgraded();
+                // Whoever closes, the peer may still be sending (a message
+                // too big, say): read it off before closing.
+                conn.drain_on_close();
+            }
+            let http = &self.http;
+            session::run(&mut socket, &http.router, &http.cancel, &self.limits).await;
+            drop(socket);
+            let Upgrade { slot, tracked, .. } = *self;
+            drop(slot);
+            drop(tracked);
         }
-        let http = &self.http;
-        session::run(&mut socket, &http.router, &http.cancel, &self.limits).await;
-        drop(socket);
-        let Upgrade { slot, tracked, .. } = *self;
-        drop(slot);
-        drop(tracked);
     }
 }
 
