@@ -104,7 +104,7 @@ async fn serve(
             biased;
             _ = &mut cancelled => return Some((close_frame(CloseCode::GoingAway, "node shutting down"), false)),
             msg = rx.recv(), if !writing => Event::Delivered(msg),
-            io = poll_fn(|cx| poll_io(ws, out, &read, cx)) => io,
+            io = poll_fn(|cx| poll_io(ws, out, read, cx)) => io,
             _ = clock.wait(sleep.as_mut(), writing) => Event::Timer,
         };
         match event {
@@ -231,11 +231,11 @@ fn poll_io(
     read: &Arc<ReadWake>,
     cx: &mut Context<'_>,
 ) -> Poll<Event> {
-    if out.writing {
-        if let Poll::Ready(written) = poll_write(ws, out, cx) {
-            out.writing = false;
-            return Poll::Ready(Event::Written(written));
-        }
+    if out.writing
+        && let Poll::Ready(written) = poll_write(ws, out, cx)
+    {
+        out.writing = false;
+        return Poll::Ready(Event::Written(written));
     }
     if !read.woken.swap(false, Ordering::AcqRel) {
         return Poll::Pending;

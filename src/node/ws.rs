@@ -150,6 +150,7 @@ impl Upgrade {
     /// Not an `async fn`: an async fn's future keeps its arguments twice
     /// (as captured, and as the body's locals), and the socket is about
     /// 370 bytes. Here it lives once, captured, and the session borrows it.
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
     fn run(self: Box<Self>, mut socket: WebSocket) -> impl Future<Output = ()> {
         async move {
             if let Some(Extension(conn)) = &self.conn {
