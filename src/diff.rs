@@ -10,7 +10,7 @@ pub mod delta;
 use crate::check::Valid;
 use crate::model::{Topology, Wiring};
 pub use delta::{
-    Entries, LinkDelta, NodeDelta, PubDelta, RedisDelta, Restart, Resubscribe, SubDelta,
+    Entries, LinkDelta, NatsDelta, NodeDelta, PubDelta, RedisDelta, Restart, Resubscribe, SubDelta,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -291,6 +291,24 @@ mod tests {
             RedisDelta::Disconnect
         );
         assert_eq!(LinkDelta::between(&alone, &base).redis, RedisDelta::Connect);
+    }
+
+    /// Sharded and classic subscriptions are different commands: switching
+    /// `sharded` on one cluster replaces the link (and says so).
+    #[test]
+    fn switching_sharded_replaces_the_link() {
+        let file = |sharded: bool| {
+            format!(
+                "nodes:\n  a: {{ http: 9100, redis: {{ broker: \"redis+cluster://h:1,h:2\", sharded: {sharded} }} }}\n"
+            )
+        };
+        let wiring = |yaml: String| wirings(&valid(&yaml).topology).remove(0);
+        let change = Change::between(&wiring(file(false)), &wiring(file(true)));
+        assert_eq!(
+            change.delta.links.redis,
+            RedisDelta::Remode(Resubscribe::default())
+        );
+        assert_eq!(change.what(), ["redis classic -> sharded"]);
     }
 
     #[test]

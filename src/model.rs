@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod nats;
+pub use nats::{NatsAuth, NatsBroker, NatsBrokerId, NatsLink, NatsListing, NatsUrl, NatsWiring};
+
 /// Index of a node in [`Topology::nodes`] (file order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub usize);
@@ -24,6 +27,8 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     /// Named brokers first (file order), then one per distinct inline URL.
     pub brokers: Vec<Broker>,
+    /// NATS brokers: named ones first (file order), then inline URLs.
+    pub nats_brokers: Vec<NatsBroker>,
 }
 
 impl Topology {
@@ -33,6 +38,10 @@ impl Topology {
 
     pub fn broker(&self, id: BrokerId) -> &Broker {
         &self.brokers[id.0]
+    }
+
+    pub fn nats_broker(&self, id: NatsBrokerId) -> &NatsBroker {
+        &self.nats_brokers[id.0]
     }
 
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
@@ -52,6 +61,7 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     pub zmq: Option<ZmqLink>,
     pub redis: Option<RedisLink>,
+    pub nats: Option<NatsLink>,
     /// Forward what it receives onto its other outbound links (docs/topology-format.md rule 4).
     pub relay: bool,
     /// What a client or an outage may cost this node (file: `limits:`, `origins:`).
@@ -147,6 +157,9 @@ pub struct RedisLink {
     pub subscribe: Vec<String>,
     /// Glob patterns (PSUBSCRIBE), without duplicates.
     pub patterns: Vec<String>,
+    /// Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis Cluster only); then
+    /// `patterns` is empty.
+    pub sharded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -157,7 +170,9 @@ pub struct Broker {
     pub span: Span,
 }
 
-/// A parsed `redis://` or `rediss://` URL.
+/// A parsed `redis://` or `rediss://` URL, or a `redis+cluster://` /
+/// `rediss+cluster://` one listing the seed nodes of a Redis Cluster
+/// (`host`/`port` is the first seed, `seeds` the others).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     pub tls: bool,
@@ -169,26 +184,52 @@ pub struct RedisUrl {
     /// For `rediss://`: a PEM file of the certificate authority to trust
     /// instead of the system's roots (the broker's `ca:`).
     pub ca: Option<std::path::PathBuf>,
+    /// A Redis Cluster: connect through the cluster client.
+    pub cluster: bool,
+    /// The cluster's seed nodes after the first, in the order written.
+    pub seeds: Vec<(String, u16)>,
 }
 
 impl RedisUrl {
     /// Two URLs reach the same pub/sub space when they name the same server;
     /// the database number does not matter to pub/sub.
+    ///
+    /// A cluster is one pub/sub space whichever seed a client names (classic
+    /// PUBLISH is broadcast to every node; a shard's channels are reached
+    /// from any): it is keyed by its lowest seed, so two brokers listing
+    /// the same seeds, in any order, are the same cluster.
     pub fn server(&self) -> ServerKey {
-        let host = match self.host.parse::<IpAddr>() {
-            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
-            Ok(ip) => ip.to_string(),
-            Err(_) if self.host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
-            Err(_) => self.host.to_ascii_lowercase(),
-        };
-        ServerKey {
-            host,
-            port: self.port,
+        let first = ServerKey::canonical(&self.host, self.port);
+        if !self.cluster {
+            return first;
         }
+        self.seeds
+            .iter()
+            .map(|(host, port)| ServerKey::canonical(host, *port))
+            .fold(first, std::cmp::min)
+    }
+
+    /// Every seed node, the first one included.
+    pub fn all_seeds(&self) -> impl Iterator<Item = (&str, u16)> {
+        std::iter::once((self.host.as_str(), self.port))
+            .chain(self.seeds.iter().map(|(h, p)| (h.as_str(), *p)))
+    }
+
+    /// One connection string per seed (a cluster's are the seeds with the
+    /// credentials; a single server's is [`Self::connection_string`]).
+    /// Never print these.
+    pub fn seed_connection_strings(&self) -> Vec<String> {
+        self.all_seeds()
+            .map(|(host, port)| self.connection_string_for(host, port))
+            .collect()
     }
 
     /// The URL with its secret in it, for connecting. Never print this.
     pub fn connection_string(&self) -> String {
+        self.connection_string_for(&self.host, self.port)
+    }
+
+    fn connection_string_for(&self, host: &str, port: u16) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         let auth = match (&self.username, &self.password) {
             (Some(user), Some(pass)) => format!("{user}:{pass}@"),
@@ -196,16 +237,11 @@ impl RedisUrl {
             (Some(user), None) => format!("{user}@"),
             (None, None) => String::new(),
         };
-        format!(
-            "{scheme}://{auth}{}:{}/{}",
-            host_for_url(&self.host),
-            self.port,
-            self.db
-        )
+        format!("{scheme}://{auth}{}:{port}/{}", host_for_url(host), self.db)
     }
 }
 
-fn host_for_url(host: &str) -> String {
+pub(crate) fn host_for_url(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -217,7 +253,8 @@ fn host_for_url(host: &str) -> String {
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        write!(f, "{scheme}://")?;
+        let cluster = if self.cluster { "+cluster" } else { "" };
+        write!(f, "{scheme}{cluster}://")?;
         match (&self.username, &self.password) {
             (Some(user), Some(_)) => write!(f, "{user}:***@")?,
             (None, Some(_)) => write!(f, ":***@")?,
@@ -225,6 +262,9 @@ impl fmt::Display for RedisUrl {
             (None, None) => {}
         }
         write!(f, "{}:{}", host_for_url(&self.host), self.port)?;
+        for (host, port) in &self.seeds {
+            write!(f, ",{}:{port}", host_for_url(host))?;
+        }
         if self.db != 0 {
             write!(f, "/{}", self.db)?;
         }
@@ -243,6 +283,20 @@ impl fmt::Debug for RedisUrl {
 pub struct ServerKey {
     pub host: String,
     pub port: u16,
+}
+
+impl ServerKey {
+    /// The key of `host:port` with every spelling of loopback as one host,
+    /// so that two addresses of one server compare equal.
+    pub fn canonical(host: &str, port: u16) -> ServerKey {
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
+            Ok(ip) => ip.to_string(),
+            Err(_) if host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
+            Err(_) => host.to_ascii_lowercase(),
+        };
+        ServerKey { host, port }
+    }
 }
 
 impl fmt::Display for ServerKey {
@@ -264,6 +318,7 @@ pub struct Wiring {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: String,
     pub redis: Option<RedisWiring>,
+    pub nats: Option<NatsWiring>,
     pub relay: bool,
     pub limits: Limits,
 }
@@ -274,6 +329,7 @@ pub struct RedisWiring {
     pub publish: String,
     pub subscribe: Vec<String>,
     pub patterns: Vec<String>,
+    pub sharded: bool,
 }
 
 /// A node's links resolved to names and addresses, in file order: the one
@@ -287,6 +343,7 @@ pub struct NodeLinks<'a> {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: &'a str,
     pub redis: Option<RedisListing<'a>>,
+    pub nats: Option<NatsListing<'a>>,
     pub relay: bool,
 }
 
@@ -306,6 +363,7 @@ pub struct RedisListing<'a> {
     pub publish: &'a str,
     pub subscribe: &'a [String],
     pub patterns: &'a [String],
+    pub sharded: bool,
 }
 
 impl<'a> NodeLinks<'a> {
@@ -338,6 +396,13 @@ impl<'a> NodeLinks<'a> {
                 publish: &r.publish,
                 subscribe: &r.subscribe,
                 patterns: &r.patterns,
+                sharded: r.sharded,
+            }),
+            nats: node.nats.as_ref().map(|n| NatsListing {
+                broker: topology.nats_broker(n.broker),
+                publish: &n.publish,
+                subscribe: &n.subscribe,
+                queue: n.queue.as_deref(),
             }),
             relay: node.relay,
         }
@@ -366,6 +431,13 @@ impl Wiring {
                 publish: r.publish.clone(),
                 subscribe: r.subscribe.clone(),
                 patterns: r.patterns.clone(),
+                sharded: r.sharded,
+            }),
+            nats: node.nats.as_ref().map(|n| NatsWiring {
+                url: topology.nats_broker(n.broker).url.clone(),
+                publish: n.publish.clone(),
+                subscribe: n.subscribe.clone(),
+                queue: n.queue.clone(),
             }),
             relay: node.relay,
             limits: node.limits.clone(),

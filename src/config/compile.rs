@@ -2,14 +2,16 @@
 //! names, apply defaults, parse addresses, and check everything that does
 //! not need the graph. Every problem is collected; none stops the others.
 
-use super::address::{AddressError, parse_endpoint, parse_host, parse_redis_url};
+mod nats;
+
+use super::address::{AddressError, is_nats_url, parse_broker_url, parse_endpoint, parse_host};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
-use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
+use super::spec::{Listen, NodeSpec, RedisSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
+    Broker, BrokerId, Endpoint, NatsBroker, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
 };
 use std::collections::{HashMap, HashSet};
@@ -70,6 +72,9 @@ pub fn compile(
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
+    c.unmatched_subjects(spec, &nodes);
+    let mixed = super::sharding::mixed_sharding(spec, &nodes, &c.brokers);
+    c.diagnostics.extend(mixed);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -81,6 +86,7 @@ pub fn compile(
         name,
         nodes,
         brokers: c.brokers,
+        nats_brokers: c.nats_brokers,
     };
     (if failed { None } else { Some(topology) }, c.diagnostics)
 }
@@ -93,6 +99,9 @@ struct Compiler {
     named_brokers: usize,
     /// Every name under `brokers:`, also those whose URL is invalid.
     declared_brokers: Vec<String>,
+    /// NATS brokers, named ones (`named_nats` of them) first, then inline URLs.
+    nats_brokers: Vec<NatsBroker>,
+    named_nats: usize,
 }
 
 impl Compiler {
@@ -107,7 +116,11 @@ impl Compiler {
     fn brokers(&mut self, spec: &TopologySpec, base_dir: &Path) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
             self.declared_brokers.push(name.value.clone());
-            match parse_redis_url(&broker.url.value) {
+            if is_nats_url(&broker.url.value) {
+                self.nats_broker(name, broker, base_dir);
+                continue;
+            }
+            match parse_broker_url(&broker.url.value) {
                 Ok(mut url) => {
                     if let Some(ca) = &broker.ca {
                         url.ca = self.certificate_authority(ca, url.tls, base_dir);
@@ -125,6 +138,7 @@ impl Compiler {
             }
         }
         self.named_brokers = self.brokers.len();
+        self.named_nats = self.nats_brokers.len();
     }
 
     /// A `ca:` file, relative to the topology file; it must be readable now,
@@ -159,7 +173,7 @@ impl Compiler {
     fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {
         let text = &reference.value;
         if text.contains("://") {
-            let url = match parse_redis_url(text) {
+            let url = match parse_broker_url(text) {
                 Ok(url) => url,
                 Err(error) => {
                     self.error(reference.span, error.to_string());
@@ -185,6 +199,15 @@ impl Compiler {
             .position(|b| &b.name == text)
         {
             return Some(BrokerId(i));
+        }
+        if self.is_nats_broker(text) {
+            self.error(
+                reference.span,
+                format!(
+                    "broker `{text}` is a NATS server; a redis section needs a redis:// broker"
+                ),
+            );
+            return None;
         }
         if self.declared_brokers.iter().any(|n| n == text) {
             return None; // the broker itself is invalid and already reported
@@ -279,16 +302,20 @@ impl Compiler {
                 None => vec![publish.clone()],
             };
             let patterns = r.patterns.as_ref().map_or(Vec::new(), |list| self.unique(&list.value, "pattern"));
+            let sharded = self.sharded(r, broker, &patterns);
             Some(RedisLink {
                 broker,
                 publish,
                 subscribe,
                 patterns,
+                sharded,
             })
         });
+        let nats = self.nats_link(name, spec);
         if spec.relay.as_ref().is_some_and(|r| r.value)
             && spec.zmq.is_none()
             && spec.redis.is_none()
+            && spec.nats.is_none()
         {
             self.warning(
                 name.span,
@@ -311,9 +338,32 @@ impl Compiler {
             http: spec.http.as_ref().map(|p| SocketAddr::new(host, p.value.0)),
             zmq,
             redis,
+            nats,
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
         }
+    }
+
+    /// `sharded: true` needs a cluster broker (what SPUBLISH scales across)
+    /// and admits no patterns: Redis has no sharded PSUBSCRIBE.
+    fn sharded(&mut self, r: &RedisSpec, broker: BrokerId, patterns: &[String]) -> bool {
+        let Some(sharded) = r.sharded.as_ref().filter(|s| s.value) else {
+            return false;
+        };
+        if !self.brokers[broker.0].url.cluster {
+            self.error(
+                sharded.span,
+                "`sharded: true` needs a Redis Cluster broker (redis+cluster://host:port,…)",
+            );
+        }
+        if let Some(list) = r.patterns.as_ref().filter(|_| !patterns.is_empty()) {
+            self.error(
+                list.span,
+                "patterns cannot be sharded: Redis has SSUBSCRIBE for exact channels only; \
+                 drop `patterns:` or `sharded: true`",
+            );
+        }
+        true
     }
 
     /// Redis ignores a second SUBSCRIBE to the same channel, so a repeated
@@ -442,6 +492,7 @@ impl Compiler {
             for item in written.iter().flat_map(|list| list.value.iter()) {
                 let matched = nodes.iter().filter_map(|n| n.redis.as_ref()).any(|other| {
                     self.brokers[other.broker.0].url.server() == server
+                        && !other.sharded
                         && glob_match(item.value.as_bytes(), other.publish.as_bytes())
                 });
                 if !matched && !item.value.is_empty() {

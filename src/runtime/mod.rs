@@ -212,6 +212,19 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         if !r.patterns.is_empty() {
             s.push_str(&format!(" psub {}", names_clipped(r.patterns, 2)));
         }
+        if r.sharded {
+            s.push_str(" sharded");
+        }
+        parts.push(s);
+    }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} pub {}", n.broker.name, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(n.subscribe, 3)));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
         parts.push(s);
     }
     if links.relay {
@@ -246,6 +259,19 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         if !r.patterns.is_empty() {
             s.push_str(&format!(" patterns {}", r.patterns.join(",")));
         }
+        if r.sharded {
+            s.push_str(" sharded (SPUBLISH/SSUBSCRIBE)");
+        }
+        parts.push(s);
+    }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} publish {}", n.broker.url, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" subscribe {}", n.subscribe.join(",")));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
         parts.push(s);
     }
     if links.relay {
@@ -272,6 +298,7 @@ mod tests {
             http: http.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
             zmq: None,
             redis: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         };
@@ -297,6 +324,7 @@ mod tests {
             name: "demo".into(),
             nodes: vec![a, bridge],
             brokers: vec![],
+            nats_brokers: vec![],
         };
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
         let expected = "demo ready: 2 node(s)\n\
@@ -326,6 +354,7 @@ mod tests {
                     ))),
                     zmq: None,
                     redis: None,
+                    nats: None,
                     relay: false,
                     limits: Limits::default(),
                 };
@@ -354,6 +383,7 @@ mod tests {
             name: "wide".into(),
             nodes,
             brokers: vec![],
+            nats_brokers: vec![],
         };
         let ids: Vec<NodeId> = t.node_ids().collect();
         let table = ready_table(&t, &ids);

@@ -1,10 +1,12 @@
 //! The Redis link: one publishing connection, one RESP3 subscribing connection
 //! that reconnects and resubscribes by itself, and the echo
-//! filter between them. This file connects, starts the two tasks
+//! filter between them. On a Redis Cluster broker both are cluster
+//! connections (`conn`), classic or sharded (SPUBLISH/SSUBSCRIBE). This file connects, starts the two tasks
 //! (`publisher`: outbox, backoff; `receiver`: pushes, link state) and
 //! rewires a running link. Never logs the connection string: only the
 //! redacted URL.
 
+mod conn;
 mod publisher;
 mod receiver;
 
@@ -12,6 +14,7 @@ use super::echo::{EchoFilter, PENDING_LIMIT};
 use super::queue::QueuedOutbound;
 use super::{Counters, Inbox, LinkStatus, Origin};
 use crate::model::{RedisUrl, RedisWiring};
+use conn::{Conn, Mode};
 use publisher::RedisPublisher;
 use receiver::Receiver;
 use redis::PushInfo;
@@ -36,8 +39,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
 pub struct Connected {
-    publisher: ConnectionManager,
-    subscriber: ConnectionManager,
+    publisher: Conn,
+    subscriber: Conn,
     pushes: mpsc::Receiver<PushInfo>,
 }
 
@@ -95,7 +98,29 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, LinkError> {
 
 /// Connects and subscribes. The error text never contains the password.
 pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
-    let client = new_client(&link.url, false)?;
+    let (publisher, subscriber, pushes) = if link.url.cluster {
+        connect_cluster(&link.url).await?
+    } else {
+        connect_single(&link.url).await?
+    };
+    let mut subscriber = subscriber;
+    if !link.subscribe.is_empty() {
+        within(subscriber.subscribe(Mode::of(link.sharded), &link.subscribe)).await?;
+    }
+    if !link.patterns.is_empty() {
+        within(subscriber.psubscribe(&link.patterns)).await?;
+    }
+    Ok(Connected {
+        publisher,
+        subscriber,
+        pushes,
+    })
+}
+
+type Connections = (Conn, Conn, mpsc::Receiver<PushInfo>);
+
+async fn connect_single(url: &RedisUrl) -> Result<Connections, LinkError> {
+    let client = new_client(url, false)?;
     // The managers retry forever, even the first time: try once plainly so
     // that an unreachable server is reported at start instead of awaited.
     let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
@@ -105,8 +130,60 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
         Ok(Ok(_)) => {}
     }
     let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
+    let client = new_client(url, true)?;
+    let (sender, pushes) = push_channel();
+    let config = manager_config()
+        .set_push_sender(sender)
+        .set_automatic_resubscription();
+    let subscriber = within(ConnectionManager::new_with_config(client, config)).await?;
+    Ok((Conn::Single(publisher), Conn::Single(subscriber), pushes))
+}
 
-    let client = new_client(&link.url, true)?;
+/// Two cluster connections (publishing, subscribing) from the seeds. The
+/// crate connects to every node of the slot map, routes by slot, refreshes
+/// the map on MOVED and on errors, and resubscribes what it tracks.
+async fn connect_cluster(url: &RedisUrl) -> Result<Connections, LinkError> {
+    let publisher =
+        within(cluster_client(url, None::<fn(PushInfo) -> Result<(), ()>>)?.get_async_connection())
+            .await?;
+    let (sender, pushes) = push_channel();
+    let subscriber = within(cluster_client(url, Some(sender))?.get_async_connection()).await?;
+    Ok((Conn::Cluster(publisher), Conn::Cluster(subscriber), pushes))
+}
+
+fn cluster_client(
+    url: &RedisUrl,
+    pushes: Option<impl redis::aio::AsyncPushSender>,
+) -> Result<redis::cluster::ClusterClient, LinkError> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(url.seed_connection_strings())
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .min_retry_wait(20)
+        .max_retry_wait(RETRY_CAP.as_millis() as u64);
+    if url.tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(ca) = &url.ca {
+            let root = crate::config::read::read_certificate(ca)?;
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            });
+        }
+    }
+    if let Some(pushes) = pushes {
+        builder = builder
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes);
+    }
+    Ok(builder.build()?)
+}
+
+/// Where the client's reader hands pushes over. It must never block, so
+/// when the queue is full a push is dropped and counted.
+fn push_channel() -> (
+    impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+    mpsc::Receiver<PushInfo>,
+) {
     let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
     let dropped = AtomicU64::new(0);
     // Called from the client's own reader task: log in the node's span.
@@ -124,21 +201,7 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
         }
         Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
     };
-    let config = manager_config()
-        .set_push_sender(sender)
-        .set_automatic_resubscription();
-    let mut subscriber = within(ConnectionManager::new_with_config(client, config)).await?;
-    if !link.subscribe.is_empty() {
-        within(subscriber.subscribe(&link.subscribe)).await?;
-    }
-    if !link.patterns.is_empty() {
-        within(subscriber.psubscribe(&link.patterns)).await?;
-    }
-    Ok(Connected {
-        publisher,
-        subscriber,
-        pushes,
-    })
+    (sender, pushes)
 }
 
 async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, LinkError> {
@@ -178,8 +241,14 @@ impl Connected {
         let (fence, fences) = mpsc::channel(1);
         let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
         let (severed, severed_rx) = watch::channel(false);
+        let mode = Mode::of(link.sharded);
+        // What the link means to be subscribed to: the receiver resubscribes
+        // it when a cluster node is lost or a slot moves; a rewiring changes
+        // it before it unsubscribes anything.
+        let wanted = Arc::new(Mutex::new((link.subscribe.clone(), link.patterns.clone())));
         let publisher = RedisPublisher::new(
             self.publisher,
+            mode,
             channel_rx,
             filter.clone(),
             counters,
@@ -188,13 +257,21 @@ impl Connected {
         );
         let control = RedisControl {
             conn: self.subscriber.clone(),
+            mode,
+            wanted: wanted.clone(),
             filter: filter.clone(),
             channel,
             fence,
             outbox_limit,
             severed,
         };
-        let receiver = Receiver::new(self.subscriber, filter, inbox, status, severed_rx);
+        let receiver = Receiver::new(
+            (self.subscriber, mode, wanted),
+            filter,
+            inbox,
+            status,
+            severed_rx,
+        );
         (
             QueuedOutbound::new(Origin::Redis, tx),
             control,
@@ -203,6 +280,9 @@ impl Connected {
         )
     }
 }
+
+/// The channels and patterns a link means to be subscribed to.
+type Wanted = (Vec<String>, Vec<String>);
 
 /// The subscription (publish channel, channels, patterns) whose echo filter
 /// the receiver installs once it has handled every push already queued, and
@@ -224,7 +304,10 @@ pub struct SubscriptionChange<'a> {
 /// and the size of its outbox. The publisher keeps running throughout, so
 /// what its outbox holds, its backoff and the link's state carry over.
 pub struct RedisControl {
-    conn: ConnectionManager,
+    conn: Conn,
+    mode: Mode,
+    /// What the receiver keeps subscribed (see `receiver`).
+    wanted: Arc<Mutex<Wanted>>,
     filter: Arc<Mutex<EchoFilter>>,
     channel: watch::Sender<String>,
     fence: mpsc::Sender<Fence>,
@@ -274,9 +357,11 @@ impl RedisControl {
             *f = next;
         }
         self.channel.send_replace(new.publish.clone());
+        *lock(&self.wanted) = (new.subscribe.clone(), new.patterns.clone());
         let result = self.commands(add_s, gone_s, add_p, gone_p).await;
         if result.is_err() {
             // Best effort: put the old subscription back.
+            *lock(&self.wanted) = (old.subscribe.clone(), old.patterns.clone());
             let _ = self.commands(gone_s, add_s, gone_p, add_p).await;
             self.channel.send_replace(old.publish.clone());
         }
@@ -303,13 +388,13 @@ impl RedisControl {
         gone_p: &[String],
     ) -> Result<(), LinkError> {
         if !add_s.is_empty() {
-            within(self.conn.subscribe(add_s)).await?;
+            within(self.conn.subscribe(self.mode, add_s)).await?;
         }
         if !add_p.is_empty() {
             within(self.conn.psubscribe(add_p)).await?;
         }
         if !gone_s.is_empty() {
-            within(self.conn.unsubscribe(gone_s)).await?;
+            within(self.conn.unsubscribe(self.mode, gone_s)).await?;
         }
         if !gone_p.is_empty() {
             within(self.conn.punsubscribe(gone_p)).await?;
@@ -318,8 +403,8 @@ impl RedisControl {
     }
 }
 
-/// The filter's lock is never held across an await; a poisoned lock only
+/// These locks are never held across an await; a poisoned lock only
 /// means a panic elsewhere, and the queues stay usable.
-fn lock(filter: &Mutex<EchoFilter>) -> std::sync::MutexGuard<'_, EchoFilter> {
-    filter.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
