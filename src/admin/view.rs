@@ -177,6 +177,21 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
             r.patterns.join(",")
         ));
     }
+    if let Some(a) = &links.amqp {
+        let l = a.link;
+        let queue = l
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" queue {q}"));
+        wiring.push(format!(
+            "amqp {} exchange {} ({}) pub {:?} bind [{}]{queue}",
+            a.broker.url,
+            l.exchange,
+            l.kind,
+            l.publish,
+            l.bind.join(",")
+        ));
+    }
     if let Some(n) = &links.nats {
         let queue = n.queue.map(|q| format!(" queue {q}")).unwrap_or_default();
         wiring.push(format!(
@@ -492,6 +507,7 @@ mod tests {
                     dropped: Some(0),
                     via: None,
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };
@@ -508,6 +524,7 @@ mod tests {
                     dropped: None,
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };

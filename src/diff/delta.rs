@@ -13,7 +13,7 @@
 //! arm in [`LinkDelta::between`] and in [`NodeDelta::lines`], and its slot
 //! in `node::wiring` that applies it. Nothing else classifies a change.
 
-use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
+use crate::model::{AmqpWiring, Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
 use std::time::Duration;
 
 /// One node's change: computed by [`NodeDelta::between`], nowhere else.
@@ -51,7 +51,35 @@ pub struct LinkDelta {
     pub publish: PubDelta,
     pub subscribe: SubDelta,
     pub redis: RedisDelta,
+    pub amqp: AmqpDelta,
     pub nats: NatsDelta,
+}
+
+/// The AMQP link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmqpDelta {
+    Keep,
+    /// A link where there was none.
+    Connect,
+    /// No link any more.
+    Disconnect,
+    /// Same server, exchange and queue: these changes are made on the live
+    /// link (queue.bind / queue.unbind, the routing key, basic.qos).
+    Rewire(Rebind),
+    /// Another server, exchange, exchange type or queue (or queue bound): a
+    /// new link replaces the old one.
+    Move,
+}
+
+/// What changes on a live AMQP link.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rebind {
+    /// The routing key of what the node publishes.
+    pub publish: bool,
+    /// Binding keys of the node's queue.
+    pub bind: Entries,
+    /// Unacknowledged deliveries in flight.
+    pub prefetch: bool,
 }
 
 /// The NATS link. It is not rewired in place: any change to the section
@@ -181,6 +209,7 @@ impl NodeDelta {
         what.extend(subs.connect.iter().map(|e| format!("zmq sub + {e}")));
         what.extend(subs.disconnect.iter().map(|e| format!("zmq sub - {e}")));
         redis_lines(&mut what, &self.links.redis, &old.redis, &new.redis);
+        amqp_lines(&mut what, &self.links.amqp, &old.amqp, &new.amqp);
         nats_lines(&mut what, self.links.nats, &old.nats, &new.nats);
         if old.relay != new.relay {
             what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
@@ -236,8 +265,68 @@ impl LinkDelta {
             publish,
             subscribe,
             redis,
+            amqp: AmqpDelta::between(&old.amqp, &new.amqp),
             nats,
         }
+    }
+}
+
+impl AmqpDelta {
+    fn between(old: &Option<AmqpWiring>, new: &Option<AmqpWiring>) -> AmqpDelta {
+        match (old, new) {
+            (a, b) if a == b => AmqpDelta::Keep,
+            (None, Some(_)) => AmqpDelta::Connect,
+            (Some(_), None) => AmqpDelta::Disconnect,
+            (Some(a), Some(b)) => {
+                let same_queue = a.url == b.url
+                    && a.exchange == b.exchange
+                    && a.kind == b.kind
+                    && a.queue == b.queue
+                    && a.max_length == b.max_length;
+                if same_queue {
+                    AmqpDelta::Rewire(Rebind {
+                        publish: a.publish != b.publish,
+                        bind: Entries::between(&a.bind, &b.bind),
+                        prefetch: a.prefetch != b.prefetch,
+                    })
+                } else {
+                    AmqpDelta::Move
+                }
+            }
+            (None, None) => AmqpDelta::Keep,
+        }
+    }
+}
+
+fn amqp_lines(
+    what: &mut Vec<String>,
+    delta: &AmqpDelta,
+    old: &Option<AmqpWiring>,
+    new: &Option<AmqpWiring>,
+) {
+    let shown = |w: &AmqpWiring| {
+        let queue = w
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" queue {q}"));
+        format!("{} exchange {} ({}){queue}", w.url, w.exchange, w.kind)
+    };
+    match (delta, old, new) {
+        (AmqpDelta::Connect, _, Some(b)) => what.push(format!("amqp + {}", shown(b))),
+        (AmqpDelta::Disconnect, Some(a), _) => what.push(format!("amqp - {}", shown(a))),
+        (AmqpDelta::Move, Some(a), Some(b)) => {
+            what.push(format!("amqp {} -> {}", shown(a), shown(b)))
+        }
+        (AmqpDelta::Rewire(rebind), Some(a), Some(b)) => {
+            if rebind.publish {
+                what.push(format!("amqp publish {:?} -> {:?}", a.publish, b.publish));
+            }
+            entry_lines(what, "amqp bind", &rebind.bind);
+            if rebind.prefetch {
+                what.push(format!("amqp prefetch {} -> {}", a.prefetch, b.prefetch));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -365,6 +454,7 @@ mod tests {
                 .collect(),
             filter: filter.into(),
             redis: None,
+            amqp: None,
             nats: None,
             relay: false,
             limits: Limits::default(),

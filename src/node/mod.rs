@@ -42,6 +42,13 @@ pub enum StartError {
         /// Not a `source`: the message already shows it, once.
         reason: crate::transport::redis::LinkError,
     },
+    #[error("node {node}: cannot set up amqp {broker}: {reason}")]
+    Amqp {
+        node: String,
+        /// The redacted URL (`AmqpUrl`'s Display).
+        broker: String,
+        reason: crate::transport::amqp::LinkError,
+    },
     #[error("node {node}: cannot reach nats {broker}: {reason}")]
     Nats {
         node: String,

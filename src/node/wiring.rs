@@ -10,8 +10,9 @@
 
 use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
-use crate::diff::{LinkDelta, NatsDelta, PubDelta, RedisDelta};
-use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring, ZmqPublish};
+use crate::diff::{AmqpDelta, LinkDelta, NatsDelta, PubDelta, RedisDelta};
+use crate::model::{AmqpWiring, Endpoint, Limits, NatsWiring, RedisWiring, Wiring, ZmqPublish};
+use crate::transport::amqp::AmqpControl;
 use crate::transport::redis::{RedisControl, SubscriptionChange};
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
@@ -25,6 +26,13 @@ pub struct Wired {
     subs: Vec<SubSlot>,
     redis: Option<RedisSlot>,
     nats: Option<NatsSlot>,
+    amqp: Option<AmqpSlot>,
+}
+
+struct AmqpSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+    control: AmqpControl,
 }
 
 struct NatsSlot {
@@ -62,6 +70,8 @@ pub struct Prepared {
     publish: PubPlan,
     redis: RedisPlan,
     nats: NatsPlan,
+    /// `None`: keep (or rewire) the AMQP link; `Some(None)`: remove it.
+    amqp: Option<Option<transport::amqp::Session>>,
 }
 
 enum NatsPlan {
@@ -93,6 +103,7 @@ impl Wired {
                 filter: String::new(),
                 redis: None,
                 nats: None,
+                amqp: None,
                 relay: false,
                 ..wiring.clone()
             },
@@ -100,6 +111,7 @@ impl Wired {
             subs: Vec::new(),
             redis: None,
             nats: None,
+            amqp: None,
         }
     }
 
@@ -115,6 +127,7 @@ impl Wired {
         all.extend(self.subs.iter().map(|s| s.status.clone()));
         all.extend(self.redis.iter().map(|r| r.status.clone()));
         all.extend(self.nats.iter().map(|n| n.status.clone()));
+        all.extend(self.amqp.iter().map(|a| a.status.clone()));
         all
     }
 
@@ -155,6 +168,16 @@ impl Wired {
                 })?;
             prepared.redis = RedisPlan::Keep;
         }
+        if let (AmqpDelta::Rewire(_), Some(slot), Some(b)) = (&delta.amqp, &self.amqp, &new.amqp) {
+            slot.control
+                .rewire(b)
+                .await
+                .map_err(|reason| StartError::Amqp {
+                    node: new.name.clone(),
+                    broker: b.url.to_string(),
+                    reason,
+                })?;
+        }
         self.commit(prepared, delta, new, env);
         Ok(())
     }
@@ -188,10 +211,18 @@ impl Wired {
                 NatsPlan::Replace(None)
             }
         };
+        let amqp = match (&delta.amqp, &new.amqp) {
+            (AmqpDelta::Keep | AmqpDelta::Rewire(_), _) => None,
+            (AmqpDelta::Connect | AmqpDelta::Move, Some(link)) => {
+                Some(Some(connect_amqp(&new.name, link).await?))
+            }
+            (AmqpDelta::Connect | AmqpDelta::Move | AmqpDelta::Disconnect, _) => Some(None),
+        };
         Ok(Prepared {
             publish,
             redis,
             nats,
+            amqp,
         })
     }
 
@@ -209,6 +240,9 @@ impl Wired {
         }
         if let NatsPlan::Replace(connected) = prepared.nats {
             self.commit_nats(connected, new, env);
+        }
+        if let Some(session) = prepared.amqp {
+            self.commit_amqp(session, new, env);
         }
         env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
@@ -323,6 +357,42 @@ impl Wired {
         self.subs.sort_by_key(rank);
     }
 
+    fn commit_amqp(
+        &mut self,
+        session: Option<transport::amqp::Session>,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) {
+        if let Some(old) = self.amqp.take() {
+            old.cancel.cancel();
+        }
+        env.router.set_outbound(Origin::Amqp, None);
+        let (Some(session), Some(link)) = (session, &new.amqp) else {
+            return;
+        };
+        let status = LinkStatus::new(LinkKind::Amqp, link.url.to_string(), LinkState::Up);
+        let status = Arc::new(status);
+        let cancel = env.tasks.cancel.child_token();
+        let task = transport::amqp::LinkTask {
+            node: new.name.clone(),
+            link: link.clone(),
+            counters: env.router.counters.clone(),
+            inbox: env.inbox.clone(),
+            status: status.clone(),
+            presence: env.router.hub.presence(),
+            outbox: new.limits.outbox,
+        };
+        let (handle, control, run) = task.run(session, cancel.clone());
+        env.tasks.spawn(run);
+        env.router
+            .set_outbound(Origin::Amqp, Some(Box::new(handle)));
+        self.amqp = Some(AmqpSlot {
+            status,
+            cancel,
+            control,
+        });
+    }
+
     fn commit_redis(
         &mut self,
         connected: Option<transport::redis::Connected>,
@@ -399,6 +469,19 @@ async fn connect_nats(
     transport::nats::connect(node, link)
         .await
         .map_err(|reason| StartError::Nats {
+            node: node.to_owned(),
+            broker: link.url.to_string(),
+            reason,
+        })
+}
+
+async fn connect_amqp(
+    node: &str,
+    link: &AmqpWiring,
+) -> Result<transport::amqp::Session, StartError> {
+    transport::amqp::connect(link)
+        .await
+        .map_err(|reason| StartError::Amqp {
             node: node.to_owned(),
             broker: link.url.to_string(),
             reason,

@@ -240,6 +240,7 @@ async fn receive(
         let received = Received {
             origin: Origin::Nats,
             text,
+            ack: None,
         };
         // A full inbox pushes back onto this subscription; the client then
         // holds up to SUBSCRIPTION_CAPACITY and reports a slow consumer.
