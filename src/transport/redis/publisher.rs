@@ -3,6 +3,7 @@
 //! wait in the bounded outbox, flushed in order once the subscribers are
 //! back, retried with capped backoff and jitter.
 
+use super::shared::SharedPublisher;
 use super::{RETRY_CAP, lock};
 use crate::transport::echo::EchoFilter;
 use crate::transport::outbox::Outbox;
@@ -27,7 +28,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 
 pub(super) struct RedisPublisher {
-    conn: ConnectionManager,
+    conn: SharedPublisher,
     /// The current publish channel (a reload may change it).
     channel: watch::Receiver<String>,
     filter: Arc<Mutex<EchoFilter>>,
@@ -46,7 +47,7 @@ pub(super) struct RedisPublisher {
 
 impl RedisPublisher {
     pub(super) fn new(
-        conn: ConnectionManager,
+        conn: SharedPublisher,
         channel: watch::Receiver<String>,
         filter: Arc<Mutex<EchoFilter>>,
         counters: Arc<Counters>,
@@ -110,7 +111,7 @@ impl RedisPublisher {
                 (on, n) if *on == channel => *n,
                 _ => i64::MAX,
             };
-            let conn = &mut self.conn;
+            let conn = self.conn.conn();
             let grace_over = async {
                 match waiting {
                     Some(t) => {
@@ -221,7 +222,7 @@ impl RedisPublisher {
         }
         for _ in 0..2 {
             // The manager may be waiting out its reconnection backoff: bounded.
-            let query = pipe.query_async::<Vec<i64>>(&mut self.conn);
+            let query = pipe.query_async::<Vec<i64>>(self.conn.conn());
             match tokio::time::timeout(PUBLISH_TIMEOUT, query).await {
                 Ok(Ok(reach)) => {
                     if let Some(&n) = reach.last() {
