@@ -179,6 +179,12 @@ pub fn validation_json(checked: &Checked) -> serde_json::Value {
         object["reach"] = serde_json::json!(valid.analysis.reach_by_name(&valid.topology));
         object["deliveries"] =
             serde_json::json!(valid.analysis.deliveries_by_name(&valid.topology));
+        // Only when a NATS queue group is reached: every other file's object
+        // stays as it was, key for key.
+        let one_of = valid.analysis.one_of_by_name(&valid.topology);
+        if !one_of.is_empty() {
+            object["one_of"] = serde_json::json!(one_of);
+        }
     }
     object
 }

@@ -10,7 +10,7 @@ pub mod delta;
 use crate::check::Valid;
 use crate::model::{Topology, Wiring};
 pub use delta::{
-    Entries, LinkDelta, NodeDelta, PubDelta, RedisDelta, Restart, Resubscribe, SubDelta,
+    Entries, LinkDelta, NatsDelta, NodeDelta, PubDelta, RedisDelta, Restart, Resubscribe, SubDelta,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

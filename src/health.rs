@@ -40,7 +40,7 @@ pub struct HealthLink {
     /// ZeroMQ links: the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Redis links: the redacted broker URL.
+    /// Redis and NATS links: the redacted broker URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
     pub state: LinkState,
@@ -57,11 +57,11 @@ pub struct HealthLink {
     /// ZeroMQ only: messages a full per-subscriber queue (HWM) dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
-    /// Redis only: `received` by the subscription that delivered it
-    /// (`chan`, `psubscribe pat*`), in subscription order.
+    /// Redis and NATS: `received` by the subscription that delivered it
+    /// (`chan`, `psubscribe pat*`; a NATS filter), in subscription order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<IndexMap<String, u64>>,
-    /// Redis only: messages held while the link is down.
+    /// Redis and NATS: messages held while the link is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxHealth>,
 }
@@ -84,6 +84,7 @@ pub enum LinkKind {
     ZmqPub,
     ZmqSub,
     Redis,
+    Nats,
 }
 
 impl LinkKind {
@@ -92,6 +93,7 @@ impl LinkKind {
             LinkKind::ZmqPub => "zmq-pub",
             LinkKind::ZmqSub => "zmq-sub",
             LinkKind::Redis => "redis",
+            LinkKind::Nats => "nats",
         }
     }
 }
@@ -181,7 +183,12 @@ mod tests {
             )
         );
         assert_eq!(serde_json::from_str::<Health>(&text).unwrap(), health);
-        for kind in [LinkKind::ZmqPub, LinkKind::ZmqSub, LinkKind::Redis] {
+        for kind in [
+            LinkKind::ZmqPub,
+            LinkKind::ZmqSub,
+            LinkKind::Redis,
+            LinkKind::Nats,
+        ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
     }

@@ -35,5 +35,6 @@ pub mod probe;
 pub mod runtime;
 pub mod serve;
 pub mod span;
+pub mod subject;
 pub mod testing;
 pub mod transport;

@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod nats;
+pub use nats::{NatsAuth, NatsBroker, NatsBrokerId, NatsLink, NatsListing, NatsUrl, NatsWiring};
+
 /// Index of a node in [`Topology::nodes`] (file order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub usize);
@@ -24,6 +27,8 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     /// Named brokers first (file order), then one per distinct inline URL.
     pub brokers: Vec<Broker>,
+    /// NATS brokers: named ones first (file order), then inline URLs.
+    pub nats_brokers: Vec<NatsBroker>,
 }
 
 impl Topology {
@@ -33,6 +38,10 @@ impl Topology {
 
     pub fn broker(&self, id: BrokerId) -> &Broker {
         &self.brokers[id.0]
+    }
+
+    pub fn nats_broker(&self, id: NatsBrokerId) -> &NatsBroker {
+        &self.nats_brokers[id.0]
     }
 
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
@@ -52,6 +61,7 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     pub zmq: Option<ZmqLink>,
     pub redis: Option<RedisLink>,
+    pub nats: Option<NatsLink>,
     /// Forward what it receives onto its other outbound links (docs/topology-format.md rule 4).
     pub relay: bool,
     /// What a client or an outage may cost this node (file: `limits:`, `origins:`).
@@ -175,16 +185,7 @@ impl RedisUrl {
     /// Two URLs reach the same pub/sub space when they name the same server;
     /// the database number does not matter to pub/sub.
     pub fn server(&self) -> ServerKey {
-        let host = match self.host.parse::<IpAddr>() {
-            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
-            Ok(ip) => ip.to_string(),
-            Err(_) if self.host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
-            Err(_) => self.host.to_ascii_lowercase(),
-        };
-        ServerKey {
-            host,
-            port: self.port,
-        }
+        ServerKey::canonical(&self.host, self.port)
     }
 
     /// The URL with its secret in it, for connecting. Never print this.
@@ -205,7 +206,7 @@ impl RedisUrl {
     }
 }
 
-fn host_for_url(host: &str) -> String {
+pub(crate) fn host_for_url(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -245,6 +246,20 @@ pub struct ServerKey {
     pub port: u16,
 }
 
+impl ServerKey {
+    /// The key of `host:port` with every spelling of loopback as one host,
+    /// so that two addresses of one server compare equal.
+    pub fn canonical(host: &str, port: u16) -> ServerKey {
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => "127.0.0.1".to_owned(),
+            Ok(ip) => ip.to_string(),
+            Err(_) if host.eq_ignore_ascii_case("localhost") => "127.0.0.1".to_owned(),
+            Err(_) => host.to_ascii_lowercase(),
+        };
+        ServerKey { host, port }
+    }
+}
+
 impl fmt::Display for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", host_for_url(&self.host), self.port)
@@ -264,6 +279,7 @@ pub struct Wiring {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: String,
     pub redis: Option<RedisWiring>,
+    pub nats: Option<NatsWiring>,
     pub relay: bool,
     pub limits: Limits,
 }
@@ -287,6 +303,7 @@ pub struct NodeLinks<'a> {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: &'a str,
     pub redis: Option<RedisListing<'a>>,
+    pub nats: Option<NatsListing<'a>>,
     pub relay: bool,
 }
 
@@ -339,6 +356,12 @@ impl<'a> NodeLinks<'a> {
                 subscribe: &r.subscribe,
                 patterns: &r.patterns,
             }),
+            nats: node.nats.as_ref().map(|n| NatsListing {
+                broker: topology.nats_broker(n.broker),
+                publish: &n.publish,
+                subscribe: &n.subscribe,
+                queue: n.queue.as_deref(),
+            }),
             relay: node.relay,
         }
     }
@@ -366,6 +389,12 @@ impl Wiring {
                 publish: r.publish.clone(),
                 subscribe: r.subscribe.clone(),
                 patterns: r.patterns.clone(),
+            }),
+            nats: node.nats.as_ref().map(|n| NatsWiring {
+                url: topology.nats_broker(n.broker).url.clone(),
+                publish: n.publish.clone(),
+                subscribe: n.subscribe.clone(),
+                queue: n.queue.clone(),
             }),
             relay: node.relay,
             limits: node.limits.clone(),

@@ -83,13 +83,17 @@ pub fn redact_urls(line: &str) -> Cow<'_, str> {
 }
 
 fn redact_authority(scheme: &str, authority: &str) -> String {
+    // NATS puts a bare token where other schemes put a user name.
+    let nats = scheme.eq_ignore_ascii_case("nats") || scheme.eq_ignore_ascii_case("tls");
     if let Some((user_info, host)) = authority.rsplit_once('@') {
         return match user_info.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
+            None if nats && !user_info.is_empty() => format!("***@{host}"),
             None => authority.to_owned(),
         };
     }
-    let redis = scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss");
+    let redis =
+        nats || scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss");
     if authority.ends_with(']') {
         return authority.to_owned(); // a bare IPv6 address
     }
@@ -137,6 +141,11 @@ mod tests {
         assert_eq!(redact_urls("redis://[::1]:6379"), "redis://[::1]:6379");
         assert_eq!(redact_urls("redis://[::1]"), "redis://[::1]");
         assert_eq!(redact_urls("no url"), "no url");
+        assert_eq!(
+            redact_urls("url: nats://t0ken@h:4222,nats://u:pw@h:4223"),
+            "url: nats://***@h:4222,nats://u:***@h:4223"
+        );
+        assert_eq!(redact_urls("tls://user:s3cret"), "tls://user:***");
         // Found by the fuzzer: a multi-byte character before `://`.
         assert_eq!(redact_urls("tc\u{feff}p://h:1"), "tc\u{feff}p://h:1");
         assert_eq!(redact_urls("é://:pw@h"), "é://:***@h");

@@ -38,6 +38,27 @@ impl Default for ProbeOptions {
 pub struct Cell {
     pub from: String,
     pub to: String,
+    /// The deliveries certain to happen.
+    pub predicted: u64,
+    /// How many more copies a NATS queue group may give this receiver (0
+    /// outside queue groups); which member gets a copy is the server's pick.
+    pub maybe: u64,
+    pub observed: u64,
+}
+
+impl Cell {
+    pub fn agrees(&self) -> bool {
+        (self.predicted..=self.predicted + self.maybe).contains(&self.observed)
+    }
+}
+
+/// The copies of one sender's message that a queue group took: `count` of
+/// them predicted, `observed` counted over the members' extra receptions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChoiceCell {
+    pub from: String,
+    /// The members (sorted by name).
+    pub among: Vec<String>,
     pub predicted: u64,
     pub observed: u64,
 }
@@ -47,17 +68,25 @@ pub struct ProbeReport {
     pub name: String,
     /// Every (sender, receiver) pair of nodes with an HTTP server, sorted by names.
     pub cells: Vec<Cell>,
+    /// Every queue group a sender's message reaches, by sender.
+    pub choices: Vec<ChoiceCell>,
     /// Nodes no client could connect to, with the reason.
     pub unreachable: Vec<(String, String)>,
 }
 
 impl ProbeReport {
     pub fn agrees(&self) -> bool {
-        self.unreachable.is_empty() && self.cells.iter().all(|c| c.predicted == c.observed)
+        self.unreachable.is_empty()
+            && self.cells.iter().all(Cell::agrees)
+            && self.choices.iter().all(|c| c.predicted == c.observed)
     }
 
     pub fn differences(&self) -> impl Iterator<Item = &Cell> {
-        self.cells.iter().filter(|c| c.predicted != c.observed)
+        self.cells.iter().filter(|c| !c.agrees())
+    }
+
+    pub fn choice_differences(&self) -> impl Iterator<Item = &ChoiceCell> {
+        self.choices.iter().filter(|c| c.predicted != c.observed)
     }
 
     pub fn to_json(&self, file: &str) -> serde_json::Value {
@@ -68,7 +97,7 @@ impl ProbeReport {
             }
             out
         };
-        json!({
+        let mut object = json!({
             "file": file,
             "agree": self.agrees(),
             "predicted": matrix(|c| c.predicted),
@@ -77,7 +106,18 @@ impl ProbeReport {
                 "from": c.from, "to": c.to, "predicted": c.predicted, "observed": c.observed,
             })).collect::<Vec<_>>(),
             "unreachable": self.unreachable.iter().map(|(node, why)| json!({"node": node, "error": why})).collect::<Vec<_>>(),
-        })
+        });
+        // Only with queue groups, so that every other report keeps its shape.
+        if !self.choices.is_empty() {
+            let mut one_of: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+            for c in &self.choices {
+                one_of.entry(&c.from).or_default().push(json!({
+                    "among": c.among, "count": c.predicted, "observed": c.observed,
+                }));
+            }
+            object["one_of"] = json!(one_of);
+        }
+        object
     }
 
     /// The observed/predicted matrix and a verdict, for people.
@@ -97,24 +137,55 @@ impl ProbeReport {
         for from in &names {
             let _ = write!(out, "  {from:width$}");
             for c in self.cells.iter().filter(|c| c.from == *from) {
-                let cell = format!("{}/{}", c.observed, c.predicted);
-                let mark = if c.observed == c.predicted { ' ' } else { '!' };
+                let cell = match c.maybe {
+                    0 => format!("{}/{}", c.observed, c.predicted),
+                    _ => format!("{}/{}+?", c.observed, c.predicted),
+                };
+                let mark = if c.agrees() { ' ' } else { '!' };
                 let _ = write!(out, " {cell:>w$}{mark}", w = width - 1);
             }
             out.push('\n');
         }
+        for c in &self.choices {
+            let _ = writeln!(
+                out,
+                "  {} -> exactly one of {{{}}}: {} of {} cop{} observed",
+                c.from,
+                c.among.join(", "),
+                c.observed,
+                c.predicted,
+                if c.predicted == 1 { "y" } else { "ies" }
+            );
+        }
         for (node, why) in &self.unreachable {
             let _ = writeln!(out, "cannot reach {node}: {why}");
         }
-        let differing: Vec<String> = self
+        let mut differing: Vec<String> = self
             .differences()
-            .map(|c| {
-                format!(
+            .map(|c| match c.maybe {
+                0 => format!(
                     "{} -> {}: observed {}, predicted {}",
                     c.from, c.to, c.observed, c.predicted
-                )
+                ),
+                m => format!(
+                    "{} -> {}: observed {}, predicted {} to {}",
+                    c.from,
+                    c.to,
+                    c.observed,
+                    c.predicted,
+                    c.predicted + m
+                ),
             })
             .collect();
+        differing.extend(self.choice_differences().map(|c| {
+            format!(
+                "{} -> one of {{{}}}: observed {} copies, predicted {}",
+                c.from,
+                c.among.join(", "),
+                c.observed,
+                c.predicted
+            )
+        }));
         if self.agrees() {
             let _ = writeln!(
                 out,
@@ -178,14 +249,33 @@ pub async fn probe(valid: &Valid, options: ProbeOptions) -> ProbeReport {
         }
     }
 
-    let expected_total: u64 = sockets
+    // A client is only sure to get what its node delivers once the node's
+    // session for it runs (joined to the node's clients), which may be
+    // after the upgrade answered: a pong proves it. Without this, a fast
+    // link can deliver a tag before its receiver joined.
+    for (node, socket) in &mut sockets {
+        if !joined(socket, options.timeout).await {
+            unreachable.push((
+                topology.node(*node).name.clone(),
+                format!("no pong in {:?}", options.timeout),
+            ));
+        }
+    }
+    let connected: Vec<NodeId> = sockets.iter().map(|(n, _)| *n).collect();
+    let expected_total: u64 = connected
         .iter()
-        .flat_map(|(to, _)| {
+        .flat_map(|to| {
             senders
                 .iter()
                 .map(|from| valid.analysis.expected(*from, *to))
         })
-        .sum();
+        .sum::<u64>()
+        + senders
+            .iter()
+            .flat_map(|from| valid.analysis.choices_of(*from))
+            .filter(|c| c.among.iter().all(|m| connected.contains(m)))
+            .map(|c| c.count)
+            .sum::<u64>();
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for (node, socket) in sockets {
@@ -243,11 +333,85 @@ pub async fn probe(valid: &Valid, options: ProbeOptions) -> ProbeReport {
         let _ = timeout(Duration::from_millis(200), sink.close()).await;
     }
 
+    let cells = cells(topology, valid, &senders, &observed);
     ProbeReport {
         name: topology.name.clone(),
-        cells: cells(topology, valid, &senders, &observed),
+        choices: choice_cells(topology, valid, &senders, &cells),
+        cells,
         unreachable,
     }
+}
+
+/// Sends a ping and waits for its pong (ignoring other traffic).
+async fn joined(socket: &mut Socket, limit: Duration) -> bool {
+    let exchange = async {
+        socket
+            .send(Message::Ping(b"topo-probe".to_vec().into()))
+            .await
+            .ok()?;
+        loop {
+            match socket.next().await? {
+                Ok(Message::Pong(_)) => return Some(()),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    matches!(timeout(limit, exchange).await, Ok(Some(())))
+}
+
+/// The most copies queue groups may add to `from` -> `to`.
+pub fn maybe(valid: &Valid, from: NodeId, to: NodeId) -> u64 {
+    valid
+        .analysis
+        .choices_of(from)
+        .iter()
+        .filter(|c| c.among.contains(&to))
+        .map(|c| c.count)
+        .sum()
+}
+
+/// Each queue group's copies, observed as the receptions its members got
+/// beyond their certain deliveries. (A node in two groups reached by one
+/// sender, which takes two subjects and relays, counts in both.) A group
+/// with a member without clients is left out: a copy that member takes is
+/// seen by nobody; the cells still bound what each other member may get.
+fn choice_cells(
+    topology: &Topology,
+    valid: &Valid,
+    senders: &[NodeId],
+    cells: &[Cell],
+) -> Vec<ChoiceCell> {
+    let mut out = Vec::new();
+    let mut sorted = senders.to_vec();
+    sorted.sort_by(|a, b| topology.node(*a).name.cmp(&topology.node(*b).name));
+    for from in sorted {
+        let name = &topology.node(from).name;
+        let seen = |m: &NodeId| topology.node(*m).http.is_some();
+        for choice in valid.analysis.choices_of(from) {
+            if !choice.among.iter().all(seen) {
+                continue;
+            }
+            let mut among: Vec<String> = choice
+                .among
+                .iter()
+                .map(|m| topology.node(*m).name.clone())
+                .collect();
+            among.sort();
+            let observed = cells
+                .iter()
+                .filter(|c| &c.from == name && among.contains(&c.to))
+                .map(|c| c.observed.saturating_sub(c.predicted))
+                .sum();
+            out.push(ChoiceCell {
+                from: name.clone(),
+                among,
+                predicted: choice.count,
+                observed,
+            });
+        }
+    }
+    out
 }
 
 fn cells(
@@ -265,6 +429,7 @@ fn cells(
                 from: topology.node(from).name.clone(),
                 to: topology.node(to).name.clone(),
                 predicted: valid.analysis.expected(from, to),
+                maybe: maybe(valid, from, to),
                 observed: observed.get(&(from, to)).copied().unwrap_or(0),
             });
         }

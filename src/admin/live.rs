@@ -418,6 +418,7 @@ mod tests {
                 }],
                 matrix_names: vec!["a".into()],
                 deliveries: [("a".to_owned(), [("a".to_owned(), 1)].into())].into(),
+                one_of: Default::default(),
                 failed: vec![],
             },
             reload: Some(ReloadNote {

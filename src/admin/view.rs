@@ -26,6 +26,10 @@ pub struct View {
     pub matrix_names: Vec<String>,
     /// Predicted deliveries per message (the `deliveries` of `validate --format json`); > 1 is a duplicate.
     pub deliveries: BTreeMap<String, BTreeMap<String, u64>>,
+    /// NATS queue groups a sender's messages reach (`validate`'s `one_of`):
+    /// each copy goes to exactly one of `among`. Absent when there is none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub one_of: BTreeMap<String, Vec<crate::config::expect::OneOf>>,
     /// Nodes that failed to take the applied configuration.
     pub failed: Vec<String>,
 }
@@ -108,6 +112,7 @@ impl View {
                 .map(|(name, _)| name)
                 .collect(),
             deliveries,
+            one_of: valid.analysis.one_of_by_name(t),
             failed: failed.to_vec(),
         }
     }
@@ -170,6 +175,15 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
             r.publish,
             r.subscribe.join(","),
             r.patterns.join(",")
+        ));
+    }
+    if let Some(n) = &links.nats {
+        let queue = n.queue.map(|q| format!(" queue {q}")).unwrap_or_default();
+        wiring.push(format!(
+            "nats {} pub {} sub [{}]{queue}",
+            n.broker.url,
+            n.publish,
+            n.subscribe.join(",")
         ));
     }
     Vertex {

@@ -112,13 +112,19 @@ fn summary(checked: &Checked) -> String {
             let _ = write!(out, " {name:>width$}");
         }
         out.push('\n');
+        let one_of = analysis.one_of_by_name(topology);
         for (from, row) in &deliveries {
             let _ = write!(out, "  {from:width$}");
+            let chosen = one_of.get(from).map(Vec::as_slice).unwrap_or_default();
             for to in &names {
-                let cell = row
-                    .iter()
-                    .find(|(name, _)| name == *to)
-                    .map_or("·".to_owned(), |(_, n)| n.to_string());
+                let definite = row.iter().find(|(name, _)| name == *to).map(|(_, n)| *n);
+                let maybe = chosen.iter().any(|c| c.among.contains(to));
+                let cell = match (definite, maybe) {
+                    (Some(n), false) => n.to_string(),
+                    (Some(n), true) => format!("{n}+?"),
+                    (None, true) => "?".to_owned(),
+                    (None, false) => "·".to_owned(),
+                };
                 let _ = write!(out, " {cell:>width$}");
             }
             out.push('\n');
@@ -148,6 +154,34 @@ fn summary(checked: &Checked) -> String {
                 "  … and {} more senders (use --format json)",
                 senders - shown
             );
+        }
+    }
+    out.push_str(&one_of_lines(&analysis.one_of_by_name(topology)));
+    out
+}
+
+/// The queue groups under the matrix: what its `?` cells mean.
+fn one_of_lines(
+    one_of: &std::collections::BTreeMap<String, Vec<topo::graph::analyze::OneOf>>,
+) -> String {
+    let mut out = String::new();
+    if one_of.is_empty() {
+        return out;
+    }
+    out.push_str(
+        "?: NATS queue groups, each copy to exactly one member
+",
+    );
+    for (from, list) in one_of {
+        for choice in list {
+            let among = choice.among.join(", ");
+            let _ = match choice.count {
+                1 => writeln!(out, "  {from} -> exactly one of {{{among}}}"),
+                n => writeln!(
+                    out,
+                    "  {from} -> {n} copies, each to exactly one of {{{among}}}"
+                ),
+            };
         }
     }
     out

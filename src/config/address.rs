@@ -5,6 +5,9 @@
 use crate::model::{Endpoint, RedisUrl};
 use std::net::{IpAddr, Ipv4Addr};
 
+mod nats;
+pub use nats::{DEFAULT_NATS_PORT, NatsUrlError, is_nats_url, parse_nats_url};
+
 /// Why an address written in the file was refused. No variant holds a
 /// whole Redis URL: it may carry a password.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +28,7 @@ pub enum AddressError {
     EndpointPort { text: String, port: PortError },
     #[error("`{0}` is not an IP address to bind; a pub endpoint binds an address of this machine")]
     PubNotAnIp(String),
-    #[error("a broker URL starts with redis:// or rediss:// (TLS)")]
+    #[error("a broker URL starts with redis:// or rediss:// (TLS), or nats:// or tls:// for NATS")]
     RedisScheme,
     #[error("the broker URL's host is malformed")]
     RedisHostMalformed,

@@ -2,14 +2,16 @@
 //! names, apply defaults, parse addresses, and check everything that does
 //! not need the graph. Every problem is collected; none stops the others.
 
-use super::address::{AddressError, parse_endpoint, parse_host, parse_redis_url};
+mod nats;
+
+use super::address::{AddressError, is_nats_url, parse_endpoint, parse_host, parse_redis_url};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
 use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    Broker, BrokerId, Endpoint, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
+    Broker, BrokerId, Endpoint, NatsBroker, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
     ZmqSubscription,
 };
 use std::collections::{HashMap, HashSet};
@@ -70,6 +72,7 @@ pub fn compile(
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
+    c.unmatched_subjects(spec, &nodes);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -81,6 +84,7 @@ pub fn compile(
         name,
         nodes,
         brokers: c.brokers,
+        nats_brokers: c.nats_brokers,
     };
     (if failed { None } else { Some(topology) }, c.diagnostics)
 }
@@ -93,6 +97,9 @@ struct Compiler {
     named_brokers: usize,
     /// Every name under `brokers:`, also those whose URL is invalid.
     declared_brokers: Vec<String>,
+    /// NATS brokers, named ones (`named_nats` of them) first, then inline URLs.
+    nats_brokers: Vec<NatsBroker>,
+    named_nats: usize,
 }
 
 impl Compiler {
@@ -107,6 +114,10 @@ impl Compiler {
     fn brokers(&mut self, spec: &TopologySpec, base_dir: &Path) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
             self.declared_brokers.push(name.value.clone());
+            if is_nats_url(&broker.url.value) {
+                self.nats_broker(name, broker, base_dir);
+                continue;
+            }
             match parse_redis_url(&broker.url.value) {
                 Ok(mut url) => {
                     if let Some(ca) = &broker.ca {
@@ -125,6 +136,7 @@ impl Compiler {
             }
         }
         self.named_brokers = self.brokers.len();
+        self.named_nats = self.nats_brokers.len();
     }
 
     /// A `ca:` file, relative to the topology file; it must be readable now,
@@ -185,6 +197,15 @@ impl Compiler {
             .position(|b| &b.name == text)
         {
             return Some(BrokerId(i));
+        }
+        if self.is_nats_broker(text) {
+            self.error(
+                reference.span,
+                format!(
+                    "broker `{text}` is a NATS server; a redis section needs a redis:// broker"
+                ),
+            );
+            return None;
         }
         if self.declared_brokers.iter().any(|n| n == text) {
             return None; // the broker itself is invalid and already reported
@@ -286,9 +307,11 @@ impl Compiler {
                 patterns,
             })
         });
+        let nats = self.nats_link(name, spec);
         if spec.relay.as_ref().is_some_and(|r| r.value)
             && spec.zmq.is_none()
             && spec.redis.is_none()
+            && spec.nats.is_none()
         {
             self.warning(
                 name.span,
@@ -311,6 +334,7 @@ impl Compiler {
             http: spec.http.as_ref().map(|p| SocketAddr::new(host, p.value.0)),
             zmq,
             redis,
+            nats,
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
         }

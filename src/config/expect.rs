@@ -1,11 +1,12 @@
 //! `expect:` (top level, or a sidecar `NAME.expect.yaml` holding only
-//! `deliveries:`): the deliveries a user asserts, for `topo test`. Decoding
+//! `deliveries:` and `one_of:`): the deliveries a user asserts, for
+//! `topo test`, and the copies NATS queue groups take. Decoding
 //! and the check that every name is a node with an HTTP server. It never
 //! touches what runs: `topo up` ignores the section.
 
 use super::decode::{Decoder, Named, Spanned};
 use super::diagnostic::{Diagnostic, did_you_mean};
-use super::keys::ExpectKey;
+use super::keys::{ExpectKey, OneOfKey};
 use super::yaml::{Kind, Span, Value};
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -23,12 +24,41 @@ pub struct ExpectSpec {
     /// Both are nodes with an `http:` port.
     #[schemars(required)]
     pub deliveries: Option<Named<Named<Spanned<u64>>>>,
+    /// sender -> the NATS queue groups its messages reach: each copy goes
+    /// to exactly one of `among`, as `validate --format json` prints `one_of`.
+    pub one_of: Option<Named<Vec<OneOfSpec>>>,
 }
+
+/// `count` copies of a sender's message, each to exactly one of `among`.
+#[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct OneOfSpec {
+    /// The queue group's members whose subscription matches (node names).
+    #[schemars(required)]
+    pub among: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Copies that reach the group; default 1.
+    pub count: Option<Spanned<u64>>,
+}
+
+/// A queue group's share of a sender's messages, by node names: one entry
+/// of `validate --format json`'s `one_of` and of an expectation's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OneOf {
+    /// The members, sorted by name.
+    pub among: Vec<String>,
+    /// Copies of each message that reach the group; each goes to one member.
+    pub count: u64,
+}
+
+/// sender -> the queue groups its messages reach (lists sorted).
+pub type OneOfs = BTreeMap<String, Vec<OneOf>>;
 
 /// A checked expectation, names resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expectations {
     pub deliveries: Deliveries,
+    /// Empty when the file expects no queue group.
+    pub one_of: OneOfs,
     /// Where the section's key (`expect:`, or `deliveries:` in a sidecar) is.
     pub at: Span,
 }
@@ -50,7 +80,41 @@ impl Decoder<'_> {
         for (key, v) in self.fields::<ExpectKey>(value, "expect") {
             match key.value {
                 ExpectKey::Deliveries => spec.deliveries = Some(self.deliveries(v)),
+                ExpectKey::OneOf => spec.one_of = Some(self.one_of(v)),
             }
+        }
+        spec
+    }
+
+    fn one_of(&mut self, value: &Value) -> Named<Vec<OneOfSpec>> {
+        self.named(value, "one_of", |d, row| match &row.kind {
+            Kind::Seq(items) => Some(items.iter().map(|item| d.one_of_entry(item)).collect()),
+            other => {
+                d.error(
+                    row.span,
+                    format!(
+                        "expected a list of {{ among: [nodes], count: N }}, found {}",
+                        other.describe()
+                    ),
+                );
+                None
+            }
+        })
+    }
+
+    fn one_of_entry(&mut self, value: &Value) -> OneOfSpec {
+        let mut spec = OneOfSpec::default();
+        for (key, v) in self.fields::<OneOfKey>(value, "a one_of entry") {
+            match key.value {
+                OneOfKey::Among => spec.among = self.string_list(v, "node names"),
+                OneOfKey::Count => spec.count = self.count(v),
+            }
+        }
+        if spec.among.is_none() {
+            self.error(
+                value.span,
+                "a one_of entry needs `among:` (the queue group's members)",
+            );
         }
         spec
     }
@@ -58,17 +122,23 @@ impl Decoder<'_> {
     /// A sidecar file: a mapping whose only key is `deliveries:`.
     pub fn sidecar(&mut self, doc: &Value) -> Option<Spanned<ExpectSpec>> {
         let mut found = None;
+        let mut one_of = None;
         for (key, v) in self.fields::<ExpectKey>(doc, "an expectations file") {
             match key.value {
                 ExpectKey::Deliveries => {
                     found = Some(Spanned {
                         value: ExpectSpec {
                             deliveries: Some(self.deliveries(v)),
+                            one_of: None,
                         },
                         span: key.span,
                     })
                 }
+                ExpectKey::OneOf => one_of = Some(self.one_of(v)),
             }
+        }
+        if let Some(found) = found.as_mut() {
+            found.value.one_of = one_of;
         }
         if found.is_none() && matches!(doc.kind, Kind::Map(_) | Kind::Null) {
             self.error(
@@ -135,9 +205,37 @@ pub fn resolve(
             deliveries.insert(sender.value.clone(), counts);
         }
     }
+    let mut one_of = OneOfs::new();
+    for (sender, list) in spec.value.one_of.iter().flat_map(|o| o.0.iter()) {
+        check_name(sender, nodes, "sender", diagnostics);
+        let mut groups = Vec::new();
+        for entry in list {
+            let Some(among) = &entry.among else { continue };
+            let mut names = Vec::new();
+            for member in &among.value {
+                if nodes.iter().any(|(n, _)| *n == member.value) {
+                    names.push(member.value.clone());
+                } else {
+                    diagnostics.push(Diagnostic::error(
+                        member.span,
+                        format!("`{}` is not a node of this file", member.value),
+                    ));
+                }
+            }
+            names.sort();
+            let count = entry.count.as_ref().map_or(1, |c| c.value);
+            groups.push(OneOf {
+                among: names,
+                count,
+            });
+        }
+        groups.sort_by(|a, b| a.among.cmp(&b.among));
+        one_of.insert(sender.value.clone(), groups);
+    }
     let after = diagnostics.iter().filter(|d| d.is_error()).count();
     (after == before).then_some(Expectations {
         deliveries,
+        one_of,
         at: spec.span,
     })
 }

@@ -60,6 +60,7 @@ keys! {
         Relay = "relay",
         Zmq = "zmq",
         Redis = "redis",
+        Nats = "nats",
         Limits = "limits",
         Origins = "origins",
     }
@@ -81,6 +82,16 @@ keys! {
 }
 
 keys! {
+    /// A node's `nats:` section.
+    NatsKey {
+        Broker = "broker",
+        Publish = "publish",
+        Subscribe = "subscribe",
+        Queue = "queue",
+    }
+}
+
+keys! {
     /// `limits:`, at the top level or in a node.
     LimitsKey {
         MaxMessageBytes = "max_message_bytes",
@@ -95,7 +106,12 @@ keys! {
 
 keys! {
     /// `expect:` in a topology, and the top level of an expectations sidecar.
-    ExpectKey { Deliveries = "deliveries" }
+    ExpectKey { Deliveries = "deliveries", OneOf = "one_of" }
+}
+
+keys! {
+    /// One entry of `one_of:` (a NATS queue group's share of a sender's messages).
+    OneOfKey { Among = "among", Count = "count" }
 }
 
 #[cfg(test)]
@@ -120,8 +136,10 @@ mod tests {
             ("NodeSpec", set(NodeKey::names())),
             ("ZmqSpec", set(ZmqKey::names())),
             ("RedisSpec", set(RedisKey::names())),
+            ("NatsSpec", set(NatsKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),
+            ("OneOfSpec", set(OneOfKey::names())),
         ];
         let mut objects = vec![("(top level)".to_owned(), &schema)];
         for (name, def) in schema["$defs"].as_object().expect("$defs") {

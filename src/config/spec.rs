@@ -6,7 +6,7 @@
 
 pub use super::decode::{Decoder, NAME_PATTERN, Named, Spanned, valid_name};
 use super::expect::ExpectSpec;
-use super::keys::{BrokerKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
+use super::keys::{BrokerKey, NatsKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -62,7 +62,7 @@ pub struct TopologySpec {
     pub version: Option<Spanned<u64>>,
     /// Defaults to the file name without its extension.
     pub name: Option<Spanned<String>>,
-    /// Named Redis servers that nodes refer to.
+    /// Named Redis servers and NATS servers or clusters that nodes refer to.
     pub brokers: Option<Named<BrokerSpec>>,
     /// The chat servers, in order.
     pub nodes: Named<NodeSpec>,
@@ -74,13 +74,15 @@ pub struct TopologySpec {
     pub expect: Option<Spanned<ExpectSpec>>,
 }
 
-/// A Redis server.
+/// A Redis server, or a NATS server or cluster.
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct BrokerSpec {
-    /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
+    /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS);
+    /// or NATS: `nats://[user:password@|token@]host[:port]`, `tls://…` (TLS),
+    /// several servers of one cluster separated by commas.
     pub url: Spanned<String>,
-    /// For `rediss://`: a PEM file of the certificate authority to trust
+    /// For `rediss://` and `tls://`: a PEM file of the certificate authority to trust
     /// instead of the system's (relative to the topology file).
     pub ca: Option<Spanned<String>>,
 }
@@ -99,6 +101,8 @@ pub struct NodeSpec {
     pub zmq: Option<Spanned<ZmqSpec>>,
     /// Redis pub/sub links.
     pub redis: Option<Spanned<RedisSpec>>,
+    /// NATS subjects and queue groups.
+    pub nats: Option<Spanned<NatsSpec>>,
     /// This node's limits, over the top-level ones.
     pub limits: Option<Spanned<LimitsSpec>>,
     /// Browser origins allowed to open a WebSocket here (replaces the top-level list).
@@ -130,6 +134,19 @@ pub struct RedisSpec {
     pub subscribe: Option<Spanned<Vec<Spanned<String>>>>,
     /// Glob patterns (PSUBSCRIBE); default [].
     pub patterns: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct NatsSpec {
+    /// A NATS broker's name from `brokers:`, or a URL (nats://host:port, several comma-separated).
+    pub broker: Option<Spanned<String>>,
+    /// Subject this node publishes on (no wildcards); default "chat_messages".
+    pub publish: Option<Spanned<String>>,
+    /// Subscription filters, `*` for one token and `>` for the rest; default [<publish>].
+    pub subscribe: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Queue group: each message matching it goes to exactly one of its members.
+    pub queue: Option<Spanned<String>>,
 }
 
 impl Decoder<'_> {
@@ -227,6 +244,12 @@ impl Decoder<'_> {
                         span: key.span,
                     })
                 }
+                NodeKey::Nats => {
+                    node.nats = Some(Spanned {
+                        value: self.nats(v),
+                        span: key.span,
+                    })
+                }
             }
         }
         Some(node)
@@ -256,6 +279,19 @@ impl Decoder<'_> {
             }
         }
         redis
+    }
+
+    fn nats(&mut self, value: &Value) -> NatsSpec {
+        let mut nats = NatsSpec::default();
+        for (key, v) in self.fields::<NatsKey>(value, "a nats section") {
+            match key.value {
+                NatsKey::Broker => nats.broker = self.string(v),
+                NatsKey::Publish => nats.publish = self.string(v),
+                NatsKey::Subscribe => nats.subscribe = self.string_list(v, "subjects"),
+                NatsKey::Queue => nats.queue = self.string(v),
+            }
+        }
+        nats
     }
 
     fn port(&mut self, value: &Value) -> Option<Spanned<Port>> {

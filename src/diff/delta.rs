@@ -12,7 +12,7 @@
 //! arm in [`LinkDelta::between`] and in [`NodeDelta::lines`], and its slot
 //! in `node::wiring` that applies it. Nothing else classifies a change.
 
-use crate::model::{Endpoint, Limits, RedisWiring, Wiring};
+use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
 use std::time::Duration;
 
 /// One node's change: computed by [`NodeDelta::between`], nowhere else.
@@ -50,6 +50,18 @@ pub struct LinkDelta {
     pub publish: PubDelta,
     pub subscribe: SubDelta,
     pub redis: RedisDelta,
+    pub nats: NatsDelta,
+}
+
+/// The NATS link. It is not rewired in place: any change to the section
+/// (servers, subject, filters, queue) or to the outbox it sizes replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatsDelta {
+    Keep,
+    Connect,
+    Disconnect,
+    /// A new link (a new connection) replaces the old one.
+    Replace,
 }
 
 /// The ZeroMQ PUB socket.
@@ -164,6 +176,7 @@ impl NodeDelta {
         what.extend(subs.connect.iter().map(|e| format!("zmq sub + {e}")));
         what.extend(subs.disconnect.iter().map(|e| format!("zmq sub - {e}")));
         redis_lines(&mut what, &self.links.redis, &old.redis, &new.redis);
+        nats_lines(&mut what, self.links.nats, &old.nats, &new.nats);
         if old.relay != new.relay {
             what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
         }
@@ -203,10 +216,20 @@ impl LinkDelta {
             }
             (None, None) => RedisDelta::Keep,
         };
+        let nats = match (&old.nats, &new.nats) {
+            (None, None) => NatsDelta::Keep,
+            (None, Some(_)) => NatsDelta::Connect,
+            (Some(_), None) => NatsDelta::Disconnect,
+            (Some(a), Some(b)) if a == b && old.limits.outbox == new.limits.outbox => {
+                NatsDelta::Keep
+            }
+            (Some(_), Some(_)) => NatsDelta::Replace,
+        };
         LinkDelta {
             publish,
             subscribe,
             redis,
+            nats,
         }
     }
 }
@@ -238,6 +261,38 @@ fn redis_lines(
     }
     entry_lines(what, "redis subscribe", &entries.subscribe);
     entry_lines(what, "redis pattern", &entries.patterns);
+}
+
+fn nats_lines(
+    what: &mut Vec<String>,
+    delta: NatsDelta,
+    old: &Option<NatsWiring>,
+    new: &Option<NatsWiring>,
+) {
+    let show = |n: &NatsWiring| {
+        let queue = n
+            .queue
+            .as_ref()
+            .map(|q| format!(" queue {q}"))
+            .unwrap_or_default();
+        format!(
+            "{} publish {} subscribe {}{queue}",
+            n.url,
+            n.publish,
+            n.subscribe.join(",")
+        )
+    };
+    match (delta, old, new) {
+        (NatsDelta::Connect, _, Some(b)) => what.push(format!("nats + {}", show(b))),
+        (NatsDelta::Disconnect, Some(a), _) => what.push(format!("nats - {}", a.url)),
+        (NatsDelta::Replace, Some(a), Some(b)) if a == b => {
+            what.push("nats link reconnected (its outbox changed)".to_owned())
+        }
+        (NatsDelta::Replace, Some(a), Some(b)) => {
+            what.push(format!("nats {} -> {}", show(a), show(b)))
+        }
+        _ => {}
+    }
 }
 
 fn entry_lines(what: &mut Vec<String>, label: &str, entries: &Entries) {
@@ -298,6 +353,7 @@ mod tests {
                 .collect(),
             filter: filter.into(),
             redis: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         }

@@ -2,11 +2,16 @@
 //! relays, deliveries(X, Y) as the number of distinct relay paths, reach,
 //! and the warnings that follow from them (duplicates, partitions).
 //!
-//! A relay state is (relay node, arrived by Redis?): a relay never forwards
-//! back onto the Redis server a message came from, so where a message
+//! A relay state is (relay node, arrived by which kind of link): a relay
+//! never forwards back onto the broker it came from, so where a message
 //! arrived decides where it may go next. Paths are counted over those states.
+//!
+//! A NATS queue group takes each message once, so its edges are counted as
+//! a choice ("exactly one of {b, c}") rather than as deliveries; a group
+//! with one matching member is a plain delivery. Queue members are never
+//! relays (the compiler refuses it), so a choice never travels further.
 
-use super::build::{Link, LinkGraph};
+use super::build::{Link, LinkGraph, Via};
 use crate::config::diagnostic::Diagnostic;
 use crate::model::{NodeId, Topology};
 use petgraph::Direction;
@@ -21,7 +26,21 @@ pub struct Analysis {
     /// For every node with an HTTP server (file order): how many times each
     /// node with an HTTP server receives one message from it (counts ≥ 1 only).
     pub deliveries: Vec<(NodeId, Vec<(NodeId, u64)>)>,
+    /// For the same senders, in the same order: the queue groups their
+    /// messages reach, each as the members one of which gets every copy.
+    pub choices: Vec<(NodeId, Vec<Choice>)>,
 }
+
+/// `count` copies of a message, each delivered to exactly one of `among`
+/// (a NATS queue group's members whose subscription matches).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// At least two nodes, in file order.
+    pub among: Vec<NodeId>,
+    pub count: u64,
+}
+
+pub use crate::config::expect::OneOf;
 
 impl Analysis {
     /// `deliveries` keyed by node names, sorted: the `deliveries` of `validate --format json` object.
@@ -83,6 +102,43 @@ impl Analysis {
             .collect()
     }
 
+    /// The `one_of` object of `validate --format json`: for every sender
+    /// whose messages reach a queue group, the groups' members. Empty when
+    /// no message does (and then `validate` prints no `one_of` at all).
+    pub fn one_of_by_name(&self, topology: &Topology) -> BTreeMap<String, Vec<OneOf>> {
+        self.choices
+            .iter()
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(from, list)| {
+                let mut list: Vec<OneOf> = list
+                    .iter()
+                    .map(|c| {
+                        let mut among: Vec<String> = c
+                            .among
+                            .iter()
+                            .map(|id| topology.node(*id).name.clone())
+                            .collect();
+                        among.sort();
+                        OneOf {
+                            among,
+                            count: c.count,
+                        }
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.among.cmp(&b.among));
+                (topology.node(*from).name.clone(), list)
+            })
+            .collect()
+    }
+
+    /// The queue groups a message from `from` reaches.
+    pub fn choices_of(&self, from: NodeId) -> &[Choice] {
+        self.choices
+            .iter()
+            .find(|(f, _)| *f == from)
+            .map_or(&[], |(_, list)| list.as_slice())
+    }
+
     pub fn expected(&self, from: NodeId, to: NodeId) -> u64 {
         self.deliveries
             .iter()
@@ -116,8 +172,12 @@ pub fn analyze(topology: &Topology, graph: LinkGraph) -> (Option<Analysis>, Vec<
             .collect();
         return (None, errors);
     }
-    let deliveries = states.deliveries();
-    let analysis = Analysis { graph, deliveries };
+    let (deliveries, choices) = states.deliveries();
+    let analysis = Analysis {
+        graph,
+        deliveries,
+        choices,
+    };
     let warnings = warnings(topology, &analysis);
     (Some(analysis), warnings)
 }
@@ -127,20 +187,73 @@ struct RelayStates<'a> {
     graph: &'a LinkGraph,
 }
 
-/// (node, arrived by Redis)
-type State = (NodeId, bool);
+/// (node, the kind of link it arrived by)
+type State = (NodeId, Via);
+
+/// What forwarding from one state causes: deliveries, and copies taken by
+/// queue groups (keyed by their members, in file order).
+#[derive(Clone, Debug, Default)]
+struct Reached {
+    counts: Vec<(NodeId, u64)>,
+    choices: BTreeMap<Vec<NodeId>, u64>,
+}
 
 impl<'a> RelayStates<'a> {
     fn new(topology: &'a Topology, graph: &'a LinkGraph) -> Self {
         RelayStates { topology, graph }
     }
 
-    /// The links a message may take out of `node`, having arrived by Redis or not.
-    fn onward(&self, (node, by_redis): State) -> impl Iterator<Item = (NodeId, &'a Link)> + 'a {
+    /// The links a message may take out of `node`, given how it arrived
+    /// (never back onto the kind of broker it came by).
+    fn links(&self, (node, via): State) -> impl Iterator<Item = (NodeId, &'a Link)> + 'a {
         self.graph
             .edges_directed(NodeIndex::new(node.0), Direction::Outgoing)
-            .filter(move |e| !(by_redis && e.weight().is_redis()))
+            .filter(move |e| via == Via::Direct || e.weight().via() != via)
             .map(|e| (NodeId(e.target().index()), e.weight()))
+    }
+
+    /// The links that deliver one by one (all but queue-group edges).
+    fn onward(&self, state: State) -> impl Iterator<Item = (NodeId, &'a Link)> + 'a {
+        self.links(state).filter(|(_, link)| !link.is_queue())
+    }
+
+    /// The queue groups one copy leaving `state` reaches: the members of
+    /// each (by the group's name; one space per publisher), in file order.
+    fn groups(&self, state: State) -> Vec<Vec<NodeId>> {
+        let mut groups: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
+        for (to, _) in self.links(state).filter(|(_, link)| link.is_queue()) {
+            let queue = self
+                .topology
+                .node(to)
+                .nats
+                .as_ref()
+                .and_then(|n| n.queue.as_deref());
+            let members = groups.entry(queue.unwrap_or_default()).or_default();
+            if !members.contains(&to) {
+                members.push(to);
+            }
+        }
+        groups
+            .into_values()
+            .map(|mut m| {
+                m.sort_unstable();
+                m
+            })
+            .collect()
+    }
+
+    /// Adds what the queue groups reached from `state` take: a group with
+    /// one member is a delivery, a larger one a choice.
+    fn choose(&self, state: State, counts: &mut Counts, choices: &mut BTreeMap<Vec<NodeId>, u64>) {
+        for members in self.groups(state) {
+            match members.as_slice() {
+                [only] => counts.add(*only, 1),
+                _ => {
+                    let slot = choices.entry(members).or_default();
+                    *slot = slot.saturating_add(1);
+                }
+            }
+        }
     }
 
     fn forwards(&self, node: NodeId) -> bool {
@@ -148,7 +261,7 @@ impl<'a> RelayStates<'a> {
     }
 
     fn index(state: State) -> usize {
-        state.0.0 * 2 + usize::from(state.1)
+        state.0.0 * Via::ALL.len() + state.1.index()
     }
 
     /// One path per cycle found, as node ids with the first repeated at the end.
@@ -156,12 +269,12 @@ impl<'a> RelayStates<'a> {
         const NEW: u8 = 0;
         const OPEN: u8 = 1;
         const DONE: u8 = 2;
-        let mut mark = vec![NEW; self.topology.nodes.len() * 2];
+        let mut mark = vec![NEW; self.topology.nodes.len() * Via::ALL.len()];
         let mut found: Vec<Vec<NodeId>> = Vec::new();
         let mut reported: HashSet<Vec<NodeId>> = HashSet::new();
         for start in self.topology.node_ids().filter(|&n| self.forwards(n)) {
-            for by_redis in [false, true] {
-                let root = (start, by_redis);
+            for via in Via::ALL {
+                let root = (start, via);
                 if mark[Self::index(root)] != NEW {
                     continue;
                 }
@@ -209,31 +322,38 @@ impl<'a> RelayStates<'a> {
     fn next_states(&self, state: State) -> Vec<State> {
         self.onward(state)
             .filter(|(to, _)| self.forwards(*to))
-            .map(|(to, link)| (to, link.is_redis()))
+            .map(|(to, link)| (to, link.via()))
             .collect()
     }
 
     /// Paths counted with memoised sums over relay states (the graph is a DAG
     /// of relay states once `cycles` found none).
-    fn deliveries(&self) -> Vec<(NodeId, Vec<(NodeId, u64)>)> {
+    #[allow(clippy::type_complexity)]
+    fn deliveries(
+        &self,
+    ) -> (
+        Vec<(NodeId, Vec<(NodeId, u64)>)>,
+        Vec<(NodeId, Vec<Choice>)>,
+    ) {
         let n = self.topology.nodes.len();
-        let mut onward: Vec<Option<Vec<(NodeId, u64)>>> = vec![None; n * 2];
+        let mut memo: Vec<Option<Reached>> = vec![None; n * Via::ALL.len()];
         let mut scratch = Counts::new(n);
-        let mut out = Vec::new();
+        let (mut out, mut chosen) = (Vec::new(), Vec::new());
         for from in self.topology.node_ids() {
             if self.topology.node(from).http.is_none() {
                 continue;
             }
+            let mut choices = BTreeMap::new();
             scratch.add(from, 1); // rule 1: its own clients, once
-            for (to, link) in self.onward((from, false)) {
+            let start = (from, Via::Direct);
+            self.choose(start, &mut scratch, &mut choices);
+            for (to, link) in self.onward(start) {
                 scratch.add(to, 1);
                 if self.forwards(to) {
-                    let state = (to, link.is_redis());
-                    self.fill(state, &mut onward);
-                    for &(node, count) in onward[Self::index(state)].as_deref().unwrap_or_default()
-                    {
-                        scratch.add(node, count);
-                    }
+                    let state = (to, link.via());
+                    self.fill(state, &mut memo);
+                    let reached = memo[Self::index(state)].as_ref().expect("filled");
+                    merge(reached, &mut scratch, &mut choices);
                 }
             }
             let mut row = scratch.drain();
@@ -245,13 +365,18 @@ impl<'a> RelayStates<'a> {
                     .cmp(&self.topology.node(b.0).name)
             });
             out.push((from, row));
+            let choices = choices
+                .into_iter()
+                .map(|(among, count)| Choice { among, count })
+                .collect();
+            chosen.push((from, choices));
         }
-        out
+        (out, chosen)
     }
 
     /// Computes, for `state` and every relay state after it, the deliveries
     /// caused by forwarding from there.
-    fn fill(&self, root: State, memo: &mut [Option<Vec<(NodeId, u64)>>]) {
+    fn fill(&self, root: State, memo: &mut [Option<Reached>]) {
         if memo[Self::index(root)].is_some() {
             return;
         }
@@ -270,17 +395,32 @@ impl<'a> RelayStates<'a> {
                 }
                 continue;
             }
+            let mut choices = BTreeMap::new();
+            self.choose(state, &mut scratch, &mut choices);
             for (to, link) in self.onward(state) {
                 scratch.add(to, 1);
                 if self.forwards(to) {
-                    let next = (to, link.is_redis());
-                    for &(node, count) in memo[Self::index(next)].as_deref().unwrap_or_default() {
-                        scratch.add(node, count);
+                    let next = (to, link.via());
+                    if let Some(reached) = memo[Self::index(next)].as_ref() {
+                        merge(reached, &mut scratch, &mut choices);
                     }
                 }
             }
-            memo[Self::index(state)] = Some(scratch.drain());
+            memo[Self::index(state)] = Some(Reached {
+                counts: scratch.drain(),
+                choices,
+            });
         }
+    }
+}
+
+fn merge(reached: &Reached, counts: &mut Counts, choices: &mut BTreeMap<Vec<NodeId>, u64>) {
+    for &(node, count) in &reached.counts {
+        counts.add(node, count);
+    }
+    for (members, count) in &reached.choices {
+        let slot = choices.entry(members.clone()).or_default();
+        *slot = slot.saturating_add(*count);
     }
 }
 
@@ -353,9 +493,20 @@ fn warnings(topology: &Topology, analysis: &Analysis) -> Vec<Diagnostic> {
                 .filter(|(to, _)| to != from)
                 .for_each(|(to, _)| reached[to.0] = true);
         }
+        // A queue member reached by some copies is reached.
+        let members = |from: NodeId| {
+            analysis
+                .choices_of(from)
+                .iter()
+                .flat_map(|c| c.among.iter().copied())
+                .filter(move |to| *to != from && topology.node(*to).http.is_some())
+        };
+        for (from, _) in &analysis.choices {
+            members(*from).for_each(|to| reached[to.0] = true);
+        }
         for (from, row) in &analysis.deliveries {
             let name = &topology.node(*from).name;
-            let reaches = row.iter().any(|(to, _)| to != from);
+            let reaches = row.iter().any(|(to, _)| to != from) || members(*from).next().is_some();
             let message = match (reaches, reached[from.0]) {
                 (true, true) => continue,
                 (false, false) => format!(
@@ -372,4 +523,37 @@ fn warnings(topology: &Topology, analysis: &Analysis) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_str;
+
+    /// x publishes on NATS and on ZeroMQ; the relay forwards the ZeroMQ copy
+    /// onto NATS: two copies reach the group, each to one of {b, c}; a
+    /// group with one matching member is a plain delivery.
+    #[test]
+    fn copies_reaching_a_queue_group_are_choices_counted_per_copy() {
+        let text = concat!(
+            "nodes:\n",
+            "  x: { http: 1, zmq: { pub: 11 }, nats: { broker: \"nats://h\", publish: chat.x, subscribe: [] } }\n",
+            "  r: { relay: true, zmq: { sub: [x] }, nats: { broker: \"nats://h\", publish: chat.r, subscribe: [] } }\n",
+            "  b: { http: 2, nats: { broker: \"nats://h\", publish: chat.b, subscribe: [\"chat.*\"], queue: g } }\n",
+            "  c: { http: 3, nats: { broker: \"nats://h\", publish: chat.c, subscribe: [chat.x, chat.r, chat.b], queue: g } }\n",
+        );
+        let checked = check_str("t.yaml", "t", text.into(), &|_| None);
+        let valid = checked.valid.as_ref().expect("valid");
+        let one_of = valid.analysis.one_of_by_name(&valid.topology);
+        assert_eq!(one_of.len(), 1, "{one_of:?}");
+        assert_eq!(one_of["x"][0].among, ["b", "c"]);
+        assert_eq!(one_of["x"][0].count, 2);
+        let deliveries = valid.analysis.deliveries_by_name(&valid.topology);
+        // b's message: c is the only other member matching chat.b.
+        assert_eq!(deliveries["b"].get("c"), Some(&1));
+        assert_eq!(deliveries["x"].get("b"), None);
+        // b and c are reached, through the group: no partition warning for them.
+        let rendered = checked.render();
+        assert!(!rendered.contains("clients of `b`"), "{rendered}");
+        assert!(!rendered.contains("clients of `c`"), "{rendered}");
+    }
 }

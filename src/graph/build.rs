@@ -4,6 +4,7 @@
 
 use crate::glob::glob_match;
 use crate::model::{BrokerId, NodeId, ServerKey, Topology};
+use crate::subject::subject_matches;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
 
@@ -17,11 +18,54 @@ pub enum Link {
     RedisChannel,
     /// The target's PSUBSCRIBE pattern number `pattern` matches the source's channel.
     RedisPattern { pattern: usize },
+    /// The target's NATS subscription number `subscription` (not in a queue
+    /// group) matches the source's subject.
+    NatsSubject { subscription: usize },
+    /// The target is in a queue group and its subscription number
+    /// `subscription` matches the source's subject: the message goes to
+    /// exactly one of the group's members that have such an edge, so these
+    /// edges are never counted as deliveries one by one (`analyze`).
+    NatsQueue { subscription: usize },
+}
+
+/// The kind of link a message arrived by: a relay never forwards it back
+/// onto the same kind of broker (docs/topology-format.md rule 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// A client of the node, or a ZeroMQ SUB socket.
+    Direct,
+    Redis,
+    Nats,
+}
+
+impl Via {
+    pub const ALL: [Via; 3] = [Via::Direct, Via::Redis, Via::Nats];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl Link {
     pub fn is_redis(&self) -> bool {
-        !matches!(self, Link::Zmq)
+        matches!(self, Link::RedisChannel | Link::RedisPattern { .. })
+    }
+
+    pub fn is_zmq(&self) -> bool {
+        matches!(self, Link::Zmq)
+    }
+
+    pub fn is_queue(&self) -> bool {
+        matches!(self, Link::NatsQueue { .. })
+    }
+
+    /// How a message that crossed this edge arrived at its target.
+    pub fn via(&self) -> Via {
+        match self {
+            Link::Zmq => Via::Direct,
+            Link::RedisChannel | Link::RedisPattern { .. } => Via::Redis,
+            Link::NatsSubject { .. } | Link::NatsQueue { .. } => Via::Nats,
+        }
     }
 
     /// What the edge is labelled with in drawings: topic or channel, and the
@@ -51,6 +95,20 @@ impl Link {
                 let pattern = target.redis.as_ref().map_or("", |r| &r.patterns[*pattern]);
                 format!("{channel} ~ {pattern}")
             }
+            Link::NatsSubject { subscription } | Link::NatsQueue { subscription } => {
+                let subject = source.nats.as_ref().map_or("", |n| &n.publish);
+                let nats = target.nats.as_ref();
+                let filter = nats.map_or("", |n| &n.subscribe[*subscription]);
+                let mut label = if filter == subject {
+                    subject.to_owned()
+                } else {
+                    format!("{subject} ~ {filter}")
+                };
+                if let Some(queue) = nats.and_then(|n| n.queue.as_deref()) {
+                    label.push_str(&format!(" [queue {queue}]"));
+                }
+                label
+            }
         }
     }
 }
@@ -65,7 +123,74 @@ pub fn build(topology: &Topology) -> LinkGraph {
     }
     zmq_links(topology, &mut graph);
     redis_links(topology, &mut graph);
+    nats_links(topology, &mut graph);
     graph
+}
+
+/// For each NATS broker, the first broker of its subject space: brokers
+/// that share a server (transitively) are one cluster.
+pub fn nats_spaces(topology: &Topology) -> Vec<usize> {
+    let brokers = &topology.nats_brokers;
+    let mut space: Vec<usize> = (0..brokers.len()).collect();
+    // Few brokers per file: a fixpoint over pairs is simple and enough.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..brokers.len() {
+            for j in 0..i {
+                if space[i] != space[j] && brokers[i].url.shares_server(&brokers[j].url) {
+                    let (keep, gone) = (space[i].min(space[j]), space[i].max(space[j]));
+                    space
+                        .iter_mut()
+                        .filter(|s| **s == gone)
+                        .for_each(|s| *s = keep);
+                    changed = true;
+                }
+            }
+        }
+    }
+    space
+}
+
+/// X -> Y for every subscription of Y matching X's subject on the same
+/// servers (one per subscription: NATS sends one copy to each); a queue
+/// member gets one edge, from its first matching subscription, because
+/// the group takes a message once whatever the member's subscriptions.
+/// No edge to X itself: nodes connect with echo off (rule 1).
+fn nats_links(topology: &Topology, graph: &mut LinkGraph) {
+    let spaces = nats_spaces(topology);
+    let members: Vec<(NodeId, usize)> = topology
+        .node_ids()
+        .filter_map(|id| {
+            let nats = topology.node(id).nats.as_ref()?;
+            Some((id, spaces[nats.broker.0]))
+        })
+        .collect();
+    for &(from, space) in &members {
+        let publisher = topology.node(from).nats.as_ref().expect("listed with nats");
+        for &(to, other) in &members {
+            if to == from || other != space {
+                continue;
+            }
+            let subscriber = topology.node(to).nats.as_ref().expect("listed with nats");
+            let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
+            let mut matching = subscriber
+                .subscribe
+                .iter()
+                .enumerate()
+                .filter(|(_, filter)| subject_matches(filter, &publisher.publish))
+                .map(|(i, _)| i);
+            if subscriber.queue.is_some() {
+                if let Some(subscription) = matching.next() {
+                    graph.add_edge(a, b, Link::NatsQueue { subscription });
+                }
+            } else {
+                for subscription in matching {
+                    graph.add_edge(a, b, Link::NatsSubject { subscription });
+                }
+            }
+        }
+    }
 }
 
 fn zmq_links(topology: &Topology, graph: &mut LinkGraph) {

@@ -43,7 +43,7 @@ pub(crate) struct ZmqEdge<'a> {
 pub(crate) fn zmq_edges<'a>(topology: &'a Topology, graph: &LinkGraph) -> Vec<ZmqEdge<'a>> {
     let crossed: HashSet<(usize, usize)> = graph
         .edge_references()
-        .filter(|e| !e.weight().is_redis())
+        .filter(|e| e.weight().is_zmq())
         .map(|e| (e.source().index(), e.target().index()))
         .collect();
     let mut out = Vec::new();
@@ -61,6 +61,19 @@ pub(crate) fn zmq_edges<'a>(topology: &'a Topology, graph: &LinkGraph) -> Vec<Zm
         }
     }
     out
+}
+
+/// NATS links, drawn node to node with the subject (and the filter and
+/// queue group when they say more): one per edge of the graph.
+pub(crate) fn nats_edges(topology: &Topology, graph: &LinkGraph) -> Vec<(NodeId, NodeId, String)> {
+    graph
+        .edge_references()
+        .filter(|e| e.weight().via() == super::build::Via::Nats)
+        .map(|e| {
+            let (from, to) = (NodeId(e.source().index()), NodeId(e.target().index()));
+            (from, to, e.weight().label(topology, from, to))
+        })
+        .collect()
 }
 
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.
@@ -171,6 +184,15 @@ pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
             quote(&edge.label)
         );
     }
+    for (from, to, label) in nats_edges(topology, graph) {
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, color=\"#2ca02c\"];",
+            quote(&topology.node(from).name),
+            quote(&topology.node(to).name),
+            quote(&label)
+        );
+    }
     let (publish, subscribe) = redis_edges(topology);
     for (node, broker, channel) in publish {
         let _ = writeln!(
@@ -225,6 +247,15 @@ pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
             node_id(edge.from),
             text(&edge.label),
             node_id(edge.to)
+        );
+    }
+    for (from, to, label) in nats_edges(topology, graph) {
+        let _ = writeln!(
+            out,
+            "  {} -.->|\"{}\"| {}",
+            node_id(from),
+            text(&label),
+            node_id(to)
         );
     }
     let (publish, subscribe) = redis_edges(topology);

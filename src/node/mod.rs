@@ -41,6 +41,13 @@ pub enum StartError {
         /// Not a `source`: the message already shows it, once.
         reason: crate::transport::redis::LinkError,
     },
+    #[error("node {node}: cannot reach nats {broker}: {reason}")]
+    Nats {
+        node: String,
+        /// The redacted URL (`NatsUrl`'s Display).
+        broker: String,
+        reason: crate::transport::nats::LinkError,
+    },
     /// A change computed from another wiring than the node runs: applying
     /// its delta would not lead to its new wiring, so nothing is done.
     #[error("node {node}: runs another wiring than the change was computed from")]

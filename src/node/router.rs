@@ -87,12 +87,13 @@ impl NodeRouter {
 
     /// A message from a link: delivered to the clients (each reception is one
     /// delivery, duplicates included); a relay also forwards it, except back
-    /// onto Redis when it came from Redis (rule 4).
+    /// onto the broker it came from, Redis or NATS (rule 4).
     pub fn from_link(&self, msg: Received) {
         self.counters.add_in(1);
         if self.relay() {
             for link in self.outbound().iter() {
-                if !(msg.origin == Origin::Redis && link.origin() == Origin::Redis) {
+                let back = msg.origin == link.origin() && msg.origin != Origin::Zmq;
+                if !back {
                     link.publish(&msg.text);
                 }
             }
@@ -158,6 +159,22 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), ["Zmq:hi", "Redis:hi"]);
         assert_eq!(rx.try_recv().unwrap(), "hi");
         assert_eq!(router.counters.incoming(), 1);
+    }
+
+    #[test]
+    fn relays_never_forward_back_onto_nats() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let links: Vec<Box<dyn Outbound>> = vec![
+            Box::new(Recorder(Origin::Zmq, log.clone())),
+            Box::new(Recorder(Origin::Redis, log.clone())),
+            Box::new(Recorder(Origin::Nats, log.clone())),
+        ];
+        let relay = NodeRouter::new("n".into(), 0, true, Arc::default(), links);
+        relay.from_link(Received {
+            origin: Origin::Nats,
+            text: Text::from("n"),
+        });
+        assert_eq!(*log.lock().unwrap(), ["Zmq:n", "Redis:n"]);
     }
 
     #[test]

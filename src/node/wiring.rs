@@ -1,7 +1,8 @@
 //! A node's links as slots that a reload can change one by one while the
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
-//! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), relay on/off.
+//! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its NATS link
+//! (replaced as a whole when its section changes), relay on/off.
 //! It applies the [`LinkDelta`] that `diff` computed and never compares two
 //! wirings itself; starting a node is applying the delta from nothing
 //! ([`Wired::empty`]). It never touches the HTTP server or the clients:
@@ -9,8 +10,8 @@
 
 use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
-use crate::diff::{LinkDelta, PubDelta, RedisDelta};
-use crate::model::{Endpoint, Limits, RedisWiring, Wiring, ZmqPublish};
+use crate::diff::{LinkDelta, NatsDelta, PubDelta, RedisDelta};
+use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring, ZmqPublish};
 use crate::transport::redis::{RedisControl, SubscriptionChange};
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
@@ -23,6 +24,12 @@ pub struct Wired {
     publish: Option<PubSlot>,
     subs: Vec<SubSlot>,
     redis: Option<RedisSlot>,
+    nats: Option<NatsSlot>,
+}
+
+struct NatsSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
 }
 
 struct PubSlot {
@@ -54,6 +61,12 @@ pub struct Env<'a> {
 pub struct Prepared {
     publish: PubPlan,
     redis: RedisPlan,
+    nats: NatsPlan,
+}
+
+enum NatsPlan {
+    Keep,
+    Replace(Option<transport::nats::Connected>),
 }
 
 enum PubPlan {
@@ -79,12 +92,14 @@ impl Wired {
                 subscribe: Vec::new(),
                 filter: String::new(),
                 redis: None,
+                nats: None,
                 relay: false,
                 ..wiring.clone()
             },
             publish: None,
             subs: Vec::new(),
             redis: None,
+            nats: None,
         }
     }
 
@@ -99,6 +114,7 @@ impl Wired {
         let mut all: Vec<_> = self.publish.iter().map(|p| p.status.clone()).collect();
         all.extend(self.subs.iter().map(|s| s.status.clone()));
         all.extend(self.redis.iter().map(|r| r.status.clone()));
+        all.extend(self.nats.iter().map(|n| n.status.clone()));
         all
     }
 
@@ -159,7 +175,20 @@ impl Wired {
                 RedisPlan::Replace(None)
             }
         };
-        Ok(Prepared { publish, redis })
+        let nats = match (delta.nats, &new.nats) {
+            (NatsDelta::Keep, _) => NatsPlan::Keep,
+            (NatsDelta::Connect | NatsDelta::Replace, Some(n)) => {
+                NatsPlan::Replace(Some(connect_nats(&new.name, n).await?))
+            }
+            (NatsDelta::Connect | NatsDelta::Replace | NatsDelta::Disconnect, _) => {
+                NatsPlan::Replace(None)
+            }
+        };
+        Ok(Prepared {
+            publish,
+            redis,
+            nats,
+        })
     }
 
     /// Moves the links to `new` with what `prepare` made; nothing can fail.
@@ -173,6 +202,9 @@ impl Wired {
                     slot.control.set_outbox(new.limits.outbox);
                 }
             }
+        }
+        if let NatsPlan::Replace(connected) = prepared.nats {
+            self.commit_nats(connected, new, env);
         }
         env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
@@ -323,6 +355,50 @@ impl Wired {
             control,
         });
     }
+}
+
+impl Wired {
+    fn commit_nats(
+        &mut self,
+        connected: Option<transport::nats::Connected>,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) {
+        if let Some(old) = self.nats.take() {
+            old.cancel.cancel();
+        }
+        env.router.set_outbound(Origin::Nats, None);
+        let (Some(connected), Some(link)) = (connected, &new.nats) else {
+            return;
+        };
+        let status = connected.status.clone();
+        let cancel = env.tasks.cancel.child_token();
+        let (handle, publisher, receiver) = connected.run(
+            &link.publish,
+            env.router.counters.clone(),
+            env.inbox.clone(),
+            new.limits.outbox,
+            cancel.clone(),
+        );
+        env.tasks.spawn(publisher);
+        env.tasks.spawn(receiver);
+        env.router
+            .set_outbound(Origin::Nats, Some(Box::new(handle)));
+        self.nats = Some(NatsSlot { status, cancel });
+    }
+}
+
+async fn connect_nats(
+    node: &str,
+    link: &NatsWiring,
+) -> Result<transport::nats::Connected, StartError> {
+    transport::nats::connect(node, link)
+        .await
+        .map_err(|reason| StartError::Nats {
+            node: node.to_owned(),
+            broker: link.url.to_string(),
+            reason,
+        })
 }
 
 async fn connect(

@@ -286,7 +286,8 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
-            let redis = l.kind == LinkKind::Redis;
+            // Redis and NATS links go through a broker; ZeroMQ ones do not.
+            let redis = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
             HealthLink {
                 kind: l.kind,
                 endpoint: (!redis).then(|| l.address.clone()),

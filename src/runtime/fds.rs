@@ -13,11 +13,13 @@ pub const PER_HTTP_NODE: u64 = 16;
 /// A Redis link: the start-up check, the publishing and the subscribing
 /// connection.
 pub const PER_REDIS_LINK: u64 = 3;
+/// A NATS link: one client connection (and one while a reload replaces it).
+pub const PER_NATS_LINK: u64 = 2;
 
 /// Descriptors `topology` needs in one process: per node its listeners
 /// (HTTP, PUB), each ZeroMQ subscription (the SUB's socket, and the PUB's
-/// accepted end when the PUB is a node of the same file), its Redis
-/// connections, and a margin for clients.
+/// accepted end when the PUB is a node of the same file), its Redis and
+/// NATS connections, and a margin for clients.
 pub fn needed(topology: &Topology) -> u64 {
     let mut total = BASE;
     for node in &topology.nodes {
@@ -32,6 +34,9 @@ pub fn needed(topology: &Topology) -> u64 {
         }
         if node.redis.is_some() {
             total += PER_REDIS_LINK;
+        }
+        if node.nats.is_some() {
+            total += PER_NATS_LINK;
         }
     }
     total

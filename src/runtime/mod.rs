@@ -214,6 +214,16 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} pub {}", n.broker.name, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" sub {}", names_clipped(n.subscribe, 3)));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
+        parts.push(s);
+    }
     if links.relay {
         parts.push("relay".into());
     }
@@ -248,6 +258,16 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         }
         parts.push(s);
     }
+    if let Some(n) = &links.nats {
+        let mut s = format!("nats {} publish {}", n.broker.url, n.publish);
+        if !n.subscribe.is_empty() {
+            s.push_str(&format!(" subscribe {}", n.subscribe.join(",")));
+        }
+        if let Some(queue) = n.queue {
+            s.push_str(&format!(" queue {queue}"));
+        }
+        parts.push(s);
+    }
     if links.relay {
         parts.push("relay".into());
     }
@@ -272,6 +292,7 @@ mod tests {
             http: http.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
             zmq: None,
             redis: None,
+            nats: None,
             relay: false,
             limits: Limits::default(),
         };
@@ -297,6 +318,7 @@ mod tests {
             name: "demo".into(),
             nodes: vec![a, bridge],
             brokers: vec![],
+            nats_brokers: vec![],
         };
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
         let expected = "demo ready: 2 node(s)\n\
@@ -326,6 +348,7 @@ mod tests {
                     ))),
                     zmq: None,
                     redis: None,
+                    nats: None,
                     relay: false,
                     limits: Limits::default(),
                 };
@@ -354,6 +377,7 @@ mod tests {
             name: "wide".into(),
             nodes,
             brokers: vec![],
+            nats_brokers: vec![],
         };
         let ids: Vec<NodeId> = t.node_ids().collect();
         let table = ready_table(&t, &ids);

@@ -123,6 +123,30 @@ pub fn inline_section(deliveries: &Deliveries) -> String {
     format!("expect:\n{}", deliveries_block(deliveries, "  "))
 }
 
+/// `one_of:` and one flow list per sender (NATS queue groups), indented by
+/// `indent`; nothing when no sender reaches a group.
+pub fn one_of_block(one_of: &crate::config::expect::OneOfs, indent: &str) -> String {
+    if one_of.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{indent}one_of:\n");
+    for (from, groups) in one_of {
+        let entries: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                let among: Vec<String> = g.among.iter().map(|m| key(m)).collect();
+                format!("{{ among: [{}], count: {} }}", among.join(", "), g.count)
+            })
+            .collect();
+        out.push_str(&format!(
+            "{indent}  {}: [{}]\n",
+            key(from),
+            entries.join(", ")
+        ));
+    }
+    out
+}
+
 pub fn sidecar_section(deliveries: &Deliveries) -> String {
     deliveries_block(deliveries, "")
 }
@@ -195,11 +219,13 @@ pub fn bless(path: &Path) -> Result<Blessed, BlessError> {
         return Err(BlessError::Invalid(shown.render().trim_end().to_owned()));
     };
     let prediction = valid.analysis.deliveries_by_name(&valid.topology);
+    let one_of = valid.analysis.one_of_by_name(&valid.topology);
     if has_sidecar {
         let old = read(&sidecar)?;
         let new = with_section(&old, "deliveries", &sidecar_section(&prediction));
+        let new = with_section(&new, "one_of", &one_of_block(&one_of, ""));
         let placed = super::load_sidecar_text(&sidecar, &new, valid)
-            .is_ok_and(|e| e.deliveries == prediction);
+            .is_ok_and(|e| e.deliveries == prediction && e.one_of == one_of);
         if !placed {
             return Err(BlessError::Placement {
                 file: sidecar.display().to_string(),
@@ -207,14 +233,15 @@ pub fn bless(path: &Path) -> Result<Blessed, BlessError> {
         }
         return write(&sidecar, &old, new);
     }
-    let new = with_section(&text, "expect", &inline_section(&prediction));
+    let section = inline_section(&prediction) + &one_of_block(&one_of, "  ");
+    let new = with_section(&text, "expect", &section);
     let after = check(path, new.clone());
     let placed = after.valid.as_ref().is_some_and(|v| {
         Diff::between(&valid.topology, &v.topology).is_empty()
             && after
                 .expect
                 .as_ref()
-                .is_some_and(|e| e.deliveries == prediction)
+                .is_some_and(|e| e.deliveries == prediction && e.one_of == one_of)
     });
     if !placed {
         return Err(BlessError::Placement { file });
@@ -273,5 +300,18 @@ mod tests {
         let block = sidecar_section(&deliveries(&[("1", &[("true", 1), ("b-2", 2)])]));
         assert_eq!(block, "deliveries:\n  \"1\": { b-2: 2, \"true\": 1 }\n");
         assert_eq!(sidecar_section(&Deliveries::new()), "deliveries: {}\n");
+        let one_of: crate::config::expect::OneOfs = [(
+            "shop".to_owned(),
+            vec![crate::config::expect::OneOf {
+                among: vec!["b".into(), "true".into()],
+                count: 2,
+            }],
+        )]
+        .into();
+        assert_eq!(
+            one_of_block(&one_of, "  "),
+            "  one_of:\n    shop: [{ among: [b, \"true\"], count: 2 }]\n"
+        );
+        assert_eq!(one_of_block(&Default::default(), ""), "");
     }
 }

@@ -12,6 +12,7 @@
 pub mod bless;
 pub mod brokers;
 pub mod discover;
+pub mod nats;
 pub mod ports;
 pub mod remap;
 pub mod report;
@@ -113,14 +114,25 @@ pub struct Cell {
     pub to: String,
     pub expected: u64,
     pub predicted: u64,
+    /// How many more copies NATS queue groups may give this receiver
+    /// (`one_of`); 0, and absent from JSON, outside queue groups.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub maybe: u64,
     /// With --run: what the receiver's client got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<u64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Cell {
     pub fn differs(&self) -> bool {
-        self.expected != self.predicted || self.observed.is_some_and(|o| o != self.expected)
+        self.expected != self.predicted
+            || self
+                .observed
+                .is_some_and(|o| !(self.expected..=self.expected + self.maybe).contains(&o))
     }
 }
 
@@ -292,6 +304,7 @@ pub fn cells(valid: &Valid, expectations: &Expectations) -> Vec<Cell> {
                 to: t.clone(),
                 expected: expectations.count(f, t),
                 predicted: valid.analysis.expected(from, to),
+                maybe: crate::probe::maybe(valid, from, to),
                 observed: None,
             });
         }
@@ -304,6 +317,8 @@ pub fn cells(valid: &Valid, expectations: &Expectations) -> Vec<Cell> {
 pub enum RunError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Nats(#[from] nats::NatsServerError),
     #[error(transparent)]
     Remap(#[from] RemapError),
     #[error("cannot start the topology: {0}")]
@@ -352,6 +367,16 @@ async fn compare(subject: Subject, options: TestOptions, cancel: &CancellationTo
     report.expect = Some(located.source.clone());
     report.cells = cells(subject.valid(), &located.expectations);
     report.verdict = Verdict::Pass;
+    let valid = subject.valid();
+    let predicted = valid.analysis.one_of_by_name(&valid.topology);
+    if predicted != located.expectations.one_of {
+        report.verdict = Verdict::Fail;
+        report.problems.push(format!(
+            "one_of: expected {}, predicted {}",
+            serde_json::json!(located.expectations.one_of),
+            serde_json::json!(predicted)
+        ));
+    }
     if options.run {
         let outcome = timeout(FILE_LIMIT, observe(subject.valid(), options, cancel)).await;
         match outcome {
@@ -365,6 +390,16 @@ async fn compare(subject: Subject, options: TestOptions, cancel: &CancellationTo
                             .find(|c| c.from == cell.from && c.to == cell.to)
                             .map_or(0, |c| c.observed),
                     );
+                }
+                for c in probed.choice_differences() {
+                    report.verdict = Verdict::Fail;
+                    report.problems.push(format!(
+                        "{} -> one of {{{}}}: observed {} copies, predicted {}",
+                        c.from,
+                        c.among.join(", "),
+                        c.observed,
+                        c.predicted
+                    ));
                 }
                 for (node, why) in &probed.unreachable {
                     report.verdict = Verdict::Fail;
@@ -403,11 +438,26 @@ pub async fn observe(
             _ = cancel.cancelled() => return Err(RunError::Interrupted),
         },
     };
+    let nats = match options.brokers {
+        BrokerMode::AsIs => Ok(nats::PrivateNats::default()),
+        BrokerMode::Private => tokio::select! {
+            started = nats::PrivateNats::start_for(&mut valid.topology) => started.map_err(RunError::from),
+            _ = cancel.cancelled() => Err(RunError::Interrupted),
+        },
+    };
+    let nats = match nats {
+        Ok(nats) => nats,
+        Err(e) => {
+            brokers.stop().await;
+            return Err(e);
+        }
+    };
     let outcome = tokio::select! {
         outcome = run_and_probe(&mut valid, cancel) => outcome,
         _ = cancel.cancelled() => Err(RunError::Interrupted),
     };
     brokers.stop().await;
+    nats.stop().await;
     outcome
 }
 

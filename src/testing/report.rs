@@ -182,6 +182,7 @@ mod tests {
                 to: "d".into(),
                 expected: 0,
                 predicted: u64::from(verdict != Verdict::Pass),
+                maybe: 0,
                 observed,
             }],
             problems: Vec::new(),

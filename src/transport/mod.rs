@@ -5,6 +5,7 @@
 
 pub mod echo;
 pub mod local;
+pub mod nats;
 pub mod outbox;
 pub mod queue;
 pub mod redis;
@@ -22,12 +23,13 @@ use tokio::sync::{mpsc, watch};
 pub type Text = axum::extract::ws::Utf8Bytes;
 
 /// Where a message entered a node; relaying uses it to avoid sending a
-/// message back onto the Redis server it came from (docs/topology-format.md rule 4).
+/// message back onto the broker it came from (docs/topology-format.md rule 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Client,
     Zmq,
     Redis,
+    Nats,
 }
 
 /// A message received from a link, on its way to the node's router.

@@ -24,6 +24,7 @@ mod hostile_zmq;
 mod interop;
 mod layering;
 mod live_demo;
+mod nats;
 mod process;
 mod reload;
 mod reload_bench;
