@@ -293,6 +293,24 @@ mod tests {
         assert_eq!(LinkDelta::between(&alone, &base).redis, RedisDelta::Connect);
     }
 
+    /// Sharded and classic subscriptions are different commands: switching
+    /// `sharded` on one cluster replaces the link (and says so).
+    #[test]
+    fn switching_sharded_replaces_the_link() {
+        let file = |sharded: bool| {
+            format!(
+                "nodes:\n  a: {{ http: 9100, redis: {{ broker: \"redis+cluster://h:1,h:2\", sharded: {sharded} }} }}\n"
+            )
+        };
+        let wiring = |yaml: String| wirings(&valid(&yaml).topology).remove(0);
+        let change = Change::between(&wiring(file(false)), &wiring(file(true)));
+        assert_eq!(
+            change.delta.links.redis,
+            RedisDelta::Remode(Resubscribe::default())
+        );
+        assert_eq!(change.what(), ["redis classic -> sharded"]);
+    }
+
     #[test]
     fn the_same_file_reordered_changes_nothing() {
         let reordered = "# moved around

@@ -157,6 +157,9 @@ pub struct RedisLink {
     pub subscribe: Vec<String>,
     /// Glob patterns (PSUBSCRIBE), without duplicates.
     pub patterns: Vec<String>,
+    /// Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis Cluster only); then
+    /// `patterns` is empty.
+    pub sharded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +170,9 @@ pub struct Broker {
     pub span: Span,
 }
 
-/// A parsed `redis://` or `rediss://` URL.
+/// A parsed `redis://` or `rediss://` URL, or a `redis+cluster://` /
+/// `rediss+cluster://` one listing the seed nodes of a Redis Cluster
+/// (`host`/`port` is the first seed, `seeds` the others).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     pub tls: bool,
@@ -179,17 +184,52 @@ pub struct RedisUrl {
     /// For `rediss://`: a PEM file of the certificate authority to trust
     /// instead of the system's roots (the broker's `ca:`).
     pub ca: Option<std::path::PathBuf>,
+    /// A Redis Cluster: connect through the cluster client.
+    pub cluster: bool,
+    /// The cluster's seed nodes after the first, in the order written.
+    pub seeds: Vec<(String, u16)>,
 }
 
 impl RedisUrl {
     /// Two URLs reach the same pub/sub space when they name the same server;
     /// the database number does not matter to pub/sub.
+    ///
+    /// A cluster is one pub/sub space whichever seed a client names (classic
+    /// PUBLISH is broadcast to every node; a shard's channels are reached
+    /// from any): it is keyed by its lowest seed, so two brokers listing
+    /// the same seeds, in any order, are the same cluster.
     pub fn server(&self) -> ServerKey {
-        ServerKey::canonical(&self.host, self.port)
+        let first = ServerKey::canonical(&self.host, self.port);
+        if !self.cluster {
+            return first;
+        }
+        self.seeds
+            .iter()
+            .map(|(host, port)| ServerKey::canonical(host, *port))
+            .fold(first, std::cmp::min)
+    }
+
+    /// Every seed node, the first one included.
+    pub fn all_seeds(&self) -> impl Iterator<Item = (&str, u16)> {
+        std::iter::once((self.host.as_str(), self.port))
+            .chain(self.seeds.iter().map(|(h, p)| (h.as_str(), *p)))
+    }
+
+    /// One connection string per seed (a cluster's are the seeds with the
+    /// credentials; a single server's is [`Self::connection_string`]).
+    /// Never print these.
+    pub fn seed_connection_strings(&self) -> Vec<String> {
+        self.all_seeds()
+            .map(|(host, port)| self.connection_string_for(host, port))
+            .collect()
     }
 
     /// The URL with its secret in it, for connecting. Never print this.
     pub fn connection_string(&self) -> String {
+        self.connection_string_for(&self.host, self.port)
+    }
+
+    fn connection_string_for(&self, host: &str, port: u16) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         let auth = match (&self.username, &self.password) {
             (Some(user), Some(pass)) => format!("{user}:{pass}@"),
@@ -197,12 +237,7 @@ impl RedisUrl {
             (Some(user), None) => format!("{user}@"),
             (None, None) => String::new(),
         };
-        format!(
-            "{scheme}://{auth}{}:{}/{}",
-            host_for_url(&self.host),
-            self.port,
-            self.db
-        )
+        format!("{scheme}://{auth}{}:{port}/{}", host_for_url(host), self.db)
     }
 }
 
@@ -218,7 +253,8 @@ pub(crate) fn host_for_url(host: &str) -> String {
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        write!(f, "{scheme}://")?;
+        let cluster = if self.cluster { "+cluster" } else { "" };
+        write!(f, "{scheme}{cluster}://")?;
         match (&self.username, &self.password) {
             (Some(user), Some(_)) => write!(f, "{user}:***@")?,
             (None, Some(_)) => write!(f, ":***@")?,
@@ -226,6 +262,9 @@ impl fmt::Display for RedisUrl {
             (None, None) => {}
         }
         write!(f, "{}:{}", host_for_url(&self.host), self.port)?;
+        for (host, port) in &self.seeds {
+            write!(f, ",{}:{port}", host_for_url(host))?;
+        }
         if self.db != 0 {
             write!(f, "/{}", self.db)?;
         }
@@ -290,6 +329,7 @@ pub struct RedisWiring {
     pub publish: String,
     pub subscribe: Vec<String>,
     pub patterns: Vec<String>,
+    pub sharded: bool,
 }
 
 /// A node's links resolved to names and addresses, in file order: the one
@@ -323,6 +363,7 @@ pub struct RedisListing<'a> {
     pub publish: &'a str,
     pub subscribe: &'a [String],
     pub patterns: &'a [String],
+    pub sharded: bool,
 }
 
 impl<'a> NodeLinks<'a> {
@@ -355,6 +396,7 @@ impl<'a> NodeLinks<'a> {
                 publish: &r.publish,
                 subscribe: &r.subscribe,
                 patterns: &r.patterns,
+                sharded: r.sharded,
             }),
             nats: node.nats.as_ref().map(|n| NatsListing {
                 broker: topology.nats_broker(n.broker),
@@ -389,6 +431,7 @@ impl Wiring {
                 publish: r.publish.clone(),
                 subscribe: r.subscribe.clone(),
                 patterns: r.patterns.clone(),
+                sharded: r.sharded,
             }),
             nats: node.nats.as_ref().map(|n| NatsWiring {
                 url: topology.nats_broker(n.broker).url.clone(),

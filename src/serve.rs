@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,6 +37,10 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// Accept errors (descriptors exhausted) wait this long at first, doubling.
 const BACKOFF_START: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept errors closer together than this are one episode, warned about
+/// once: a single accept that slips through while descriptors are still
+/// short must not start a second warning.
+const EPISODE_QUIET: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -95,6 +99,7 @@ pub async fn serve(
     let pending = Arc::new(Semaphore::new(options.max_pending));
     let mut refused: u64 = 0;
     let mut errors: u64 = 0;
+    let mut last_error: Option<Instant> = None;
     let mut backoff = BACKOFF_START;
     loop {
         let accepted = tokio::select! {
@@ -106,10 +111,11 @@ pub async fn serve(
             Err(e) if per_connection(&e) => continue,
             Err(e) => {
                 // EMFILE and friends: waiting is the only cure; say it once.
-                if errors == 0 {
+                if last_error.is_none_or(|at| at.elapsed() > EPISODE_QUIET) {
                     tracing::warn!(error = %e, "accept failing, backing off (file descriptors exhausted?)");
                 }
                 errors += 1;
+                last_error = Some(Instant::now());
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}

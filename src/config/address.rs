@@ -28,8 +28,14 @@ pub enum AddressError {
     EndpointPort { text: String, port: PortError },
     #[error("`{0}` is not an IP address to bind; a pub endpoint binds an address of this machine")]
     PubNotAnIp(String),
-    #[error("a broker URL starts with redis:// or rediss:// (TLS), or nats:// or tls:// for NATS")]
+    #[error(
+        "a broker URL starts with redis://, rediss:// (TLS), redis+cluster:// or rediss+cluster://, or nats:// or tls:// for NATS"
+    )]
     RedisScheme,
+    #[error("a Redis Cluster has only database 0: drop the `/{0}`")]
+    ClusterDatabase(u32),
+    #[error("the cluster URL lists seed {0} twice")]
+    ClusterSeedTwice(String),
     #[error("the broker URL's host is malformed")]
     RedisHostMalformed,
     #[error("broker URL: {0}")]
@@ -115,6 +121,52 @@ fn parse_port(text: &str) -> Result<u16, PortError> {
     }
 }
 
+/// A broker URL: [`parse_redis_url`]'s single servers, or a Redis Cluster
+/// as `redis+cluster://[user[:password]@]host[:port],host[:port],…`
+/// (`rediss+cluster://` for TLS): its seed nodes, one credential for all.
+pub fn parse_broker_url(text: &str) -> Result<RedisUrl, AddressError> {
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("redis+cluster://") {
+        (false, rest)
+    } else if let Some(rest) = text.strip_prefix("rediss+cluster://") {
+        (true, rest)
+    } else {
+        return parse_redis_url(text);
+    };
+    let scheme = if tls { "rediss://" } else { "redis://" };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // Split off the credentials once; each seed is then parsed as a plain
+    // URL with them, so every seed gets the single-server checks and messages.
+    let (auth, hosts) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let (hosts, path) = match hosts.split_once('/') {
+        Some((hosts, db)) => (hosts, format!("/{db}")),
+        None => (hosts, String::new()),
+    };
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        let url = parse_redis_url(&format!("{scheme}{auth}{host}{path}"))?;
+        if url.db != 0 {
+            return Err(AddressError::ClusterDatabase(url.db));
+        }
+        seeds.push(url);
+    }
+    let mut first = seeds.remove(0);
+    first.cluster = true;
+    for seed in seeds {
+        let pair = (seed.host, seed.port);
+        if (first.host == pair.0 && first.port == pair.1) || first.seeds.contains(&pair) {
+            return Err(AddressError::ClusterSeedTwice(format!(
+                "{}:{}",
+                pair.0, pair.1
+            )));
+        }
+        first.seeds.push(pair);
+    }
+    Ok(first)
+}
+
 /// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
 //
 // Why not the `url` crate (it is in the tree; README, Decisions): its
@@ -193,6 +245,8 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, AddressError> {
         password,
         db,
         ca: None,
+        cluster: false,
+        seeds: Vec::new(),
     })
 }
 
@@ -244,6 +298,46 @@ mod tests {
         );
         let error = parse_redis_url("redis://:hunter2@h:x").unwrap_err();
         assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let url =
+            parse_broker_url("redis+cluster://:s3cret@127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        assert!(url.cluster && !url.tls);
+        assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 7000));
+        assert_eq!(url.seeds, vec![("127.0.0.1".to_owned(), 7001)]);
+        assert_eq!(
+            url.to_string(),
+            "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001"
+        );
+        assert_eq!(
+            url.seed_connection_strings(),
+            [
+                "redis://:s3cret@127.0.0.1:7000/0",
+                "redis://:s3cret@127.0.0.1:7001/0"
+            ]
+        );
+        // The lowest seed keys the cluster, whatever the order written.
+        let other = parse_broker_url("redis+cluster://localhost:7001,127.0.0.1:7000").unwrap();
+        assert_eq!(url.server(), other.server());
+        let tls = parse_broker_url("rediss+cluster://[::1]:7000").unwrap();
+        assert!(tls.tls && tls.cluster && tls.seeds.is_empty());
+        assert_eq!(
+            parse_broker_url("redis+cluster://h:1/3"),
+            Err(AddressError::ClusterDatabase(3))
+        );
+        assert_eq!(
+            parse_broker_url("redis+cluster://h:1,h:1"),
+            Err(AddressError::ClusterSeedTwice("h:1".to_owned()))
+        );
+        assert_eq!(
+            parse_broker_url("redis+cluster://h:1,h:70000"),
+            Err(AddressError::RedisPort(PortError::OutOfRange(70000)))
+        );
+        let error = parse_broker_url("redis+cluster://:hunter2@h:1,:x").unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
+        assert!(!parse_broker_url("redis://h").unwrap().cluster);
     }
 
     #[test]

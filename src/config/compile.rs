@@ -4,10 +4,10 @@
 
 mod nats;
 
-use super::address::{AddressError, is_nats_url, parse_endpoint, parse_host, parse_redis_url};
+use super::address::{AddressError, is_nats_url, parse_broker_url, parse_endpoint, parse_host};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
-use super::spec::{Listen, NodeSpec, Spanned, TopologySpec};
+use super::spec::{Listen, NodeSpec, RedisSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
@@ -73,6 +73,8 @@ pub fn compile(
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
     c.unmatched_subjects(spec, &nodes);
+    let mixed = super::sharding::mixed_sharding(spec, &nodes, &c.brokers);
+    c.diagnostics.extend(mixed);
     if spec.nodes.0.is_empty() && c.diagnostics.iter().all(|d| !d.is_error()) {
         c.error(
             Span::new(1, 1),
@@ -118,7 +120,7 @@ impl Compiler {
                 self.nats_broker(name, broker, base_dir);
                 continue;
             }
-            match parse_redis_url(&broker.url.value) {
+            match parse_broker_url(&broker.url.value) {
                 Ok(mut url) => {
                     if let Some(ca) = &broker.ca {
                         url.ca = self.certificate_authority(ca, url.tls, base_dir);
@@ -171,7 +173,7 @@ impl Compiler {
     fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {
         let text = &reference.value;
         if text.contains("://") {
-            let url = match parse_redis_url(text) {
+            let url = match parse_broker_url(text) {
                 Ok(url) => url,
                 Err(error) => {
                     self.error(reference.span, error.to_string());
@@ -300,11 +302,13 @@ impl Compiler {
                 None => vec![publish.clone()],
             };
             let patterns = r.patterns.as_ref().map_or(Vec::new(), |list| self.unique(&list.value, "pattern"));
+            let sharded = self.sharded(r, broker, &patterns);
             Some(RedisLink {
                 broker,
                 publish,
                 subscribe,
                 patterns,
+                sharded,
             })
         });
         let nats = self.nats_link(name, spec);
@@ -338,6 +342,28 @@ impl Compiler {
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
         }
+    }
+
+    /// `sharded: true` needs a cluster broker (what SPUBLISH scales across)
+    /// and admits no patterns: Redis has no sharded PSUBSCRIBE.
+    fn sharded(&mut self, r: &RedisSpec, broker: BrokerId, patterns: &[String]) -> bool {
+        let Some(sharded) = r.sharded.as_ref().filter(|s| s.value) else {
+            return false;
+        };
+        if !self.brokers[broker.0].url.cluster {
+            self.error(
+                sharded.span,
+                "`sharded: true` needs a Redis Cluster broker (redis+cluster://host:port,…)",
+            );
+        }
+        if let Some(list) = r.patterns.as_ref().filter(|_| !patterns.is_empty()) {
+            self.error(
+                list.span,
+                "patterns cannot be sharded: Redis has SSUBSCRIBE for exact channels only; \
+                 drop `patterns:` or `sharded: true`",
+            );
+        }
+        true
     }
 
     /// Redis ignores a second SUBSCRIBE to the same channel, so a repeated
@@ -466,6 +492,7 @@ impl Compiler {
             for item in written.iter().flat_map(|list| list.value.iter()) {
                 let matched = nodes.iter().filter_map(|n| n.redis.as_ref()).any(|other| {
                     self.brokers[other.broker.0].url.server() == server
+                        && !other.sharded
                         && glob_match(item.value.as_bytes(), other.publish.as_bytes())
                 });
                 if !matched && !item.value.is_empty() {

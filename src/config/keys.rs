@@ -78,6 +78,7 @@ keys! {
         Publish = "publish",
         Subscribe = "subscribe",
         Patterns = "patterns",
+        Sharded = "sharded",
     }
 }
 

@@ -10,5 +10,6 @@ pub mod interpolate;
 pub mod keys;
 pub mod limits;
 pub mod read;
+pub mod sharding;
 pub mod spec;
 pub mod yaml;

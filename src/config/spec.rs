@@ -79,10 +79,12 @@ pub struct TopologySpec {
 #[schemars(deny_unknown_fields)]
 pub struct BrokerSpec {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS);
+    /// a Redis Cluster: `redis+cluster://[user[:password]@]host:port,host:port,…`
+    /// (its seed nodes) or `rediss+cluster://…`;
     /// or NATS: `nats://[user:password@|token@]host[:port]`, `tls://…` (TLS),
     /// several servers of one cluster separated by commas.
     pub url: Spanned<String>,
-    /// For `rediss://` and `tls://`: a PEM file of the certificate authority to trust
+    /// For `rediss://`, `rediss+cluster://` and `tls://`: a PEM file of the certificate authority to trust
     /// instead of the system's (relative to the topology file).
     pub ca: Option<Spanned<String>>,
 }
@@ -132,8 +134,11 @@ pub struct RedisSpec {
     pub publish: Option<Spanned<String>>,
     /// Exact channels (SUBSCRIBE); default [<publish>].
     pub subscribe: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Glob patterns (PSUBSCRIBE); default [].
+    /// Glob patterns (PSUBSCRIBE); default []. Not with `sharded`.
     pub patterns: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Sharded pub/sub on a Redis Cluster broker: SPUBLISH and SSUBSCRIBE
+    /// instead of PUBLISH and SUBSCRIBE; default false.
+    pub sharded: Option<Spanned<bool>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -276,6 +281,7 @@ impl Decoder<'_> {
                 RedisKey::Publish => redis.publish = self.string(v),
                 RedisKey::Subscribe => redis.subscribe = self.string_list(v, "channel names"),
                 RedisKey::Patterns => redis.patterns = self.string_list(v, "glob patterns"),
+                RedisKey::Sharded => redis.sharded = self.boolean(v),
             }
         }
         redis

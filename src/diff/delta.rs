@@ -8,7 +8,8 @@
 //!
 //! Adding a link kind (AMQP, NATS, ...) is local: a field of [`LinkDelta`]
 //! with its own enum (copy [`RedisDelta`] for a broker link: `Keep`,
-//! `Connect`, `Disconnect`, `Rewire(what changes in place)`, `Move`), its
+//! `Connect`, `Disconnect`, `Rewire(what changes in place)`, `Move`;
+//! `Remode` is Redis's own: classic to sharded pub/sub), its
 //! arm in [`LinkDelta::between`] and in [`NodeDelta::lines`], and its slot
 //! in `node::wiring` that applies it. Nothing else classifies a change.
 
@@ -99,6 +100,10 @@ pub enum RedisDelta {
     /// Another server (or other credentials): a new link replaces the old.
     /// What else changed is only listed for people.
     Move(Resubscribe),
+    /// Same server, `sharded` switched on or off: sharded and classic
+    /// subscriptions are different commands (SSUBSCRIBE, SUBSCRIBE), so a
+    /// new link replaces the old, like [`RedisDelta::Move`].
+    Remode(Resubscribe),
 }
 
 /// What a broker link subscribes to and publishes on, old to new.
@@ -208,10 +213,12 @@ impl LinkDelta {
                     subscribe: Entries::between(&a.subscribe, &b.subscribe),
                     patterns: Entries::between(&a.patterns, &b.patterns),
                 };
-                if a.url == b.url {
-                    RedisDelta::Rewire(entries)
-                } else {
+                if a.url != b.url {
                     RedisDelta::Move(entries)
+                } else if a.sharded != b.sharded {
+                    RedisDelta::Remode(entries)
+                } else {
+                    RedisDelta::Rewire(entries)
                 }
             }
             (None, None) => RedisDelta::Keep,
@@ -251,6 +258,11 @@ fn redis_lines(
         }
         (RedisDelta::Move(entries), Some(a), Some(b)) => {
             what.push(format!("redis broker {} -> {}", a.url, b.url));
+            (entries, a, b)
+        }
+        (RedisDelta::Remode(entries), Some(a), Some(b)) => {
+            let mode = |w: &RedisWiring| if w.sharded { "sharded" } else { "classic" };
+            what.push(format!("redis {} -> {}", mode(a), mode(b)));
             (entries, a, b)
         }
         (RedisDelta::Rewire(entries), Some(a), Some(b)) => (entries, a, b),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 pub enum Link {
     /// The target's SUB socket hears the source's PUB (topic starts with filter).
     Zmq,
-    /// The target SUBSCRIBEs the source's publish channel.
+    /// The target SUBSCRIBEs (or, both sharded, SSUBSCRIBEs) the source's publish channel.
     RedisChannel,
     /// The target's PSUBSCRIBE pattern number `pattern` matches the source's channel.
     RedisPattern { pattern: usize },
@@ -217,7 +217,9 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
     // Per server: who SUBSCRIBEs each channel, and who has any pattern. A
     // publisher meets only those, not every node on its server (100,000
     // nodes in rooms would be 10^10 pairs).
-    let mut by_channel: HashMap<(ServerKey, &str), Vec<NodeId>> = HashMap::new();
+    // Sharded and classic pub/sub are separate spaces on one cluster:
+    // SPUBLISH reaches only SSUBSCRIBErs, PUBLISH only (P)SUBSCRIBErs.
+    let mut by_channel: HashMap<(ServerKey, bool, &str), Vec<NodeId>> = HashMap::new();
     let mut with_patterns: HashMap<ServerKey, Vec<NodeId>> = HashMap::new();
     for id in topology.node_ids() {
         let Some(redis) = &topology.node(id).redis else {
@@ -225,7 +227,9 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
         };
         let server = server_of(redis.broker);
         for channel in &redis.subscribe {
-            let list = by_channel.entry((server.clone(), channel)).or_default();
+            let list = by_channel
+                .entry((server.clone(), redis.sharded, channel))
+                .or_default();
             // A channel listed twice is an error elsewhere; one edge here.
             if list.last() != Some(&id) {
                 list.push(id);
@@ -243,10 +247,11 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
         let channel = &publisher.publish;
         let server = server_of(publisher.broker);
         candidates.clear();
-        if let Some(list) = by_channel.get(&(server.clone(), channel.as_str())) {
+        let key = (server.clone(), publisher.sharded, channel.as_str());
+        if let Some(list) = by_channel.get(&key) {
             candidates.extend_from_slice(list);
         }
-        if let Some(list) = with_patterns.get(&server) {
+        if let Some(list) = with_patterns.get(&server).filter(|_| !publisher.sharded) {
             candidates.extend_from_slice(list);
         }
         // Node order, as a scan of every node would give: edges (and so
@@ -259,7 +264,9 @@ fn redis_links(topology: &Topology, graph: &mut LinkGraph) {
             }
             let subscriber = topology.node(to).redis.as_ref().expect("indexed by redis");
             let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
-            if subscriber.subscribe.iter().any(|c| c == channel) {
+            if subscriber.sharded == publisher.sharded
+                && subscriber.subscribe.iter().any(|c| c == channel)
+            {
                 graph.add_edge(a, b, Link::RedisChannel);
             }
             for (pattern, text) in subscriber.patterns.iter().enumerate() {

@@ -168,12 +168,16 @@ impl Wired {
         let redis = match (&delta.redis, &new.redis) {
             (RedisDelta::Keep, _) => RedisPlan::Keep,
             (RedisDelta::Rewire(_), _) => RedisPlan::Rewire,
-            (RedisDelta::Connect | RedisDelta::Move(_), Some(b)) => {
+            (RedisDelta::Connect | RedisDelta::Move(_) | RedisDelta::Remode(_), Some(b)) => {
                 RedisPlan::Replace(Some(connect(&new.name, b).await?))
             }
-            (RedisDelta::Connect | RedisDelta::Move(_) | RedisDelta::Disconnect, _) => {
-                RedisPlan::Replace(None)
-            }
+            (
+                RedisDelta::Connect
+                | RedisDelta::Move(_)
+                | RedisDelta::Remode(_)
+                | RedisDelta::Disconnect,
+                _,
+            ) => RedisPlan::Replace(None),
         };
         let nats = match (delta.nats, &new.nats) {
             (NatsDelta::Keep, _) => NatsPlan::Keep,

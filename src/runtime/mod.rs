@@ -212,6 +212,9 @@ fn links_summary(topology: &Topology, id: NodeId) -> String {
         if !r.patterns.is_empty() {
             s.push_str(&format!(" psub {}", names_clipped(r.patterns, 2)));
         }
+        if r.sharded {
+            s.push_str(" sharded");
+        }
         parts.push(s);
     }
     if let Some(n) = &links.nats {
@@ -255,6 +258,9 @@ fn links_full(topology: &Topology, id: NodeId) -> String {
         }
         if !r.patterns.is_empty() {
             s.push_str(&format!(" patterns {}", r.patterns.join(",")));
+        }
+        if r.sharded {
+            s.push_str(" sharded (SPUBLISH/SSUBSCRIBE)");
         }
         parts.push(s);
     }

@@ -160,10 +160,25 @@ pub async fn up(
     } else {
         ready_table(&topology, &ids)
     };
-    events(UpEvent::Ready(&table));
-
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Watching before "ready": a save made as soon as topo says it runs is
+    // never missed (and the watcher's first look catches one made since the
+    // file was read).
+    // One save waits while the previous one is applied; later ones queue in
+    // the watcher as a single wake-up (it re-reads the file when it runs).
+    let (saves, mut saved) = mpsc::channel(1);
+    let (_watch, watcher) =
+        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone()).map_err(
+            |error| UpError::Watch {
+                file: file.clone(),
+                error,
+            },
+        )?;
+    tracker.spawn(watcher);
+    tracing::info!(file = %file, poll = options.poll, "watching for changes (SIGHUP reloads too)");
+    events(UpEvent::Ready(&table));
+
     let applied = Applied {
         file: file.clone(),
         source: checked.source,
@@ -184,18 +199,6 @@ pub async fn up(
             cancel.clone(),
         ));
     }
-    // One save waits while the previous one is applied; later ones queue in
-    // the watcher as a single wake-up (it re-reads the file when it runs).
-    let (saves, mut saved) = mpsc::channel(1);
-    let (_watch, watcher) =
-        watch::watch(&options.file, &bytes, options.poll, saves, cancel.clone()).map_err(
-            |error| UpError::Watch {
-                file: file.clone(),
-                error,
-            },
-        )?;
-    tracker.spawn(watcher);
-    tracing::info!(file = %file, poll = options.poll, "watching for changes (SIGHUP reloads too)");
 
     let mut generation = 0;
     tokio::pin!(shutdown);

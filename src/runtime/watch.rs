@@ -131,6 +131,8 @@ pub fn watch(
     });
     // One pending wake-up is enough: when full, a read is already due.
     let (raw_tx, raw_rx) = mpsc::channel::<()>(1);
+    // The file may have changed between its first read and now.
+    let _ = raw_tx.try_send(());
     let names = shared.names.clone();
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };

@@ -4,18 +4,20 @@
 //! the topology starts in this process on free ports, with private Redis
 //! servers, and is probed like `topo probe` does.
 //!
-//! discover.rs picks the files, remap.rs and brokers.rs isolate a run,
+//! discover.rs picks the files, remap.rs and brokers.rs (server.rs, cluster.rs) isolate a run,
 //! report.rs prints, bless.rs writes the prediction into the file. This
 //! module returns typed reports; the binary prints them and picks the
 //! exit code.
 
 pub mod bless;
 pub mod brokers;
+pub mod cluster;
 pub mod discover;
 pub mod nats;
 pub mod ports;
 pub mod remap;
 pub mod report;
+pub mod server;
 
 use crate::check::{Checked, Valid, check_file};
 use crate::command::Format;
@@ -27,6 +29,7 @@ use crate::node::StartError;
 use crate::probe::{ProbeOptions, ProbeReport, probe};
 use crate::runtime::Running;
 use brokers::{BrokerError, PrivateBrokers};
+use cluster::ClusterError;
 use futures_util::StreamExt;
 use remap::{RemapError, remap};
 use serde::Serialize;
@@ -319,6 +322,8 @@ pub enum RunError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Nats(#[from] nats::NatsServerError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error(transparent)]
     Remap(#[from] RemapError),
     #[error("cannot start the topology: {0}")]

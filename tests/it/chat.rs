@@ -151,6 +151,7 @@ pub fn with_redis(mut n: Node, publish: &str, subscribe: &[&str], patterns: &[&s
         publish: publish.into(),
         subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
         patterns: patterns.iter().map(|s| s.to_string()).collect(),
+        sharded: false,
     });
     n
 }
@@ -166,6 +167,8 @@ pub fn broker(port: u16) -> Broker {
             password: None,
             db: 0,
             ca: None,
+            cluster: false,
+            seeds: Vec::new(),
         },
         span: Span::default(),
     }

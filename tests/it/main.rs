@@ -26,6 +26,7 @@ mod layering;
 mod live_demo;
 mod nats;
 mod process;
+mod redis_cluster;
 mod reload;
 mod reload_bench;
 mod reload_faults;

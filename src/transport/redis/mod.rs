@@ -1,11 +1,13 @@
 //! The Redis link: a publishing connection (shared by the process's links
 //! to the same broker URL: `shared`), one RESP3 subscribing connection
 //! that reconnects and resubscribes by itself, and the echo
-//! filter between them. This file connects, starts the two tasks
+//! filter between them. On a Redis Cluster broker both are cluster
+//! connections (`conn`), classic or sharded (SPUBLISH/SSUBSCRIBE). This file connects, starts the two tasks
 //! (`publisher`: outbox, backoff; `receiver`: pushes, link state) and
 //! rewires a running link. Never logs the connection string: only the
 //! redacted URL.
 
+mod conn;
 mod publisher;
 mod receiver;
 mod shared;
@@ -14,6 +16,7 @@ use super::echo::{EchoFilter, PENDING_LIMIT};
 use super::queue::QueuedOutbound;
 use super::{Counters, Inbox, LinkStatus, Origin};
 use crate::model::{RedisUrl, RedisWiring};
+use conn::{Conn, Mode};
 use publisher::RedisPublisher;
 use receiver::Receiver;
 use redis::PushInfo;
@@ -40,7 +43,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
 pub struct Connected {
     publisher: SharedPublisher,
-    subscriber: ConnectionManager,
+    subscriber: Conn,
     pushes: mpsc::Receiver<PushInfo>,
 }
 
@@ -99,7 +102,92 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, LinkError> {
 /// Connects and subscribes. The error text never contains the password.
 pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
     let publisher = shared::publisher(&link.url).await?;
-    let client = new_client(&link.url, true)?;
+    let (mut subscriber, pushes) = if link.url.cluster {
+        connect_cluster(&link.url).await?
+    } else {
+        connect_single(&link.url).await?
+    };
+    if !link.subscribe.is_empty() {
+        within(subscriber.subscribe(Mode::of(link.sharded), &link.subscribe)).await?;
+    }
+    if !link.patterns.is_empty() {
+        within(subscriber.psubscribe(&link.patterns)).await?;
+    }
+    Ok(Connected {
+        publisher,
+        subscriber,
+        pushes,
+    })
+}
+
+type Subscribing = (Conn, mpsc::Receiver<PushInfo>);
+
+/// A link's publishing connection (made once per broker URL: `shared`).
+async fn publishing(url: &RedisUrl) -> Result<Conn, LinkError> {
+    if url.cluster {
+        let client = cluster_client(url, None::<fn(PushInfo) -> Result<(), ()>>)?;
+        return Ok(Conn::Cluster(within(client.get_async_connection()).await?));
+    }
+    let client = new_client(url, false)?;
+    // The managers retry forever, even the first time: try once plainly so
+    // that an unreachable server is reported at start instead of awaited.
+    probe(&client).await?;
+    let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
+    Ok(Conn::Single(publisher))
+}
+
+async fn connect_single(url: &RedisUrl) -> Result<Subscribing, LinkError> {
+    let client = new_client(url, true)?;
+    let (sender, pushes) = push_channel();
+    let config = manager_config()
+        .set_push_sender(sender)
+        .set_automatic_resubscription();
+    let subscriber = first_connection(client, config).await?;
+    Ok((Conn::Single(subscriber), pushes))
+}
+
+/// The subscribing cluster connection from the seeds. The crate connects
+/// to every node of the slot map, routes by slot, refreshes the map on
+/// MOVED and on errors, and resubscribes what it tracks.
+async fn connect_cluster(url: &RedisUrl) -> Result<Subscribing, LinkError> {
+    let (sender, pushes) = push_channel();
+    let subscriber = within(cluster_client(url, Some(sender))?.get_async_connection()).await?;
+    Ok((Conn::Cluster(subscriber), pushes))
+}
+
+fn cluster_client(
+    url: &RedisUrl,
+    pushes: Option<impl redis::aio::AsyncPushSender>,
+) -> Result<redis::cluster::ClusterClient, LinkError> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(url.seed_connection_strings())
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .min_retry_wait(20)
+        .max_retry_wait(RETRY_CAP.as_millis() as u64);
+    if url.tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(ca) = &url.ca {
+            let root = crate::config::read::read_certificate(ca)?;
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            });
+        }
+    }
+    if let Some(pushes) = pushes {
+        builder = builder
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes);
+    }
+    Ok(builder.build()?)
+}
+
+/// Where the client's reader hands pushes over. It must never block, so
+/// when the queue is full a push is dropped and counted.
+fn push_channel() -> (
+    impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+    mpsc::Receiver<PushInfo>,
+) {
     let (tx, pushes) = mpsc::channel(PUSH_QUEUE);
     let dropped = AtomicU64::new(0);
     // Called from the client's own reader task: log in the node's span.
@@ -117,21 +205,7 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
         }
         Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
     };
-    let config = manager_config()
-        .set_push_sender(sender)
-        .set_automatic_resubscription();
-    let mut subscriber = first_connection(client, config).await?;
-    if !link.subscribe.is_empty() {
-        within(subscriber.subscribe(&link.subscribe)).await?;
-    }
-    if !link.patterns.is_empty() {
-        within(subscriber.psubscribe(&link.patterns)).await?;
-    }
-    Ok(Connected {
-        publisher,
-        subscriber,
-        pushes,
-    })
+    (sender, pushes)
 }
 
 /// How long a subscribing connection may take before a plain attempt
@@ -206,8 +280,14 @@ impl Connected {
         let (fence, fences) = mpsc::channel(1);
         let (outbox_limit, outbox_limit_rx) = watch::channel(outbox);
         let (severed, severed_rx) = watch::channel(false);
+        let mode = Mode::of(link.sharded);
+        // What the link means to be subscribed to: the receiver resubscribes
+        // it when a cluster node is lost or a slot moves; a rewiring changes
+        // it before it unsubscribes anything.
+        let wanted = Arc::new(Mutex::new((link.subscribe.clone(), link.patterns.clone())));
         let publisher = RedisPublisher::new(
             self.publisher,
+            mode,
             channel_rx,
             filter.clone(),
             counters,
@@ -216,13 +296,21 @@ impl Connected {
         );
         let control = RedisControl {
             conn: self.subscriber.clone(),
+            mode,
+            wanted: wanted.clone(),
             filter: filter.clone(),
             channel,
             fence,
             outbox_limit,
             severed,
         };
-        let receiver = Receiver::new(self.subscriber, filter, inbox, status, severed_rx);
+        let receiver = Receiver::new(
+            (self.subscriber, mode, wanted),
+            filter,
+            inbox,
+            status,
+            severed_rx,
+        );
         (
             QueuedOutbound::new(Origin::Redis, tx),
             control,
@@ -231,6 +319,9 @@ impl Connected {
         )
     }
 }
+
+/// The channels and patterns a link means to be subscribed to.
+type Wanted = (Vec<String>, Vec<String>);
 
 /// The subscription (publish channel, channels, patterns) whose echo filter
 /// the receiver installs once it has handled every push already queued, and
@@ -254,7 +345,10 @@ pub struct SubscriptionChange<'a> {
 /// and the size of its outbox. The publisher keeps running throughout, so
 /// what its outbox holds, its backoff and the link's state carry over.
 pub struct RedisControl {
-    conn: ConnectionManager,
+    conn: Conn,
+    mode: Mode,
+    /// What the receiver keeps subscribed (see `receiver`).
+    wanted: Arc<Mutex<Wanted>>,
     filter: Arc<Mutex<EchoFilter>>,
     channel: watch::Sender<String>,
     fence: mpsc::Sender<Fence>,
@@ -304,9 +398,11 @@ impl RedisControl {
             *f = next;
         }
         self.channel.send_replace(new.publish.clone());
+        *lock(&self.wanted) = (new.subscribe.clone(), new.patterns.clone());
         let result = self.commands(add_s, gone_s, add_p, gone_p).await;
         if result.is_err() {
             // Best effort: put the old subscription back.
+            *lock(&self.wanted) = (old.subscribe.clone(), old.patterns.clone());
             let _ = self.commands(gone_s, add_s, gone_p, add_p).await;
             self.channel.send_replace(old.publish.clone());
         }
@@ -333,13 +429,13 @@ impl RedisControl {
         gone_p: &[String],
     ) -> Result<(), LinkError> {
         if !add_s.is_empty() {
-            within(self.conn.subscribe(add_s)).await?;
+            within(self.conn.subscribe(self.mode, add_s)).await?;
         }
         if !add_p.is_empty() {
             within(self.conn.psubscribe(add_p)).await?;
         }
         if !gone_s.is_empty() {
-            within(self.conn.unsubscribe(gone_s)).await?;
+            within(self.conn.unsubscribe(self.mode, gone_s)).await?;
         }
         if !gone_p.is_empty() {
             within(self.conn.punsubscribe(gone_p)).await?;
@@ -348,8 +444,8 @@ impl RedisControl {
     }
 }
 
-/// The filter's lock is never held across an await; a poisoned lock only
+/// These locks are never held across an await; a poisoned lock only
 /// means a panic elsewhere, and the queues stay usable.
-fn lock(filter: &Mutex<EchoFilter>) -> std::sync::MutexGuard<'_, EchoFilter> {
-    filter.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -3,6 +3,7 @@
 //! wait in the bounded outbox, flushed in order once the subscribers are
 //! back, retried with capped backoff and jitter.
 
+use super::conn::{Conn, Mode};
 use super::shared::SharedPublisher;
 use super::{RETRY_CAP, lock};
 use crate::transport::echo::EchoFilter;
@@ -10,7 +11,6 @@ use crate::transport::outbox::Outbox;
 use crate::transport::retry::{backoff, sleep_or_cancelled};
 use crate::transport::{Counters, LinkState, LinkStatus, Text};
 use backon::ExponentialBackoff;
-use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -29,6 +29,8 @@ const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 
 pub(super) struct RedisPublisher {
     conn: SharedPublisher,
+    /// PUBLISH, or SPUBLISH for a sharded link.
+    mode: Mode,
     /// The current publish channel (a reload may change it).
     channel: watch::Receiver<String>,
     filter: Arc<Mutex<EchoFilter>>,
@@ -48,6 +50,7 @@ pub(super) struct RedisPublisher {
 impl RedisPublisher {
     pub(super) fn new(
         conn: SharedPublisher,
+        mode: Mode,
         channel: watch::Receiver<String>,
         filter: Arc<Mutex<EchoFilter>>,
         counters: Arc<Counters>,
@@ -58,6 +61,7 @@ impl RedisPublisher {
         let outbox = Outbox::new(*outbox_limit.borrow());
         RedisPublisher {
             conn,
+            mode,
             channel,
             filter,
             counters,
@@ -112,10 +116,11 @@ impl RedisPublisher {
                 _ => i64::MAX,
             };
             let conn = self.conn.conn();
+            let mode = self.mode;
             let grace_over = async {
                 match waiting {
                     Some(t) => {
-                        let back = subscribers_back(conn, &channel, reach);
+                        let back = subscribers_back(conn, mode, &channel, reach);
                         let _ = tokio::time::timeout_at(t, back).await;
                     }
                     None => std::future::pending().await,
@@ -215,7 +220,9 @@ impl RedisPublisher {
         let channel = self.channel.borrow().clone();
         let mut pipe = redis::pipe();
         for (i, text) in batch.iter().enumerate() {
-            pipe.cmd("PUBLISH").arg(&channel).arg(text.as_bytes());
+            pipe.cmd(self.mode.publish_command())
+                .arg(&channel)
+                .arg(text.as_bytes());
             if i + 1 < batch.len() {
                 pipe.ignore();
             }
@@ -240,14 +247,19 @@ impl RedisPublisher {
     }
 }
 
-/// Resolves once `PUBSUB NUMSUB channel` counts at least `reach`
-/// subscribers (checked every 50 ms): everyone who received our last
-/// message before the outage is back. With pattern subscribers (not
-/// counted by NUMSUB) it never resolves and the grace period runs out.
-async fn subscribers_back(conn: &mut ConnectionManager, channel: &str, reach: i64) {
+/// Resolves once `PUBSUB NUMSUB channel` (SHARDNUMSUB when sharded)
+/// counts at least `reach` subscribers (checked every 50 ms): everyone who
+/// received our last message before the outage is back. With pattern
+/// subscribers (not counted by NUMSUB) it never resolves and the grace
+/// period runs out.
+async fn subscribers_back(conn: &mut Conn, mode: Mode, channel: &str, reach: i64) {
+    let count = match mode {
+        Mode::Classic => "NUMSUB",
+        Mode::Sharded => "SHARDNUMSUB",
+    };
     loop {
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg("NUMSUB").arg(channel);
+        cmd.arg(count).arg(channel);
         let counted: redis::RedisResult<(String, i64)> = cmd.query_async(conn).await;
         match counted {
             Ok((_, n)) if n >= reach => return,

@@ -4,19 +4,40 @@
 //! A fault switch (the admin page's "broker down") makes it act as if the
 //! connection were lost: the link reads down, pushes are dropped (and
 //! counted), the publisher holds messages in the outbox until it is undone.
+//!
+//! On a cluster the link also watches for lost subscriptions: a node's
+//! disconnection (its master may be failing over) or a `sunsubscribe` the
+//! server sends when a slot moves. It then reads down and subscribes again
+//! (the cluster client routes to the slot's current owner, refreshing its
+//! slot map when the old one fails) until it succeeds.
 
-use super::{Fence, lock};
+use super::conn::{Conn, Mode};
+use super::{Fence, Wanted, lock};
 use crate::transport::echo::{EchoFilter, Via};
 use crate::transport::{Inbox, LinkState, LinkStatus, Origin, Received, Text};
-use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// One subscription attempt at most: while a shard fails over, attempts
+/// routed to its dead master hang in the client's own retries, and the
+/// sooner one is abandoned the sooner the promoted replica is tried.
+const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// Between attempts: constant and short, because a failover's end is what
+/// the link waits for, and Redis promotes a replica within a few seconds.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
+
 pub(super) struct Receiver {
-    /// Kept alive: dropping the manager stops its reconnection.
-    _conn: ConnectionManager,
+    /// Kept alive: dropping the manager stops its reconnection. A cluster
+    /// link also subscribes through it again (see the module doc).
+    conn: Conn,
+    mode: Mode,
+    wanted: Arc<Mutex<Wanted>>,
+    /// Set while handling a push: the subscriptions must be made again.
+    lost_subscription: std::sync::atomic::AtomicBool,
     filter: Arc<Mutex<EchoFilter>>,
     inbox: Inbox,
     status: Arc<LinkStatus>,
@@ -30,14 +51,17 @@ pub(super) struct Receiver {
 
 impl Receiver {
     pub(super) fn new(
-        conn: ConnectionManager,
+        (conn, mode, wanted): (Conn, Mode, Arc<Mutex<Wanted>>),
         filter: Arc<Mutex<EchoFilter>>,
         inbox: Inbox,
         status: Arc<LinkStatus>,
         severed: watch::Receiver<bool>,
     ) -> Receiver {
         Receiver {
-            _conn: conn,
+            conn,
+            mode,
+            wanted,
+            lost_subscription: false.into(),
             filter,
             inbox,
             status,
@@ -74,9 +98,22 @@ impl Receiver {
         cancel: CancellationToken,
     ) {
         self.status.set(LinkState::Up);
+        let mut resubscribing: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         loop {
+            if resubscribing.is_none()
+                && self
+                    .lost_subscription
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                resubscribing = Some(Box::pin(self.resubscription()));
+            }
             let push = tokio::select! {
                 _ = cancel.cancelled() => return,
+                () = async { resubscribing.as_mut().expect("checked").await }, if resubscribing.is_some() => {
+                    resubscribing = None;
+                    self.resubscribed();
+                    continue;
+                }
                 // Closed: the control is gone with the node; keep receiving.
                 Ok(()) = self.severed.changed() => {
                     self.switched();
@@ -108,16 +145,84 @@ impl Receiver {
         }
     }
 
+    /// Subscribes to everything wanted again, retrying until
+    /// the cluster answers (after a failover: once the replica is promoted).
+    fn resubscription(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut conn = self.conn.clone();
+        let mode = self.mode;
+        let (channels, patterns) = lock(&self.wanted).clone();
+        async move {
+            loop {
+                let attempt = async {
+                    if !channels.is_empty() {
+                        conn.subscribe(mode, &channels).await?;
+                    }
+                    if !patterns.is_empty() {
+                        conn.psubscribe(&patterns).await?;
+                    }
+                    redis::RedisResult::Ok(())
+                };
+                match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, attempt).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "redis cluster resubscription failed")
+                    }
+                    Err(_) => tracing::debug!("redis cluster resubscription timed out"),
+                }
+                tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+            }
+        }
+    }
+
+    fn resubscribed(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.connected.store(true, Relaxed);
+        if self.is_severed() {
+            return;
+        }
+        if self.status.state() != LinkState::Up {
+            tracing::info!(broker = %self.status.address, "redis cluster link up: resubscribed");
+        }
+        self.status.set(LinkState::Up);
+    }
+
+    /// A `sunsubscribe`/`unsubscribe` push for a channel still wanted: the
+    /// server dropped it (its slot moved to another shard).
+    fn dropped_by_server(&self, data: &[Value]) -> bool {
+        let channel = match data.first() {
+            Some(Value::BulkString(b)) => b.as_slice(),
+            Some(Value::SimpleString(s)) => s.as_bytes(),
+            _ => return false,
+        };
+        lock(&self.wanted).0.iter().any(|c| c.as_bytes() == channel)
+    }
+
     /// Handles one push; `false` when the node is going away.
     async fn forward(&self, push: PushInfo, cancel: &CancellationToken) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let text = match push.kind {
-            PushKind::Message | PushKind::PMessage if self.is_severed() => {
+            PushKind::Message | PushKind::PMessage | PushKind::SMessage if self.is_severed() => {
                 self.lost.fetch_add(1, Relaxed);
                 None
             }
-            PushKind::Message | PushKind::PMessage => self.message(push.kind, push.data),
+            PushKind::Message | PushKind::PMessage | PushKind::SMessage => {
+                self.message(push.kind, push.data)
+            }
+            PushKind::SUnsubscribe
+                if self.conn.is_cluster() && self.dropped_by_server(&push.data) =>
+            {
+                tracing::warn!(
+                    broker = %self.status.address,
+                    "redis cluster dropped a sharded subscription (slot moved): resubscribing"
+                );
+                self.status.set(LinkState::Down);
+                self.lost_subscription.store(true, Relaxed);
+                None
+            }
             PushKind::Disconnection => {
+                if self.conn.is_cluster() {
+                    self.lost_subscription.store(true, Relaxed);
+                }
                 self.connected.store(false, Relaxed);
                 tracing::warn!(
                     broker = %self.status.address,
@@ -128,7 +233,7 @@ impl Receiver {
                 lock(&self.filter).clear();
                 None
             }
-            PushKind::Subscribe | PushKind::PSubscribe => {
+            PushKind::Subscribe | PushKind::PSubscribe | PushKind::SSubscribe => {
                 self.connected.store(true, Relaxed);
                 if self.is_severed() {
                     return true;

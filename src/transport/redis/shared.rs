@@ -11,9 +11,9 @@
 //! only that Redis keeps one connection's publications in order, and a
 //! shared connection still does.
 
-use super::{LinkError, manager_config, new_client};
+use super::LinkError;
+use super::conn::Conn;
 use crate::model::RedisUrl;
-use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::OnceCell;
 
@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 struct Entry {
     runtime: tokio::runtime::Id,
     url: RedisUrl,
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<Conn>,
 }
 
 /// The entries in use; dead ones are swept at each look-up. A process talks
@@ -35,13 +35,13 @@ static ENTRIES: Mutex<Vec<Weak<Entry>>> = Mutex::new(Vec::new());
 /// connection closes when the last handle is dropped.
 #[derive(Clone)]
 pub struct SharedPublisher {
-    conn: ConnectionManager,
+    conn: Conn,
     _entry: Arc<Entry>,
 }
 
 impl SharedPublisher {
     /// The connection, to send on (`&mut` only because the crate asks for it).
-    pub(super) fn conn(&mut self) -> &mut ConnectionManager {
+    pub(super) fn conn(&mut self) -> &mut Conn {
         &mut self.conn
     }
 }
@@ -70,15 +70,13 @@ fn entry(url: &RedisUrl) -> Arc<Entry> {
 /// process holds one yet.
 pub(super) async fn publisher(url: &RedisUrl) -> Result<SharedPublisher, LinkError> {
     let entry = entry(url);
-    let conn = entry.conn.get_or_try_init(|| connect(url)).await?.clone();
+    let conn = entry
+        .conn
+        .get_or_try_init(|| super::publishing(url))
+        .await?
+        .clone();
     Ok(SharedPublisher {
         conn,
         _entry: entry,
     })
-}
-
-async fn connect(url: &RedisUrl) -> Result<ConnectionManager, LinkError> {
-    let client = new_client(url, false)?;
-    super::probe(&client).await?;
-    super::within(ConnectionManager::new_with_config(client, manager_config())).await
 }
