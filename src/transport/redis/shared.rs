@@ -1,6 +1,7 @@
 //! The publishing connection that the Redis links of one process share per
-//! broker URL (server, credentials, database, TLS and `ca:` alike): made by
-//! the first link that needs it, closed when the last link holding it goes.
+//! broker URL (server or cluster seeds, credentials, database, TLS and `ca:`
+//! alike): made by the first link that needs it, closed when the last link
+//! holding it goes.
 //! A thousand nodes on one server thus hold one publishing connection, not a
 //! thousand (8 KiB read and 8 KiB write buffer each, a task, a socket).
 //!
