@@ -179,6 +179,16 @@ pub fn validation_json(checked: &Checked) -> serde_json::Value {
         object["reach"] = serde_json::json!(valid.analysis.reach_by_name(&valid.topology));
         object["deliveries"] =
             serde_json::json!(valid.analysis.deliveries_by_name(&valid.topology));
+        // Durable subscribers (a named AMQP queue): node → queue; only when there are any.
+        let durable: serde_json::Map<String, serde_json::Value> = valid
+            .topology
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.amqp.as_ref()?.queue.clone()?.into())))
+            .collect();
+        if !durable.is_empty() {
+            object["durable"] = serde_json::Value::Object(durable);
+        }
         // Only when a NATS queue group is reached: every other file's object
         // stays as it was, key for key.
         let one_of = valid.analysis.one_of_by_name(&valid.topology);

@@ -10,7 +10,8 @@ pub mod delta;
 use crate::check::Valid;
 use crate::model::{Topology, Wiring};
 pub use delta::{
-    Entries, LinkDelta, NatsDelta, NodeDelta, PubDelta, RedisDelta, Restart, Resubscribe, SubDelta,
+    AmqpDelta, Entries, LinkDelta, NatsDelta, NatsRewire, NodeDelta, PubDelta, Rebind, RedisDelta,
+    Restart, Resubscribe, SubDelta,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

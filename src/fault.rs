@@ -18,8 +18,11 @@ pub enum Fault {
     SubCut { node: String, endpoint: String },
     /// `node` no longer subscribes `entry` (a channel, or `psubscribe PATTERN`).
     RedisSubCut { node: String, entry: String },
-    /// `node`'s Redis link is held down: messages wait in its outbox.
+    /// `node`'s broker links (Redis, NATS) are held down: messages wait in
+    /// their outboxes.
     BrokerDown { node: String },
+    /// `node` no longer subscribes the NATS filter `filter`.
+    NatsSubCut { node: String, filter: String },
 }
 
 impl Fault {
@@ -28,7 +31,8 @@ impl Fault {
             Fault::NodeStopped { node }
             | Fault::SubCut { node, .. }
             | Fault::RedisSubCut { node, .. }
-            | Fault::BrokerDown { node } => node,
+            | Fault::BrokerDown { node }
+            | Fault::NatsSubCut { node, .. } => node,
         }
     }
 }
@@ -41,7 +45,10 @@ impl std::fmt::Display for Fault {
             Fault::RedisSubCut { node, entry } => {
                 write!(f, "node {node}: redis subscription {entry} cut")
             }
-            Fault::BrokerDown { node } => write!(f, "node {node}: redis link held down"),
+            Fault::BrokerDown { node } => write!(f, "node {node}: broker link held down"),
+            Fault::NatsSubCut { node, filter } => {
+                write!(f, "node {node}: nats subscription {filter} cut")
+            }
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct HealthLink {
     /// Redis and NATS: messages held while the link is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxHealth>,
+    /// AMQP only: messages waiting in the node's queue, as RabbitMQ last
+    /// reported it (at the link's latest (re)connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
 }
 
 /// How a Redis subscription is named in `via` and in the drawing's edge
@@ -84,6 +88,7 @@ pub enum LinkKind {
     ZmqPub,
     ZmqSub,
     Redis,
+    Amqp,
     Nats,
 }
 
@@ -93,6 +98,7 @@ impl LinkKind {
             LinkKind::ZmqPub => "zmq-pub",
             LinkKind::ZmqSub => "zmq-sub",
             LinkKind::Redis => "redis",
+            LinkKind::Amqp => "amqp",
             LinkKind::Nats => "nats",
         }
     }
@@ -141,6 +147,7 @@ mod tests {
                     dropped: Some(3),
                     via: None,
                     outbox: None,
+                    queue_depth: None,
                 },
                 HealthLink {
                     kind: LinkKind::Redis,
@@ -162,6 +169,7 @@ mod tests {
                         dropped: 8,
                         flushed: 9,
                     }),
+                    queue_depth: None,
                 },
             ],
             messages: Messages {

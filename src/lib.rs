@@ -37,4 +37,5 @@ pub mod serve;
 pub mod span;
 pub mod subject;
 pub mod testing;
+pub mod topic;
 pub mod transport;

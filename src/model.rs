@@ -21,12 +21,18 @@ pub struct NodeId(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BrokerId(pub usize);
 
+/// Index of an AMQP broker in [`Topology::amqp_brokers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AmqpBrokerId(pub usize);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Topology {
     pub name: String,
     pub nodes: Vec<Node>,
-    /// Named brokers first (file order), then one per distinct inline URL.
+    /// Redis brokers: named ones first (file order), then one per distinct inline URL.
     pub brokers: Vec<Broker>,
+    /// AMQP brokers (`amqp://`, `amqps://`), in the same order.
+    pub amqp_brokers: Vec<AmqpBroker>,
     /// NATS brokers: named ones first (file order), then inline URLs.
     pub nats_brokers: Vec<NatsBroker>,
 }
@@ -38,6 +44,10 @@ impl Topology {
 
     pub fn broker(&self, id: BrokerId) -> &Broker {
         &self.brokers[id.0]
+    }
+
+    pub fn amqp_broker(&self, id: AmqpBrokerId) -> &AmqpBroker {
+        &self.amqp_brokers[id.0]
     }
 
     pub fn nats_broker(&self, id: NatsBrokerId) -> &NatsBroker {
@@ -61,6 +71,7 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     pub zmq: Option<ZmqLink>,
     pub redis: Option<RedisLink>,
+    pub amqp: Option<AmqpLink>,
     pub nats: Option<NatsLink>,
     /// Forward what it receives onto its other outbound links (docs/topology-format.md rule 4).
     pub relay: bool,
@@ -318,6 +329,7 @@ pub struct Wiring {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: String,
     pub redis: Option<RedisWiring>,
+    pub amqp: Option<AmqpWiring>,
     pub nats: Option<NatsWiring>,
     pub relay: bool,
     pub limits: Limits,
@@ -343,6 +355,7 @@ pub struct NodeLinks<'a> {
     /// The SUB sockets' prefix; empty when there is no SUB socket.
     pub filter: &'a str,
     pub redis: Option<RedisListing<'a>>,
+    pub amqp: Option<AmqpListing<'a>>,
     pub nats: Option<NatsListing<'a>>,
     pub relay: bool,
 }
@@ -398,6 +411,10 @@ impl<'a> NodeLinks<'a> {
                 patterns: &r.patterns,
                 sharded: r.sharded,
             }),
+            amqp: node.amqp.as_ref().map(|link| AmqpListing {
+                broker: topology.amqp_broker(link.broker),
+                link,
+            }),
             nats: node.nats.as_ref().map(|n| NatsListing {
                 broker: topology.nats_broker(n.broker),
                 publish: &n.publish,
@@ -433,6 +450,7 @@ impl Wiring {
                 patterns: r.patterns.clone(),
                 sharded: r.sharded,
             }),
+            amqp: node.amqp.as_ref().map(|l| AmqpWiring::of(topology, l)),
             nats: node.nats.as_ref().map(|n| NatsWiring {
                 url: topology.nats_broker(n.broker).url.clone(),
                 publish: n.publish.clone(),
@@ -443,4 +461,194 @@ impl Wiring {
             limits: node.limits.clone(),
         }
     }
+}
+
+/// The three exchange types topo declares (RabbitMQ's `headers` is not one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ExchangeKind {
+    /// Every bound queue gets every message; routing keys are ignored.
+    #[default]
+    Fanout,
+    /// Binding keys with `*` (one word) and `#` (any number of words).
+    Topic,
+    /// A binding key equal to the routing key.
+    Direct,
+}
+
+impl ExchangeKind {
+    /// The name RabbitMQ (and the file) uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Direct => "direct",
+        }
+    }
+
+    /// Whether a queue bound with `binding` gets a message published with `key`.
+    pub fn routes(self, binding: &str, key: &str) -> bool {
+        match self {
+            ExchangeKind::Fanout => true,
+            ExchangeKind::Direct => binding == key,
+            ExchangeKind::Topic => crate::topic::topic_match(binding, key),
+        }
+    }
+}
+
+impl fmt::Display for ExchangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A node's `amqp:` section, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmqpLink {
+    pub broker: AmqpBrokerId,
+    pub exchange: String,
+    pub kind: ExchangeKind,
+    /// The routing key of what this node publishes; empty on a fanout exchange.
+    pub publish: String,
+    /// Binding keys of this node's queue, without duplicates; on a fanout
+    /// exchange one empty key (the queue is bound once).
+    pub bind: Vec<String>,
+    /// A named durable queue (a durable subscriber); `None`: an exclusive,
+    /// auto-deleted queue that lives as long as the node's connection.
+    pub queue: Option<String>,
+    /// A durable queue keeps at most this many messages; beyond, RabbitMQ drops the oldest.
+    pub max_length: u32,
+    /// Unacknowledged deliveries in flight to this node at most.
+    pub prefetch: u16,
+}
+
+impl AmqpLink {
+    pub fn durable(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Whether a message published with `key` on this node's exchange reaches its queue.
+    pub fn hears(&self, key: &str) -> bool {
+        self.bind.iter().any(|b| self.kind.routes(b, key))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmqpBroker {
+    /// The name under `brokers:`, or the redacted URL of an inline broker.
+    pub name: String,
+    pub url: AmqpUrl,
+    pub span: Span,
+}
+
+/// A parsed `amqp://` or `amqps://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Decoded (`%2f` is `/`, the default).
+    pub vhost: String,
+    /// For `amqps://`: a PEM file of the certificate authority to trust.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl AmqpUrl {
+    /// Exchanges and queues are shared by everyone on one server's vhost.
+    pub fn space(&self) -> (ServerKey, String) {
+        (
+            ServerKey::canonical(&self.host, self.port),
+            self.vhost.clone(),
+        )
+    }
+
+    /// The URL with its secret in it, for connecting. Never print this.
+    pub fn connection_string(&self) -> String {
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        let auth = match (&self.username, &self.password) {
+            (Some(user), Some(pass)) => format!("{}:{}@", encode(user), encode(pass)),
+            (None, Some(pass)) => format!(":{}@", encode(pass)),
+            (Some(user), None) => format!("{}@", encode(user)),
+            (None, None) => String::new(),
+        };
+        format!(
+            "{scheme}://{auth}{}:{}/{}",
+            host_for_url(&self.host),
+            self.port,
+            encode(&self.vhost)
+        )
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (a vhost `/` is `%2F`).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Displays with the password replaced by `***`; the default vhost `/` is left out.
+impl fmt::Display for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        write!(f, "{scheme}://")?;
+        match (&self.username, &self.password) {
+            (Some(user), Some(_)) => write!(f, "{}:***@", encode(user))?,
+            (None, Some(_)) => write!(f, ":***@")?,
+            (Some(user), None) => write!(f, "{}@", encode(user))?,
+            (None, None) => {}
+        }
+        write!(f, "{}:{}", host_for_url(&self.host), self.port)?;
+        if self.vhost != "/" {
+            write!(f, "/{}", encode(&self.vhost))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A node's AMQP link as the runtime needs it: broker by URL, not by index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmqpWiring {
+    pub url: AmqpUrl,
+    pub exchange: String,
+    pub kind: ExchangeKind,
+    pub publish: String,
+    pub bind: Vec<String>,
+    pub queue: Option<String>,
+    pub max_length: u32,
+    pub prefetch: u16,
+}
+
+impl AmqpWiring {
+    fn of(topology: &Topology, link: &AmqpLink) -> AmqpWiring {
+        AmqpWiring {
+            url: topology.amqp_broker(link.broker).url.clone(),
+            exchange: link.exchange.clone(),
+            kind: link.kind,
+            publish: link.publish.clone(),
+            bind: link.bind.clone(),
+            queue: link.queue.clone(),
+            max_length: link.max_length,
+            prefetch: link.prefetch,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmqpListing<'a> {
+    pub broker: &'a AmqpBroker,
+    pub link: &'a AmqpLink,
 }

@@ -1,18 +1,22 @@
 //! The live page's picture of a topology, as values: vertices (nodes,
 //! brokers), edges with stable ids and labels (drawn like `topo graph`:
-//! ZeroMQ node → node, Redis through a broker vertex), the reach matrix, and
+//! ZeroMQ node → node, Redis and NATS through a broker vertex), the reach
+//! matrix, and
 //! how one sample of every node's `/healthz` becomes node and edge stats.
 //! Pure: it neither polls nor serves (`live` does). The types are the wire
 //! format of `/api/view` and the event stream, and read back by tests.
 
 use crate::check::Valid;
 use crate::fault::Fault;
-use crate::graph::render::{redis_edges, used_brokers, zmq_edges};
+use crate::graph::render::{nats_links, redis_edges, used_brokers, zmq_edges};
 use crate::health::LinkKind;
 pub use crate::health::{Health, HealthLink, Messages};
 use crate::model::{NodeId, Topology};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+
+mod nats;
+use nats::nats_view_edges;
 
 /// What the page draws for one applied generation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,6 +72,8 @@ pub enum EdgeKind {
     Zmq,
     RedisPub,
     RedisSub,
+    NatsPub,
+    NatsSub,
 }
 
 /// Where an edge's state and traffic are read in a node's `/healthz`.
@@ -79,13 +85,17 @@ pub enum Tap {
     RedisSent { node: String },
     /// `node`'s Redis link: its `via[key]`.
     RedisVia { node: String, key: String },
+    /// `node`'s NATS link: its `sent`.
+    NatsSent { node: String },
+    /// `node`'s NATS link: its `via[filter]`.
+    NatsVia { node: String, key: String },
 }
 
 impl View {
     pub fn of(valid: &Valid, generation: u64, failed: &[String]) -> View {
         let t = &valid.topology;
         let nodes = t.node_ids().map(|id| node_vertex(t, id)).collect();
-        let brokers = used_brokers(t)
+        let mut brokers: Vec<Vertex> = used_brokers(t)
             .into_iter()
             .map(|b| {
                 let broker = t.broker(b);
@@ -98,6 +108,17 @@ impl View {
                 }
             })
             .collect();
+        // One vertex per NATS subject space, named after its first broker.
+        brokers.extend(nats_links(t).spaces.into_iter().map(|b| {
+            let broker = t.nats_broker(b);
+            Vertex {
+                id: format!("b:{}", broker.name),
+                name: broker.name.clone(),
+                url: Some(broker.url.to_string()),
+                relay: false,
+                wiring: broker.url.to_string(),
+            }
+        }));
         let deliveries = valid.analysis.deliveries_by_name(t);
         View {
             name: t.name.clone(),
@@ -131,6 +152,10 @@ impl View {
                 node: node.clone(),
                 key: entry.clone(),
             },
+            Fault::NatsSubCut { node, filter } => Tap::NatsVia {
+                node: node.clone(),
+                key: filter.clone(),
+            },
             Fault::NodeStopped { .. } | Fault::BrokerDown { .. } => return None,
         };
         self.edges
@@ -150,7 +175,11 @@ impl View {
                 node: node.clone(),
                 entry: key.clone(),
             }),
-            Tap::RedisSent { .. } => None,
+            Tap::NatsVia { node, key } => Some(Fault::NatsSubCut {
+                node: node.clone(),
+                filter: key.clone(),
+            }),
+            Tap::RedisSent { .. } | Tap::NatsSent { .. } => None,
         }
     }
 }
@@ -175,6 +204,21 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
             r.publish,
             r.subscribe.join(","),
             r.patterns.join(",")
+        ));
+    }
+    if let Some(a) = &links.amqp {
+        let l = a.link;
+        let queue = l
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" queue {q}"));
+        wiring.push(format!(
+            "amqp {} exchange {} ({}) pub {:?} bind [{}]{queue}",
+            a.broker.url,
+            l.exchange,
+            l.kind,
+            l.publish,
+            l.bind.join(",")
         ));
     }
     if let Some(n) = &links.nats {
@@ -249,6 +293,7 @@ fn edges(valid: &Valid) -> Vec<Edge> {
             }),
         });
     }
+    nats_view_edges(t, &mut out);
     out
 }
 
@@ -370,6 +415,8 @@ pub fn sample(
             Tap::ZmqSub { node, endpoint } => (node, Read::Sub(endpoint)),
             Tap::RedisSent { node } => (node, Read::Sent),
             Tap::RedisVia { node, key } => (node, Read::Via(key)),
+            Tap::NatsSent { node } => (node, Read::NatsSent),
+            Tap::NatsVia { node, key } => (node, Read::NatsVia(key)),
         };
         let link = health.get(node).and_then(|h| h.as_ref()).and_then(|h| {
             h.links.iter().find(|l| match read {
@@ -377,6 +424,7 @@ pub fn sample(
                     l.kind == LinkKind::ZmqSub && l.endpoint.as_deref() == Some(endpoint)
                 }
                 Read::Sent | Read::Via(_) => l.kind == LinkKind::Redis,
+                Read::NatsSent | Read::NatsVia(_) => l.kind == LinkKind::Nats,
             })
         });
         let s = match link {
@@ -387,8 +435,8 @@ pub fn sample(
             Some(l) => {
                 let now = match read {
                     Read::Sub(_) => l.received,
-                    Read::Sent => l.sent,
-                    Read::Via(key) => l
+                    Read::Sent | Read::NatsSent => l.sent,
+                    Read::Via(key) | Read::NatsVia(key) => l
                         .via
                         .as_ref()
                         .and_then(|v| v.get(key))
@@ -411,6 +459,8 @@ enum Read<'a> {
     Sub(&'a str),
     Sent,
     Via(&'a str),
+    NatsSent,
+    NatsVia(&'a str),
 }
 
 #[cfg(test)]
@@ -492,6 +542,7 @@ mod tests {
                     dropped: Some(0),
                     via: None,
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };
@@ -508,6 +559,7 @@ mod tests {
                     dropped: None,
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
+                    queue_depth: None,
                 }],
                 ..Health::default()
             };

@@ -95,6 +95,18 @@ fn summary(checked: &Checked) -> String {
             String::new()
         }
     );
+    let durable = durable_nodes(topology);
+    if !durable.is_empty() {
+        let listed: Vec<String> = durable
+            .iter()
+            .map(|(node, queue)| format!("{node} (queue {queue})"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "durable: {} (what is sent while such a node is down or has no client waits in its queue)",
+            listed.join(", ")
+        );
+    }
     // File order, as written: `n2` before `n10`. Only the rows shown below.
     let senders = analysis.deliveries.len();
     let shown = if senders <= 12 { senders } else { 20 };
@@ -185,6 +197,15 @@ fn one_of_lines(
         }
     }
     out
+}
+
+/// Nodes with a named AMQP queue, in file order, with their queue.
+fn durable_nodes(topology: &topo::model::Topology) -> Vec<(&str, &str)> {
+    topology
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.name.as_str(), n.amqp.as_ref()?.queue.as_deref()?)))
+        .collect()
 }
 
 fn plural(n: usize) -> &'static str {

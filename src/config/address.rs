@@ -2,7 +2,7 @@
 //! and Redis URLs. Each parser's error displays as a message fit to show
 //! the user.
 
-use crate::model::{Endpoint, RedisUrl};
+use crate::model::{AmqpUrl, Endpoint, RedisUrl};
 use std::net::{IpAddr, Ipv4Addr};
 
 mod nats;
@@ -55,6 +55,24 @@ pub enum AddressError {
     RedisPasswordAsPort,
     #[error("the broker URL's database `/{0}` is not a number")]
     RedisDatabase(String),
+    #[error("an AMQP broker URL starts with amqp:// or amqps:// (TLS)")]
+    AmqpScheme,
+    #[error(
+        "the AMQP broker URL has no host (like amqp://guest:***@127.0.0.1:5672/%2f); a password goes before `@host`"
+    )]
+    AmqpWithoutHost,
+    #[error("the AMQP broker URL is malformed: write a `/` in a password as %2F")]
+    AmqpSlashInPassword,
+    #[error(
+        "the AMQP broker URL's port is not a number; a password goes before `@host` (amqp://user:***@host:5672)"
+    )]
+    AmqpPasswordAsPort,
+    #[error("AMQP broker URL: {0}")]
+    AmqpPort(PortError),
+    #[error(
+        "the AMQP broker URL's vhost may not contain `/` unencoded: write `%2F` (the default vhost is `/`)"
+    )]
+    AmqpVhostSlash,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -250,6 +268,74 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, AddressError> {
     })
 }
 
+/// `amqp://[user[:password]@]host[:port][/vhost]`, or `amqps://` for TLS
+/// (port 5672, or 5671 with TLS). The vhost is percent-decoded; absent or
+/// empty it is the default vhost `/` (written `%2f`).
+pub fn parse_amqp_url(text: &str) -> Result<AmqpUrl, AddressError> {
+    // Messages never repeat the URL itself: it may hold a password.
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("amqp://") {
+        (false, rest)
+    } else if let Some(rest) = text.strip_prefix("amqps://") {
+        (true, rest)
+    } else {
+        return Err(AddressError::AmqpScheme);
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    if let Some(at) = rest.rfind('@')
+        && rest[..at].contains('/')
+    {
+        return Err(AddressError::AmqpSlashInPassword);
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if path.contains('/') {
+        return Err(AddressError::AmqpVhostSlash);
+    }
+    let (auth, hostport) = match authority.rsplit_once('@') {
+        Some((auth, hostport)) => (Some(auth), hostport),
+        None => (None, authority),
+    };
+    let (username, password) = match auth {
+        None => (None, None),
+        Some(auth) => match auth.split_once(':') {
+            Some((user, pass)) => (non_empty(user), Some(percent_decode(pass))),
+            None => (non_empty(auth), None),
+        },
+    };
+    let default_port = if tls { 5671 } else { 5672 };
+    let (host, port) =
+        if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            (v6, default_port)
+        } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
+            let (host, port) = split_host_port(hostport).ok_or(AddressError::AmqpWithoutHost)?;
+            let port = parse_port(port).map_err(|m| {
+                if auth.is_none() && port.parse::<u32>().is_err() {
+                    AddressError::AmqpPasswordAsPort
+                } else {
+                    AddressError::AmqpPort(m)
+                }
+            })?;
+            (host, port)
+        } else {
+            (hostport, default_port)
+        };
+    if host.is_empty() {
+        return Err(AddressError::AmqpWithoutHost);
+    }
+    let vhost = match percent_decode(path) {
+        v if v.is_empty() => "/".to_owned(),
+        v => v,
+    };
+    Ok(AmqpUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+        username: username.map(|u| percent_decode(&u)),
+        password,
+        vhost,
+        ca: None,
+    })
+}
+
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
@@ -338,6 +424,45 @@ mod tests {
         let error = parse_broker_url("redis+cluster://:hunter2@h:1,:x").unwrap_err();
         assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
         assert!(!parse_broker_url("redis://h").unwrap().cluster);
+    }
+
+    #[test]
+    fn amqp_urls() {
+        let url = parse_amqp_url("amqp://guest:gu%40st@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.vhost.as_str()),
+            ("127.0.0.1", 5672, "/")
+        );
+        assert_eq!(url.password.as_deref(), Some("gu@st"));
+        assert_eq!(url.to_string(), "amqp://guest:***@127.0.0.1:5672");
+        assert_eq!(
+            url.connection_string(),
+            "amqp://guest:gu%40st@127.0.0.1:5672/%2F"
+        );
+        let url = parse_amqp_url("amqps://u:p@rabbit.example.com/chat").unwrap();
+        assert!(url.tls);
+        assert_eq!((url.port, url.vhost.as_str()), (5671, "chat"));
+        assert_eq!(
+            url.to_string(),
+            "amqps://u:***@rabbit.example.com:5671/chat"
+        );
+        assert_eq!(parse_amqp_url("redis://h"), Err(AddressError::AmqpScheme));
+        assert_eq!(
+            parse_amqp_url("amqp:///x"),
+            Err(AddressError::AmqpWithoutHost)
+        );
+        assert_eq!(
+            parse_amqp_url("amqp://h/a/b"),
+            Err(AddressError::AmqpVhostSlash)
+        );
+        assert_eq!(
+            parse_amqp_url("amqp://h:70000"),
+            Err(AddressError::AmqpPort(PortError::OutOfRange(70000)))
+        );
+        let error = parse_amqp_url("amqp://guest:hunter2").unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
+        let error = parse_amqp_url("amqp://u:hun/ter2@h").unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("ter2"), "{error}");
     }
 
     #[test]

@@ -4,19 +4,23 @@
 
 mod nats;
 
-use super::address::{AddressError, is_nats_url, parse_broker_url, parse_endpoint, parse_host};
+use super::address::{
+    AddressError, is_nats_url, parse_amqp_url, parse_broker_url, parse_endpoint, parse_host,
+};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits;
 use super::spec::{Listen, NodeSpec, RedisSpec, Spanned, TopologySpec};
 use super::yaml::Span;
 use crate::glob::glob_match;
 use crate::model::{
-    Broker, BrokerId, Endpoint, NatsBroker, Node, NodeId, RedisLink, Topology, ZmqLink, ZmqPublish,
-    ZmqSubscription,
+    AmqpBroker, Broker, BrokerId, Endpoint, NatsBroker, Node, NodeId, RedisLink, Topology, ZmqLink,
+    ZmqPublish, ZmqSubscription,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+mod amqp;
 
 pub const DEFAULT_TOPIC: &str = "chat";
 pub const DEFAULT_CHANNEL: &str = "chat_messages";
@@ -72,6 +76,7 @@ pub fn compile(
     }
     c.listener_conflicts(spec, &nodes);
     c.unmatched_patterns(spec, &nodes);
+    c.amqp_conflicts(spec, &nodes);
     c.unmatched_subjects(spec, &nodes);
     let mixed = super::sharding::mixed_sharding(spec, &nodes, &c.brokers);
     c.diagnostics.extend(mixed);
@@ -86,17 +91,21 @@ pub fn compile(
         name,
         nodes,
         brokers: c.brokers,
+        amqp_brokers: c.amqp_brokers,
         nats_brokers: c.nats_brokers,
     };
     (if failed { None } else { Some(topology) }, c.diagnostics)
 }
 
 #[derive(Default)]
-struct Compiler {
-    diagnostics: Vec<Diagnostic>,
+pub(super) struct Compiler {
+    pub(super) diagnostics: Vec<Diagnostic>,
     brokers: Vec<Broker>,
     /// How many of `brokers` come from `brokers:`; inline URLs follow as they are met.
     named_brokers: usize,
+    pub(super) amqp_brokers: Vec<AmqpBroker>,
+    /// How many of `amqp_brokers` come from `brokers:`.
+    pub(super) named_amqp_brokers: usize,
     /// Every name under `brokers:`, also those whose URL is invalid.
     declared_brokers: Vec<String>,
     /// NATS brokers, named ones (`named_nats` of them) first, then inline URLs.
@@ -105,17 +114,21 @@ struct Compiler {
 }
 
 impl Compiler {
-    fn error(&mut self, span: Span, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Span, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(span, message));
     }
 
-    fn warning(&mut self, span: Span, message: impl Into<String>) {
+    pub(super) fn warning(&mut self, span: Span, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::warning(span, message));
     }
 
     fn brokers(&mut self, spec: &TopologySpec, base_dir: &Path) {
         for (name, broker) in spec.brokers.iter().flat_map(|b| b.0.iter()) {
             self.declared_brokers.push(name.value.clone());
+            if is_amqp_url(&broker.url.value) {
+                self.amqp_named_broker(name, broker, base_dir);
+                continue;
+            }
             if is_nats_url(&broker.url.value) {
                 self.nats_broker(name, broker, base_dir);
                 continue;
@@ -138,12 +151,37 @@ impl Compiler {
             }
         }
         self.named_brokers = self.brokers.len();
+        self.named_amqp_brokers = self.amqp_brokers.len();
         self.named_nats = self.nats_brokers.len();
+    }
+
+    fn amqp_named_broker(
+        &mut self,
+        name: &Spanned<String>,
+        broker: &super::spec::BrokerSpec,
+        base_dir: &Path,
+    ) {
+        match parse_amqp_url(&broker.url.value) {
+            Ok(mut url) => {
+                if let Some(ca) = &broker.ca {
+                    url.ca = self.certificate_authority(ca, url.tls, base_dir);
+                }
+                self.amqp_brokers.push(AmqpBroker {
+                    name: name.value.clone(),
+                    url,
+                    span: name.span,
+                })
+            }
+            Err(message) => self.error(
+                broker.url.span,
+                format!("broker `{}`: {message}", name.value),
+            ),
+        }
     }
 
     /// A `ca:` file, relative to the topology file; it must be readable now,
     /// so that a typo fails validation instead of every TLS connection.
-    fn certificate_authority(
+    pub(super) fn certificate_authority(
         &mut self,
         ca: &Spanned<String>,
         tls: bool,
@@ -152,7 +190,7 @@ impl Compiler {
         if !tls {
             self.error(
                 ca.span,
-                "`ca:` only applies to a rediss:// (TLS) broker URL",
+                "`ca:` only applies to a rediss:// or amqps:// (TLS) broker URL",
             );
             return None;
         }
@@ -172,6 +210,13 @@ impl Compiler {
 
     fn broker(&mut self, reference: &Spanned<String>, names: &[String]) -> Option<BrokerId> {
         let text = &reference.value;
+        if is_amqp_url(text) {
+            self.error(
+                reference.span,
+                "this is an AMQP URL; a redis section needs a redis:// broker (an AMQP broker goes in an `amqp:` section)",
+            );
+            return None;
+        }
         if text.contains("://") {
             let url = match parse_broker_url(text) {
                 Ok(url) => url,
@@ -199,6 +244,17 @@ impl Compiler {
             .position(|b| &b.name == text)
         {
             return Some(BrokerId(i));
+        }
+        if let Some(amqp) = self.amqp_brokers[..self.named_amqp_brokers]
+            .iter()
+            .find(|b| &b.name == text)
+        {
+            let message = format!(
+                "broker `{text}` is an AMQP broker ({}); a redis section needs a redis:// broker",
+                amqp.url
+            );
+            self.error(reference.span, message);
+            return None;
         }
         if self.is_nats_broker(text) {
             self.error(
@@ -311,10 +367,15 @@ impl Compiler {
                 sharded,
             })
         });
+        let amqp = spec
+            .amqp
+            .as_ref()
+            .and_then(|amqp| self.amqp_link(&name.value, amqp));
         let nats = self.nats_link(name, spec);
         if spec.relay.as_ref().is_some_and(|r| r.value)
             && spec.zmq.is_none()
             && spec.redis.is_none()
+            && spec.amqp.is_none()
             && spec.nats.is_none()
         {
             self.warning(
@@ -338,6 +399,7 @@ impl Compiler {
             http: spec.http.as_ref().map(|p| SocketAddr::new(host, p.value.0)),
             zmq,
             redis,
+            amqp,
             nats,
             relay: spec.relay.as_ref().is_some_and(|r| r.value),
             limits,
@@ -368,7 +430,7 @@ impl Compiler {
 
     /// Redis ignores a second SUBSCRIBE to the same channel, so a repeated
     /// entry would make the file claim a delivery that never happens.
-    fn unique(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
+    pub(super) fn unique(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for item in list {
             if item.value.is_empty() {
@@ -507,6 +569,10 @@ impl Compiler {
             }
         }
     }
+}
+
+pub(super) fn is_amqp_url(text: &str) -> bool {
+    text.starts_with("amqp://") || text.starts_with("amqps://")
 }
 
 fn unknown_node(text: &str, is_number: bool, names: &HashMap<&str, NodeId>) -> String {

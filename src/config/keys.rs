@@ -60,6 +60,7 @@ keys! {
         Relay = "relay",
         Zmq = "zmq",
         Redis = "redis",
+        Amqp = "amqp",
         Nats = "nats",
         Limits = "limits",
         Origins = "origins",
@@ -79,6 +80,20 @@ keys! {
         Subscribe = "subscribe",
         Patterns = "patterns",
         Sharded = "sharded",
+    }
+}
+
+keys! {
+    /// A node's `amqp:` section.
+    AmqpKey {
+        Broker = "broker",
+        Exchange = "exchange",
+        Type = "type",
+        Publish = "publish",
+        Bind = "bind",
+        Queue = "queue",
+        MaxLength = "max_length",
+        Prefetch = "prefetch",
     }
 }
 
@@ -137,6 +152,7 @@ mod tests {
             ("NodeSpec", set(NodeKey::names())),
             ("ZmqSpec", set(ZmqKey::names())),
             ("RedisSpec", set(RedisKey::names())),
+            ("AmqpSpec", set(AmqpKey::names())),
             ("NatsSpec", set(NatsKey::names())),
             ("LimitsSpec", set(LimitsKey::names())),
             ("ExpectSpec", set(ExpectKey::names())),

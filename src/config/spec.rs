@@ -6,7 +6,7 @@
 
 pub use super::decode::{Decoder, NAME_PATTERN, Named, Spanned, valid_name};
 use super::expect::ExpectSpec;
-use super::keys::{BrokerKey, NatsKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
+use super::keys::{AmqpKey, BrokerKey, NatsKey, NodeKey, RedisKey, TopologyKey, ZmqKey};
 use super::limits::LimitsSpec;
 use super::yaml::{Kind, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -62,6 +62,7 @@ pub struct TopologySpec {
     pub version: Option<Spanned<u64>>,
     /// Defaults to the file name without its extension.
     pub name: Option<Spanned<String>>,
+    /// Named Redis and AMQP (RabbitMQ) servers that nodes refer to.
     /// Named Redis servers and NATS servers or clusters that nodes refer to.
     pub brokers: Option<Named<BrokerSpec>>,
     /// The chat servers, in order.
@@ -74,6 +75,7 @@ pub struct TopologySpec {
     pub expect: Option<Spanned<ExpectSpec>>,
 }
 
+/// A Redis or AMQP (RabbitMQ) server.
 /// A Redis server, or a NATS server or cluster.
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -81,10 +83,11 @@ pub struct BrokerSpec {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS);
     /// a Redis Cluster: `redis+cluster://[user[:password]@]host:port,host:port,…`
     /// (its seed nodes) or `rediss+cluster://…`;
+    /// `amqp://[user[:password]@]host[:port][/vhost]` or `amqps://…` (TLS);
     /// or NATS: `nats://[user:password@|token@]host[:port]`, `tls://…` (TLS),
     /// several servers of one cluster separated by commas.
     pub url: Spanned<String>,
-    /// For `rediss://`, `rediss+cluster://` and `tls://`: a PEM file of the certificate authority to trust
+    /// For `rediss://`, `rediss+cluster://`, `amqps://` and `tls://`: a PEM file of the certificate authority to trust
     /// instead of the system's (relative to the topology file).
     pub ca: Option<Spanned<String>>,
 }
@@ -103,6 +106,8 @@ pub struct NodeSpec {
     pub zmq: Option<Spanned<ZmqSpec>>,
     /// Redis pub/sub links.
     pub redis: Option<Spanned<RedisSpec>>,
+    /// An AMQP (RabbitMQ) exchange and this node's queue on it.
+    pub amqp: Option<Spanned<AmqpSpec>>,
     /// NATS subjects and queue groups.
     pub nats: Option<Spanned<NatsSpec>>,
     /// This node's limits, over the top-level ones.
@@ -139,6 +144,41 @@ pub struct RedisSpec {
     /// Sharded pub/sub on a Redis Cluster broker: SPUBLISH and SSUBSCRIBE
     /// instead of PUBLISH and SUBSCRIBE; default false.
     pub sharded: Option<Spanned<bool>>,
+}
+
+/// A node's link to an AMQP exchange: it publishes there and consumes its own queue bound to it.
+#[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AmqpSpec {
+    /// A name from `brokers:` (an amqp:// URL), or an amqp:// URL.
+    pub broker: Option<Spanned<String>>,
+    /// The exchange, declared by topo if absent; default "chat".
+    pub exchange: Option<Spanned<String>>,
+    /// The exchange type; default fanout.
+    #[schemars(rename = "type")]
+    pub kind: Option<Spanned<ExchangeType>>,
+    /// Routing key of what this node's clients send (topic and direct only); default "chat".
+    pub publish: Option<Spanned<String>>,
+    /// Binding keys of this node's queue (topic and direct only); default [<publish>].
+    pub bind: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A named durable queue: messages wait there while the node is down or has no client.
+    /// Absent: an exclusive queue that is deleted with the node's connection.
+    pub queue: Option<Spanned<String>>,
+    /// A durable queue's bound (RabbitMQ's x-max-length); beyond, the oldest are dropped. Default 100000.
+    #[schemars(range(min = 1, max = 100_000_000))]
+    pub max_length: Option<Spanned<u64>>,
+    /// Unacknowledged messages in flight to this node (basic.qos); default 100.
+    #[schemars(range(min = 1, max = 65535))]
+    pub prefetch: Option<Spanned<u64>>,
+}
+
+/// `type:` of an AMQP exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+pub enum ExchangeType {
+    Fanout,
+    Topic,
+    Direct,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -249,6 +289,12 @@ impl Decoder<'_> {
                         span: key.span,
                     })
                 }
+                NodeKey::Amqp => {
+                    node.amqp = Some(Spanned {
+                        value: self.amqp(v),
+                        span: key.span,
+                    })
+                }
                 NodeKey::Nats => {
                     node.nats = Some(Spanned {
                         value: self.nats(v),
@@ -285,6 +331,61 @@ impl Decoder<'_> {
             }
         }
         redis
+    }
+
+    fn amqp(&mut self, value: &Value) -> AmqpSpec {
+        let mut amqp = AmqpSpec::default();
+        for (key, v) in self.fields::<AmqpKey>(value, "an amqp section") {
+            match key.value {
+                AmqpKey::Broker => amqp.broker = self.string(v),
+                AmqpKey::Exchange => amqp.exchange = self.string(v),
+                AmqpKey::Type => amqp.kind = self.exchange_type(v),
+                AmqpKey::Publish => amqp.publish = self.string(v),
+                AmqpKey::Bind => amqp.bind = self.string_list(v, "binding keys"),
+                AmqpKey::Queue => amqp.queue = self.string(v),
+                AmqpKey::MaxLength => amqp.max_length = self.whole(v),
+                AmqpKey::Prefetch => amqp.prefetch = self.whole(v),
+            }
+        }
+        amqp
+    }
+
+    fn exchange_type(&mut self, value: &Value) -> Option<Spanned<ExchangeType>> {
+        let text = self.string(value)?;
+        let kind = match text.value.as_str() {
+            "fanout" => ExchangeType::Fanout,
+            "topic" => ExchangeType::Topic,
+            "direct" => ExchangeType::Direct,
+            other => {
+                self.error(
+                    text.span,
+                    format!("unknown exchange type `{other}`: write fanout, topic or direct"),
+                );
+                return None;
+            }
+        };
+        Some(Spanned {
+            value: kind,
+            span: text.span,
+        })
+    }
+
+    /// A whole number ≥ 0 (range checks are the compiler's).
+    fn whole(&mut self, value: &Value) -> Option<Spanned<u64>> {
+        let n = self.integer(value)?;
+        match u64::try_from(n.value) {
+            Ok(v) => Some(Spanned {
+                value: v,
+                span: n.span,
+            }),
+            Err(_) => {
+                self.error(
+                    n.span,
+                    format!("{} is negative: write a whole number", n.value),
+                );
+                None
+            }
+        }
     }
 
     fn nats(&mut self, value: &Value) -> NatsSpec {

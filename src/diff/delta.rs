@@ -13,7 +13,7 @@
 //! arm in [`LinkDelta::between`] and in [`NodeDelta::lines`], and its slot
 //! in `node::wiring` that applies it. Nothing else classifies a change.
 
-use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
+use crate::model::{AmqpWiring, Endpoint, Limits, NatsWiring, RedisWiring, Wiring};
 use std::time::Duration;
 
 /// One node's change: computed by [`NodeDelta::between`], nowhere else.
@@ -51,18 +51,64 @@ pub struct LinkDelta {
     pub publish: PubDelta,
     pub subscribe: SubDelta,
     pub redis: RedisDelta,
+    pub amqp: AmqpDelta,
     pub nats: NatsDelta,
 }
 
-/// The NATS link. It is not rewired in place: any change to the section
-/// (servers, subject, filters, queue) or to the outbox it sizes replaces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The AMQP link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmqpDelta {
+    Keep,
+    /// A link where there was none.
+    Connect,
+    /// No link any more.
+    Disconnect,
+    /// Same server, exchange and queue: these changes are made on the live
+    /// link (queue.bind / queue.unbind, the routing key, basic.qos).
+    Rewire(Rebind),
+    /// Another server, exchange, exchange type or queue (or queue bound): a
+    /// new link replaces the old one.
+    Move,
+}
+
+/// What changes on a live AMQP link.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rebind {
+    /// The routing key of what the node publishes.
+    pub publish: bool,
+    /// Binding keys of the node's queue.
+    pub bind: Entries,
+    /// Unacknowledged deliveries in flight.
+    pub prefetch: bool,
+}
+
+/// The NATS link.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NatsDelta {
     Keep,
+    /// A link where there was none.
     Connect,
+    /// No link any more.
     Disconnect,
-    /// A new link (a new connection) replaces the old one.
-    Replace,
+    /// Same servers and credentials: the connection stays, these changes
+    /// are made on it (SUB/UNSUB, the subject the publisher uses).
+    Rewire(NatsRewire),
+    /// Other servers (or credentials, TLS): a new connection replaces the
+    /// old. What else changed is only listed for people.
+    Move(NatsRewire),
+}
+
+/// What a NATS link subscribes to and publishes on, old to new.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsRewire {
+    /// The publish subject changed.
+    pub publish: bool,
+    /// Filters subscribed and unsubscribed.
+    pub subscribe: Entries,
+    /// The queue group changed: a subscription's group is fixed when it is
+    /// made, so every filter is subscribed again in the new group (and the
+    /// old subscriptions dropped), the connection staying.
+    pub queue: bool,
 }
 
 /// The ZeroMQ PUB socket.
@@ -181,7 +227,8 @@ impl NodeDelta {
         what.extend(subs.connect.iter().map(|e| format!("zmq sub + {e}")));
         what.extend(subs.disconnect.iter().map(|e| format!("zmq sub - {e}")));
         redis_lines(&mut what, &self.links.redis, &old.redis, &new.redis);
-        nats_lines(&mut what, self.links.nats, &old.nats, &new.nats);
+        amqp_lines(&mut what, &self.links.amqp, &old.amqp, &new.amqp);
+        nats_lines(&mut what, &self.links.nats, &old.nats, &new.nats);
         if old.relay != new.relay {
             what.push(format!("relay {}", if new.relay { "on" } else { "off" }));
         }
@@ -223,21 +270,91 @@ impl LinkDelta {
             }
             (None, None) => RedisDelta::Keep,
         };
+        // The outbox is resized in place (like Redis's): no link change.
         let nats = match (&old.nats, &new.nats) {
-            (None, None) => NatsDelta::Keep,
+            (a, b) if a == b => NatsDelta::Keep,
             (None, Some(_)) => NatsDelta::Connect,
             (Some(_), None) => NatsDelta::Disconnect,
-            (Some(a), Some(b)) if a == b && old.limits.outbox == new.limits.outbox => {
-                NatsDelta::Keep
+            (Some(a), Some(b)) => {
+                let rewire = NatsRewire {
+                    publish: a.publish != b.publish,
+                    subscribe: Entries::between(&a.subscribe, &b.subscribe),
+                    queue: a.queue != b.queue,
+                };
+                if a.url == b.url {
+                    NatsDelta::Rewire(rewire)
+                } else {
+                    NatsDelta::Move(rewire)
+                }
             }
-            (Some(_), Some(_)) => NatsDelta::Replace,
+            (None, None) => NatsDelta::Keep,
         };
         LinkDelta {
             publish,
             subscribe,
             redis,
+            amqp: AmqpDelta::between(&old.amqp, &new.amqp),
             nats,
         }
+    }
+}
+
+impl AmqpDelta {
+    fn between(old: &Option<AmqpWiring>, new: &Option<AmqpWiring>) -> AmqpDelta {
+        match (old, new) {
+            (a, b) if a == b => AmqpDelta::Keep,
+            (None, Some(_)) => AmqpDelta::Connect,
+            (Some(_), None) => AmqpDelta::Disconnect,
+            (Some(a), Some(b)) => {
+                let same_queue = a.url == b.url
+                    && a.exchange == b.exchange
+                    && a.kind == b.kind
+                    && a.queue == b.queue
+                    && a.max_length == b.max_length;
+                if same_queue {
+                    AmqpDelta::Rewire(Rebind {
+                        publish: a.publish != b.publish,
+                        bind: Entries::between(&a.bind, &b.bind),
+                        prefetch: a.prefetch != b.prefetch,
+                    })
+                } else {
+                    AmqpDelta::Move
+                }
+            }
+            (None, None) => AmqpDelta::Keep,
+        }
+    }
+}
+
+fn amqp_lines(
+    what: &mut Vec<String>,
+    delta: &AmqpDelta,
+    old: &Option<AmqpWiring>,
+    new: &Option<AmqpWiring>,
+) {
+    let shown = |w: &AmqpWiring| {
+        let queue = w
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" queue {q}"));
+        format!("{} exchange {} ({}){queue}", w.url, w.exchange, w.kind)
+    };
+    match (delta, old, new) {
+        (AmqpDelta::Connect, _, Some(b)) => what.push(format!("amqp + {}", shown(b))),
+        (AmqpDelta::Disconnect, Some(a), _) => what.push(format!("amqp - {}", shown(a))),
+        (AmqpDelta::Move, Some(a), Some(b)) => {
+            what.push(format!("amqp {} -> {}", shown(a), shown(b)))
+        }
+        (AmqpDelta::Rewire(rebind), Some(a), Some(b)) => {
+            if rebind.publish {
+                what.push(format!("amqp publish {:?} -> {:?}", a.publish, b.publish));
+            }
+            entry_lines(what, "amqp bind", &rebind.bind);
+            if rebind.prefetch {
+                what.push(format!("amqp prefetch {} -> {}", a.prefetch, b.prefetch));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -277,34 +394,48 @@ fn redis_lines(
 
 fn nats_lines(
     what: &mut Vec<String>,
-    delta: NatsDelta,
+    delta: &NatsDelta,
     old: &Option<NatsWiring>,
     new: &Option<NatsWiring>,
 ) {
-    let show = |n: &NatsWiring| {
-        let queue = n
-            .queue
-            .as_ref()
-            .map(|q| format!(" queue {q}"))
-            .unwrap_or_default();
-        format!(
-            "{} publish {} subscribe {}{queue}",
-            n.url,
-            n.publish,
-            n.subscribe.join(",")
-        )
+    let queue = |n: &NatsWiring| n.queue.clone().unwrap_or_else(|| "none".to_owned());
+    let (rewire, a, b) = match (delta, old, new) {
+        (NatsDelta::Connect, _, Some(b)) => {
+            let group = b
+                .queue
+                .as_ref()
+                .map(|q| format!(" queue {q}"))
+                .unwrap_or_default();
+            what.push(format!(
+                "nats + {} publish {} subscribe {}{group}",
+                b.url,
+                b.publish,
+                b.subscribe.join(",")
+            ));
+            return;
+        }
+        (NatsDelta::Disconnect, Some(a), _) => {
+            what.push(format!("nats - {}", a.url));
+            return;
+        }
+        (NatsDelta::Move(rewire), Some(a), Some(b)) => {
+            what.push(format!("nats broker {} -> {}", a.url, b.url));
+            (rewire, a, b)
+        }
+        (NatsDelta::Rewire(rewire), Some(a), Some(b)) => (rewire, a, b),
+        _ => return,
     };
-    match (delta, old, new) {
-        (NatsDelta::Connect, _, Some(b)) => what.push(format!("nats + {}", show(b))),
-        (NatsDelta::Disconnect, Some(a), _) => what.push(format!("nats - {}", a.url)),
-        (NatsDelta::Replace, Some(a), Some(b)) if a == b => {
-            what.push("nats link reconnected (its outbox changed)".to_owned())
-        }
-        (NatsDelta::Replace, Some(a), Some(b)) => {
-            what.push(format!("nats {} -> {}", show(a), show(b)))
-        }
-        _ => {}
+    if rewire.publish {
+        what.push(format!("nats publish {} -> {}", a.publish, b.publish));
     }
+    if rewire.queue {
+        what.push(format!(
+            "nats queue {} -> {} (every filter subscribed again in it)",
+            queue(a),
+            queue(b)
+        ));
+    }
+    entry_lines(what, "nats subscribe", &rewire.subscribe);
 }
 
 fn entry_lines(what: &mut Vec<String>, label: &str, entries: &Entries) {
@@ -365,6 +496,7 @@ mod tests {
                 .collect(),
             filter: filter.into(),
             redis: None,
+            amqp: None,
             nats: None,
             relay: false,
             limits: Limits::default(),
@@ -419,5 +551,66 @@ mod tests {
         assert_eq!(delta.links.publish, PubDelta::Rebind);
         assert_eq!(delta.links.subscribe.connect, w.subscribe);
         assert_eq!(delta.links.redis, RedisDelta::Keep);
+    }
+
+    fn nats(url: &str, publish: &str, subscribe: &[&str], queue: Option<&str>) -> Wiring {
+        let url = crate::model::NatsUrl {
+            tls: false,
+            servers: vec![crate::model::ServerKey {
+                host: "127.0.0.1".into(),
+                port: url.parse().unwrap(),
+            }],
+            auth: crate::model::NatsAuth::None,
+            ca: None,
+        };
+        Wiring {
+            nats: Some(NatsWiring {
+                url,
+                publish: publish.into(),
+                subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+                queue: queue.map(str::to_owned),
+            }),
+            ..node(&[], "")
+        }
+    }
+
+    /// Same servers: rewired on the connection, the lines naming each
+    /// change; other servers: moved; only the outbox: kept (resized).
+    #[test]
+    fn a_nats_link_is_rewired_on_the_same_servers_and_moved_to_others() {
+        let old = nats("4222", "chat.a", &["chat.b", "chat.c"], None);
+        let new = nats("4222", "chat.x", &["chat.c", "chat.>"], Some("q"));
+        let delta = NodeDelta::between(&old, &new);
+        let rewire = NatsRewire {
+            publish: true,
+            subscribe: Entries {
+                add: vec!["chat.>".into()],
+                remove: vec!["chat.b".into()],
+            },
+            queue: true,
+        };
+        assert_eq!(delta.links.nats, NatsDelta::Rewire(rewire.clone()));
+        assert_eq!(
+            delta.lines(&old, &new),
+            [
+                "nats publish chat.a -> chat.x",
+                "nats queue none -> q (every filter subscribed again in it)",
+                "nats subscribe + chat.>",
+                "nats subscribe - chat.b",
+            ]
+        );
+        let moved = nats("4223", "chat.x", &["chat.c", "chat.>"], Some("q"));
+        let delta = NodeDelta::between(&old, &moved);
+        assert_eq!(delta.links.nats, NatsDelta::Move(rewire));
+        assert_eq!(
+            delta.lines(&old, &moved)[0],
+            "nats broker nats://127.0.0.1:4222 -> nats://127.0.0.1:4223"
+        );
+        let mut bigger = old.clone();
+        bigger.limits.outbox += 1;
+        assert_eq!(
+            NodeDelta::between(&old, &bigger).links.nats,
+            NatsDelta::Keep
+        );
     }
 }

@@ -18,6 +18,10 @@ pub enum Link {
     RedisChannel,
     /// The target's PSUBSCRIBE pattern number `pattern` matches the source's channel.
     RedisPattern { pattern: usize },
+    /// The target's queue, bound to the source's exchange with binding number
+    /// `binding` (the first that routes the source's key: RabbitMQ puts a
+    /// message in a queue once, however many of its bindings match).
+    Amqp { binding: usize },
     /// The target's NATS subscription number `subscription` (not in a queue
     /// group) matches the source's subject.
     NatsSubject { subscription: usize },
@@ -36,10 +40,11 @@ pub enum Via {
     Direct,
     Redis,
     Nats,
+    Amqp,
 }
 
 impl Via {
-    pub const ALL: [Via; 3] = [Via::Direct, Via::Redis, Via::Nats];
+    pub const ALL: [Via; 4] = [Via::Direct, Via::Redis, Via::Nats, Via::Amqp];
 
     pub fn index(self) -> usize {
         self as usize
@@ -65,6 +70,7 @@ impl Link {
             Link::Zmq => Via::Direct,
             Link::RedisChannel | Link::RedisPattern { .. } => Via::Redis,
             Link::NatsSubject { .. } | Link::NatsQueue { .. } => Via::Nats,
+            Link::Amqp { .. } => Via::Amqp,
         }
     }
 
@@ -95,6 +101,17 @@ impl Link {
                 let pattern = target.redis.as_ref().map_or("", |r| &r.patterns[*pattern]);
                 format!("{channel} ~ {pattern}")
             }
+            Link::Amqp { binding } => {
+                let (Some(source), Some(target)) = (&source.amqp, &target.amqp) else {
+                    return String::new();
+                };
+                let binding = &target.bind[*binding];
+                match source.kind {
+                    crate::model::ExchangeKind::Fanout => source.exchange.clone(),
+                    _ if *binding == source.publish => format!("{} {}", source.exchange, binding),
+                    _ => format!("{} {} ~ {binding}", source.exchange, source.publish),
+                }
+            }
             Link::NatsSubject { subscription } | Link::NatsQueue { subscription } => {
                 let subject = source.nats.as_ref().map_or("", |n| &n.publish);
                 let nats = target.nats.as_ref();
@@ -123,8 +140,46 @@ pub fn build(topology: &Topology) -> LinkGraph {
     }
     zmq_links(topology, &mut graph);
     redis_links(topology, &mut graph);
+    amqp_links(topology, &mut graph);
     nats_links(topology, &mut graph);
     graph
+}
+
+/// One edge per (publisher, other node's queue) on the same exchange of one
+/// vhost when a binding of that queue routes the publisher's key. A node's
+/// own messages come back through its own queue: its echoes (rule 1).
+fn amqp_links(topology: &Topology, graph: &mut LinkGraph) {
+    type Space = (ServerKey, String);
+    let mut by_exchange: HashMap<(Space, &str), Vec<NodeId>> = HashMap::new();
+    for id in topology.node_ids() {
+        if let Some(link) = &topology.node(id).amqp {
+            let space = topology.amqp_broker(link.broker).url.space();
+            by_exchange
+                .entry((space, &link.exchange))
+                .or_default()
+                .push(id);
+        }
+    }
+    for from in topology.node_ids() {
+        let Some(publisher) = &topology.node(from).amqp else {
+            continue;
+        };
+        let space = topology.amqp_broker(publisher.broker).url.space();
+        let Some(members) = by_exchange.get(&(space, publisher.exchange.as_str())) else {
+            continue;
+        };
+        for &to in members.iter().filter(|&&to| to != from) {
+            let queue = topology.node(to).amqp.as_ref().expect("indexed by amqp");
+            if let Some(binding) = queue
+                .bind
+                .iter()
+                .position(|b| publisher.kind.routes(b, &publisher.publish))
+            {
+                let (a, b) = (NodeIndex::new(from.0), NodeIndex::new(to.0));
+                graph.add_edge(a, b, Link::Amqp { binding });
+            }
+        }
+    }
 }
 
 /// For each NATS broker, the first broker of its subject space: brokers

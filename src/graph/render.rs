@@ -4,10 +4,11 @@
 //! A node's links come from [`NodeLinks`], as in the ready table and the
 //! admin view; the graph only says which ZeroMQ subscriptions messages
 //! cross. The JSON is the graph itself: its `links` are the graph's edges.
+//! AMQP links are drawn like Redis ones, through their exchange.
 
 use super::build::{Link, LinkGraph};
 use crate::health::PATTERN_PREFIX;
-use crate::model::{BrokerId, Endpoint, NodeId, NodeLinks, Topology};
+use crate::model::{BrokerId, Endpoint, NatsBrokerId, NodeId, NodeLinks, Topology};
 use crate::printable::{escape_controls, is_unsafe};
 use petgraph::visit::EdgeRef;
 use serde_json::{Value, json};
@@ -76,6 +77,43 @@ pub(crate) fn nats_edges(topology: &Topology, graph: &LinkGraph) -> Vec<(NodeId,
         .collect()
 }
 
+/// A node's NATS link drawn through its subject space's vertex (the first
+/// broker of the file in that space): the spaces used, in file order,
+/// (node, vertex, subject) per publisher, (vertex, node, filter, queue)
+/// per subscription.
+pub(crate) struct NatsLinks {
+    pub spaces: Vec<NatsBrokerId>,
+    pub publish: Vec<(NodeId, NatsBrokerId, String)>,
+    pub subscribe: Vec<(NatsBrokerId, NodeId, String, Option<String>)>,
+}
+
+pub(crate) fn nats_links(topology: &Topology) -> NatsLinks {
+    let space = super::build::nats_spaces(topology);
+    let vertex =
+        |b: NatsBrokerId| NatsBrokerId(space.iter().position(|s| *s == space[b.0]).unwrap_or(b.0));
+    let mut links = NatsLinks {
+        spaces: Vec::new(),
+        publish: Vec::new(),
+        subscribe: Vec::new(),
+    };
+    for id in topology.node_ids() {
+        let Some(nats) = &topology.node(id).nats else {
+            continue;
+        };
+        let broker = vertex(nats.broker);
+        if !links.spaces.contains(&broker) {
+            links.spaces.push(broker);
+        }
+        links.publish.push((id, broker, nats.publish.clone()));
+        for filter in &nats.subscribe {
+            links
+                .subscribe
+                .push((broker, id, filter.clone(), nats.queue.clone()));
+        }
+    }
+    links
+}
+
 /// (node, broker vertex, channel) for publishing, and (broker vertex, node, channel or pattern) for subscriptions.
 pub(crate) type RedisEdges = (
     Vec<(NodeId, BrokerId, String)>,
@@ -109,6 +147,66 @@ pub(crate) fn redis_edges(topology: &Topology) -> RedisEdges {
         }
     }
     (publish, subscribe)
+}
+
+/// One AMQP exchange of one vhost, as drawn: `exchange@broker`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ExchangeVertex {
+    pub name: String,
+    pub label: String,
+}
+
+/// (node, exchange, routing key) for publishing and (exchange, node, binding
+/// and queue) for consuming; exchanges in order of first use.
+pub(crate) type AmqpEdges = (
+    Vec<ExchangeVertex>,
+    Vec<(NodeId, usize, String)>,
+    Vec<(usize, NodeId, String)>,
+);
+
+pub(crate) fn amqp_edges(topology: &Topology) -> AmqpEdges {
+    let mut exchanges: Vec<(ExchangeVertex, (crate::model::ServerKey, String, String))> =
+        Vec::new();
+    let (mut publish, mut consume) = (Vec::new(), Vec::new());
+    for id in topology.node_ids() {
+        let Some(link) = &topology.node(id).amqp else {
+            continue;
+        };
+        let broker = topology.amqp_broker(link.broker);
+        let (server, vhost) = broker.url.space();
+        let key = (server, vhost, link.exchange.clone());
+        let index = match exchanges.iter().position(|(_, k)| *k == key) {
+            Some(i) => i,
+            None => {
+                exchanges.push((
+                    ExchangeVertex {
+                        name: format!("{}@{}", link.exchange, broker.name),
+                        label: format!("{} ({})\n{}", link.exchange, link.kind, broker.url),
+                    },
+                    key,
+                ));
+                exchanges.len() - 1
+            }
+        };
+        let queue = link
+            .queue
+            .as_deref()
+            .map_or(String::new(), |q| format!(" [{q}]"));
+        if link.kind == crate::model::ExchangeKind::Fanout {
+            publish.push((id, index, link.exchange.clone()));
+            consume.push((index, id, format!("{}{queue}", link.exchange)));
+        } else {
+            publish.push((id, index, link.publish.clone()));
+            for binding in &link.bind {
+                consume.push((index, id, format!("{binding}{queue}")));
+            }
+        }
+    }
+    (
+        exchanges.into_iter().map(|(v, _)| v).collect(),
+        publish,
+        consume,
+    )
 }
 
 fn node_label(topology: &Topology, id: NodeId) -> String {
@@ -212,6 +310,35 @@ pub fn dot(topology: &Topology, graph: &LinkGraph) -> String {
             quote(&channel)
         );
     }
+    let (exchanges, publish, consume) = amqp_edges(topology);
+    let vertex = |i: usize| quote(&format!("exchange:{}", exchanges[i].name));
+    for (i, exchange) in exchanges.iter().enumerate() {
+        let label = &exchange.label;
+        let _ = writeln!(
+            out,
+            "  {} [label={}, shape=cylinder, color=\"#ff7f0e\"];",
+            vertex(i),
+            quote(label)
+        );
+    }
+    for (node, exchange, key) in publish {
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, color=\"#ff7f0e\"];",
+            quote(&topology.node(node).name),
+            vertex(exchange),
+            quote(&key)
+        );
+    }
+    for (exchange, node, key) in consume {
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, color=\"#ff7f0e\", style=dashed];",
+            vertex(exchange),
+            quote(&topology.node(node).name),
+            quote(&key)
+        );
+    }
     out.push_str("}\n");
     out
 }
@@ -277,6 +404,27 @@ pub fn mermaid(topology: &Topology, graph: &LinkGraph) -> String {
             node_id(node)
         );
     }
+    let (exchanges, publish, consume) = amqp_edges(topology);
+    for (i, exchange) in exchanges.iter().enumerate() {
+        let label = text(&exchange.label.replace('\n', " "));
+        let _ = writeln!(out, "  x{i}[(\"{label}\")]");
+    }
+    for (node, exchange, key) in publish {
+        let _ = writeln!(
+            out,
+            "  {} ==>|\"{}\"| x{exchange}",
+            node_id(node),
+            text(&key)
+        );
+    }
+    for (exchange, node, key) in consume {
+        let _ = writeln!(
+            out,
+            "  x{exchange} -.->|\"{}\"| {}",
+            text(&key),
+            node_id(node)
+        );
+    }
     out
 }
 
@@ -302,6 +450,14 @@ pub fn json(topology: &Topology, graph: &LinkGraph) -> Value {
                     "subscribe": r.subscribe,
                     "patterns": r.patterns,
                 })),
+                "amqp": node.amqp.as_ref().map(|a| json!({
+                    "broker": topology.amqp_broker(a.broker).name,
+                    "exchange": a.exchange,
+                    "type": a.kind.as_str(),
+                    "publish": a.publish,
+                    "bind": a.bind,
+                    "queue": a.queue,
+                })),
             })
         })
         .collect();
@@ -309,7 +465,11 @@ pub fn json(topology: &Topology, graph: &LinkGraph) -> Value {
         .brokers
         .iter()
         .map(|b| json!({"name": b.name, "url": b.url.to_string(), "server": b.url.server().to_string()}))
+        .chain(topology.amqp_brokers.iter().map(|b| {
+            json!({"name": b.name, "url": b.url.to_string(), "server": b.url.space().0.to_string(), "vhost": b.url.vhost})
+        }))
         .collect();
+    let source_name = |id: NodeId| topology.node(id).name.clone();
     let links: Vec<Value> = graph
         .edge_references()
         .map(|e| {
@@ -321,6 +481,19 @@ pub fn json(topology: &Topology, graph: &LinkGraph) -> Value {
                     "topic": source.zmq.as_ref().and_then(|z| z.publish.as_ref()).map(|p| p.topic.clone()),
                     "filter": target.zmq.as_ref().map(|z| z.filter.clone()),
                 }),
+                Link::Amqp { binding } => {
+                    let (Some(source), Some(target_link)) = (&source.amqp, &target.amqp) else {
+                        return json!({});
+                    };
+                    json!({
+                        "from": source_name(from), "to": target.name, "kind": "amqp",
+                        "broker": topology.amqp_broker(source.broker).name,
+                        "exchange": source.exchange,
+                        "routing_key": source.publish,
+                        "binding": target_link.bind[*binding],
+                        "queue": target_link.queue,
+                    })
+                }
                 link => {
                     let redis = target.redis.as_ref().expect("a redis link ends at a redis node");
                     let mut value = json!({

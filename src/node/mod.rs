@@ -41,6 +41,13 @@ pub enum StartError {
         /// Not a `source`: the message already shows it, once.
         reason: crate::transport::redis::LinkError,
     },
+    #[error("node {node}: cannot set up amqp {broker}: {reason}")]
+    Amqp {
+        node: String,
+        /// The redacted URL (`AmqpUrl`'s Display).
+        broker: String,
+        reason: crate::transport::amqp::LinkError,
+    },
     #[error("node {node}: cannot reach nats {broker}: {reason}")]
     Nats {
         node: String,
@@ -129,11 +136,11 @@ impl NodeHandle {
         applied
     }
 
-    /// Holds the node's Redis link down (`true`) or lets it come back: a
-    /// fault switch of the admin page. `None` when it has no Redis link,
-    /// else whether the switch moved.
-    pub async fn sever_redis(&self, on: bool) -> Option<bool> {
-        self.wired.lock().await.sever_redis(on)
+    /// Holds the node's broker links (Redis, NATS) down (`true`) or lets
+    /// them come back: a fault switch of the admin page. `None` when it has
+    /// no broker link, else whether the switch moved.
+    pub async fn sever_brokers(&self, on: bool) -> Option<bool> {
+        self.wired.lock().await.sever_brokers(on)
     }
 
     /// Stops every task of the node: clients get a 1001 close frame, sockets close.

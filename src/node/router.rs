@@ -87,7 +87,8 @@ impl NodeRouter {
 
     /// A message from a link: delivered to the clients (each reception is one
     /// delivery, duplicates included); a relay also forwards it, except back
-    /// onto the broker it came from, Redis or NATS (rule 4).
+    /// onto the broker it came from, Redis, NATS or AMQP (rule 4).
+    /// Acknowledged (AMQP) once the hub has it.
     pub fn from_link(&self, msg: Received) {
         self.counters.add_in(1);
         if self.relay() {
@@ -99,6 +100,9 @@ impl NodeRouter {
             }
         }
         self.hub.deliver(msg.text);
+        if let Some(ack) = msg.ack {
+            ack.done();
+        }
     }
 }
 
@@ -173,6 +177,7 @@ mod tests {
         relay.from_link(Received {
             origin: Origin::Nats,
             text: Text::from("n"),
+            ack: None,
         });
         assert_eq!(*log.lock().unwrap(), ["Zmq:n", "Redis:n"]);
     }
@@ -183,6 +188,7 @@ mod tests {
         plain.from_link(Received {
             origin: Origin::Zmq,
             text: Text::from("z"),
+            ack: None,
         });
         assert!(log.lock().unwrap().is_empty());
 
@@ -191,10 +197,12 @@ mod tests {
         relay.from_link(Received {
             origin: Origin::Redis,
             text: Text::from("r"),
+            ack: None,
         });
         relay.from_link(Received {
             origin: Origin::Zmq,
             text: Text::from("z"),
+            ack: None,
         });
         assert_eq!(*log.lock().unwrap(), ["Zmq:r", "Zmq:z", "Redis:z"]);
         assert_eq!(rx.try_recv().unwrap(), "r");

@@ -2,7 +2,8 @@
 //! node runs: its PUB socket (rebind, new topic), one SUB socket per upstream
 //! (connect, disconnect, new filter), its Redis link (SUBSCRIBE/UNSUBSCRIBE,
 //! PSUBSCRIBE/PUNSUBSCRIBE, publish channel, another server), its NATS link
-//! (replaced as a whole when its section changes), relay on/off.
+//! (SUB/UNSUB, queue group, publish subject on its connection; other servers
+//! replace it), relay on/off.
 //! It applies the [`LinkDelta`] that `diff` computed and never compares two
 //! wirings itself; starting a node is applying the delta from nothing
 //! ([`Wired::empty`]). It never touches the HTTP server or the clients:
@@ -10,8 +11,9 @@
 
 use super::router::NodeRouter;
 use super::{StartError, Tasks, io_reason, warn_if_every_interface};
-use crate::diff::{LinkDelta, NatsDelta, PubDelta, RedisDelta};
-use crate::model::{Endpoint, Limits, NatsWiring, RedisWiring, Wiring, ZmqPublish};
+use crate::diff::{AmqpDelta, LinkDelta, NatsDelta, PubDelta, RedisDelta};
+use crate::model::{AmqpWiring, Endpoint, Limits, NatsWiring, RedisWiring, Wiring, ZmqPublish};
+use crate::transport::amqp::AmqpControl;
 use crate::transport::redis::{RedisControl, SubscriptionChange};
 use crate::transport::{self, Inbox, LinkKind, LinkState, LinkStatus, Origin};
 use std::sync::Arc;
@@ -25,11 +27,19 @@ pub struct Wired {
     subs: Vec<SubSlot>,
     redis: Option<RedisSlot>,
     nats: Option<NatsSlot>,
+    amqp: Option<AmqpSlot>,
+}
+
+struct AmqpSlot {
+    status: Arc<LinkStatus>,
+    cancel: CancellationToken,
+    control: AmqpControl,
 }
 
 struct NatsSlot {
     status: Arc<LinkStatus>,
     cancel: CancellationToken,
+    control: transport::nats::NatsControl,
 }
 
 struct PubSlot {
@@ -62,6 +72,8 @@ pub struct Prepared {
     publish: PubPlan,
     redis: RedisPlan,
     nats: NatsPlan,
+    /// `None`: keep (or rewire) the AMQP link; `Some(None)`: remove it.
+    amqp: Option<Option<transport::amqp::Session>>,
 }
 
 enum NatsPlan {
@@ -93,6 +105,7 @@ impl Wired {
                 filter: String::new(),
                 redis: None,
                 nats: None,
+                amqp: None,
                 relay: false,
                 ..wiring.clone()
             },
@@ -100,13 +113,20 @@ impl Wired {
             subs: Vec::new(),
             redis: None,
             nats: None,
+            amqp: None,
         }
     }
 
-    /// The Redis link's fault switch (see `RedisControl::sever`); `None`
-    /// without a Redis link.
-    pub fn sever_redis(&self, on: bool) -> Option<bool> {
-        self.redis.as_ref().map(|r| r.control.sever(on))
+    /// The broker links' fault switch (`RedisControl::sever`,
+    /// `NatsControl::sever`), on every broker link the node has; `None`
+    /// without one, else whether any moved.
+    pub fn sever_brokers(&self, on: bool) -> Option<bool> {
+        let redis = self.redis.as_ref().map(|r| r.control.sever(on));
+        let nats = self.nats.as_ref().map(|n| n.control.sever(on));
+        match (redis, nats) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(false) | b.unwrap_or(false)),
+        }
     }
 
     /// Every link's status, PUB first, then the SUBs in file order, then Redis.
@@ -115,6 +135,7 @@ impl Wired {
         all.extend(self.subs.iter().map(|s| s.status.clone()));
         all.extend(self.redis.iter().map(|r| r.status.clone()));
         all.extend(self.nats.iter().map(|n| n.status.clone()));
+        all.extend(self.amqp.iter().map(|a| a.status.clone()));
         all
     }
 
@@ -155,6 +176,17 @@ impl Wired {
                 })?;
             prepared.redis = RedisPlan::Keep;
         }
+        if let (AmqpDelta::Rewire(_), Some(slot), Some(b)) = (&delta.amqp, &self.amqp, &new.amqp) {
+            slot.control
+                .rewire(b)
+                .await
+                .map_err(|reason| StartError::Amqp {
+                    node: new.name.clone(),
+                    broker: b.url.to_string(),
+                    reason,
+                })?;
+        }
+        self.rewire_nats(&delta.nats, new).await?;
         self.commit(prepared, delta, new, env);
         Ok(())
     }
@@ -179,19 +211,28 @@ impl Wired {
                 _,
             ) => RedisPlan::Replace(None),
         };
-        let nats = match (delta.nats, &new.nats) {
-            (NatsDelta::Keep, _) => NatsPlan::Keep,
-            (NatsDelta::Connect | NatsDelta::Replace, Some(n)) => {
+        let nats = match (&delta.nats, &new.nats) {
+            // `apply` rewires the subscriptions on the live connection.
+            (NatsDelta::Keep | NatsDelta::Rewire(_), _) => NatsPlan::Keep,
+            (NatsDelta::Connect | NatsDelta::Move(_), Some(n)) => {
                 NatsPlan::Replace(Some(connect_nats(&new.name, n).await?))
             }
-            (NatsDelta::Connect | NatsDelta::Replace | NatsDelta::Disconnect, _) => {
+            (NatsDelta::Connect | NatsDelta::Move(_) | NatsDelta::Disconnect, _) => {
                 NatsPlan::Replace(None)
             }
+        };
+        let amqp = match (&delta.amqp, &new.amqp) {
+            (AmqpDelta::Keep | AmqpDelta::Rewire(_), _) => None,
+            (AmqpDelta::Connect | AmqpDelta::Move, Some(link)) => {
+                Some(Some(connect_amqp(&new.name, link).await?))
+            }
+            (AmqpDelta::Connect | AmqpDelta::Move | AmqpDelta::Disconnect, _) => Some(None),
         };
         Ok(Prepared {
             publish,
             redis,
             nats,
+            amqp,
         })
     }
 
@@ -207,8 +248,16 @@ impl Wired {
                 }
             }
         }
-        if let NatsPlan::Replace(connected) = prepared.nats {
-            self.commit_nats(connected, new, env);
+        match prepared.nats {
+            NatsPlan::Replace(connected) => self.commit_nats(connected, new, env),
+            NatsPlan::Keep => {
+                if let Some(slot) = &self.nats {
+                    slot.control.set_outbox(new.limits.outbox);
+                }
+            }
+        }
+        if let Some(session) = prepared.amqp {
+            self.commit_amqp(session, new, env);
         }
         env.router.set_relay(new.relay);
         // What runs: the HTTP address and the hub's backlog stay as they were.
@@ -323,6 +372,42 @@ impl Wired {
         self.subs.sort_by_key(rank);
     }
 
+    fn commit_amqp(
+        &mut self,
+        session: Option<transport::amqp::Session>,
+        new: &Wiring,
+        env: &Env<'_>,
+    ) {
+        if let Some(old) = self.amqp.take() {
+            old.cancel.cancel();
+        }
+        env.router.set_outbound(Origin::Amqp, None);
+        let (Some(session), Some(link)) = (session, &new.amqp) else {
+            return;
+        };
+        let status = LinkStatus::new(LinkKind::Amqp, link.url.to_string(), LinkState::Up);
+        let status = Arc::new(status);
+        let cancel = env.tasks.cancel.child_token();
+        let task = transport::amqp::LinkTask {
+            node: new.name.clone(),
+            link: link.clone(),
+            counters: env.router.counters.clone(),
+            inbox: env.inbox.clone(),
+            status: status.clone(),
+            presence: env.router.hub.presence(),
+            outbox: new.limits.outbox,
+        };
+        let (handle, control, run) = task.run(session, cancel.clone());
+        env.tasks.spawn(run);
+        env.router
+            .set_outbound(Origin::Amqp, Some(Box::new(handle)));
+        self.amqp = Some(AmqpSlot {
+            status,
+            cancel,
+            control,
+        });
+    }
+
     fn commit_redis(
         &mut self,
         connected: Option<transport::redis::Connected>,
@@ -362,6 +447,24 @@ impl Wired {
 }
 
 impl Wired {
+    /// The NATS half of `apply`'s in-place rewiring (fallible; nothing
+    /// changed when it fails).
+    async fn rewire_nats(&self, delta: &NatsDelta, new: &Wiring) -> Result<(), StartError> {
+        let (NatsDelta::Rewire(change), Some(slot), Some(a), Some(b)) =
+            (delta, &self.nats, &self.wiring.nats, &new.nats)
+        else {
+            return Ok(());
+        };
+        slot.control
+            .rewire(a, b, change)
+            .await
+            .map_err(|reason| StartError::Nats {
+                node: new.name.clone(),
+                broker: b.url.to_string(),
+                reason,
+            })
+    }
+
     fn commit_nats(
         &mut self,
         connected: Option<transport::nats::Connected>,
@@ -377,7 +480,7 @@ impl Wired {
         };
         let status = connected.status.clone();
         let cancel = env.tasks.cancel.child_token();
-        let (handle, publisher, receiver) = connected.run(
+        let (handle, control, publisher, receiver) = connected.run(
             &link.publish,
             env.router.counters.clone(),
             env.inbox.clone(),
@@ -388,7 +491,11 @@ impl Wired {
         env.tasks.spawn(receiver);
         env.router
             .set_outbound(Origin::Nats, Some(Box::new(handle)));
-        self.nats = Some(NatsSlot { status, cancel });
+        self.nats = Some(NatsSlot {
+            status,
+            cancel,
+            control,
+        });
     }
 }
 
@@ -399,6 +506,19 @@ async fn connect_nats(
     transport::nats::connect(node, link)
         .await
         .map_err(|reason| StartError::Nats {
+            node: node.to_owned(),
+            broker: link.url.to_string(),
+            reason,
+        })
+}
+
+async fn connect_amqp(
+    node: &str,
+    link: &AmqpWiring,
+) -> Result<transport::amqp::Session, StartError> {
+    transport::amqp::connect(link)
+        .await
+        .map_err(|reason| StartError::Amqp {
             node: node.to_owned(),
             broker: link.url.to_string(),
             reason,

@@ -286,20 +286,25 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| {
-            // Redis and NATS links go through a broker; ZeroMQ ones do not.
-            let redis = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
+            // Broker links (Redis, AMQP, NATS) have an outbox; ZeroMQ ones
+            // have peers instead.
+            let broker = matches!(l.kind, LinkKind::Redis | LinkKind::Amqp | LinkKind::Nats);
+            // Links that count what arrived per subscription.
+            let per_filter = matches!(l.kind, LinkKind::Redis | LinkKind::Nats);
+            let depth = l.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
             HealthLink {
                 kind: l.kind,
-                endpoint: (!redis).then(|| l.address.clone()),
-                broker: redis.then(|| l.address.clone()),
+                endpoint: (!broker).then(|| l.address.clone()),
+                broker: broker.then(|| l.address.clone()),
                 state: l.state(),
                 sent: l.sent(),
                 received: l.received(),
-                peers: (!redis).then(|| l.zmtp.peers()),
-                rejected: (!redis).then(|| l.zmtp.rejected()),
-                dropped: (!redis).then(|| l.zmtp.dropped()),
-                via: redis.then(|| l.received_via().into_iter().collect()),
-                outbox: redis.then(|| OutboxHealth {
+                peers: (!broker).then(|| l.zmtp.peers()),
+                rejected: (!broker).then(|| l.zmtp.rejected()),
+                dropped: (!broker).then(|| l.zmtp.dropped()),
+                via: per_filter.then(|| l.received_via().into_iter().collect()),
+                queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
+                outbox: broker.then(|| OutboxHealth {
                     queued: l.outbox.queued(),
                     dropped: l.outbox.dropped(),
                     flushed: l.outbox.flushed(),

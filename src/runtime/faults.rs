@@ -1,9 +1,10 @@
 //! Fault switches for a demo (the live page's buttons): stop and start a
-//! node, cut and restore one link (a ZeroMQ SUB, a Redis subscription),
-//! hold a node's broker link down and let it back. Each switch is a change
-//! to what runs, never to the file: a cut link is the node rewired without
-//! it, a stopped node is stopped with its wiring kept, a broker held down is
-//! the Redis link's own switch (`RedisControl::sever`). So the next applied
+//! node, cut and restore one link (a ZeroMQ SUB, a Redis subscription, a
+//! NATS filter), hold a node's broker links down and let them back. Each
+//! switch is a change to what runs, never to the file: a cut link is the
+//! node rewired without it, a stopped node is stopped with its wiring kept,
+//! a broker held down is its links' own switch (`RedisControl::sever`,
+//! `NatsControl::sever`). So the next applied
 //! save undoes them all: it diffs what runs against the file.
 //! A cut (and its undoing) goes through the one classification a reload
 //! uses: `Change::between(what the node runs, its faulted wiring)`, whose
@@ -98,7 +99,7 @@ impl Faults {
                     .contains(&Fault::BrokerDown { node: name.clone() })
                     && let Some(node) = running.node(&name)
                 {
-                    node.sever_redis(true).await;
+                    node.sever_brokers(true).await;
                 }
             }
             _ if stopped => return Err(FaultError::Stopped(name)),
@@ -127,14 +128,27 @@ impl Faults {
                 }
                 self.rewire(running, &base, generation, fault, on).await?;
             }
+            Fault::NatsSubCut { filter, .. } => {
+                let listed = base
+                    .nats
+                    .as_ref()
+                    .is_some_and(|n| n.subscribe.contains(filter));
+                if !listed {
+                    return Err(FaultError::NoLink {
+                        node: name,
+                        what: format!("nats subscription {filter}"),
+                    });
+                }
+                self.rewire(running, &base, generation, fault, on).await?;
+            }
             Fault::BrokerDown { .. } => {
                 let node = running
                     .node(&name)
                     .ok_or_else(|| FaultError::NoNode(name.clone()))?;
-                if node.sever_redis(on).await.is_none() {
+                if node.sever_brokers(on).await.is_none() {
                     return Err(FaultError::NoLink {
                         node: name,
-                        what: "redis link".into(),
+                        what: "broker link".into(),
                     });
                 }
                 self.toggle(fault, on);
@@ -250,7 +264,7 @@ impl Faults {
             if let Fault::BrokerDown { node } = &fault
                 && let Some(n) = running.node(node)
             {
-                n.sever_redis(false).await;
+                n.sever_brokers(false).await;
             }
         }
     }
@@ -275,6 +289,11 @@ fn effective(base: &Wiring, faults: &[Fault]) -> Wiring {
                         Some(p) => r.patterns.retain(|x| x != p),
                         None => r.subscribe.retain(|x| x != entry),
                     }
+                }
+            }
+            Fault::NatsSubCut { filter, .. } => {
+                if let Some(n) = &mut w.nats {
+                    n.subscribe.retain(|x| x != filter);
                 }
             }
             Fault::NodeStopped { .. } | Fault::BrokerDown { .. } => {}

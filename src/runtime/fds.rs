@@ -35,6 +35,8 @@ pub fn needed(topology: &Topology) -> u64 {
         if node.redis.is_some() {
             total += PER_REDIS_LINK;
         }
+        // One connection (a socket) per AMQP link.
+        total += u64::from(node.amqp.is_some());
         if node.nats.is_some() {
             total += PER_NATS_LINK;
         }

@@ -298,6 +298,7 @@ mod tests {
             http: http.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
             zmq: None,
             redis: None,
+            amqp: None,
             nats: None,
             relay: false,
             limits: Limits::default(),
@@ -324,6 +325,7 @@ mod tests {
             name: "demo".into(),
             nodes: vec![a, bridge],
             brokers: vec![],
+            amqp_brokers: vec![],
             nats_brokers: vec![],
         };
         let table = ready_table(&t, &[NodeId(0), NodeId(1)]);
@@ -354,6 +356,7 @@ mod tests {
                     ))),
                     zmq: None,
                     redis: None,
+                    amqp: None,
                     nats: None,
                     relay: false,
                     limits: Limits::default(),
@@ -383,6 +386,7 @@ mod tests {
             name: "wide".into(),
             nodes,
             brokers: vec![],
+            amqp_brokers: vec![],
             nats_brokers: vec![],
         };
         let ids: Vec<NodeId> = t.node_ids().collect();

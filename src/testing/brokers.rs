@@ -8,16 +8,25 @@ pub use super::server::{BrokerError, PrivateBroker, REDIS_SERVER};
 use crate::model::{ServerKey, Topology};
 use std::collections::HashMap;
 
-/// The private servers of one topology, and its private clusters.
+/// The private servers of one topology, its private clusters, and the
+/// AMQP names it was given.
 #[derive(Default)]
-pub struct PrivateBrokers(Vec<PrivateBroker>, Vec<PrivateCluster>);
+pub struct PrivateBrokers(
+    Vec<PrivateBroker>,
+    Vec<PrivateCluster>,
+    Vec<crate::transport::amqp::Declared>,
+);
 
 impl PrivateBrokers {
     /// Starts one server per distinct server of the file (brokers that
     /// differ only by database share one, as they share pub/sub) and points
     /// every broker at its server: plain TCP, no credentials, same database.
     pub async fn start_for(topology: &mut Topology) -> Result<PrivateBrokers, ClusterError> {
-        let mut started = PrivateBrokers::default();
+        let mut started = PrivateBrokers(
+            Vec::new(),
+            Vec::new(),
+            crate::transport::amqp::isolate(topology),
+        );
         let mut by_server: HashMap<ServerKey, u16> = HashMap::new();
         let mut clusters: HashMap<ServerKey, Vec<u16>> = HashMap::new();
         let databases = topology.brokers.iter().map(|b| b.url.db).max().unwrap_or(0);
@@ -86,5 +95,8 @@ impl PrivateBrokers {
     pub async fn stop(self) {
         futures_util::future::join_all(self.0.into_iter().map(PrivateBroker::stop)).await;
         futures_util::future::join_all(self.1.into_iter().map(PrivateCluster::stop)).await;
+        for declared in self.2 {
+            declared.delete().await;
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::ports::free_port;
 use crate::model::{NatsAuth, ServerKey, Topology};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -96,6 +97,26 @@ impl NatsServer {
         Err(NatsServerError::NotReady { port: self.port })
     }
 
+    /// Starts a lone server again on its ports (after `kill`), with the
+    /// configuration file `config` if any, ready when it greets a client.
+    pub async fn restart(&mut self, config: Option<&Path>) -> Result<(), NatsServerError> {
+        self.kill().await;
+        let mut child = command(self.port, self.monitor_port, None);
+        if let Some(config) = config {
+            child.arg("-c").arg(config);
+        }
+        self.child = Some(spawn_command(child)?);
+        self.wait_ready().await
+    }
+
+    /// Makes the server read its configuration file again (SIGHUP).
+    pub fn reload(&self) -> bool {
+        self.pid()
+            .and_then(|pid| i32::try_from(pid).ok())
+            // SAFETY: a signal to our own child, by pid.
+            .is_some_and(|pid| unsafe { libc::kill(pid, libc::SIGHUP) } == 0)
+    }
+
     /// Kills the server (SIGKILL) and waits until it is gone.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -123,6 +144,10 @@ fn spawn(
     monitor: u16,
     cluster: Option<(u16, &[u16])>,
 ) -> Result<tokio::process::Child, NatsServerError> {
+    spawn_command(command(port, monitor, cluster))
+}
+
+fn command(port: u16, monitor: u16, cluster: Option<(u16, &[u16])>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(NATS_SERVER);
     cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(["-m", &monitor.to_string()]);
@@ -135,6 +160,12 @@ fn spawn(
             .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
             .args(["--routes", &routes.join(",")]);
     }
+    cmd
+}
+
+fn spawn_command(
+    mut cmd: tokio::process::Command,
+) -> Result<tokio::process::Child, NatsServerError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

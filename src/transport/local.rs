@@ -6,9 +6,8 @@
 //! (no HTTP server, or nobody connected yet) does not pay for them.
 
 use super::Text;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// How many messages a client may fall behind before it is disconnected: the
 /// channel never blocks the sender, so a slow client lags instead of stalling others.
@@ -19,7 +18,8 @@ pub struct Hub {
     /// Made by the first [`Hub::join`]; until then there is nobody to deliver to.
     tx: OnceLock<broadcast::Sender<Text>>,
     backlog: usize,
-    clients: Arc<AtomicUsize>,
+    /// Connected clients; watched by a durable AMQP link, which consumes only while some are.
+    clients: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Hub {
@@ -35,7 +35,7 @@ impl Hub {
         Hub {
             tx: OnceLock::new(),
             backlog: backlog.max(1),
-            clients: Arc::default(),
+            clients: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -49,24 +49,30 @@ impl Hub {
 
     /// Registers a client: its receiver, and a guard that counts it until dropped.
     pub fn join(&self) -> (broadcast::Receiver<Text>, ClientGuard) {
-        self.clients.fetch_add(1, Ordering::Relaxed);
-        let guard = ClientGuard(self.clients.clone());
         let tx = self.tx.get_or_init(|| broadcast::Sender::new(self.backlog));
-        (tx.subscribe(), guard)
+        // Subscribed before counted: whoever sees the count sees a receiver.
+        let rx = tx.subscribe();
+        self.clients.send_modify(|n| *n += 1);
+        (rx, ClientGuard(self.clients.clone()))
     }
 
     pub fn clients(&self) -> usize {
-        self.clients.load(Ordering::Relaxed)
+        *self.clients.borrow()
+    }
+
+    /// Follows the number of connected clients.
+    pub fn presence(&self) -> watch::Receiver<usize> {
+        self.clients.subscribe()
     }
 }
 
 /// Decrements the client count when the session ends, however it ends.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicUsize>);
+pub struct ClientGuard(Arc<watch::Sender<usize>>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

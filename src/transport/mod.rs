@@ -3,6 +3,7 @@
 //! Transports only carry text; what a node does with it (local delivery,
 //! relaying) lives in `node::router`, never here.
 
+pub mod amqp;
 pub mod echo;
 pub mod local;
 pub mod nats;
@@ -23,13 +24,23 @@ use tokio::sync::{mpsc, watch};
 pub type Text = axum::extract::ws::Utf8Bytes;
 
 /// Where a message entered a node; relaying uses it to avoid sending a
+/// message back onto the Redis server or AMQP exchange it came from
+/// (docs/topology-format.md rule 4).
 /// message back onto the broker it came from (docs/topology-format.md rule 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Client,
     Zmq,
     Redis,
+    Amqp,
     Nats,
+}
+
+impl Origin {
+    /// A broker link: what came by it never goes back onto it.
+    pub fn is_broker(self) -> bool {
+        matches!(self, Origin::Redis | Origin::Amqp | Origin::Nats)
+    }
 }
 
 /// A message received from a link, on its way to the node's router.
@@ -37,6 +48,23 @@ pub enum Origin {
 pub struct Received {
     pub origin: Origin,
     pub text: Text,
+    /// Told once the router handed the message to the node's hub (AMQP
+    /// acknowledges a delivery only then); `None` for links without acks.
+    pub ack: Option<Ack>,
+}
+
+/// A delivery to acknowledge: its tag, sent back to the link's task.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub tag: u64,
+    pub to: mpsc::UnboundedSender<u64>,
+}
+
+impl Ack {
+    pub fn done(self) {
+        // The link is gone: RabbitMQ redelivers what was not acknowledged.
+        let _ = self.to.send(self.tag);
+    }
 }
 
 /// The node's inbox: every receiving link feeds it. Bounded; a link waits
@@ -104,8 +132,11 @@ pub struct LinkStatus {
     /// keyed like the drawing's edges (`chan`, `psubscribe pat*`). Bounded
     /// by the link's subscriptions; only the receiving task writes it.
     via: Mutex<Vec<(String, u64)>>,
-    /// Messages held while the link is down (used by Redis links).
+    /// Messages held while the link is down (used by Redis and AMQP links).
     pub outbox: outbox::OutboxStats,
+    /// AMQP: messages ready in the node's queue when last asked (at each
+    /// (re)connection), `u64::MAX` when unknown.
+    pub queue_depth: AtomicU64,
     /// ZeroMQ links: peers, rejected connections, HWM drops.
     pub zmtp: std::sync::Arc<zmtp::Stats>,
 }
@@ -120,6 +151,7 @@ impl LinkStatus {
             received: AtomicU64::new(0),
             via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
+            queue_depth: AtomicU64::new(u64::MAX),
             zmtp: Default::default(),
         }
     }

@@ -30,6 +30,7 @@ impl QueuedOutbound {
         match self.origin {
             Origin::Zmq => "zmq pub",
             Origin::Redis => "redis publish",
+            Origin::Amqp => "amqp publish",
             Origin::Nats => "nats publish",
             Origin::Client => "client",
         }

@@ -127,6 +127,7 @@ impl SubscriberEvents<Received> for Events<'_> {
         Some(Received {
             origin: Origin::Zmq,
             text,
+            ack: None,
         })
     }
 }

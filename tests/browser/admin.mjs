@@ -2,8 +2,9 @@
 //   node admin.mjs ADMIN_URL TOPOLOGY_FILE INVALID_FILE EDITED_FILE SCREENSHOT_DIR
 // Expects the 3-node ZeroMQ mesh drawn (3 nodes, 6 links, all up), dots moving
 // after a message sent from a node's box, a rejected save's errors with
-// line:column, then a valid save that adds node `d` appearing highlighted,
-// and a probe colouring every matrix cell green. Exits 0 on success.
+// line:column, then a valid save that adds node `d` appearing highlighted
+// (with a NATS link: a NATS broker vertex and its two edges, up), and a
+// probe colouring every matrix cell green. Exits 0 on success.
 import { launch } from './launch.mjs';
 import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 
@@ -64,10 +65,12 @@ try {
   await page.waitForSelector('#vertices [data-node="d"].added', { timeout: LIMIT });
   await page.waitForSelector('#vertices [data-node="a"].changed', { timeout: LIMIT });
   await page.waitForSelector('#rejected[data-shown="false"]', { state: 'attached', timeout: LIMIT });
-  await waitCount(page, '#edges [data-edge]', 10);
+  await waitCount(page, '#edges [data-edge]', 12);
+  await waitCount(page, '#vertices [data-broker][data-kind="nats"]', 1);
+  await waitCount(page, '#edges [data-kind="nats-pub"], #edges [data-kind="nats-sub"]', 2);
   await page.screenshot({ path: `${shots}/admin-reload.png` });
   await waitCount(page, '#vertices [data-node][data-state="up"]', 4);
-  await waitCount(page, '#edges [data-edge][data-state="up"]', 10);
+  await waitCount(page, '#edges [data-edge][data-state="up"]', 12);
 
   // Probe: every cell green. A fresh ZeroMQ link may miss its first frames
   // (slow joiner), so a probe with missing messages is repeated.

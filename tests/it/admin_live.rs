@@ -14,8 +14,14 @@ use std::time::Duration;
 use topo::admin::live::{StatsEvent, TopologyEvent};
 use topo::admin::view::NodeState;
 
-/// zmq-3node on free ports, optionally with `d` added (and `a` subscribing to it).
+/// zmq-3node on free ports, optionally with `d` added (and `a` subscribing
+/// to it); d has a NATS link too when `nats` names a server (drawn as a
+/// broker vertex with d's two NATS edges).
 fn mesh(http: &[u16; 4], publ: &[u16; 4], with_d: bool) -> String {
+    mesh_nats(http, publ, with_d, None)
+}
+
+fn mesh_nats(http: &[u16; 4], publ: &[u16; 4], with_d: bool, nats: Option<&str>) -> String {
     let a_subs = if with_d { "[b, c, d]" } else { "[b, c]" };
     let mut text = format!(
         "name: zmq-3node\nnodes:\n  \
@@ -25,8 +31,13 @@ fn mesh(http: &[u16; 4], publ: &[u16; 4], with_d: bool) -> String {
         http[0], publ[0], http[1], publ[1], http[2], publ[2]
     );
     if with_d {
+        let nats = nats
+            .map(|url| {
+                format!(", nats: {{ broker: \"{url}\", publish: chat.d, subscribe: [chat.none] }}")
+            })
+            .unwrap_or_default();
         text.push_str(&format!(
-            "  d: {{ http: {}, zmq: {{ pub: {}, sub: [a, b, c] }} }}\n",
+            "  d: {{ http: {}, zmq: {{ pub: {}, sub: [a, b, c] }}{nats} }}\n",
             http[3], publ[3]
         ));
     }
@@ -59,7 +70,10 @@ async fn the_live_page_draws_the_mesh_follows_a_reload_and_probes_green() {
     )
     .unwrap();
     let edited = tmp.path().join("edited.yaml");
-    std::fs::write(&edited, mesh(&http, &publ, true)).unwrap();
+    let nats = topo::testing::nats::NatsServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&edited, mesh_nats(&http, &publ, true, Some(&nats.url()))).unwrap();
     let up = Up::start(&file, &[]);
     wait_admin(&up).await;
 

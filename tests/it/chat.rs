@@ -115,6 +115,7 @@ pub fn node(name: &str, http: Option<u16>) -> Node {
         http: http.map(local),
         zmq: None,
         redis: None,
+        amqp: None,
         nats: None,
         relay: false,
         limits: Limits::default(),

@@ -127,7 +127,7 @@ async fn each_fault_button_changes_the_picture_and_probe_goes_red_then_green() {
     for what in [
         "zmq sub tcp://127.0.0.1",
         "redis subscription chat_messages cut",
-        "redis link held down",
+        "broker link held down",
         "node b stopped",
     ] {
         assert!(log.contains(what), "{what}:\n{log}");

@@ -1,6 +1,8 @@
 //! All integration tests, one binary (see STYLE.md).
 
 mod admin_live;
+mod amqp;
+mod amqp_outage;
 mod bench;
 mod browser;
 mod chat;
@@ -25,7 +27,9 @@ mod interop;
 mod layering;
 mod live_demo;
 mod nats;
+mod nats_live;
 mod process;
+mod rabbit;
 mod redis_cluster;
 mod reload;
 mod reload_bench;
@@ -36,6 +40,7 @@ mod secrets;
 mod soak;
 mod standalone;
 mod tls;
+mod topic_rabbitmq;
 mod topo_test;
 #[allow(dead_code)]
 mod util;

@@ -16,7 +16,7 @@ use topo::runtime::Running;
 use topo::subject::subject_matches;
 use topo::testing::nats::{NatsCluster, NatsServer};
 
-fn valid(yaml: &str) -> Valid {
+pub fn valid(yaml: &str) -> Valid {
     let checked = check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
     match checked.valid.clone() {
         Some(valid) => valid,
@@ -24,7 +24,7 @@ fn valid(yaml: &str) -> Valid {
     }
 }
 
-async fn start(valid: &Valid) -> Running {
+pub async fn start(valid: &Valid) -> Running {
     timeout(LIMIT, Running::start(&valid.topology))
         .await
         .expect("start timed out")

@@ -33,7 +33,7 @@ async fn pid_at(port: u16) -> Result<i32, String> {
 
 /// Waits until the node on `port` is served by a child of `up` that `ok`
 /// accepts, and returns its pid.
-async fn child_pid(up: &Up, port: u16, what: &str, ok: impl Fn(i32) -> bool) -> i32 {
+pub async fn child_pid(up: &Up, port: u16, what: &str, ok: impl Fn(i32) -> bool) -> i32 {
     let parent = up.process.pid() as i32;
     wait_until(what, LIMIT, || async {
         let pid = pid_at(port).await?;
@@ -56,7 +56,7 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-fn kill9(pid: i32) {
+pub fn kill9(pid: i32) {
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()

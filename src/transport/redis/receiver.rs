@@ -250,6 +250,7 @@ impl Receiver {
         let received = Received {
             origin: Origin::Redis,
             text,
+            ack: None,
         };
         tokio::select! {
             _ = cancel.cancelled() => false,
