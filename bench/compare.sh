@@ -127,9 +127,10 @@ bad="$saturated or .latency.p99_ms > 50"
 echo "load before: $(uptime)" >&2
 for scenario in single redis zmq; do
   if [ "$scenario" = single ]; then
-    ladder="300 600 900 1500 3000 6000 10000 15000 20000 30000 40000"
+    # Finer steps where Node (150-300 k deliveries/s) and topo (2-3 M) saturate.
+    ladder="300 600 900 1500 2000 2500 3000 6000 10000 15000 20000 25000 30000 35000 40000"
   else
-    ladder="200 400 600 1000 2000 4000 7000 10000 14000 20000 27000"
+    ladder="200 400 600 1000 1400 1700 2000 4000 7000 10000 14000 17000 20000 24000 27000"
   fi
   [ -n "${QUICK:-}" ] && ladder=$(echo "$ladder" | tr ' ' '\n' | awk 'NR % 3 == 1' | tr '\n' ' ')
   if [ "$scenario" = redis ]; then
