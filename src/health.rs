@@ -64,8 +64,8 @@ pub struct HealthLink {
     /// Redis and NATS: messages held while the link is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxHealth>,
-    /// AMQP only: messages waiting in the node's queue, as RabbitMQ last
-    /// reported it (at the link's latest (re)connection).
+    /// AMQP only: messages ready in the node's queue, as RabbitMQ last
+    /// reported it (re-read every second while the link is up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<u64>,
 }

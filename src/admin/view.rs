@@ -15,7 +15,9 @@ use crate::model::{NodeId, Topology};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
+mod amqp;
 mod nats;
+use amqp::{amqp_view, amqp_wiring};
 use nats::nats_view_edges;
 
 /// What the page draws for one applied generation.
@@ -74,6 +76,8 @@ pub enum EdgeKind {
     RedisSub,
     NatsPub,
     NatsSub,
+    AmqpPub,
+    AmqpSub,
 }
 
 /// Where an edge's state and traffic are read in a node's `/healthz`.
@@ -89,6 +93,10 @@ pub enum Tap {
     NatsSent { node: String },
     /// `node`'s NATS link: its `via[filter]`.
     NatsVia { node: String, key: String },
+    /// `node`'s AMQP link: its `sent`.
+    AmqpSent { node: String },
+    /// `node`'s AMQP link: its `received` (what its queue delivered).
+    AmqpReceived { node: String },
 }
 
 impl View {
@@ -119,6 +127,8 @@ impl View {
                 wiring: broker.url.to_string(),
             }
         }));
+        // One vertex per AMQP exchange (server, vhost, exchange).
+        brokers.extend(amqp_view(t).0);
         let deliveries = valid.analysis.deliveries_by_name(t);
         View {
             name: t.name.clone(),
@@ -179,7 +189,8 @@ impl View {
                 node: node.clone(),
                 filter: key.clone(),
             }),
-            Tap::RedisSent { .. } | Tap::NatsSent { .. } => None,
+            // Publications and AMQP queues have no switch.
+            _ => None,
         }
     }
 }
@@ -207,19 +218,7 @@ fn node_vertex(t: &Topology, id: NodeId) -> Vertex {
         ));
     }
     if let Some(a) = &links.amqp {
-        let l = a.link;
-        let queue = l
-            .queue
-            .as_deref()
-            .map_or(String::new(), |q| format!(" queue {q}"));
-        wiring.push(format!(
-            "amqp {} exchange {} ({}) pub {:?} bind [{}]{queue}",
-            a.broker.url,
-            l.exchange,
-            l.kind,
-            l.publish,
-            l.bind.join(",")
-        ));
+        wiring.push(amqp_wiring(a));
     }
     if let Some(n) = &links.nats {
         let queue = n.queue.map(|q| format!(" queue {q}")).unwrap_or_default();
@@ -294,6 +293,7 @@ fn edges(valid: &Valid) -> Vec<Edge> {
         });
     }
     nats_view_edges(t, &mut out);
+    out.extend(amqp_view(t).1);
     out
 }
 
@@ -417,6 +417,8 @@ pub fn sample(
             Tap::RedisVia { node, key } => (node, Read::Via(key)),
             Tap::NatsSent { node } => (node, Read::NatsSent),
             Tap::NatsVia { node, key } => (node, Read::NatsVia(key)),
+            Tap::AmqpSent { node } => (node, Read::AmqpSent),
+            Tap::AmqpReceived { node } => (node, Read::AmqpReceived),
         };
         let link = health.get(node).and_then(|h| h.as_ref()).and_then(|h| {
             h.links.iter().find(|l| match read {
@@ -425,6 +427,7 @@ pub fn sample(
                 }
                 Read::Sent | Read::Via(_) => l.kind == LinkKind::Redis,
                 Read::NatsSent | Read::NatsVia(_) => l.kind == LinkKind::Nats,
+                Read::AmqpSent | Read::AmqpReceived => l.kind == LinkKind::Amqp,
             })
         });
         let s = match link {
@@ -434,8 +437,8 @@ pub fn sample(
             },
             Some(l) => {
                 let now = match read {
-                    Read::Sub(_) => l.received,
-                    Read::Sent | Read::NatsSent => l.sent,
+                    Read::Sub(_) | Read::AmqpReceived => l.received,
+                    Read::Sent | Read::NatsSent | Read::AmqpSent => l.sent,
                     Read::Via(key) | Read::NatsVia(key) => l
                         .via
                         .as_ref()
@@ -461,6 +464,8 @@ enum Read<'a> {
     Via(&'a str),
     NatsSent,
     NatsVia(&'a str),
+    AmqpSent,
+    AmqpReceived,
 }
 
 #[cfg(test)]

@@ -154,6 +154,8 @@ pub(crate) fn redis_edges(topology: &Topology) -> RedisEdges {
 pub(crate) struct ExchangeVertex {
     pub name: String,
     pub label: String,
+    /// The broker's redacted URL.
+    pub url: String,
 }
 
 /// (node, exchange, routing key) for publishing and (exchange, node, binding
@@ -182,6 +184,7 @@ pub(crate) fn amqp_edges(topology: &Topology) -> AmqpEdges {
                     ExchangeVertex {
                         name: format!("{}@{}", link.exchange, broker.name),
                         label: format!("{} ({})\n{}", link.exchange, link.kind, broker.url),
+                        url: broker.url.to_string(),
                     },
                     key,
                 ));

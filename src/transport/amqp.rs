@@ -41,6 +41,8 @@ const RETRY_CAP: Duration = Duration::from_millis(400);
 /// Bodies larger than this are dropped (and acknowledged): RabbitMQ itself
 /// accepts up to 128 MiB, a chat client never needs it.
 const MAX_BODY: usize = 16 * 1024 * 1024;
+/// How often a live link re-reads its queue's depth for `/healthz`.
+const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
 /// Why an AMQP link could not be made. Displays without the password.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,23 @@ fn properties() -> ConnectionProperties {
     ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current())
+}
+
+/// Re-reads the number of messages ready in the session's queue (a passive
+/// declare): a durable queue fills while its node has no client, and
+/// `/healthz` should say so then, not only as of the last connection.
+async fn refresh_depth(session: &Session, status: &LinkStatus) -> Result<(), LinkError> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = session
+        .channel
+        .queue_declare(&session.queue, options, FieldTable::default())
+        .await?;
+    let depth = u64::from(queue.message_count());
+    status.queue_depth.store(depth, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Connects, declares and binds; the error text never holds the password.
@@ -321,6 +340,8 @@ impl Runner {
         }
         let mut consumer: Option<Consumer> = None;
         let mut presence = self.task.presence.clone();
+        let mut depth_tick = tokio::time::interval(DEPTH_EVERY);
+        depth_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             let wanted = self.task.link.queue.is_none() || *presence.borrow_and_update() > 0;
             if wanted && consumer.is_none() {
@@ -353,6 +374,11 @@ impl Runner {
                     Some(_) => continue,
                 },
                 _ = presence.changed() => continue,
+                _ = depth_tick.tick() => {
+                    if refresh_depth(&session, &status).await.is_err() {
+                        break End::Lost;
+                    }
+                }
                 Some((next, reply)) = self.rewires.recv() => {
                     let result = self.rebind(&session, next).await;
                     let failed = result.is_err();

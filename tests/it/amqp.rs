@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use topo::runtime::Running;
 
 /// Compiles and starts `yaml` in this process.
-async fn start(yaml: &str) -> (Running, topo::model::Topology) {
+pub async fn start(yaml: &str) -> (Running, topo::model::Topology) {
     let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
     let Some(valid) = checked.valid.clone() else {
         panic!("{}\n{yaml}", checked.render())
@@ -41,11 +41,11 @@ pub async fn cleanup(exchanges: &[&str], queues: &[&str]) {
     let _ = connection.close(200, "done").await;
 }
 
-fn node(name: &str, http: u16, amqp: &str) -> String {
+pub fn node(name: &str, http: u16, amqp: &str) -> String {
     format!("  {name}:\n    http: {http}\n    amqp: {{ broker: rabbit, {amqp} }}\n")
 }
 
-fn file(nodes: &[String]) -> String {
+pub fn file(nodes: &[String]) -> String {
     format!(
         "brokers:\n  rabbit: {{ url: \"{}\" }}\nnodes:\n{}",
         rabbit::URL,

@@ -2,6 +2,7 @@
 
 mod admin_live;
 mod amqp;
+mod amqp_live;
 mod amqp_outage;
 mod bench;
 mod browser;
