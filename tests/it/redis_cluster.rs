@@ -452,6 +452,17 @@ async fn a_sharded_link_follows_its_channel_when_the_slot_moves() {
         let h = health(http).await;
         assert_eq!(h["links"][0]["state"], "up", "{name}: {h}");
     }
+    // Both links subscribed again on the new owner (not merely still on the old one).
+    let numsub = std::process::Command::new("redis-cli")
+        .args(["-p", &target.to_string(), "PUBSUB", "SHARDNUMSUB", "room"])
+        .output()
+        .expect("redis-cli");
+    let numsub = String::from_utf8_lossy(&numsub.stdout);
+    assert_eq!(
+        numsub.split_whitespace().collect::<Vec<_>>(),
+        ["room", "2"],
+        "{numsub}"
+    );
     running.shutdown().await;
     cluster.stop().await;
 }
