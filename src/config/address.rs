@@ -193,74 +193,29 @@ pub fn parse_broker_url(text: &str) -> Result<RedisUrl, AddressError> {
 // path), accepts `redis://` and port 0, and leaves `%XX` encoded. Telling
 // those apart would need this same scan of the text before it anyway.
 pub fn parse_redis_url(text: &str) -> Result<RedisUrl, AddressError> {
-    // Messages never repeat the URL itself: it may hold a password.
-    let (tls, rest) = if let Some(rest) = text.strip_prefix("redis://") {
-        (false, rest)
-    } else if let Some(rest) = text.strip_prefix("rediss://") {
-        (true, rest)
-    } else {
-        return Err(AddressError::RedisScheme);
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    // A `/` inside a password would end the host part early and put the
-    // rest of the password in a message.
-    if let Some(at) = rest.rfind('@')
-        && rest[..at].contains('/')
-    {
-        return Err(AddressError::RedisSlashInPassword);
-    }
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (auth, hostport) = match authority.rsplit_once('@') {
-        Some((auth, hostport)) => (Some(auth), hostport),
-        None => (None, authority),
-    };
-    let (username, password) = match auth {
-        None => (None, None),
-        Some(auth) => match auth.split_once(':') {
-            Some((user, pass)) => (non_empty(user), Some(percent_decode(pass))),
-            None => (non_empty(auth), None),
-        },
-    };
-    let (host, port) =
-        if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            (v6, 6379)
-        } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
-            let (host, port) = split_host_port(hostport).ok_or(AddressError::RedisHostMalformed)?;
-            if host.is_empty() {
-                return Err(AddressError::RedisWithoutHost {
-                    maybe_password: auth.is_none(),
-                });
+    let parts =
+        split_url(text, ["redis://", "rediss://"], [6379, 6379]).map_err(|fault| match fault {
+            UrlFault::Scheme => AddressError::RedisScheme,
+            UrlFault::SlashInPassword => AddressError::RedisSlashInPassword,
+            UrlFault::HostMalformed => AddressError::RedisHostMalformed,
+            UrlFault::WithoutHost { maybe_password } => {
+                AddressError::RedisWithoutHost { maybe_password }
             }
-            let port = parse_port(port).map_err(|m| {
-                // Without `@`, `redis://:s3cret` or `redis://user:s3cret` puts the
-                // password where the port goes: never repeat that text.
-                if auth.is_none() && port.parse::<u32>().is_err() {
-                    AddressError::RedisPasswordAsPort
-                } else {
-                    AddressError::RedisPort(m)
-                }
-            })?;
-            (host, port)
-        } else {
-            (hostport, 6379)
-        };
-    if host.is_empty() {
-        return Err(AddressError::RedisWithoutHost {
-            maybe_password: false,
-        });
-    }
-    let db = match path {
+            UrlFault::PasswordAsPort => AddressError::RedisPasswordAsPort,
+            UrlFault::Port(m) => AddressError::RedisPort(m),
+        })?;
+    let db = match parts.path {
         "" => 0,
         db => db
             .parse::<u32>()
             .map_err(|_| AddressError::RedisDatabase(db.to_owned()))?,
     };
     Ok(RedisUrl {
-        tls,
-        host: host.to_owned(),
-        port,
-        username: username.map(|u| percent_decode(&u)),
-        password,
+        tls: parts.tls,
+        host: parts.host.to_owned(),
+        port: parts.port,
+        username: parts.username,
+        password: parts.password,
         db,
         ca: None,
         cluster: false,
@@ -272,24 +227,76 @@ pub fn parse_redis_url(text: &str) -> Result<RedisUrl, AddressError> {
 /// (port 5672, or 5671 with TLS). The vhost is percent-decoded; absent or
 /// empty it is the default vhost `/` (written `%2f`).
 pub fn parse_amqp_url(text: &str) -> Result<AmqpUrl, AddressError> {
-    // Messages never repeat the URL itself: it may hold a password.
-    let (tls, rest) = if let Some(rest) = text.strip_prefix("amqp://") {
+    let parts =
+        split_url(text, ["amqp://", "amqps://"], [5672, 5671]).map_err(|fault| match fault {
+            UrlFault::Scheme => AddressError::AmqpScheme,
+            UrlFault::SlashInPassword => AddressError::AmqpSlashInPassword,
+            UrlFault::HostMalformed | UrlFault::WithoutHost { .. } => AddressError::AmqpWithoutHost,
+            UrlFault::PasswordAsPort => AddressError::AmqpPasswordAsPort,
+            UrlFault::Port(m) => AddressError::AmqpPort(m),
+        })?;
+    if parts.path.contains('/') {
+        return Err(AddressError::AmqpVhostSlash);
+    }
+    let vhost = match percent_decode(parts.path) {
+        v if v.is_empty() => "/".to_owned(),
+        v => v,
+    };
+    Ok(AmqpUrl {
+        tls: parts.tls,
+        host: parts.host.to_owned(),
+        port: parts.port,
+        username: parts.username,
+        password: parts.password,
+        vhost,
+        ca: None,
+    })
+}
+
+/// What Redis and AMQP URLs share: `scheme://[user[:password]@]host[:port][/path]`,
+/// with the credentials percent-decoded and the rest borrowed from the text.
+struct UrlParts<'a> {
+    tls: bool,
+    username: Option<String>,
+    password: Option<String>,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
+}
+
+/// What can be wrong with those parts; each scheme says it in its own words.
+enum UrlFault {
+    Scheme,
+    SlashInPassword,
+    HostMalformed,
+    WithoutHost { maybe_password: bool },
+    PasswordAsPort,
+    Port(PortError),
+}
+
+/// `schemes` are the plain and the TLS scheme, `ports` their default ports.
+fn split_url<'a>(
+    text: &'a str,
+    schemes: [&str; 2],
+    ports: [u16; 2],
+) -> Result<UrlParts<'a>, UrlFault> {
+    // Faults never carry the URL itself: it may hold a password.
+    let (tls, rest) = if let Some(rest) = text.strip_prefix(schemes[0]) {
         (false, rest)
-    } else if let Some(rest) = text.strip_prefix("amqps://") {
+    } else if let Some(rest) = text.strip_prefix(schemes[1]) {
         (true, rest)
     } else {
-        return Err(AddressError::AmqpScheme);
+        return Err(UrlFault::Scheme);
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // A `/` inside a password would end the host part early and put the
+    // rest of the password in a message.
     if let Some(at) = rest.rfind('@')
         && rest[..at].contains('/')
     {
-        return Err(AddressError::AmqpSlashInPassword);
+        return Err(UrlFault::SlashInPassword);
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if path.contains('/') {
-        return Err(AddressError::AmqpVhostSlash);
-    }
     let (auth, hostport) = match authority.rsplit_once('@') {
         Some((auth, hostport)) => (Some(auth), hostport),
         None => (None, authority),
@@ -301,17 +308,24 @@ pub fn parse_amqp_url(text: &str) -> Result<AmqpUrl, AddressError> {
             None => (non_empty(auth), None),
         },
     };
-    let default_port = if tls { 5671 } else { 5672 };
+    let default_port = ports[usize::from(tls)];
     let (host, port) =
         if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             (v6, default_port)
         } else if hostport.starts_with('[') || hostport.matches(':').count() == 1 {
-            let (host, port) = split_host_port(hostport).ok_or(AddressError::AmqpWithoutHost)?;
+            let (host, port) = split_host_port(hostport).ok_or(UrlFault::HostMalformed)?;
+            if host.is_empty() {
+                return Err(UrlFault::WithoutHost {
+                    maybe_password: auth.is_none(),
+                });
+            }
             let port = parse_port(port).map_err(|m| {
+                // Without `@`, `redis://:s3cret` or `amqp://user:s3cret` puts the
+                // password where the port goes: never repeat that text.
                 if auth.is_none() && port.parse::<u32>().is_err() {
-                    AddressError::AmqpPasswordAsPort
+                    UrlFault::PasswordAsPort
                 } else {
-                    AddressError::AmqpPort(m)
+                    UrlFault::Port(m)
                 }
             })?;
             (host, port)
@@ -319,20 +333,17 @@ pub fn parse_amqp_url(text: &str) -> Result<AmqpUrl, AddressError> {
             (hostport, default_port)
         };
     if host.is_empty() {
-        return Err(AddressError::AmqpWithoutHost);
+        return Err(UrlFault::WithoutHost {
+            maybe_password: false,
+        });
     }
-    let vhost = match percent_decode(path) {
-        v if v.is_empty() => "/".to_owned(),
-        v => v,
-    };
-    Ok(AmqpUrl {
+    Ok(UrlParts {
         tls,
-        host: host.to_owned(),
-        port,
         username: username.map(|u| percent_decode(&u)),
         password,
-        vhost,
-        ca: None,
+        host,
+        port,
+        path,
     })
 }
 

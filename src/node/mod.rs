@@ -4,6 +4,7 @@
 
 pub mod close;
 pub mod router;
+mod session;
 pub mod wiring;
 pub mod ws;
 

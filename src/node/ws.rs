@@ -6,29 +6,23 @@
 //! and a bounded backlog per client (1008) so one stalled client costs the
 //! others nothing.
 
-use super::close::CloseCode;
 use super::router::NodeRouter;
+use super::session;
 use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
 use crate::serve::ConnState;
-use crate::transport::Text;
-use axum::BoxError;
 use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -44,13 +38,6 @@ const PAGE: &str = include_str!("../../www/index.html");
 /// until a message is written) lets one flush carry several queued messages.
 const READ_BUFFER: usize = 256;
 const WRITE_BUFFER: usize = 4096;
-/// Messages written per flush at most, so one busy client flushes regularly.
-const MAX_BATCH: usize = 64;
-/// A close frame to a client that stopped reading is abandoned after this.
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// How often a writer blocked on a full socket looks at its backlog.
-const STALL_CHECK: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct Http {
@@ -143,12 +130,8 @@ fn accept(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            // Split here, outside the task's future: an async block keeps
-            // what it captures for as long as it runs, and a WebSocket is
-            // about 500 bytes; split, it lives once, in the halves' lock.
-            let (sink, stream) = socket.split();
             let span = upgrade.http.span.clone();
-            upgrade.run(sink, stream).instrument(span)
+            upgrade.run(socket).instrument(span)
         })
 }
 
@@ -164,21 +147,25 @@ struct Upgrade {
 }
 
 impl Upgrade {
-    async fn run(
-        self: Box<Self>,
-        sink: SplitSink<WebSocket, Message>,
-        stream: SplitStream<WebSocket>,
-    ) {
-        if let Some(Extension(conn)) = &self.conn {
-            conn.upgraded();
-            // Whoever closes, the peer may still be sending (a message too
-            // big, say): read it off before closing.
-            conn.drain_on_close();
+    /// Not an `async fn`: an async fn's future keeps its arguments twice
+    /// (as captured, and as the body's locals), and the socket is about
+    /// 370 bytes. Here it lives once, captured, and the session borrows it.
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
+    fn run(self: Box<Self>, mut socket: WebSocket) -> impl Future<Output = ()> {
+        async move {
+            if let Some(Extension(conn)) = &self.conn {
+                conn.upgraded();
+                // Whoever closes, the peer may still be sending (a message
+                // too big, say): read it off before closing.
+                conn.drain_on_close();
+            }
+            let http = &self.http;
+            session::run(&mut socket, &http.router, &http.cancel, &self.limits).await;
+            drop(socket);
+            let Upgrade { slot, tracked, .. } = *self;
+            drop(slot);
+            drop(tracked);
         }
-        session(sink, stream, &self.http, &self.limits).await;
-        let Upgrade { slot, tracked, .. } = *self;
-        drop(slot);
-        drop(tracked);
     }
 }
 
@@ -324,247 +311,4 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
         },
         pid: std::process::id(),
     })
-}
-
-/// One client: this task reads, a writer task (tracked by the node) writes.
-async fn session(
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
-    http: &Http,
-    limits: &Limits,
-) {
-    if http.cancel.is_cancelled() {
-        return;
-    }
-    let (rx, _guard) = http.router.hub.join();
-    tracing::debug!(clients = http.router.hub.clients(), "client connected");
-    // Cancelled by the writer when it stops, so the reader stops too.
-    let session = http.cancel.child_token();
-    // Reader -> writer: close with this frame. A oneshot, not an mpsc: an
-    // mpsc allocates a block of 32 slots (~1.3 KiB) per connection.
-    let (close_tx, close_rx) = oneshot::channel();
-    let writer = Writer {
-        sink,
-        rx,
-        close: close_rx,
-        node: http.cancel.clone(),
-        send_queue: limits.send_queue,
-        ping_interval: limits.ping_interval,
-    };
-    let writer = http
-        .tracker
-        .spawn(writer.run(session.clone()).in_current_span());
-    let idle = limits.idle_timeout;
-    reader(stream, &http.router, close_tx, session, idle).await;
-    let _ = writer.await;
-    tracing::debug!("client disconnected");
-}
-
-async fn reader(
-    mut stream: SplitStream<WebSocket>,
-    router: &NodeRouter,
-    close: oneshot::Sender<CloseFrame>,
-    session: CancellationToken,
-    idle_timeout: Duration,
-) {
-    // Any frame (a pong too) proves the peer alive; the timer is re-armed
-    // only when it fires, not per message.
-    let mut last_seen = Instant::now();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    let goodbye = loop {
-        let frame = tokio::select! {
-            _ = session.cancelled() => return,
-            _ = &mut idle => {
-                if last_seen.elapsed() >= idle_timeout {
-                    tracing::info!(?idle_timeout, "client silent, dropping it");
-                    break close_frame(CloseCode::Policy, "idle timeout: no pong");
-                }
-                idle.as_mut().reset((last_seen + idle_timeout).into());
-                continue;
-            }
-            frame = stream.next() => frame,
-        };
-        last_seen = Instant::now();
-        match frame {
-            Some(Ok(Message::Text(text))) => router.from_client(text),
-            Some(Ok(Message::Binary(_))) => {
-                break close_frame(CloseCode::Unsupported, "binary frames are not supported");
-            }
-            Some(Ok(Message::Close(_))) | None => return,
-            Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-            Some(Err(e)) => match refusal(e) {
-                Ok(frame) => break frame,
-                Err(e) => {
-                    tracing::debug!(error = %e, "client read error");
-                    return;
-                }
-            },
-        }
-    };
-    tracing::debug!(code = goodbye.code, reason = %goodbye.reason, "closing client");
-    let _ = close.send(goodbye);
-    drain(&mut stream).await;
-}
-
-/// The close frame for a read error caused by what the client sent (a
-/// message too big: 1009, invalid UTF-8: 1007); `Err` for a lost connection.
-fn refusal(e: axum::Error) -> Result<CloseFrame, BoxError> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast::<WsError>() {
-        Ok(e) => match *e {
-            WsError::Capacity(_) => Ok(close_frame(CloseCode::TooBig, "message too big")),
-            WsError::Utf8(_) => Ok(close_frame(CloseCode::InvalidData, "invalid UTF-8")),
-            other => Err(other.into()),
-        },
-        Err(other) => Err(other),
-    }
-}
-
-/// Reads (and discards) what the client still sends until its close reply,
-/// so that closing the socket with unread data does not reset the
-/// connection before the client has read our close frame.
-async fn drain(stream: &mut SplitStream<WebSocket>) {
-    let rest = async {
-        while let Some(frame) = stream.next().await {
-            match frame {
-                Ok(Message::Close(_)) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    if refusal(e).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, rest).await;
-}
-
-/// Writes what the hub delivers and a ping every `ping_interval`. A client
-/// whose backlog reaches `send_queue` is disconnected (1008): while its
-/// socket accepts nothing, it is never waited for (the hub does not block).
-struct Writer {
-    sink: SplitSink<WebSocket, Message>,
-    rx: broadcast::Receiver<Text>,
-    close: oneshot::Receiver<CloseFrame>,
-    node: CancellationToken,
-    send_queue: usize,
-    ping_interval: Duration,
-}
-
-enum Out {
-    Ping,
-    Batch,
-}
-
-impl Writer {
-    async fn run(mut self, session: CancellationToken) {
-        let _stop_reader = session.drop_guard();
-        let start = tokio::time::Instant::now() + self.ping_interval;
-        let mut ping = tokio::time::interval_at(start, self.ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Allocated per batch, sized by what is queued: an idle client holds
-        // no batch (64 slots kept per client cost 2 KiB each).
-        let mut batch: Vec<Text> = Vec::new();
-        let goodbye = loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.node.cancelled() => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
-                // Resolved once only: the loop ends with it. Err: the
-                // reader ended without a frame to send.
-                frame = &mut self.close => break frame.ok(),
-                _ = ping.tick() => Out::Ping,
-                msg = self.rx.recv() => match msg {
-                    Ok(text) => {
-                        batch.reserve_exact((self.rx.len() + 1).min(MAX_BATCH));
-                        batch.push(text);
-                        Out::Batch
-                    }
-                    Err(RecvError::Lagged(missed)) => break Some(self.too_slow(missed)),
-                    Err(RecvError::Closed) => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
-                },
-            };
-            if let Out::Batch = next {
-                // Let the sessions woken together with this one queue their
-                // messages first: one flush then carries several (a yield
-                // costs far less than a write syscall).
-                tokio::task::yield_now().await;
-                if let Err(missed) = self.fill(&mut batch) {
-                    break Some(self.too_slow(missed));
-                }
-            }
-            let limit = self.send_queue;
-            let Writer { sink, rx, node, .. } = &mut self;
-            let write = async {
-                match next {
-                    Out::Ping => sink.send(Message::Ping(Default::default())).await,
-                    Out::Batch => {
-                        for text in batch.drain(..) {
-                            sink.feed(Message::Text(text)).await?;
-                        }
-                        sink.flush().await
-                    }
-                }
-            };
-            // The write is polled first: the watch only starts when the socket is full.
-            let full = tokio::select! {
-                biased;
-                r = write => match r {
-                    Ok(()) => rx.len() >= limit,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "client write error");
-                        return;
-                    }
-                },
-                _ = backlog_full(rx, limit) => true,
-                _ = node.cancelled() => break Some(close_frame(CloseCode::GoingAway, "node shutting down")),
-            };
-            if full {
-                let missed = self.rx.len() as u64;
-                break Some(self.too_slow(missed));
-            }
-            batch = Vec::new();
-        };
-        if let Some(frame) = goodbye {
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(frame))))
-                    .await;
-        }
-    }
-
-    /// Takes what else is queued, up to [`MAX_BATCH`]; `Err(missed)` if the client lagged.
-    fn fill(&mut self, batch: &mut Vec<Text>) -> Result<(), u64> {
-        while batch.len() < MAX_BATCH {
-            match self.rx.try_recv() {
-                Ok(text) => batch.push(text),
-                Err(TryRecvError::Lagged(n)) => return Err(n),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
-        }
-        Ok(())
-    }
-
-    fn too_slow(&self, behind: u64) -> CloseFrame {
-        tracing::warn!(
-            behind,
-            send_queue = self.send_queue,
-            "client not reading, disconnecting it"
-        );
-        close_frame(CloseCode::Policy, "too slow: send queue full")
-    }
-}
-
-/// Resolves once this client's backlog reaches `limit` messages.
-async fn backlog_full(rx: &broadcast::Receiver<Text>, limit: usize) {
-    while rx.len() < limit {
-        tokio::time::sleep(STALL_CHECK).await;
-    }
-}
-
-fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
-    CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    }
 }

@@ -2,7 +2,8 @@
 //! client limits change in place for new connections while existing clients
 //! stay, a new `send_queue` restarts the node, and a Redis link's outbox
 //! survives a rewire made during an outage, resized, flushed in order onto
-//! the new publish channel without echoes.
+//! the new publish channel without echoes; a node added while its Redis
+//! server is down is refused at once.
 
 use crate::chat::*;
 use crate::util::{RedisServer, wait_until};
@@ -152,5 +153,30 @@ async fn the_outbox_survives_a_rewire_during_an_outage_and_flushes_onto_the_new_
     cb.send("fence").await; // on b's own channel: only b's client gets it
     assert_eq!(cb.until("fence").await, Vec::<String>::new());
     assert_eq!(ca.drain(Duration::from_millis(300)).await, ["after"]);
+    running.shutdown().await;
+}
+
+/// A node added while its Redis server is down is refused with the reason,
+/// though the process already holds a (reconnecting) publishing connection
+/// to that server: the new node's own connection is probed, not awaited
+/// for the 5 s start timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_while_its_shared_redis_is_down_is_refused_at_once() {
+    let mut redis = RedisServer::start();
+    let a = with_redis(node("a", Some(port())), "chat", &["chat"], &[]);
+    let t0 = topology(vec![a.clone()], vec![broker(redis.port)]);
+    let mut running = timeout(LIMIT, Running::start(&t0)).await.unwrap().unwrap();
+    redis.kill();
+    let b = with_redis(node("b", None), "chat", &["chat"], &[]);
+    let t1 = topology(vec![a, b], vec![broker(redis.port)]);
+    let diff = Diff::of_wirings(&running.wirings().await, &wirings(&t1));
+    let started = std::time::Instant::now();
+    let failures = timeout(LIMIT, apply(&mut running, &diff, 1)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].node, "b");
+    let expected = format!("cannot reach redis {}", t1.brokers[0].url);
+    assert!(failures[0].error.contains(&expected), "{failures:?}");
+    assert!(took < Duration::from_secs(3), "refused after {took:?}");
     running.shutdown().await;
 }

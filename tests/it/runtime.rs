@@ -115,6 +115,58 @@ async fn redis_trio_delivers_once_and_drops_own_echo() {
     running.shutdown().await;
 }
 
+/// The other clients of `redis` than the caller, as (subscriptions, patterns) per connection.
+fn redis_clients(redis: &RedisServer) -> Vec<(String, String)> {
+    let mut resp = crate::util::RespClient::connect(redis.port);
+    resp.send(&[b"CLIENT", b"LIST"]);
+    let list = String::from_utf8(resp.read().concat()).unwrap();
+    let field = |line: &str, name: &str| {
+        let key = format!("{name}=");
+        let value = line.split(' ').find_map(|f| f.strip_prefix(key.as_str()));
+        value.unwrap_or_default().to_owned()
+    };
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .map(|l| (field(l, "sub"), field(l, "psub")))
+        .collect()
+}
+
+#[tokio::test]
+async fn redis_nodes_of_one_process_share_one_publishing_connection() {
+    let redis = RedisServer::start();
+    let t = redis_trio(&redis, &[]);
+    let running = start(&t).await;
+    let mut clients = crate::util::wait_until("the probe's connection closed", LIMIT, || async {
+        let clients = redis_clients(&redis);
+        if clients.len() <= 4 {
+            Ok(clients)
+        } else {
+            Err(clients)
+        }
+    })
+    .await;
+    clients.sort();
+    // One subscribing connection per node (the echo rule needs them apart), one publishing.
+    let one = ("1".to_owned(), "0".to_owned());
+    let none = ("0".to_owned(), "0".to_owned());
+    assert_eq!(clients, [none, one.clone(), one.clone(), one]);
+    let mut a = Client::connect(http_port(&t, "a")).await;
+    let mut b = Client::connect(http_port(&t, "b")).await;
+    b.send("shared").await;
+    assert_eq!(a.recv().await, "shared");
+    assert_eq!(b.recv().await, "shared");
+    running.shutdown().await;
+    crate::util::wait_until("every connection closed", LIMIT, || async {
+        let clients = redis_clients(&redis);
+        if clients.is_empty() {
+            Ok(())
+        } else {
+            Err(clients)
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn redis_exact_and_pattern_subscription_give_two_deliveries_and_no_echo() {
     let redis = RedisServer::start();

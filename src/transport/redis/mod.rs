@@ -1,4 +1,5 @@
-//! The Redis link: one publishing connection, one RESP3 subscribing connection
+//! The Redis link: a publishing connection (shared by the process's links
+//! to the same broker URL: `shared`), one RESP3 subscribing connection
 //! that reconnects and resubscribes by itself, and the echo
 //! filter between them. On a Redis Cluster broker both are cluster
 //! connections (`conn`), classic or sharded (SPUBLISH/SSUBSCRIBE). This file connects, starts the two tasks
@@ -9,6 +10,7 @@
 mod conn;
 mod publisher;
 mod receiver;
+mod shared;
 
 use super::echo::{EchoFilter, PENDING_LIMIT};
 use super::queue::QueuedOutbound;
@@ -19,6 +21,7 @@ use publisher::RedisPublisher;
 use receiver::Receiver;
 use redis::PushInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use shared::SharedPublisher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,7 +42,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Both connections up and every SUBSCRIBE/PSUBSCRIBE confirmed.
 pub struct Connected {
-    publisher: Conn,
+    publisher: SharedPublisher,
     subscriber: Conn,
     pushes: mpsc::Receiver<PushInfo>,
 }
@@ -98,12 +101,12 @@ fn new_client(url: &RedisUrl, resp3: bool) -> Result<redis::Client, LinkError> {
 
 /// Connects and subscribes. The error text never contains the password.
 pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
-    let (publisher, subscriber, pushes) = if link.url.cluster {
+    let publisher = shared::publisher(&link.url).await?;
+    let (mut subscriber, pushes) = if link.url.cluster {
         connect_cluster(&link.url).await?
     } else {
         connect_single(&link.url).await?
     };
-    let mut subscriber = subscriber;
     if !link.subscribe.is_empty() {
         within(subscriber.subscribe(Mode::of(link.sharded), &link.subscribe)).await?;
     }
@@ -117,38 +120,39 @@ pub async fn connect(link: &RedisWiring) -> Result<Connected, LinkError> {
     })
 }
 
-type Connections = (Conn, Conn, mpsc::Receiver<PushInfo>);
+type Subscribing = (Conn, mpsc::Receiver<PushInfo>);
 
-async fn connect_single(url: &RedisUrl) -> Result<Connections, LinkError> {
+/// A link's publishing connection (made once per broker URL: `shared`).
+async fn publishing(url: &RedisUrl) -> Result<Conn, LinkError> {
+    if url.cluster {
+        let client = cluster_client(url, None::<fn(PushInfo) -> Result<(), ()>>)?;
+        return Ok(Conn::Cluster(within(client.get_async_connection()).await?));
+    }
     let client = new_client(url, false)?;
     // The managers retry forever, even the first time: try once plainly so
     // that an unreachable server is reported at start instead of awaited.
-    let probe = tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection());
-    match probe.await {
-        Err(_) => return Err(LinkError::TimedOut),
-        Ok(Err(e)) => return Err(e.into()),
-        Ok(Ok(_)) => {}
-    }
+    probe(&client).await?;
     let publisher = within(ConnectionManager::new_with_config(client, manager_config())).await?;
+    Ok(Conn::Single(publisher))
+}
+
+async fn connect_single(url: &RedisUrl) -> Result<Subscribing, LinkError> {
     let client = new_client(url, true)?;
     let (sender, pushes) = push_channel();
     let config = manager_config()
         .set_push_sender(sender)
         .set_automatic_resubscription();
-    let subscriber = within(ConnectionManager::new_with_config(client, config)).await?;
-    Ok((Conn::Single(publisher), Conn::Single(subscriber), pushes))
+    let subscriber = first_connection(client, config).await?;
+    Ok((Conn::Single(subscriber), pushes))
 }
 
-/// Two cluster connections (publishing, subscribing) from the seeds. The
-/// crate connects to every node of the slot map, routes by slot, refreshes
-/// the map on MOVED and on errors, and resubscribes what it tracks.
-async fn connect_cluster(url: &RedisUrl) -> Result<Connections, LinkError> {
-    let publisher =
-        within(cluster_client(url, None::<fn(PushInfo) -> Result<(), ()>>)?.get_async_connection())
-            .await?;
+/// The subscribing cluster connection from the seeds. The crate connects
+/// to every node of the slot map, routes by slot, refreshes the map on
+/// MOVED and on errors, and resubscribes what it tracks.
+async fn connect_cluster(url: &RedisUrl) -> Result<Subscribing, LinkError> {
     let (sender, pushes) = push_channel();
     let subscriber = within(cluster_client(url, Some(sender))?.get_async_connection()).await?;
-    Ok((Conn::Cluster(publisher), Conn::Cluster(subscriber), pushes))
+    Ok((Conn::Cluster(subscriber), pushes))
 }
 
 fn cluster_client(
@@ -202,6 +206,41 @@ fn push_channel() -> (
         Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
     };
     (sender, pushes)
+}
+
+/// How long a subscribing connection may take before a plain attempt
+/// checks why: long enough that a server answering normally is never probed.
+const PROBE_AFTER: Duration = Duration::from_millis(200);
+
+/// The subscribing connection's manager, once connected. The managers retry
+/// forever, even the first time: when it is slow to connect, one plain
+/// attempt tells an unreachable server or refused credentials (reported at
+/// start) from a slow one (awaited, within [`START_TIMEOUT`]). Probing only
+/// then spares a thousand nodes on one server a thousand extra connections.
+async fn first_connection(
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+) -> Result<ConnectionManager, LinkError> {
+    let why = async {
+        tokio::time::sleep(PROBE_AFTER).await;
+        match probe(&client).await {
+            Err(e) => e,
+            Ok(()) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        made = within(ConnectionManager::new_with_config(client.clone(), config)) => made,
+        e = why => Err(e),
+    }
+}
+
+/// One plain connection attempt, closed at once.
+async fn probe(client: &redis::Client) -> Result<(), LinkError> {
+    match tokio::time::timeout(START_TIMEOUT, client.get_multiplexed_async_connection()).await {
+        Err(_) => Err(LinkError::TimedOut),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(_)) => Ok(()),
+    }
 }
 
 async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, LinkError> {
@@ -288,7 +327,9 @@ type Wanted = (Vec<String>, Vec<String>);
 /// the receiver installs once it has handled every push already queued, and
 /// the signal that it did. The filter is derived at that moment, under the
 /// lock, so that nothing the publisher remembered in between is lost.
-type Fence = ((String, Vec<String>, Vec<String>), oneshot::Sender<()>);
+/// Boxed: a channel allocates its slots 32 at a time, and an unboxed fence
+/// would make its one-slot channel cost 2.5 KiB per link for a rare event.
+type Fence = Box<((String, Vec<String>, Vec<String>), oneshot::Sender<()>)>;
 
 /// The commands that move a live link's subscription: `RedisControl::rewire`.
 #[derive(Clone, Copy, Debug)]
@@ -374,7 +415,7 @@ impl RedisControl {
             target.patterns.clone(),
         );
         let (ack, done) = oneshot::channel();
-        if self.fence.send((next, ack)).await.is_ok() {
+        if self.fence.send(Box::new((next, ack))).await.is_ok() {
             let _ = done.await;
         }
         result

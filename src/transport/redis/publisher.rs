@@ -4,6 +4,7 @@
 //! back, retried with capped backoff and jitter.
 
 use super::conn::{Conn, Mode};
+use super::shared::SharedPublisher;
 use super::{RETRY_CAP, lock};
 use crate::transport::echo::EchoFilter;
 use crate::transport::outbox::Outbox;
@@ -27,7 +28,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 
 pub(super) struct RedisPublisher {
-    conn: Conn,
+    conn: SharedPublisher,
     /// PUBLISH, or SPUBLISH for a sharded link.
     mode: Mode,
     /// The current publish channel (a reload may change it).
@@ -48,7 +49,7 @@ pub(super) struct RedisPublisher {
 
 impl RedisPublisher {
     pub(super) fn new(
-        conn: Conn,
+        conn: SharedPublisher,
         mode: Mode,
         channel: watch::Receiver<String>,
         filter: Arc<Mutex<EchoFilter>>,
@@ -114,7 +115,7 @@ impl RedisPublisher {
                 (on, n) if *on == channel => *n,
                 _ => i64::MAX,
             };
-            let conn = &mut self.conn;
+            let conn = self.conn.conn();
             let mode = self.mode;
             let grace_over = async {
                 match waiting {
@@ -228,7 +229,7 @@ impl RedisPublisher {
         }
         for _ in 0..2 {
             // The manager may be waiting out its reconnection backoff: bounded.
-            let query = pipe.query_async::<Vec<i64>>(&mut self.conn);
+            let query = pipe.query_async::<Vec<i64>>(self.conn.conn());
             match tokio::time::timeout(PUBLISH_TIMEOUT, query).await {
                 Ok(Ok(reach)) => {
                     if let Some(&n) = reach.last() {

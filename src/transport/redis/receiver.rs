@@ -119,7 +119,8 @@ impl Receiver {
                     self.switched();
                     continue;
                 }
-                Some(((publish, subscribe, patterns), ack)) = fences.recv() => {
+                Some(fence) = fences.recv() => {
+                    let ((publish, subscribe, patterns), ack) = *fence;
                     // Everything queued before the rewiring is judged by the old filter.
                     while let Ok(push) = pushes.try_recv() {
                         if !self.forward(push, &cancel).await {
