@@ -41,6 +41,12 @@ pub enum ClusterError {
     NotReady,
     #[error("no free loopback port pair (port and its cluster bus port +10000)")]
     NoPort,
+    #[error("cannot move slot {slot} to the master on port {to}: {step} failed")]
+    Move {
+        slot: u16,
+        to: u16,
+        step: &'static str,
+    },
 }
 
 /// Six running cluster nodes of ours.
@@ -151,6 +157,59 @@ impl PrivateCluster {
             return master_line(&nodes, slot);
         }
         None
+    }
+
+    /// The ports of the nodes that are masters now.
+    pub async fn masters(&self) -> Vec<u16> {
+        let mut masters = Vec::new();
+        for port in self.ports() {
+            let role = command(port, &["INFO", "replication"]).await;
+            if role.is_some_and(|r| r.contains("role:master")) {
+                masters.push(port);
+            }
+        }
+        masters
+    }
+
+    /// Hands `slot` to the master on `to`. Pub/sub channels hold no keys, so
+    /// nothing is migrated: IMPORTING on the target and MIGRATING on the
+    /// owner, then NODE on the target first (which bumps its config epoch,
+    /// so its claim wins in gossip), on the owner (which drops the slot's
+    /// shard-channel subscribers with a `sunsubscribe` push) and on the
+    /// other masters. Returns once every master names the target.
+    pub async fn move_slot(&self, slot: u16, to: u16) -> Result<(), ClusterError> {
+        let fail = |step| ClusterError::Move { slot, to, step };
+        let slot_text = slot.to_string();
+        let nodes = command(to, &["CLUSTER", "NODES"])
+            .await
+            .ok_or(fail("CLUSTER NODES"))?;
+        let from = master_line(&nodes, slot).ok_or(fail("finding the owner"))?;
+        let id_of = |port| async move { command(port, &["CLUSTER", "MYID"]).await };
+        let to_id = id_of(to).await.ok_or(fail("CLUSTER MYID (target)"))?;
+        let from_id = id_of(from).await.ok_or(fail("CLUSTER MYID (owner)"))?;
+        let setslot = |port, state: &'static str, id: String| {
+            let slot = slot_text.clone();
+            async move {
+                let args = ["CLUSTER", "SETSLOT", slot.as_str(), state, id.as_str()];
+                command(port, &args).await.filter(|r| r == "OK")
+            }
+        };
+        if from != to {
+            setslot(to, "IMPORTING", from_id.clone())
+                .await
+                .ok_or(fail("SETSLOT IMPORTING"))?;
+            setslot(from, "MIGRATING", to_id.clone())
+                .await
+                .ok_or(fail("SETSLOT MIGRATING"))?;
+        }
+        let masters = self.masters().await;
+        let others = masters.iter().filter(|p| **p != to && **p != from);
+        for port in [to, from].into_iter().chain(others.copied()) {
+            setslot(port, "NODE", to_id.clone())
+                .await
+                .ok_or(fail("SETSLOT NODE"))?;
+        }
+        Ok(())
     }
 
     /// Kills the node on `port` (SIGKILL) and waits until it is gone.

@@ -372,3 +372,97 @@ async fn one_process_per_node_on_a_cluster_delivers_what_is_predicted() {
     drop(up);
     cluster.stop().await;
 }
+
+/// Resharding under traffic: `room`'s slot moves to another master while a's
+/// client sends every 50 ms. The old owner drops both nodes' sharded
+/// subscriptions (a `sunsubscribe` push); the links subscribe again through
+/// the cluster client (MOVED to the new owner), a's outbox holds what its
+/// client sent meanwhile. a's client gets every message at once, b gets every
+/// message once, in order, and cross-node delivery is back within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_link_follows_its_channel_when_the_slot_moves() {
+    use tokio_tungstenite::tungstenite::Message;
+    use topo::testing::cluster::command;
+    let cluster = PrivateCluster::start().await.expect("a private cluster");
+    let (a_http, b_http) = (port(), port());
+    let t = pair_on(&cluster, a_http, b_http);
+    let running = timeout(LIMIT, Running::start(&t)).await.unwrap().unwrap();
+    let mut a = Client::connect(a_http).await;
+    let mut b = Client::connect(b_http).await;
+    a.send("before").await;
+    assert_eq!(a.recv().await, "before");
+    assert_eq!(b.recv().await, "before");
+
+    let ports = cluster.ports();
+    let slot: u16 = command(ports[0], &["CLUSTER", "KEYSLOT", "room"])
+        .await
+        .and_then(|s| s.parse().ok())
+        .expect("room's slot");
+    let owner = cluster
+        .master_of("room", &ports)
+        .await
+        .expect("room's master");
+    let target = *cluster
+        .masters()
+        .await
+        .iter()
+        .find(|p| **p != owner)
+        .expect("another master");
+    let moved = Instant::now();
+    cluster.move_slot(slot, target).await.expect("slot moved");
+    assert_eq!(cluster.master_of("room", &[owner]).await, Some(target));
+
+    let sent = 30; // 1.5 s of traffic at 20/s
+    let mut back: Option<Duration> = None;
+    let mut at_b = Vec::new();
+    for i in 0..sent {
+        let text = format!("m-{i}");
+        a.send(&text).await;
+        match a.next_within(Duration::from_millis(500)).await {
+            Some(Message::Text(t)) if t.as_str() == text => {}
+            other => panic!("local delivery stalled at {text}: {other:?}"),
+        }
+        while let Some(m) = b.next_within(Duration::from_millis(50)).await {
+            if let Message::Text(t) = m {
+                back.get_or_insert(moved.elapsed());
+                at_b.push(t.to_string());
+            }
+        }
+    }
+    a.send("fence").await;
+    let rest = timeout(Duration::from_secs(5), b.until("fence"))
+        .await
+        .expect("cross-node delivery never came back after the slot moved");
+    let back = *back.get_or_insert(moved.elapsed());
+    at_b.extend(rest);
+    let expected: Vec<String> = (0..sent).map(|i| format!("m-{i}")).collect();
+    assert_eq!(at_b, expected, "b lost, repeated or reordered messages");
+    // The other way too, on the new owner.
+    b.send("reply").await;
+    assert_eq!(
+        a.until("reply").await,
+        ["fence"],
+        "a's own fence, then b's reply"
+    );
+    eprintln!(
+        "slot {slot} moved from :{owner} to :{target}; cross-node delivery back after {back:?}"
+    );
+    assert!(back < Duration::from_secs(3), "back after {back:?}");
+    for (name, http) in [("a", a_http), ("b", b_http)] {
+        let h = health(http).await;
+        assert_eq!(h["links"][0]["state"], "up", "{name}: {h}");
+    }
+    // Both links subscribed again on the new owner (not merely still on the old one).
+    let numsub = std::process::Command::new("redis-cli")
+        .args(["-p", &target.to_string(), "PUBSUB", "SHARDNUMSUB", "room"])
+        .output()
+        .expect("redis-cli");
+    let numsub = String::from_utf8_lossy(&numsub.stdout);
+    assert_eq!(
+        numsub.split_whitespace().collect::<Vec<_>>(),
+        ["room", "2"],
+        "{numsub}"
+    );
+    running.shutdown().await;
+    cluster.stop().await;
+}
