@@ -315,3 +315,47 @@ async fn a_reload_rewires_a_nats_link_out_of_its_queue_group() {
     assert_eq!(health(ports[3]).await["generation"], 1);
     running.shutdown().await;
 }
+
+/// `topo up --process`: each child opens its own NATS connection, and what
+/// the children deliver is what `validate` predicts (echoes off, rule 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_node_on_nats_delivers_what_is_predicted() {
+    let mut server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let (a_http, b_http) = (port(), port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pair.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "brokers:\n  n: {{ url: \"{}\" }}\nnodes:\n\
+             \x20 a: {{ http: {a_http}, nats: {{ broker: n, publish: chat.a, subscribe: [\"chat.>\"] }} }}\n\
+             \x20 b: {{ http: {b_http}, nats: {{ broker: n, publish: chat.b, subscribe: [\"chat.*\"] }} }}\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let up = crate::reload::Up::start(&file, &["--process"]);
+    for http in [a_http, b_http] {
+        wait_until("the child's NATS link up", LIMIT, || async {
+            let h = topo::http_get::get(
+                format!("127.0.0.1:{http}"),
+                "/healthz",
+                Duration::from_secs(2),
+                1 << 20,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let h: serde_json::Value = serde_json::from_str(&h).map_err(|e| e.to_string())?;
+            let child = h["pid"].as_u64() != Some(u64::from(up.process.pid()));
+            if child && h["links"][0]["kind"] == "nats" && h["links"][0]["state"] == "up" {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        })
+        .await;
+    }
+    crate::reload::probe_agrees(&file).await;
+    drop(up);
+    server.kill().await;
+}
