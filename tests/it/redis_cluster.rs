@@ -349,24 +349,7 @@ async fn one_process_per_node_on_a_cluster_delivers_what_is_predicted() {
     std::fs::write(&file, pair_yaml(&cluster, a_http, b_http)).unwrap();
     let up = crate::reload::Up::start(&file, &["--process"]);
     for http in [a_http, b_http] {
-        wait_until("the child's cluster link up", LIMIT, || async {
-            let h = topo::http_get::get(
-                format!("127.0.0.1:{http}"),
-                "/healthz",
-                Duration::from_secs(2),
-                1 << 20,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let h: serde_json::Value = serde_json::from_str(&h).map_err(|e| e.to_string())?;
-            let child = h["pid"].as_u64() != Some(u64::from(up.process.pid()));
-            if child && h["links"][0]["state"] == "up" {
-                Ok(())
-            } else {
-                Err(h.to_string())
-            }
-        })
-        .await;
+        crate::util::wait_child_link_up(http, up.process.pid(), LIMIT).await;
     }
     crate::reload::probe_agrees(&file).await;
     drop(up);

@@ -627,3 +627,26 @@ impl std::fmt::Debug for SoFar {
         write!(f, "\n{self}")
     }
 }
+
+/// Waits until the node on `http` answers `/healthz` from a process other
+/// than `parent` (an `up --process` child) with its first link up.
+pub async fn wait_child_link_up(http: u16, parent: u32, limit: Duration) {
+    wait_until("the child's link up", limit, || async {
+        let h = topo::http_get::get(
+            format!("127.0.0.1:{http}"),
+            "/healthz",
+            Duration::from_secs(2),
+            1 << 20,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let h: serde_json::Value = serde_json::from_str(&h).map_err(|e| e.to_string())?;
+        let child = h["pid"].as_u64() != Some(u64::from(parent));
+        if child && h["links"][0]["state"] == "up" {
+            Ok(())
+        } else {
+            Err(h.to_string())
+        }
+    })
+    .await;
+}
