@@ -203,34 +203,19 @@ async fn failover_once() -> Failover {
         {
             promoted = Some(killed.elapsed());
         }
-        let text = format!("m-{i}");
-        a.send(&text).await;
-        match a.next_within(Duration::from_millis(500)).await {
-            Some(tokio_tungstenite::tungstenite::Message::Text(t)) if t.as_str() == text => {}
-            other => panic!("local delivery stalled at {text}: {other:?}"),
-        }
-        while let Some(m) = b.next_within(Duration::from_millis(50)).await {
-            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                back.get_or_insert(killed.elapsed());
-                at_b.push(t.to_string());
-            }
-        }
+        send_one(&mut a, &mut b, i, killed, &mut back, &mut at_b).await;
     }
-    a.send("fence").await;
-    let rest = timeout(Duration::from_secs(20), b.until("fence"))
-        .await
-        .expect("cross-node delivery never came back");
-    let back = *back.get_or_insert(killed.elapsed());
-    at_b.extend(rest);
-    let expected: Vec<String> = (0..sent).map(|i| format!("m-{i}")).collect();
-    assert_eq!(at_b, expected, "b lost, repeated or reordered messages");
-    // The other way too, on the promoted replica.
-    b.send("reply").await;
-    assert_eq!(
-        a.until("reply").await,
-        ["fence"],
-        "a's own fence, then b's reply"
-    );
+    // On the promoted replica.
+    let back = finish(
+        &mut a,
+        &mut b,
+        killed,
+        back,
+        at_b,
+        sent,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_until("both links up", LIMIT, || async {
         let (ha, hb) = (health(a_http).await, health(b_http).await);
         let up = ha["links"][0]["state"] == "up" && hb["links"][0]["state"] == "up";
@@ -364,7 +349,6 @@ async fn one_process_per_node_on_a_cluster_delivers_what_is_predicted() {
 /// message once, in order, and cross-node delivery is back within a bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_link_follows_its_channel_when_the_slot_moves() {
-    use tokio_tungstenite::tungstenite::Message;
     use topo::testing::cluster::command;
     let cluster = PrivateCluster::start().await.expect("a private cluster");
     let (a_http, b_http) = (port(), port());
@@ -399,34 +383,19 @@ async fn a_sharded_link_follows_its_channel_when_the_slot_moves() {
     let mut back: Option<Duration> = None;
     let mut at_b = Vec::new();
     for i in 0..sent {
-        let text = format!("m-{i}");
-        a.send(&text).await;
-        match a.next_within(Duration::from_millis(500)).await {
-            Some(Message::Text(t)) if t.as_str() == text => {}
-            other => panic!("local delivery stalled at {text}: {other:?}"),
-        }
-        while let Some(m) = b.next_within(Duration::from_millis(50)).await {
-            if let Message::Text(t) = m {
-                back.get_or_insert(moved.elapsed());
-                at_b.push(t.to_string());
-            }
-        }
+        send_one(&mut a, &mut b, i, moved, &mut back, &mut at_b).await;
     }
-    a.send("fence").await;
-    let rest = timeout(Duration::from_secs(5), b.until("fence"))
-        .await
-        .expect("cross-node delivery never came back after the slot moved");
-    let back = *back.get_or_insert(moved.elapsed());
-    at_b.extend(rest);
-    let expected: Vec<String> = (0..sent).map(|i| format!("m-{i}")).collect();
-    assert_eq!(at_b, expected, "b lost, repeated or reordered messages");
-    // The other way too, on the new owner.
-    b.send("reply").await;
-    assert_eq!(
-        a.until("reply").await,
-        ["fence"],
-        "a's own fence, then b's reply"
-    );
+    // On the new owner.
+    let back = finish(
+        &mut a,
+        &mut b,
+        moved,
+        back,
+        at_b,
+        sent,
+        Duration::from_secs(5),
+    )
+    .await;
     eprintln!(
         "slot {slot} moved from :{owner} to :{target}; cross-node delivery back after {back:?}"
     );
@@ -448,4 +417,59 @@ async fn a_sharded_link_follows_its_channel_when_the_slot_moves() {
     );
     running.shutdown().await;
     cluster.stop().await;
+}
+
+/// Message `m-{i}` from a's client while the cluster changes under it: it
+/// comes back to a's own client at once (local delivery never stops); what
+/// b receives meanwhile is kept, and the first of it dates `back`.
+async fn send_one(
+    a: &mut Client,
+    b: &mut Client,
+    i: usize,
+    since: Instant,
+    back: &mut Option<Duration>,
+    at_b: &mut Vec<String>,
+) {
+    use tokio_tungstenite::tungstenite::Message;
+    let text = format!("m-{i}");
+    a.send(&text).await;
+    match a.next_within(Duration::from_millis(500)).await {
+        Some(Message::Text(t)) if t.as_str() == text => {}
+        other => panic!("local delivery stalled at {text}: {other:?}"),
+    }
+    while let Some(m) = b.next_within(Duration::from_millis(50)).await {
+        if let Message::Text(t) = m {
+            back.get_or_insert(since.elapsed());
+            at_b.push(t.to_string());
+        }
+    }
+}
+
+/// After `sent` messages: a fence, then b must hold every one of them, in
+/// order, once (the outbox); b's reply must reach a. Returns how long after
+/// `since` cross-node delivery was back.
+async fn finish(
+    a: &mut Client,
+    b: &mut Client,
+    since: Instant,
+    mut back: Option<Duration>,
+    mut at_b: Vec<String>,
+    sent: usize,
+    limit: Duration,
+) -> Duration {
+    a.send("fence").await;
+    let rest = timeout(limit, b.until("fence"))
+        .await
+        .expect("cross-node delivery never came back");
+    let back = *back.get_or_insert(since.elapsed());
+    at_b.extend(rest);
+    let expected: Vec<String> = (0..sent).map(|i| format!("m-{i}")).collect();
+    assert_eq!(at_b, expected, "b lost, repeated or reordered messages");
+    b.send("reply").await;
+    assert_eq!(
+        a.until("reply").await,
+        ["fence"],
+        "a's own fence, then b's reply"
+    );
+    back
 }
