@@ -133,21 +133,15 @@ impl Compiler {
                 self.nats_broker(name, broker, base_dir);
                 continue;
             }
-            match parse_broker_url(&broker.url.value) {
-                Ok(mut url) => {
-                    if let Some(ca) = &broker.ca {
-                        url.ca = self.certificate_authority(ca, url.tls, base_dir);
-                    }
-                    self.brokers.push(Broker {
-                        name: name.value.clone(),
-                        url,
-                        span: name.span,
-                    })
+            if let Some(mut url) = self.broker_url(name, broker, parse_broker_url) {
+                if let Some(ca) = &broker.ca {
+                    url.ca = self.certificate_authority(ca, url.tls, base_dir);
                 }
-                Err(message) => self.error(
-                    broker.url.span,
-                    format!("broker `{}`: {message}", name.value),
-                ),
+                self.brokers.push(Broker {
+                    name: name.value.clone(),
+                    url,
+                    span: name.span,
+                })
             }
         }
         self.named_brokers = self.brokers.len();
@@ -161,21 +155,35 @@ impl Compiler {
         broker: &super::spec::BrokerSpec,
         base_dir: &Path,
     ) {
-        match parse_amqp_url(&broker.url.value) {
-            Ok(mut url) => {
-                if let Some(ca) = &broker.ca {
-                    url.ca = self.certificate_authority(ca, url.tls, base_dir);
-                }
-                self.amqp_brokers.push(AmqpBroker {
-                    name: name.value.clone(),
-                    url,
-                    span: name.span,
-                })
+        if let Some(mut url) = self.broker_url(name, broker, parse_amqp_url) {
+            if let Some(ca) = &broker.ca {
+                url.ca = self.certificate_authority(ca, url.tls, base_dir);
             }
-            Err(message) => self.error(
-                broker.url.span,
-                format!("broker `{}`: {message}", name.value),
-            ),
+            self.amqp_brokers.push(AmqpBroker {
+                name: name.value.clone(),
+                url,
+                span: name.span,
+            })
+        }
+    }
+
+    /// A named broker's URL, parsed by its kind's parser; a bad one is an
+    /// error at the URL naming the broker (the message never repeats the URL).
+    pub(super) fn broker_url<U, E: std::fmt::Display>(
+        &mut self,
+        name: &Spanned<String>,
+        broker: &super::spec::BrokerSpec,
+        parse: impl Fn(&str) -> Result<U, E>,
+    ) -> Option<U> {
+        match parse(&broker.url.value) {
+            Ok(url) => Some(url),
+            Err(message) => {
+                self.error(
+                    broker.url.span,
+                    format!("broker `{}`: {message}", name.value),
+                );
+                None
+            }
         }
     }
 

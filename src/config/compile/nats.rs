@@ -21,25 +21,19 @@ impl Compiler {
         broker: &BrokerSpec,
         base_dir: &Path,
     ) {
-        match parse_nats_url(&broker.url.value) {
-            Ok(mut url) => {
-                if let Some(ca) = &broker.ca {
-                    if url.tls {
-                        url.ca = self.certificate_authority(ca, true, base_dir);
-                    } else {
-                        self.error(ca.span, "`ca:` only applies to a tls:// (TLS) NATS URL");
-                    }
+        if let Some(mut url) = self.broker_url(name, broker, parse_nats_url) {
+            if let Some(ca) = &broker.ca {
+                if url.tls {
+                    url.ca = self.certificate_authority(ca, true, base_dir);
+                } else {
+                    self.error(ca.span, "`ca:` only applies to a tls:// (TLS) NATS URL");
                 }
-                self.nats_brokers.push(NatsBroker {
-                    name: name.value.clone(),
-                    url,
-                    span: name.span,
-                });
             }
-            Err(message) => self.error(
-                broker.url.span,
-                format!("broker `{}`: {message}", name.value),
-            ),
+            self.nats_brokers.push(NatsBroker {
+                name: name.value.clone(),
+                url,
+                span: name.span,
+            });
         }
     }
 
