@@ -68,6 +68,9 @@ pub struct HealthLink {
     /// reported it (re-read every second while the link is up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<u64>,
+    /// AMQP only: messages handed to RabbitMQ and not yet confirmed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<u64>,
 }
 
 /// How a Redis subscription is named in `via` and in the drawing's edge
@@ -148,6 +151,7 @@ mod tests {
                     via: None,
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
                 },
                 HealthLink {
                     kind: LinkKind::Redis,
@@ -170,6 +174,7 @@ mod tests {
                         flushed: 9,
                     }),
                     queue_depth: None,
+                    unconfirmed: None,
                 },
             ],
             messages: Messages {

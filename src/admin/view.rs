@@ -548,6 +548,7 @@ mod tests {
                     via: None,
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
                 }],
                 ..Health::default()
             };
@@ -565,6 +566,7 @@ mod tests {
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
                 }],
                 ..Health::default()
             };

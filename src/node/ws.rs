@@ -291,6 +291,8 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 dropped: (!broker).then(|| l.zmtp.dropped()),
                 via: per_filter.then(|| l.received_via().into_iter().collect()),
                 queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
+                unconfirmed: (l.kind == LinkKind::Amqp)
+                    .then(|| l.unconfirmed.load(std::sync::atomic::Ordering::Relaxed)),
                 outbox: broker.then(|| OutboxHealth {
                     queued: l.outbox.queued(),
                     dropped: l.outbox.dropped(),

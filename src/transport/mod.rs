@@ -137,6 +137,9 @@ pub struct LinkStatus {
     /// AMQP: messages ready in the node's queue when last asked (at each
     /// (re)connection), `u64::MAX` when unknown.
     pub queue_depth: AtomicU64,
+    /// AMQP: messages handed to RabbitMQ and not yet confirmed (publisher
+    /// confirms); 0 while the link is down (they wait in the outbox then).
+    pub unconfirmed: AtomicU64,
     /// ZeroMQ links: peers, rejected connections, HWM drops.
     pub zmtp: std::sync::Arc<zmtp::Stats>,
 }
@@ -152,6 +155,7 @@ impl LinkStatus {
             via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
             queue_depth: AtomicU64::new(u64::MAX),
+            unconfirmed: AtomicU64::new(0),
             zmtp: Default::default(),
         }
     }

@@ -148,6 +148,7 @@ nodes:
                 via: None,
                 outbox: None,
                 queue_depth: Some(0),
+                unconfirmed: None,
             };
             let b = Health {
                 links: vec![link],

@@ -107,6 +107,7 @@ nodes:
                 via: Some([("chat.a".to_owned(), n)].into_iter().collect()),
                 outbox: None,
                 queue_depth: None,
+                unconfirmed: None,
             };
             let b = Health {
                 links: vec![link],

@@ -12,16 +12,21 @@
 //! `app_id` (`topo:<node>`), so the body stays the chat text unchanged.
 //! Never logs the connection string: only the redacted URL.
 
+mod confirms;
+
 use super::outbox::Outbox;
 use super::queue::QueuedOutbound;
 use super::retry::{backoff, sleep_or_cancelled};
 use super::{Ack, Counters, Inbox, LinkState, LinkStatus, Origin, Received, Text};
 use crate::model::{AmqpWiring, ExchangeKind};
+use confirms::Unconfirmed;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use std::sync::Arc;
@@ -157,6 +162,11 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
     }
     channel
         .basic_qos(link.prefetch, BasicQosOptions::default())
+        .await?;
+    // A message counts as sent once RabbitMQ confirms it: one handed over
+    // just before the connection dies is then published again, not lost.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok(Session {
         connection,
@@ -328,6 +338,8 @@ impl Runner {
     }
 
     /// Runs one session: publishes, consumes (while allowed), acknowledges.
+    /// What RabbitMQ has not confirmed when it ends goes back to the front
+    /// of the outbox, to be published first by the next session.
     async fn serve(&mut self, mut session: Session, cancel: &CancellationToken) -> End {
         let status = self.task.status.clone();
         status
@@ -335,19 +347,40 @@ impl Runner {
             .store(u64::from(session.depth), Ordering::Relaxed);
         // A new channel: tags of the old one mean nothing now.
         while self.acks.try_recv().is_ok() {}
-        if self.flush(&session).await.is_err() {
-            return End::Lost;
+        let mut window = Unconfirmed::new(self.task.outbox);
+        let end = self.session_loop(&mut session, &mut window, cancel).await;
+        let unconfirmed = window.len();
+        self.outbox.restore_front(window.drain(), &status.outbox);
+        status.unconfirmed.store(0, Ordering::Relaxed);
+        match end {
+            End::Cancelled => {
+                let _ = session.connection.close(200, "node stopped").await;
+            }
+            End::Lost if unconfirmed > 0 => {
+                tracing::info!(unconfirmed, "amqp: unconfirmed messages back in the outbox");
+            }
+            End::Lost => {}
         }
+        end
+    }
+
+    async fn session_loop(
+        &mut self,
+        session: &mut Session,
+        window: &mut Unconfirmed,
+        cancel: &CancellationToken,
+    ) -> End {
+        let status = self.task.status.clone();
         let mut consumer: Option<Consumer> = None;
         let mut presence = self.task.presence.clone();
         let mut depth_tick = tokio::time::interval(DEPTH_EVERY);
         depth_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
+        loop {
             let wanted = self.task.link.queue.is_none() || *presence.borrow_and_update() > 0;
             if wanted && consumer.is_none() {
-                match self.consume(&session).await {
+                match self.consume(session).await {
                     Ok(c) => consumer = Some(c),
-                    Err(_) => break End::Lost,
+                    Err(_) => return End::Lost,
                 }
             } else if !wanted && consumer.is_some() {
                 consumer = None;
@@ -358,9 +391,29 @@ impl Runner {
                     .await
                     .is_err()
                 {
-                    break End::Lost;
+                    return End::Lost;
                 }
             }
+            // What waited (or came back unconfirmed) goes out before anything new.
+            while window.has_room() {
+                let Some(text) = self.outbox.take_front(&status.outbox) else {
+                    break;
+                };
+                match self.send(session, &text).await {
+                    Ok(confirm) => window.push(text, confirm),
+                    Err(_) => {
+                        self.outbox
+                            .restore_front(std::iter::once(text), &status.outbox);
+                        return End::Lost;
+                    }
+                }
+            }
+            status
+                .unconfirmed
+                .store(window.len() as u64, Ordering::Relaxed);
+            // A full window stops taking new messages: they wait in the
+            // publish queue, whose overflow is dropped and counted.
+            let take_new = window.has_room() && self.outbox.is_empty();
             let next = async {
                 match consumer.as_mut() {
                     Some(c) => c.next().await,
@@ -368,53 +421,68 @@ impl Runner {
                 }
             };
             tokio::select! {
-                _ = cancel.cancelled() => break End::Cancelled,
+                _ = cancel.cancelled() => return End::Cancelled,
                 event = session.events.next() => match event {
-                    Some(lapin::Event::Error(_)) | None => break End::Lost,
+                    Some(lapin::Event::Error(_)) | None => return End::Lost,
                     Some(_) => continue,
                 },
                 _ = presence.changed() => continue,
                 _ = depth_tick.tick() => {
-                    if refresh_depth(&session, &status).await.is_err() {
-                        break End::Lost;
+                    if refresh_depth(session, &status).await.is_err() {
+                        return End::Lost;
                     }
                 }
                 Some((next, reply)) = self.rewires.recv() => {
-                    let result = self.rebind(&session, next).await;
+                    let result = self.rebind(session, next).await;
                     let failed = result.is_err();
                     let _ = reply.send(result);
                     if failed {
-                        break End::Lost;
+                        return End::Lost;
                     }
                 }
                 Some(tag) = self.acks.recv() => {
                     if session.channel.basic_ack(tag, BasicAckOptions::default()).await.is_err() {
-                        break End::Lost;
+                        return End::Lost;
                     }
                 }
-                text = self.publish.recv() => match text {
-                    Some(text) => {
-                        if self.send(&session, &text).await.is_err() {
-                            self.hold(text);
-                            break End::Lost;
-                        }
+                (text, confirmation) = window.next(), if !window.is_empty() => match confirmation {
+                    Ok(Confirmation::Nack(_)) => {
+                        // Not taken: out again, ahead of anything new (after
+                        // those already in flight, so order is not kept here).
+                        tracing::debug!("amqp: a publication was refused (nack), publishing it again");
+                        self.outbox.restore_front(std::iter::once(text), &status.outbox);
                     }
-                    None => break End::Cancelled,
+                    Ok(_) => {
+                        self.task.counters.add_out(1);
+                        status.add_sent(1);
+                    }
+                    Err(_) => {
+                        // The oldest unconfirmed: back first, then the rest.
+                        let back = std::iter::once(text).chain(window.drain());
+                        self.outbox.restore_front(back, &status.outbox);
+                        return End::Lost;
+                    }
+                },
+                text = self.publish.recv(), if take_new => match text {
+                    Some(text) => match self.send(session, &text).await {
+                        Ok(confirm) => window.push(text, confirm),
+                        Err(_) => {
+                            self.hold(text);
+                            return End::Lost;
+                        }
+                    },
+                    None => return End::Cancelled,
                 },
                 delivery = next => match delivery {
                     Some(Ok(delivery)) => {
-                        if !self.received(&session, delivery, cancel).await {
-                            break End::Lost;
+                        if !self.received(session, delivery, cancel).await {
+                            return End::Lost;
                         }
                     }
-                    Some(Err(_)) | None => break End::Lost,
+                    Some(Err(_)) | None => return End::Lost,
                 },
             }
-        };
-        if matches!(end, End::Cancelled) {
-            let _ = session.connection.close(200, "node stopped").await;
         }
-        end
     }
 
     /// Moves the live queue's bindings, routing key and prefetch to `next`.
@@ -457,22 +525,14 @@ impl Runner {
             .await
     }
 
-    /// Publishes what waited in the outbox, oldest first.
-    async fn flush(&mut self, session: &Session) -> Result<(), lapin::Error> {
-        while !self.outbox.is_empty() {
-            for text in self.outbox.peek(256) {
-                self.send(session, &text).await?;
-                self.outbox.sent(1, &self.task.status.outbox);
-            }
-        }
-        Ok(())
-    }
-
-    async fn send(&self, session: &Session, text: &Text) -> Result<(), lapin::Error> {
-        let mut properties = BasicProperties::default().with_app_id(self.app_id.clone());
-        if self.task.link.queue.is_some() {
-            properties = properties.with_delivery_mode(2); // persistent
-        }
+    /// Hands `text` to RabbitMQ; it counts as sent once confirmed.
+    async fn send(&self, session: &Session, text: &Text) -> Result<PublisherConfirm, lapin::Error> {
+        // Persistent whatever this node's own queue: a receiver's durable
+        // queue keeps it across a broker restart only then (RabbitMQ writes
+        // nothing for the transient queues).
+        let properties = BasicProperties::default()
+            .with_app_id(self.app_id.clone())
+            .with_delivery_mode(2);
         session
             .channel
             .basic_publish(
@@ -482,10 +542,7 @@ impl Runner {
                 text.as_bytes(),
                 properties,
             )
-            .await?;
-        self.task.counters.add_out(1);
-        self.task.status.add_sent(1);
-        Ok(())
+            .await
     }
 
     /// One delivery: an echo or a bad body is acknowledged and dropped; one
