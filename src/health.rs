@@ -54,7 +54,9 @@ pub struct HealthLink {
     /// ZeroMQ only: peers refused for a protocol violation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<u64>,
-    /// ZeroMQ only: messages a full per-subscriber queue (HWM) dropped.
+    /// ZeroMQ: messages a full per-subscriber queue (HWM) dropped. AMQP:
+    /// messages `max_length` dropped from the node's durable queue (0 for
+    /// an exclusive queue, whose drops are not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
     /// Redis and NATS: `received` by the subscription that delivered it

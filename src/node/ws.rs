@@ -288,7 +288,11 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 received: l.received(),
                 peers: (!broker).then(|| l.zmtp.peers()),
                 rejected: (!broker).then(|| l.zmtp.rejected()),
-                dropped: (!broker).then(|| l.zmtp.dropped()),
+                dropped: match l.kind {
+                    LinkKind::ZmqPub | LinkKind::ZmqSub => Some(l.zmtp.dropped()),
+                    LinkKind::Amqp => Some(l.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+                    LinkKind::Redis | LinkKind::Nats => None,
+                },
                 via: per_filter.then(|| l.received_via().into_iter().collect()),
                 queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
                 unconfirmed: (l.kind == LinkKind::Amqp)

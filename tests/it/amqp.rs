@@ -24,14 +24,17 @@ pub async fn start(yaml: &str) -> (Running, topo::model::Topology) {
     (running, valid.topology)
 }
 
-/// Deletes what a test declared (exchanges are durable; named queues too).
+/// Deletes what a test declared (exchanges are durable; named queues and
+/// their dead-letter companions too).
 pub async fn cleanup(exchanges: &[&str], queues: &[&str]) {
     let connection = rabbit::connect().await;
     let channel = connection.create_channel().await.unwrap();
     for queue in queues {
-        let _ = channel
-            .queue_delete(queue, QueueDeleteOptions::default())
-            .await;
+        for name in [queue.to_string(), topo::model::amqp_dropped_queue(queue)] {
+            let _ = channel
+                .queue_delete(&name, QueueDeleteOptions::default())
+                .await;
+        }
     }
     for exchange in exchanges {
         let _ = channel
@@ -253,4 +256,97 @@ async fn durable_across_a_kill(n: usize) -> Duration {
     drop(up);
     cleanup(&[&exchange], &[&queue]).await;
     took
+}
+
+/// `max_length` drops are counted: with 10 places and no client on durable
+/// b, 25 messages leave the newest 10 in b's queue, and the 15 RabbitMQ
+/// dropped (dead-lettered to b's companion queue) show in b's `/healthz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_length_drops_are_counted_in_healthz() {
+    let exchange = rabbit::unique("drops");
+    let queue = rabbit::unique("drops-b");
+    let (pa, pb) = (port(), port());
+    let x = format!("exchange: {exchange}");
+    let yaml = file(&[
+        node("a", pa, &x),
+        node("b", pb, &format!("{x}, queue: {queue}, max_length: 10")),
+    ]);
+    let (running, _) = start(&yaml).await;
+    let mut a = Client::connect(pa).await;
+    for i in 0..25 {
+        a.send(&format!("m{i}")).await;
+    }
+    crate::util::wait_until("15 drops counted by b", LIMIT, || async {
+        let h = health(pb).await;
+        let link = h["links"][0].clone();
+        match link["dropped"].as_u64() {
+            Some(15) => Ok(()),
+            _ => Err(link),
+        }
+    })
+    .await;
+    let mut b = Client::connect(pb).await;
+    for i in 15..25 {
+        assert_eq!(b.recv().await, format!("m{i}"), "the newest 10, in order");
+    }
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(health(pb).await["links"][0]["dropped"], 15);
+    running.shutdown().await;
+    cleanup(&[&exchange], &[&queue]).await;
+}
+
+/// A durable queue declared by an earlier topo (no dead-lettering) makes
+/// RabbitMQ refuse the declaration (406): the start fails with an error
+/// that names the node, the broker (no password), the queue and the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_with_other_arguments_is_a_clear_error() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let exchange = rabbit::unique("migrate");
+    let queue = rabbit::unique("migrate-b");
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(&queue, durable, arguments)
+        .await
+        .unwrap();
+    let yaml = file(&[node(
+        "b",
+        port(),
+        &format!("exchange: {exchange}, queue: {queue}"),
+    )]);
+    let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
+    let valid = checked.valid.clone().unwrap();
+    let error = match timeout(LIMIT, Running::start(&valid.topology))
+        .await
+        .expect("start timed out")
+    {
+        Ok(running) => {
+            running.shutdown().await;
+            panic!("started on a queue with other arguments")
+        }
+        Err(error) => error.to_string(),
+    };
+    for part in [
+        "node b",
+        "amqp://guest:***@127.0.0.1:5672",
+        &format!("queue `{queue}` already exists with other arguments"),
+        "PRECONDITION_FAILED",
+        "delete it",
+        "another queue name",
+    ] {
+        assert!(error.contains(part), "{part:?} not in: {error}");
+    }
+    assert!(!error.contains("guest:guest"), "{error}");
+    let _ = connection.close(200, "done").await;
+    cleanup(&[&exchange], &[&queue]).await;
 }

@@ -58,7 +58,24 @@ pub enum LinkError {
     Amqp(#[from] lapin::Error),
     #[error("timed out")]
     TimedOut,
+    /// RabbitMQ closed the channel with PRECONDITION_FAILED (406) on the
+    /// queue's declaration: it exists with other arguments (declared by a
+    /// topo before dead-lettering, or with another max_length).
+    #[error(
+        "queue `{queue}` already exists with other arguments ({reason}); \
+         delete it (`rabbitmqctl delete_queue {queue}`, which drops what it holds) \
+         or give the node another queue name"
+    )]
+    QueueArguments { queue: String, reason: String },
 }
+
+/// The direct exchange (durable, shared by every node of a server) that a
+/// durable queue dead-letters to, with its own name as the routing key.
+pub const DROPPED_EXCHANGE: &str = "topo.dropped";
+/// At most this many dead-lettered messages wait for their count in a
+/// companion queue (it only fills while no topo serves the node; beyond,
+/// RabbitMQ drops them uncounted).
+const DROPPED_BACKLOG: i64 = 10_000;
 
 /// A connection with the exchange, queue and bindings declared.
 pub struct Session {
@@ -68,6 +85,8 @@ pub struct Session {
     queue: String,
     /// Messages ready in the queue when it was declared.
     depth: u32,
+    /// A durable queue's companion: what `max_length` dropped from it.
+    dropped_queue: Option<String>,
     /// The connection's events; an error means it is gone.
     events: std::pin::Pin<Box<dyn futures_util::Stream<Item = lapin::Event> + Send + Sync>>,
 }
@@ -130,6 +149,10 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
         "x-max-length".into(),
         AMQPValue::LongLongInt(i64::from(link.max_length)),
     );
+    let dropped_queue = match &link.queue {
+        Some(queue) => Some(declare_dropped(&channel, queue, &mut arguments).await?),
+        None => None,
+    };
     let (name, options) = match &link.queue {
         Some(name) => (
             name.as_str(),
@@ -147,7 +170,16 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
             },
         ),
     };
-    let queue = channel.queue_declare(name, options, arguments).await?;
+    let queue = channel
+        .queue_declare(name, options, arguments)
+        .await
+        .map_err(|error| match precondition_failed(&error) {
+            Some(reason) => LinkError::QueueArguments {
+                queue: name.to_owned(),
+                reason,
+            },
+            None => LinkError::Amqp(error),
+        })?;
     let queue_name = queue.name().to_string();
     for key in &link.bind {
         channel
@@ -173,8 +205,68 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
         channel,
         queue: queue_name,
         depth: queue.message_count(),
+        dropped_queue,
         events,
     })
+}
+
+/// Declares what counts the drops of durable `queue`: the shared
+/// dead-letter exchange and the queue's companion bound to it, and adds to
+/// `arguments` (the queue's) where to dead-letter. Returns the companion.
+async fn declare_dropped(
+    channel: &Channel,
+    queue: &str,
+    arguments: &mut FieldTable,
+) -> Result<String, lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let direct = lapin::ExchangeKind::Direct;
+    channel
+        .exchange_declare(DROPPED_EXCHANGE, direct, durable, FieldTable::default())
+        .await?;
+    let companion = crate::model::amqp_dropped_queue(queue);
+    let mut bounded = FieldTable::default();
+    bounded.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DROPPED_BACKLOG),
+    );
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel.queue_declare(&companion, options, bounded).await?;
+    let key = queue;
+    let options = QueueBindOptions::default();
+    channel
+        .queue_bind(
+            &companion,
+            DROPPED_EXCHANGE,
+            key,
+            options,
+            FieldTable::default(),
+        )
+        .await?;
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DROPPED_EXCHANGE.into()),
+    );
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(queue.into()),
+    );
+    Ok(companion)
+}
+
+/// RabbitMQ's text when `error` is its PRECONDITION_FAILED (406).
+fn precondition_failed(error: &lapin::Error) -> Option<String> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) if e.get_id() == 406 => {
+            Some(e.get_message().to_string())
+        }
+        _ => None,
+    }
 }
 
 /// What the link's task needs besides its session.
@@ -372,6 +464,11 @@ impl Runner {
     ) -> End {
         let status = self.task.status.clone();
         let mut consumer: Option<Consumer> = None;
+        // Consumed whenever connected, clients or not: counting needs no client.
+        let mut dropped = match self.consume_dropped(session).await {
+            Ok(dropped) => dropped,
+            Err(_) => return End::Lost,
+        };
         let mut presence = self.task.presence.clone();
         let mut depth_tick = tokio::time::interval(DEPTH_EVERY);
         depth_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -416,6 +513,12 @@ impl Runner {
             let take_new = window.has_room() && self.outbox.is_empty();
             let next = async {
                 match consumer.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next_dropped = async {
+                match dropped.as_mut() {
                     Some(c) => c.next().await,
                     None => std::future::pending().await,
                 }
@@ -473,6 +576,13 @@ impl Runner {
                     },
                     None => return End::Cancelled,
                 },
+                delivery = next_dropped => match delivery {
+                    // Acknowledged on delivery (no_ack): a count, nothing to keep.
+                    Some(Ok(_)) => {
+                        status.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(_)) | None => return End::Lost,
+                },
                 delivery = next => match delivery {
                     Some(Ok(delivery)) => {
                         if !self.received(session, delivery, cancel).await {
@@ -523,6 +633,23 @@ impl Runner {
                 FieldTable::default(),
             )
             .await
+    }
+
+    /// The consumer of a durable queue's companion (see [`declare_dropped`]).
+    async fn consume_dropped(&self, session: &Session) -> Result<Option<Consumer>, lapin::Error> {
+        let Some(queue) = &session.dropped_queue else {
+            return Ok(None);
+        };
+        let options = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let tag = format!("{}-dropped", self.consumer_tag);
+        let consumer = session
+            .channel
+            .basic_consume(queue, &tag, options, FieldTable::default())
+            .await?;
+        Ok(Some(consumer))
     }
 
     /// Hands `text` to RabbitMQ; it counts as sent once confirmed.
@@ -626,7 +753,10 @@ pub fn isolate(topology: &mut crate::model::Topology) -> Vec<Declared> {
         if !entry.exchanges.contains(&link.exchange) {
             entry.exchanges.push(link.exchange.clone());
         }
-        entry.queues.extend(link.queue.clone());
+        if let Some(queue) = &link.queue {
+            entry.queues.push(queue.clone());
+            entry.queues.push(crate::model::amqp_dropped_queue(queue));
+        }
     }
     declared
 }
