@@ -51,7 +51,8 @@ pub struct HealthLink {
     /// ZeroMQ only: subscribers connected now (PUB) or connections up (SUB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<u64>,
-    /// ZeroMQ only: peers refused for a protocol violation.
+    /// ZeroMQ: peers refused for a protocol violation. AMQP: deliveries
+    /// refused (body over `limits.max_message_bytes`, or not UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<u64>,
     /// ZeroMQ: messages a full per-subscriber queue (HWM) dropped. AMQP:

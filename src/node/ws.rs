@@ -287,7 +287,11 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 sent: l.sent(),
                 received: l.received(),
                 peers: (!broker).then(|| l.zmtp.peers()),
-                rejected: (!broker).then(|| l.zmtp.rejected()),
+                rejected: match l.kind {
+                    LinkKind::ZmqPub | LinkKind::ZmqSub => Some(l.zmtp.rejected()),
+                    LinkKind::Amqp => Some(l.rejected()),
+                    LinkKind::Redis | LinkKind::Nats => None,
+                },
                 dropped: match l.kind {
                     LinkKind::ZmqPub | LinkKind::ZmqSub => Some(l.zmtp.dropped()),
                     LinkKind::Amqp => Some(l.dropped.load(std::sync::atomic::Ordering::Relaxed)),

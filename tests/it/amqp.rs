@@ -350,3 +350,59 @@ async fn a_queue_with_other_arguments_is_a_clear_error() {
     let _ = connection.close(200, "done").await;
     cleanup(&[&exchange], &[&queue]).await;
 }
+
+/// A body over the node's `limits.max_message_bytes`, published straight
+/// to its exchange, is refused: acknowledged (not brought again), counted
+/// in `rejected`, never delivered; the next normal message still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_body_is_refused_counted_and_the_node_goes_on() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    use lapin::options::QueueDeclareOptions;
+    let exchange = rabbit::unique("oversize");
+    let queue = rabbit::unique("oversize-b");
+    let pb = port();
+    let mut b_node = node("b", pb, &format!("exchange: {exchange}, queue: {queue}"));
+    b_node.push_str("    limits: { max_message_bytes: 1024 }\n");
+    let (running, _) = start(&file(&[b_node])).await;
+    let mut b = Client::connect(pb).await;
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    for body in ["x".repeat(1025), "y".repeat(1024), "after".to_owned()] {
+        channel
+            .basic_publish(
+                &exchange,
+                "chat",
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // In queue order: the one at the limit, then the next one; never the
+    // one over it.
+    assert_eq!(b.recv().await, "y".repeat(1024));
+    assert_eq!(b.recv().await, "after");
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    let link = health(pb).await["links"][0].clone();
+    assert_eq!(link["rejected"], 1, "{link}");
+    assert_eq!(link["received"], 2, "{link}");
+    running.shutdown().await;
+    // Acknowledged: once b's connection is gone, what it held unacknowledged
+    // would be back in its durable queue.
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let left = channel
+        .queue_declare(&queue, passive, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(left.message_count(), 0);
+    let _ = connection.close(200, "done").await;
+    cleanup(&[&exchange], &[&queue]).await;
+}

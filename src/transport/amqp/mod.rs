@@ -43,9 +43,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnection backoff: 50 ms doubling to this, plus jitter, so a broker
 /// that came back is found within about 0.8 s.
 const RETRY_CAP: Duration = Duration::from_millis(400);
-/// Bodies larger than this are dropped (and acknowledged): RabbitMQ itself
-/// accepts up to 128 MiB, a chat client never needs it.
-const MAX_BODY: usize = 16 * 1024 * 1024;
 /// How often a live link re-reads its queue's depth for `/healthz`.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
@@ -279,6 +276,12 @@ pub struct LinkTask {
     /// Connected clients of the node (a durable queue is consumed only while > 0).
     pub presence: watch::Receiver<usize>,
     pub outbox: usize,
+    /// Largest body delivered to the node (its `limits.max_message_bytes`:
+    /// no more than a client may send it); larger ones are refused.
+    /// lapin has no cap of its own: it gathers a whole body, frame by frame
+    /// (each at most frame_max), before handing it over, so the check can
+    /// only come after the read; RabbitMQ bounds it (`max_message_size`).
+    pub max_body: usize,
 }
 
 /// A rewiring for the link's task, and where it answers.
@@ -672,6 +675,20 @@ impl Runner {
             .await
     }
 
+    /// Counts a delivery that is over the size limit or not UTF-8; logs the
+    /// first few and then at powers of two, as a flood must not flood the log.
+    fn refused(&self, size: usize) {
+        let refused = self.task.status.add_rejected();
+        if refused <= 4 || refused.is_power_of_two() {
+            let (node, limit) = (&self.task.node, self.task.max_body);
+            let broker = &self.task.status.address;
+            tracing::warn!(
+                node = %node, broker = %broker, size, limit, refused,
+                "amqp delivery refused: body over the limit or not UTF-8"
+            );
+        }
+    }
+
     /// One delivery: an echo or a bad body is acknowledged and dropped; one
     /// that finds no client on a durable node is requeued; the rest go to
     /// the router, which acknowledges them once the hub has them. False
@@ -684,10 +701,15 @@ impl Runner {
     ) -> bool {
         let tag = delivery.delivery_tag;
         let echo = delivery.properties.app_id().as_ref() == Some(&self.app_id);
-        let text = (delivery.data.len() <= MAX_BODY && !echo)
+        let size = delivery.data.len();
+        let text = (!echo && size <= self.task.max_body)
             .then(|| String::from_utf8(delivery.data).ok())
             .flatten();
         let Some(text) = text else {
+            if !echo {
+                self.refused(size);
+            }
+            // Acknowledged, so RabbitMQ does not bring it again.
             let options = BasicAckOptions::default();
             return session.channel.basic_ack(tag, options).await.is_ok();
         };
