@@ -134,7 +134,7 @@ async fn a_burst_across_a_broker_kill_loses_nothing() {
         .expect("start failed");
     let mut a = Client::connect(pa).await;
     let mut at_kill = None;
-    for (n, batch) in (0..N).collect::<Vec<_>>().chunks(BATCH).enumerate() {
+    for batch in (0..N).collect::<Vec<_>>().chunks(BATCH) {
         for i in batch {
             a.send(&format!("m{i}")).await;
         }
@@ -142,13 +142,15 @@ async fn a_burst_across_a_broker_kill_loses_nothing() {
         for i in batch {
             assert_eq!(a.recv().await, format!("m{i}"));
         }
-        if n == 3 {
-            let link = amqp_link(pa).await;
-            at_kill = Some((link["sent"].as_u64(), link["unconfirmed"].as_u64()));
+        // The kill once some are published and not yet confirmed.
+        let link = amqp_link(pa).await;
+        let in_flight = link["unconfirmed"].as_u64().unwrap_or(0);
+        if at_kill.is_none() && in_flight > 0 {
+            at_kill = Some((batch[BATCH - 1] + 1, link["sent"].as_u64(), in_flight));
             rabbit.kill();
         }
     }
-    let (confirmed, in_flight) = at_kill.unwrap();
+    let (sent, confirmed, in_flight) = at_kill.expect("never a message in flight to kill");
     wait_until("a's amqp link down", LIMIT, || async {
         match amqp_link(pa).await["state"].as_str() {
             Some("down") => Ok(()),
@@ -158,9 +160,8 @@ async fn a_burst_across_a_broker_kill_loses_nothing() {
     .await;
     let held = amqp_link(pa).await["outbox"]["queued"].as_u64();
     eprintln!(
-        "at the kill: {confirmed:?} confirmed, {in_flight:?} unconfirmed of {} sent by the client; \
-         once down, {held:?} wait in the outbox",
-        4 * BATCH
+        "at the kill: {confirmed:?} confirmed, {in_flight} unconfirmed of {sent} sent by the client; \
+         once down, {held:?} wait in the outbox"
     );
     rabbit.restart();
     rabbit.wait_ready().await;
