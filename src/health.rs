@@ -74,6 +74,10 @@ pub struct HealthLink {
     /// AMQP only: messages handed to RabbitMQ and not yet confirmed by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unconfirmed: Option<u64>,
+    /// AMQP only: deliveries dropped as repeats of one already handed on
+    /// (published again after a lost confirmation, or delivered again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<u64>,
 }
 
 /// How a Redis subscription is named in `via` and in the drawing's edge
@@ -155,6 +159,7 @@ mod tests {
                     outbox: None,
                     queue_depth: None,
                     unconfirmed: None,
+                    repeated: None,
                 },
                 HealthLink {
                     kind: LinkKind::Redis,
@@ -178,6 +183,7 @@ mod tests {
                     }),
                     queue_depth: None,
                     unconfirmed: None,
+                    repeated: None,
                 },
             ],
             messages: Messages {

@@ -550,6 +550,7 @@ mod tests {
                     outbox: None,
                     queue_depth: None,
                     unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };
@@ -568,6 +569,7 @@ mod tests {
                     outbox: None,
                     queue_depth: None,
                     unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };

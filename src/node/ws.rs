@@ -301,6 +301,8 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
                 unconfirmed: (l.kind == LinkKind::Amqp)
                     .then(|| l.unconfirmed.load(std::sync::atomic::Ordering::Relaxed)),
+                repeated: (l.kind == LinkKind::Amqp)
+                    .then(|| l.repeated.load(std::sync::atomic::Ordering::Relaxed)),
                 outbox: broker.then(|| OutboxHealth {
                     queued: l.outbox.queued(),
                     dropped: l.outbox.dropped(),

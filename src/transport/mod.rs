@@ -140,6 +140,8 @@ pub struct LinkStatus {
     /// AMQP: messages handed to RabbitMQ and not yet confirmed (publisher
     /// confirms); 0 while the link is down (they wait in the outbox then).
     pub unconfirmed: AtomicU64,
+    /// AMQP: deliveries dropped as repeats (see `amqp::dedup`).
+    pub repeated: AtomicU64,
     /// AMQP: messages RabbitMQ dropped from the node's durable queue
     /// (`max_length`), counted through the queue's dead-letter companion.
     pub dropped: AtomicU64,
@@ -162,6 +164,7 @@ impl LinkStatus {
             outbox: outbox::OutboxStats::default(),
             queue_depth: AtomicU64::new(u64::MAX),
             unconfirmed: AtomicU64::new(0),
+            repeated: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             zmtp: Default::default(),

@@ -31,14 +31,16 @@ impl OutboxStats {
     }
 }
 
+/// Messages in order; `T` is the text, or the text with what a link keeps
+/// beside it (AMQP: its sequence number).
 #[derive(Debug)]
-pub struct Outbox {
-    queue: VecDeque<Text>,
+pub struct Outbox<T = Text> {
+    queue: VecDeque<T>,
     limit: usize,
 }
 
-impl Outbox {
-    pub fn new(limit: usize) -> Outbox {
+impl<T: Clone> Outbox<T> {
+    pub fn new(limit: usize) -> Outbox<T> {
         Outbox {
             // Grown only while the link is down: reserved up front, 1,024
             // slots cost 32 KiB per Redis link that may never need them.
@@ -57,7 +59,7 @@ impl Outbox {
 
     /// Keeps `text` at the back; when full, drops the oldest. Returns how
     /// many were dropped (0 or 1).
-    pub fn hold(&mut self, text: Text, stats: &OutboxStats) -> u64 {
+    pub fn hold(&mut self, text: T, stats: &OutboxStats) -> u64 {
         let mut dropped = 0;
         if self.queue.len() >= self.limit {
             dropped = 1;
@@ -89,12 +91,12 @@ impl Outbox {
     }
 
     /// Copies of the oldest `n` messages, for one publication attempt.
-    pub fn peek(&self, n: usize) -> Vec<Text> {
+    pub fn peek(&self, n: usize) -> Vec<T> {
         self.queue.iter().take(n).cloned().collect()
     }
 
     /// Takes the oldest message out to publish it (counted as flushed).
-    pub fn take_front(&mut self, stats: &OutboxStats) -> Option<Text> {
+    pub fn take_front(&mut self, stats: &OutboxStats) -> Option<T> {
         let text = self.queue.pop_front()?;
         stats.flushed.fetch_add(1, Ordering::Relaxed);
         stats
@@ -108,7 +110,7 @@ impl Outbox {
     /// more than the limit, the oldest go (counted). Returns how many went.
     pub fn restore_front(
         &mut self,
-        texts: impl DoubleEndedIterator<Item = Text>,
+        texts: impl DoubleEndedIterator<Item = T>,
         stats: &OutboxStats,
     ) -> u64 {
         for text in texts.rev() {

@@ -406,3 +406,55 @@ async fn an_oversize_body_is_refused_counted_and_the_node_goes_on() {
     let _ = connection.close(200, "done").await;
     cleanup(&[&exchange], &[&queue]).await;
 }
+
+/// Repeats are dropped at the receiver: a publication that comes twice
+/// with the same sender (`app_id`) and `message_id` (what a link does when
+/// a confirmation was lost) reaches b's client once; a lower sequence is a
+/// repeat too; another boot nonce, or a message without an id, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_that_comes_twice_is_delivered_once() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    let exchange = rabbit::unique("repeats");
+    let pb = port();
+    let (running, _) = start(&file(&[node("b", pb, &format!("exchange: {exchange}"))])).await;
+    let mut b = Client::connect(pb).await;
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let sends: [(&str, Option<&str>); 7] = [
+        ("one", Some("00000000000000aa-1")),
+        ("one", Some("00000000000000aa-1")),
+        ("two", Some("00000000000000aa-2")),
+        ("one", Some("00000000000000aa-1")),
+        ("rebooted", Some("00000000000000bb-0")),
+        ("no id", None),
+        ("no id", None),
+    ];
+    for (body, id) in sends {
+        let mut properties = BasicProperties::default().with_app_id("topo:x".into());
+        if let Some(id) = id {
+            properties = properties.with_message_id(id.into());
+        }
+        channel
+            .basic_publish(
+                &exchange,
+                "chat",
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties,
+            )
+            .await
+            .unwrap();
+    }
+    for expected in ["one", "two", "rebooted", "no id", "no id"] {
+        assert_eq!(b.recv().await, expected);
+    }
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(health(pb).await["links"][0]["repeated"], 2);
+    let _ = connection.close(200, "done").await;
+    running.shutdown().await;
+    cleanup(&[&exchange], &[]).await;
+}

@@ -142,6 +142,7 @@ nodes:
                 outbox: None,
                 queue_depth: Some(0),
                 unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

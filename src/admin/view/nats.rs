@@ -101,6 +101,7 @@ nodes:
                 outbox: None,
                 queue_depth: None,
                 unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

@@ -3,7 +3,7 @@
 //! awaited all together (not one round trip per message). A session that
 //! ends gives the unconfirmed messages back, in order, to go out again.
 
-use super::super::Text;
+use super::Pending;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 const MIN_WINDOW: usize = 64;
 
 pub struct Unconfirmed {
-    /// Parallel to `confirms`: the text of each pending confirmation.
-    texts: VecDeque<Text>,
+    /// Parallel to `confirms`: the message of each pending confirmation.
+    texts: VecDeque<Pending>,
     confirms: FuturesOrdered<PublisherConfirm>,
     limit: usize,
 }
@@ -42,14 +42,14 @@ impl Unconfirmed {
         self.texts.len()
     }
 
-    pub fn push(&mut self, text: Text, confirm: PublisherConfirm) {
+    pub fn push(&mut self, text: Pending, confirm: PublisherConfirm) {
         self.texts.push_back(text);
         self.confirms.push_back(confirm);
     }
 
     /// The oldest message's fate, once RabbitMQ (or the channel's end)
     /// decided it. Pending while the window is empty.
-    pub async fn next(&mut self) -> (Text, lapin::Result<Confirmation>) {
+    pub async fn next(&mut self) -> (Pending, lapin::Result<Confirmation>) {
         match self.confirms.next().await {
             Some(result) => {
                 let text = self.texts.pop_front().expect("one text per confirmation");
@@ -59,8 +59,8 @@ impl Unconfirmed {
         }
     }
 
-    /// Empties the window: its texts, oldest first.
-    pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Text> {
+    /// Empties the window: its messages, oldest first.
+    pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Pending> {
         self.confirms = FuturesOrdered::new();
         self.texts.drain(..)
     }

@@ -10,9 +10,14 @@
 //! that arrives when the last client has just left is requeued. The node's
 //! own messages come back through its queue and are recognised by their
 //! `app_id` (`topo:<node>`), so the body stays the chat text unchanged.
+//! Publications are confirmed by RabbitMQ ([`confirms`]); what is not
+//! when a connection dies is published again, and receivers drop such
+//! repeats ([`dedup`]). A durable queue's `max_length` drops are
+//! dead-lettered to a companion queue and counted.
 //! Never logs the connection string: only the redacted URL.
 
 mod confirms;
+mod dedup;
 
 use super::outbox::Outbox;
 use super::queue::QueuedOutbound;
@@ -333,11 +338,24 @@ impl LinkTask {
     }
 }
 
+/// A message on its way out, with its place in this link's sequence (its
+/// `message_id`, kept when it is published again).
+#[derive(Clone, Debug)]
+pub struct Pending {
+    seq: u64,
+    text: Text,
+}
+
 struct Runner {
     task: LinkTask,
     publish: mpsc::Receiver<Text>,
     rewires: mpsc::Receiver<Rewire>,
-    outbox: Outbox,
+    outbox: Outbox<Pending>,
+    /// This link's boot nonce and its next sequence number.
+    nonce: u64,
+    next_seq: u64,
+    /// What each sender's last delivery handed on was (repeats are dropped).
+    seen: dedup::Seen,
     acks_tx: mpsc::UnboundedSender<u64>,
     acks: mpsc::UnboundedReceiver<u64>,
     app_id: ShortString,
@@ -361,6 +379,9 @@ impl Runner {
             app_id: format!("topo:{}", task.node).into(),
             consumer_tag: format!("topo-{}", task.node),
             outbox: Outbox::new(task.outbox),
+            nonce: dedup::boot_nonce(),
+            next_seq: 0,
+            seen: dedup::Seen::default(),
             task,
             publish,
             rewires,
@@ -427,9 +448,17 @@ impl Runner {
         }
     }
 
+    /// Numbers `text`, the next of this link's sequence.
+    fn number(&mut self, text: Text) -> Pending {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Pending { seq, text }
+    }
+
     fn hold(&mut self, text: Text) {
+        let pending = self.number(text);
         let stats = &self.task.status.outbox;
-        self.outbox.hold(text, stats);
+        self.outbox.hold(pending, stats);
     }
 
     /// Runs one session: publishes, consumes (while allowed), acknowledges.
@@ -496,14 +525,14 @@ impl Runner {
             }
             // What waited (or came back unconfirmed) goes out before anything new.
             while window.has_room() {
-                let Some(text) = self.outbox.take_front(&status.outbox) else {
+                let Some(pending) = self.outbox.take_front(&status.outbox) else {
                     break;
                 };
-                match self.send(session, &text).await {
-                    Ok(confirm) => window.push(text, confirm),
+                match self.send(session, &pending).await {
+                    Ok(confirm) => window.push(pending, confirm),
                     Err(_) => {
                         self.outbox
-                            .restore_front(std::iter::once(text), &status.outbox);
+                            .restore_front(std::iter::once(pending), &status.outbox);
                         return End::Lost;
                     }
                 }
@@ -551,12 +580,15 @@ impl Runner {
                         return End::Lost;
                     }
                 }
-                (text, confirmation) = window.next(), if !window.is_empty() => match confirmation {
+                (pending, confirmation) = window.next(), if !window.is_empty() => match confirmation {
                     Ok(Confirmation::Nack(_)) => {
                         // Not taken: out again, ahead of anything new (after
-                        // those already in flight, so order is not kept here).
+                        // those already in flight, so order is not kept
+                        // here), with a new number: receivers may have
+                        // handed on later ones, and would take it for a repeat.
                         tracing::debug!("amqp: a publication was refused (nack), publishing it again");
-                        self.outbox.restore_front(std::iter::once(text), &status.outbox);
+                        let again = self.number(pending.text);
+                        self.outbox.restore_front(std::iter::once(again), &status.outbox);
                     }
                     Ok(_) => {
                         self.task.counters.add_out(1);
@@ -564,19 +596,22 @@ impl Runner {
                     }
                     Err(_) => {
                         // The oldest unconfirmed: back first, then the rest.
-                        let back = std::iter::once(text).chain(window.drain());
+                        let back = std::iter::once(pending).chain(window.drain());
                         self.outbox.restore_front(back, &status.outbox);
                         return End::Lost;
                     }
                 },
                 text = self.publish.recv(), if take_new => match text {
-                    Some(text) => match self.send(session, &text).await {
-                        Ok(confirm) => window.push(text, confirm),
-                        Err(_) => {
-                            self.hold(text);
-                            return End::Lost;
+                    Some(text) => {
+                        let pending = self.number(text);
+                        match self.send(session, &pending).await {
+                            Ok(confirm) => window.push(pending, confirm),
+                            Err(_) => {
+                                self.outbox.hold(pending, &status.outbox);
+                                return End::Lost;
+                            }
                         }
-                    },
+                    }
                     None => return End::Cancelled,
                 },
                 delivery = next_dropped => match delivery {
@@ -655,13 +690,18 @@ impl Runner {
         Ok(Some(consumer))
     }
 
-    /// Hands `text` to RabbitMQ; it counts as sent once confirmed.
-    async fn send(&self, session: &Session, text: &Text) -> Result<PublisherConfirm, lapin::Error> {
+    /// Hands `pending` to RabbitMQ; it counts as sent once confirmed.
+    async fn send(
+        &self,
+        session: &Session,
+        pending: &Pending,
+    ) -> Result<PublisherConfirm, lapin::Error> {
         // Persistent whatever this node's own queue: a receiver's durable
         // queue keeps it across a broker restart only then (RabbitMQ writes
         // nothing for the transient queues).
         let properties = BasicProperties::default()
             .with_app_id(self.app_id.clone())
+            .with_message_id(dedup::message_id((self.nonce, pending.seq)).into())
             .with_delivery_mode(2);
         session
             .channel
@@ -669,7 +709,7 @@ impl Runner {
                 &self.task.link.exchange,
                 &self.task.link.publish,
                 BasicPublishOptions::default(),
-                text.as_bytes(),
+                pending.text.as_bytes(),
                 properties,
             )
             .await
@@ -694,13 +734,21 @@ impl Runner {
     /// the router, which acknowledges them once the hub has them. False
     /// when the channel failed.
     async fn received(
-        &self,
+        &mut self,
         session: &Session,
         delivery: lapin::message::Delivery,
         cancel: &CancellationToken,
     ) -> bool {
         let tag = delivery.delivery_tag;
         let echo = delivery.properties.app_id().as_ref() == Some(&self.app_id);
+        // Who sent it and which of theirs it is, when a topo link did.
+        let sender = delivery.properties.app_id().clone();
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .and_then(|id| dedup::parse(id.as_str()));
+        let origin = sender.zip(id);
         let size = delivery.data.len();
         let text = (!echo && size <= self.task.max_body)
             .then(|| String::from_utf8(delivery.data).ok())
@@ -713,9 +761,22 @@ impl Runner {
             let options = BasicAckOptions::default();
             return session.channel.basic_ack(tag, options).await.is_ok();
         };
+        if let Some((sender, id)) = &origin
+            && self.seen.is_repeat(sender.as_str(), *id)
+        {
+            // Handed on once already: published again after a lost
+            // confirmation, or delivered again after a lost acknowledgement.
+            tracing::debug!(sender = %sender, "amqp: a repeated delivery dropped");
+            self.task.status.repeated.fetch_add(1, Ordering::Relaxed);
+            let options = BasicAckOptions::default();
+            return session.channel.basic_ack(tag, options).await.is_ok();
+        }
         if self.task.link.queue.is_some() && *self.task.presence.borrow() == 0 {
             let options = BasicRejectOptions { requeue: true };
             return session.channel.basic_reject(tag, options).await.is_ok();
+        }
+        if let Some((sender, id)) = &origin {
+            self.seen.record(sender.as_str(), *id);
         }
         self.task.status.add_received();
         let message = Received {
