@@ -185,6 +185,22 @@ mod tests {
                     unconfirmed: None,
                     repeated: None,
                 },
+                HealthLink {
+                    kind: LinkKind::Amqp,
+                    endpoint: None,
+                    broker: Some("amqp://127.0.0.1:5672".into()),
+                    state: LinkState::Down,
+                    sent: 13,
+                    received: 14,
+                    peers: None,
+                    rejected: Some(15),
+                    dropped: Some(16),
+                    via: None,
+                    outbox: Some(OutboxHealth::default()),
+                    queue_depth: Some(17),
+                    unconfirmed: Some(18),
+                    repeated: Some(19),
+                },
             ],
             messages: Messages {
                 incoming: 10,
@@ -200,7 +216,10 @@ mod tests {
                 r#"{"kind":"zmq-sub","endpoint":"tcp://127.0.0.1:5001","state":"connecting","sent":0,"received":4,"#,
                 r#""peers":1,"rejected":2,"dropped":3},"#,
                 r#"{"kind":"redis","broker":"redis://127.0.0.1:6379/0","state":"up","sent":5,"received":6,"#,
-                r#""via":{"z":1,"a":2},"outbox":{"queued":7,"dropped":8,"flushed":9}}],"#,
+                r#""via":{"z":1,"a":2},"outbox":{"queued":7,"dropped":8,"flushed":9}},"#,
+                r#"{"kind":"amqp","broker":"amqp://127.0.0.1:5672","state":"down","sent":13,"received":14,"#,
+                r#""rejected":15,"dropped":16,"outbox":{"queued":0,"dropped":0,"flushed":0},"#,
+                r#""queue_depth":17,"unconfirmed":18,"repeated":19}],"#,
                 r#""messages":{"in":10,"out":11},"pid":12}"#
             )
         );
@@ -209,6 +228,7 @@ mod tests {
             LinkKind::ZmqPub,
             LinkKind::ZmqSub,
             LinkKind::Redis,
+            LinkKind::Amqp,
             LinkKind::Nats,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
