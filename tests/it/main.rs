@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod errors;
 mod external;
+mod faults_amqp;
 mod faults_redis;
 mod faults_ws;
 mod faults_zmq;
