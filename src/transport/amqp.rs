@@ -52,6 +52,8 @@ const DEPTH_EVERY: Duration = Duration::from_secs(1);
 pub enum LinkError {
     #[error(transparent)]
     CertificateAuthority(#[from] crate::config::read::ReadError),
+    #[error("{file}: {why}")]
+    BadCertificateAuthority { file: String, why: String },
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
     #[error("timed out")]
@@ -93,6 +95,29 @@ async fn refresh_depth(session: &Session, status: &LinkStatus) -> Result<(), Lin
     Ok(())
 }
 
+/// Checks a `ca:` bundle as the TLS stack will read it. lapin's stack skips
+/// what it cannot parse without a word, which would turn a broken file
+/// into an unknown-issuer failure naming the server instead of the file.
+/// (The file may have changed since validation, which only looks for PEM.)
+fn check_authority(file: &std::path::Path, pem: &[u8]) -> Result<(), LinkError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |why: String| LinkError::BadCertificateAuthority {
+        file: file.display().to_string(),
+        why,
+    };
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (usable, unusable) = roots.add_parsable_certificates(certificates);
+    if usable == 0 {
+        return Err(bad(format!(
+            "no usable certificate authority in it ({unusable} unreadable)"
+        )));
+    }
+    Ok(())
+}
+
 /// Connects, declares and binds; the error text never holds the password.
 pub async fn connect(link: &AmqpWiring) -> Result<Session, LinkError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, open(link)).await {
@@ -103,8 +128,15 @@ pub async fn connect(link: &AmqpWiring) -> Result<Session, LinkError> {
 
 async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
+    if link.url.tls {
+        // rustls needs one process-wide crypto provider (the first call
+        // wins); without it lapin's I/O thread panics and the connection
+        // only times out.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     if let (true, Some(ca)) = (link.url.tls, &link.url.ca) {
         let pem = crate::config::read::read_certificate(ca)?;
+        check_authority(ca, &pem)?;
         tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
     }
     let secret = link.url.connection_string();

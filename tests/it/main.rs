@@ -4,6 +4,7 @@ mod admin_live;
 mod amqp;
 mod amqp_live;
 mod amqp_outage;
+mod amqp_tls;
 mod bench;
 mod browser;
 mod chat;
