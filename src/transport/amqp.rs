@@ -126,21 +126,26 @@ pub async fn connect(link: &AmqpWiring) -> Result<Session, LinkError> {
     }
 }
 
-async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
+/// Connects to `url`: over TLS for `amqps://`, trusting its `ca:` if any.
+async fn dial(url: &crate::model::AmqpUrl) -> Result<Connection, LinkError> {
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
-    if link.url.tls {
+    if url.tls {
         // rustls needs one process-wide crypto provider (the first call
         // wins); without it lapin's I/O thread panics and the connection
         // only times out.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    if let (true, Some(ca)) = (link.url.tls, &link.url.ca) {
+    if let (true, Some(ca)) = (url.tls, &url.ca) {
         let pem = crate::config::read::read_certificate(ca)?;
         check_authority(ca, &pem)?;
         tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
     }
-    let secret = link.url.connection_string();
-    let connection = Connection::connect_with_config(&secret, properties(), tls).await?;
+    let secret = url.connection_string();
+    Ok(Connection::connect_with_config(&secret, properties(), tls).await?)
+}
+
+async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
+    let connection = dial(&link.url).await?;
     let events = Box::pin(connection.events_listener());
     let channel = connection.create_channel().await?;
     let kind = match link.kind {
@@ -709,8 +714,7 @@ impl Declared {
     /// Deletes them, best effort (the server may be gone).
     pub async fn delete(self) {
         let work = async {
-            let secret = self.url.connection_string();
-            let connection = Connection::connect(&secret, properties()).await.ok()?;
+            let connection = dial(&self.url).await.ok()?;
             let channel = connection.create_channel().await.ok()?;
             for queue in &self.queues {
                 let _ = channel

@@ -67,7 +67,11 @@ async fn nodes_chat_over_amqps_trusting_the_brokers_ca_and_refuse_any_other_serv
     let http = [port(), port()];
     let url = rabbit.tls_url("127.0.0.1");
     let file = topology_file(dir.path(), "tls.yaml", &url, "ca.pem", &http);
-    let running = tokio::time::timeout(LIMIT, Running::start(&topology(&file)))
+    // As `topo test --run` does: a per-run exchange, deleted after, over TLS too.
+    let mut isolated = topology(&file);
+    let declared = topo::transport::amqp::isolate(&mut isolated);
+    let exchange = isolated.nodes[0].amqp.as_ref().unwrap().exchange.clone();
+    let running = tokio::time::timeout(LIMIT, Running::start(&isolated))
         .await
         .expect("start timed out")
         .expect("nodes start over TLS");
@@ -87,6 +91,20 @@ async fn nodes_chat_over_amqps_trusting_the_brokers_ca_and_refuse_any_other_serv
     assert_eq!(b.recv().await, "and back");
     assert_eq!(a.recv().await, "and back");
     running.shutdown().await;
+    for d in declared {
+        d.delete().await;
+    }
+    // Looked up on the plain listener: a passive declare of a gone exchange fails.
+    let plain = crate::rabbit::connect_to(&rabbit.url()).await;
+    let channel = plain.create_channel().await.unwrap();
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let kind = lapin::ExchangeKind::Fanout;
+    let table = lapin::types::FieldTable::default();
+    let looked = channel.exchange_declare(&exchange, kind, passive, table);
+    assert!(looked.await.is_err(), "{exchange} was not deleted");
 
     // (b) Another CA: `topo up` fails at once naming the node and the
     // broker, and prints no password, even at debug level.
