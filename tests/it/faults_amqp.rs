@@ -75,7 +75,7 @@ async fn broker_down_holds_an_amqp_link_until_let_go_then_flushes_in_order() {
             .await
             .expect("switch")
     };
-    assert_eq!(set(&down, true).await, [down.clone()]);
+    assert_eq!(set(&down, true).await, std::slice::from_ref(&down));
     // The switch answers once the session is closed: down at once.
     assert_eq!(amqp_link(pa).await.0, "down");
     for i in 0..HELD {
