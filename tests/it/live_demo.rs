@@ -159,6 +159,7 @@ async fn the_broker_down_button_holds_an_amqp_node_down_and_lets_it_back() {
     wait_admin(&up).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     browse(&chromium, "amqp_broker_down.mjs", &up, &[], &shots).await;
+    up.wait_log("fault switch off: node a", 1).await;
     let log = up.log();
     for what in [
         "amqp link held down (fault switch)",
