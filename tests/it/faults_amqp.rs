@@ -98,10 +98,17 @@ async fn broker_down_holds_an_amqp_link_until_let_go_then_flushes_in_order() {
     );
     assert_eq!(amqp_link(pa).await.0, "down");
 
+    let let_go = std::time::Instant::now();
     assert_eq!(set(&down, false).await, []);
     for i in 0..HELD {
         assert_eq!(b.recv().await, format!("held-{i}"));
     }
+    let flushed = let_go.elapsed();
+    eprintln!("amqp broker up: the outbox of {HELD} reached b {flushed:?} after the switch");
+    assert!(
+        flushed <= Duration::from_secs(2),
+        "flushed after {flushed:?}"
+    );
     amqp_state_is(pa, "up").await;
     stop.store(true, Ordering::Relaxed);
     let states = tokio::time::timeout(LIMIT, watch).await.unwrap().unwrap();
