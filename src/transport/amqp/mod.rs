@@ -14,6 +14,9 @@
 //! when a connection dies is published again, and receivers drop such
 //! repeats ([`dedup`]). A durable queue's `max_length` drops are
 //! dead-lettered to a companion queue and counted.
+//! The fault switch "broker down" ([`AmqpControl::sever`]) closes the
+//! session and keeps the task from reconnecting until it is let go: the
+//! link then behaves as in a real outage (down, outbox, flush on return).
 //! Never logs the connection string: only the redacted URL.
 
 mod confirms;
@@ -56,6 +59,8 @@ const DEPTH_EVERY: Duration = Duration::from_secs(1);
 pub enum LinkError {
     #[error(transparent)]
     CertificateAuthority(#[from] crate::config::read::ReadError),
+    #[error("{file}: {why}")]
+    BadCertificateAuthority { file: String, why: String },
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
     #[error("timed out")]
@@ -116,6 +121,29 @@ async fn refresh_depth(session: &Session, status: &LinkStatus) -> Result<(), Lin
     Ok(())
 }
 
+/// Checks a `ca:` bundle as the TLS stack will read it. lapin's stack skips
+/// what it cannot parse without a word, which would turn a broken file
+/// into an unknown-issuer failure naming the server instead of the file.
+/// (The file may have changed since validation, which only looks for PEM.)
+fn check_authority(file: &std::path::Path, pem: &[u8]) -> Result<(), LinkError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |why: String| LinkError::BadCertificateAuthority {
+        file: file.display().to_string(),
+        why,
+    };
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (usable, unusable) = roots.add_parsable_certificates(certificates);
+    if usable == 0 {
+        return Err(bad(format!(
+            "no usable certificate authority in it ({unusable} unreadable)"
+        )));
+    }
+    Ok(())
+}
+
 /// Connects, declares and binds; the error text never holds the password.
 pub async fn connect(link: &AmqpWiring) -> Result<Session, LinkError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, open(link)).await {
@@ -124,14 +152,26 @@ pub async fn connect(link: &AmqpWiring) -> Result<Session, LinkError> {
     }
 }
 
-async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
+/// Connects to `url`: over TLS for `amqps://`, trusting its `ca:` if any.
+async fn dial(url: &crate::model::AmqpUrl) -> Result<Connection, LinkError> {
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
-    if let (true, Some(ca)) = (link.url.tls, &link.url.ca) {
+    if url.tls {
+        // rustls needs one process-wide crypto provider (the first call
+        // wins); without it lapin's I/O thread panics and the connection
+        // only times out.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    if let (true, Some(ca)) = (url.tls, &url.ca) {
         let pem = crate::config::read::read_certificate(ca)?;
+        check_authority(ca, &pem)?;
         tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
     }
-    let secret = link.url.connection_string();
-    let connection = Connection::connect_with_config(&secret, properties(), tls).await?;
+    let secret = url.connection_string();
+    Ok(Connection::connect_with_config(&secret, properties(), tls).await?)
+}
+
+async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
+    let connection = dial(&link.url).await?;
     let events = Box::pin(connection.events_listener());
     let channel = connection.create_channel().await?;
     let kind = match link.kind {
@@ -271,6 +311,13 @@ fn precondition_failed(error: &lapin::Error) -> Option<String> {
     }
 }
 
+/// Closes a session, bounded: a broker that does not answer is left to
+/// the dropped connection.
+async fn close(session: &Session, why: &str) {
+    let closing = session.connection.close(200, why);
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, closing).await;
+}
+
 /// What the link's task needs besides its session.
 pub struct LinkTask {
     pub node: String,
@@ -292,10 +339,16 @@ pub struct LinkTask {
 /// A rewiring for the link's task, and where it answers.
 type Rewire = (AmqpWiring, oneshot::Sender<Result<(), LinkError>>);
 
+/// The fault switch for the link's task (on: hold down), and where it
+/// answers whether the switch moved.
+type Sever = (bool, oneshot::Sender<bool>);
+
 /// Rewires a running AMQP link in place (hot reload): bindings, routing
 /// key, prefetch; same server, exchange and queue (else it is replaced).
+/// Also holds it down for the "broker down" fault switch.
 pub struct AmqpControl {
     tx: mpsc::Sender<Rewire>,
+    severs: mpsc::Sender<Sever>,
 }
 
 impl AmqpControl {
@@ -308,6 +361,21 @@ impl AmqpControl {
             return Ok(()); // the link is stopping; nothing left to rewire
         }
         answer.await.unwrap_or(Ok(()))
+    }
+
+    /// Holds the link down (`true`) as if the broker were unreachable:
+    /// the session is closed (an exclusive queue goes with it, a durable
+    /// one keeps what arrives), the link reads `down` and what the node
+    /// sends waits in the outbox. `false` lets it reconnect, which flushes
+    /// the outbox. Answers once the task took it (with `true` the session
+    /// is closed by then, so `/healthz` already reads down), and whether
+    /// the switch moved.
+    pub async fn sever(&self, on: bool) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.severs.send((on, reply)).await.is_err() {
+            return false; // the link is stopping
+        }
+        answer.await.unwrap_or(false)
     }
 }
 
@@ -324,17 +392,18 @@ impl LinkTask {
         impl Future<Output = ()> + Send + 'static,
     ) {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        // One rewiring at a time (the node's wiring lock).
+        // One rewiring or switch at a time (the node's wiring lock).
         let (control, rewires) = mpsc::channel(1);
+        let (sever, severs) = mpsc::channel(1);
         let task = async move {
-            let mut runner = Runner::new(self, rx, rewires);
+            let mut runner = Runner::new(self, rx, rewires, severs);
             runner.run(Some(session), cancel).await;
         };
-        (
-            QueuedOutbound::new(Origin::Amqp, tx),
-            AmqpControl { tx: control },
-            task,
-        )
+        let control = AmqpControl {
+            tx: control,
+            severs: sever,
+        };
+        (QueuedOutbound::new(Origin::Amqp, tx), control, task)
     }
 }
 
@@ -350,6 +419,9 @@ struct Runner {
     task: LinkTask,
     publish: mpsc::Receiver<Text>,
     rewires: mpsc::Receiver<Rewire>,
+    severs: mpsc::Receiver<Sever>,
+    /// The fault switch is on: no session until it is let go.
+    severed: bool,
     outbox: Outbox<Pending>,
     /// This link's boot nonce and its next sequence number.
     nonce: u64,
@@ -366,6 +438,8 @@ struct Runner {
 enum End {
     Cancelled,
     Lost,
+    /// Closed for the fault switch.
+    Severed,
 }
 
 impl Runner {
@@ -373,6 +447,7 @@ impl Runner {
         task: LinkTask,
         publish: mpsc::Receiver<Text>,
         rewires: mpsc::Receiver<Rewire>,
+        severs: mpsc::Receiver<Sever>,
     ) -> Runner {
         let (acks_tx, acks) = mpsc::unbounded_channel();
         Runner {
@@ -385,6 +460,8 @@ impl Runner {
             task,
             publish,
             rewires,
+            severs,
+            severed: false,
             acks_tx,
             acks,
         }
@@ -407,18 +484,63 @@ impl Runner {
                     tracing::warn!(broker = %address, "amqp link lost: messages wait in the outbox");
                     self.task.status.set(LinkState::Down);
                 }
+                // Already down: `reconnect` waits for the switch to go off.
+                End::Severed => {}
             }
         }
     }
 
+    /// Takes the fault switch; answers whether it moved. Turning it on
+    /// outside a session needs nothing more: there is none to close, and
+    /// `reconnect` checks the flag before (and after) each attempt.
+    fn switch(&mut self, on: bool, reply: oneshot::Sender<bool>) {
+        let moved = self.severed != on;
+        self.severed = on;
+        if moved {
+            let broker = &self.task.status.address;
+            if on {
+                self.task.status.set(LinkState::Down);
+                tracing::warn!(broker = %broker, "amqp link held down (fault switch): messages wait in the outbox");
+            } else {
+                tracing::info!(broker = %broker, "amqp link let go (fault switch): reconnecting");
+            }
+        }
+        let _ = reply.send(moved);
+    }
+
+    /// While the switch is on: publications go to the outbox, rewirings are
+    /// taken for the next session. `false` when the link is stopping.
+    async fn held(&mut self, cancel: &CancellationToken) -> bool {
+        while self.severed {
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                text = self.publish.recv() => match text {
+                    Some(text) => self.hold(text),
+                    None => return false,
+                },
+                Some((next, reply)) = self.rewires.recv() => {
+                    self.task.link = next;
+                    let _ = reply.send(Ok(()));
+                }
+                Some((on, reply)) = self.severs.recv() => self.switch(on, reply),
+            }
+        }
+        true
+    }
+
     /// Tries again with backoff until connected or cancelled; publications
-    /// meanwhile go to the outbox.
+    /// meanwhile go to the outbox. Never while the fault switch is on.
     async fn reconnect(&mut self, cancel: &CancellationToken) -> Option<Session> {
         let mut delays = backoff(Duration::from_millis(50), RETRY_CAP);
         loop {
+            if !self.held(cancel).await {
+                return None;
+            }
             let link = self.task.link.clone();
             let attempt = async move { connect(&link).await };
             tokio::pin!(attempt);
+            // An attempt is let finish even when the switch goes on
+            // meanwhile: its session is then closed, not left half-open.
             let result = loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
@@ -431,10 +553,15 @@ impl Runner {
                         self.task.link = next;
                         let _ = reply.send(Ok(()));
                     }
+                    Some((on, reply)) = self.severs.recv() => self.switch(on, reply),
                     result = &mut attempt => break result,
                 }
             };
             match result {
+                Ok(session) if self.severed => {
+                    close(&session, "held down by a fault switch").await;
+                    continue;
+                }
                 Ok(session) => {
                     tracing::info!(broker = %self.task.status.address, "amqp link back");
                     return Some(session);
@@ -477,15 +604,38 @@ impl Runner {
         self.outbox.restore_front(window.drain(), &status.outbox);
         status.unconfirmed.store(0, Ordering::Relaxed);
         match end {
-            End::Cancelled => {
-                let _ = session.connection.close(200, "node stopped").await;
-            }
+            End::Cancelled => close(&session, "node stopped").await,
             End::Lost if unconfirmed > 0 => {
                 tracing::info!(unconfirmed, "amqp: unconfirmed messages back in the outbox");
             }
-            End::Lost => {}
+            End::Lost | End::Severed => {}
         }
         end
+    }
+
+    /// Waits (bounded) for the confirmations still due; what RabbitMQ
+    /// refused, or did not confirm in time, goes back to the outbox's front.
+    async fn settle(&mut self, window: &mut Unconfirmed) {
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let mut back = Vec::new();
+        while !window.is_empty() {
+            let Ok((pending, confirmation)) =
+                tokio::time::timeout_at(deadline, window.next()).await
+            else {
+                break;
+            };
+            match confirmation {
+                // A new number, as for a nack in a session (see there).
+                Ok(Confirmation::Nack(_)) => back.push(self.number(pending.text)),
+                Err(_) => back.push(pending),
+                Ok(_) => {
+                    self.task.counters.add_out(1);
+                    self.task.status.add_sent(1);
+                }
+            }
+        }
+        let back = back.into_iter().chain(window.drain());
+        self.outbox.restore_front(back, &self.task.status.outbox);
     }
 
     async fn session_loop(
@@ -574,6 +724,18 @@ impl Runner {
                     if failed {
                         return End::Lost;
                     }
+                }
+                Some((on, reply)) = self.severs.recv() => {
+                    if on && !self.severed {
+                        // What is in flight is confirmed first, so that the
+                        // switch neither loses nor repeats a message; then
+                        // closed before answering: the link reads down.
+                        self.settle(window).await;
+                        close(session, "held down by a fault switch").await;
+                        self.switch(on, reply);
+                        return End::Severed;
+                    }
+                    self.switch(on, reply);
                 }
                 Some(tag) = self.acks.recv() => {
                     if session.channel.basic_ack(tag, BasicAckOptions::default()).await.is_err() {
@@ -848,8 +1010,7 @@ impl Declared {
     /// Deletes them, best effort (the server may be gone).
     pub async fn delete(self) {
         let work = async {
-            let secret = self.url.connection_string();
-            let connection = Connection::connect(&secret, properties()).await.ok()?;
+            let connection = dial(&self.url).await.ok()?;
             let channel = connection.create_channel().await.ok()?;
             for queue in &self.queues {
                 let _ = channel
