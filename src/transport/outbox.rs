@@ -1,6 +1,6 @@
 //! The bounded outbox of a link that is down: messages kept in order until
 //! the link is back, the oldest dropped (and counted) when it is full.
-//! Pure bookkeeping: no sockets, no tasks; the Redis and AMQP links drive it.
+//! Pure bookkeeping: no sockets, no tasks; the broker links drive it.
 
 use super::Text;
 use std::collections::VecDeque;
