@@ -549,6 +549,8 @@ mod tests {
                     via: None,
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };
@@ -566,6 +568,8 @@ mod tests {
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };

@@ -400,6 +400,7 @@ impl Wired {
             status: status.clone(),
             presence: env.router.hub.presence(),
             outbox: new.limits.outbox,
+            max_body: new.limits.max_message_bytes,
         };
         let (handle, control, run) = task.run(session, cancel.clone());
         env.tasks.spawn(run);

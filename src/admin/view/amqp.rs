@@ -141,6 +141,8 @@ nodes:
                 via: None,
                 outbox: None,
                 queue_depth: Some(0),
+                unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

@@ -100,6 +100,8 @@ nodes:
                 via: Some([("chat.a".to_owned(), n)].into_iter().collect()),
                 outbox: None,
                 queue_depth: None,
+                unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

@@ -10,21 +10,31 @@
 //! that arrives when the last client has just left is requeued. The node's
 //! own messages come back through its queue and are recognised by their
 //! `app_id` (`topo:<node>`), so the body stays the chat text unchanged.
+//! Publications are confirmed by RabbitMQ ([`confirms`]); what is not
+//! when a connection dies is published again, and receivers drop such
+//! repeats ([`dedup`]). A durable queue's `max_length` drops are
+//! dead-lettered to a companion queue and counted.
 //! The fault switch "broker down" ([`AmqpControl::sever`]) closes the
 //! session and keeps the task from reconnecting until it is let go: the
 //! link then behaves as in a real outage (down, outbox, flush on return).
 //! Never logs the connection string: only the redacted URL.
+
+mod confirms;
+mod dedup;
 
 use super::outbox::Outbox;
 use super::queue::QueuedOutbound;
 use super::retry::{backoff, sleep_or_cancelled};
 use super::{Ack, Counters, Inbox, LinkState, LinkStatus, Origin, Received, Text};
 use crate::model::{AmqpWiring, ExchangeKind};
+use confirms::Unconfirmed;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use std::sync::Arc;
@@ -41,9 +51,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnection backoff: 50 ms doubling to this, plus jitter, so a broker
 /// that came back is found within about 0.8 s.
 const RETRY_CAP: Duration = Duration::from_millis(400);
-/// Bodies larger than this are dropped (and acknowledged): RabbitMQ itself
-/// accepts up to 128 MiB, a chat client never needs it.
-const MAX_BODY: usize = 16 * 1024 * 1024;
 /// How often a live link re-reads its queue's depth for `/healthz`.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
@@ -58,7 +65,24 @@ pub enum LinkError {
     Amqp(#[from] lapin::Error),
     #[error("timed out")]
     TimedOut,
+    /// RabbitMQ closed the channel with PRECONDITION_FAILED (406) on the
+    /// queue's declaration: it exists with other arguments (declared by a
+    /// topo before dead-lettering, or with another max_length).
+    #[error(
+        "queue `{queue}` already exists with other arguments ({reason}); \
+         delete it (`rabbitmqctl delete_queue {queue}`, which drops what it holds) \
+         or give the node another queue name"
+    )]
+    QueueArguments { queue: String, reason: String },
 }
+
+/// The direct exchange (durable, shared by every node of a server) that a
+/// durable queue dead-letters to, with its own name as the routing key.
+pub const DROPPED_EXCHANGE: &str = "topo.dropped";
+/// At most this many dead-lettered messages wait for their count in a
+/// companion queue (it only fills while no topo serves the node; beyond,
+/// RabbitMQ drops them uncounted).
+const DROPPED_BACKLOG: i64 = 10_000;
 
 /// A connection with the exchange, queue and bindings declared.
 pub struct Session {
@@ -68,6 +92,8 @@ pub struct Session {
     queue: String,
     /// Messages ready in the queue when it was declared.
     depth: u32,
+    /// A durable queue's companion: what `max_length` dropped from it.
+    dropped_queue: Option<String>,
     /// The connection's events; an error means it is gone.
     events: std::pin::Pin<Box<dyn futures_util::Stream<Item = lapin::Event> + Send + Sync>>,
 }
@@ -165,6 +191,10 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
         "x-max-length".into(),
         AMQPValue::LongLongInt(i64::from(link.max_length)),
     );
+    let dropped_queue = match &link.queue {
+        Some(queue) => Some(declare_dropped(&channel, queue, &mut arguments).await?),
+        None => None,
+    };
     let (name, options) = match &link.queue {
         Some(name) => (
             name.as_str(),
@@ -182,7 +212,16 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
             },
         ),
     };
-    let queue = channel.queue_declare(name, options, arguments).await?;
+    let queue = channel
+        .queue_declare(name, options, arguments)
+        .await
+        .map_err(|error| match precondition_failed(&error) {
+            Some(reason) => LinkError::QueueArguments {
+                queue: name.to_owned(),
+                reason,
+            },
+            None => LinkError::Amqp(error),
+        })?;
     let queue_name = queue.name().to_string();
     for key in &link.bind {
         channel
@@ -198,13 +237,78 @@ async fn open(link: &AmqpWiring) -> Result<Session, LinkError> {
     channel
         .basic_qos(link.prefetch, BasicQosOptions::default())
         .await?;
+    // A message counts as sent once RabbitMQ confirms it: one handed over
+    // just before the connection dies is then published again, not lost.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok(Session {
         connection,
         channel,
         queue: queue_name,
         depth: queue.message_count(),
+        dropped_queue,
         events,
     })
+}
+
+/// Declares what counts the drops of durable `queue`: the shared
+/// dead-letter exchange and the queue's companion bound to it, and adds to
+/// `arguments` (the queue's) where to dead-letter. Returns the companion.
+async fn declare_dropped(
+    channel: &Channel,
+    queue: &str,
+    arguments: &mut FieldTable,
+) -> Result<String, lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let direct = lapin::ExchangeKind::Direct;
+    channel
+        .exchange_declare(DROPPED_EXCHANGE, direct, durable, FieldTable::default())
+        .await?;
+    let companion = crate::model::amqp_dropped_queue(queue);
+    let mut bounded = FieldTable::default();
+    bounded.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DROPPED_BACKLOG),
+    );
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel.queue_declare(&companion, options, bounded).await?;
+    let key = queue;
+    let options = QueueBindOptions::default();
+    channel
+        .queue_bind(
+            &companion,
+            DROPPED_EXCHANGE,
+            key,
+            options,
+            FieldTable::default(),
+        )
+        .await?;
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DROPPED_EXCHANGE.into()),
+    );
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(queue.into()),
+    );
+    Ok(companion)
+}
+
+/// RabbitMQ's text when `error` is its PRECONDITION_FAILED (406).
+fn precondition_failed(error: &lapin::Error) -> Option<String> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) if e.get_id() == 406 => {
+            Some(e.get_message().to_string())
+        }
+        _ => None,
+    }
 }
 
 /// Closes a session, bounded: a broker that does not answer is left to
@@ -224,6 +328,12 @@ pub struct LinkTask {
     /// Connected clients of the node (a durable queue is consumed only while > 0).
     pub presence: watch::Receiver<usize>,
     pub outbox: usize,
+    /// Largest body delivered to the node (its `limits.max_message_bytes`:
+    /// no more than a client may send it); larger ones are refused.
+    /// lapin has no cap of its own: it gathers a whole body, frame by frame
+    /// (each at most frame_max), before handing it over, so the check can
+    /// only come after the read; RabbitMQ bounds it (`max_message_size`).
+    pub max_body: usize,
 }
 
 /// A rewiring for the link's task, and where it answers.
@@ -297,6 +407,14 @@ impl LinkTask {
     }
 }
 
+/// A message on its way out, with its place in this link's sequence (its
+/// `message_id`, kept when it is published again).
+#[derive(Clone, Debug)]
+pub struct Pending {
+    seq: u64,
+    text: Text,
+}
+
 struct Runner {
     task: LinkTask,
     publish: mpsc::Receiver<Text>,
@@ -304,7 +422,12 @@ struct Runner {
     severs: mpsc::Receiver<Sever>,
     /// The fault switch is on: no session until it is let go.
     severed: bool,
-    outbox: Outbox,
+    outbox: Outbox<Pending>,
+    /// This link's boot nonce and its next sequence number.
+    nonce: u64,
+    next_seq: u64,
+    /// What each sender's last delivery handed on was (repeats are dropped).
+    seen: dedup::Seen,
     acks_tx: mpsc::UnboundedSender<u64>,
     acks: mpsc::UnboundedReceiver<u64>,
     app_id: ShortString,
@@ -331,6 +454,9 @@ impl Runner {
             app_id: format!("topo:{}", task.node).into(),
             consumer_tag: format!("topo-{}", task.node),
             outbox: Outbox::new(task.outbox),
+            nonce: dedup::boot_nonce(),
+            next_seq: 0,
+            seen: dedup::Seen::default(),
             task,
             publish,
             rewires,
@@ -449,12 +575,22 @@ impl Runner {
         }
     }
 
+    /// Numbers `text`, the next of this link's sequence.
+    fn number(&mut self, text: Text) -> Pending {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Pending { seq, text }
+    }
+
     fn hold(&mut self, text: Text) {
+        let pending = self.number(text);
         let stats = &self.task.status.outbox;
-        self.outbox.hold(text, stats);
+        self.outbox.hold(pending, stats);
     }
 
     /// Runs one session: publishes, consumes (while allowed), acknowledges.
+    /// What RabbitMQ has not confirmed when it ends goes back to the front
+    /// of the outbox, to be published first by the next session.
     async fn serve(&mut self, mut session: Session, cancel: &CancellationToken) -> End {
         let status = self.task.status.clone();
         status
@@ -462,19 +598,68 @@ impl Runner {
             .store(u64::from(session.depth), Ordering::Relaxed);
         // A new channel: tags of the old one mean nothing now.
         while self.acks.try_recv().is_ok() {}
-        if self.flush(&session).await.is_err() {
-            return End::Lost;
+        let mut window = Unconfirmed::new(self.task.outbox);
+        let end = self.session_loop(&mut session, &mut window, cancel).await;
+        let unconfirmed = window.len();
+        self.outbox.restore_front(window.drain(), &status.outbox);
+        status.unconfirmed.store(0, Ordering::Relaxed);
+        match end {
+            End::Cancelled => close(&session, "node stopped").await,
+            End::Lost if unconfirmed > 0 => {
+                tracing::info!(unconfirmed, "amqp: unconfirmed messages back in the outbox");
+            }
+            End::Lost | End::Severed => {}
         }
+        end
+    }
+
+    /// Waits (bounded) for the confirmations still due; what RabbitMQ
+    /// refused, or did not confirm in time, goes back to the outbox's front.
+    async fn settle(&mut self, window: &mut Unconfirmed) {
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let mut back = Vec::new();
+        while !window.is_empty() {
+            let Ok((pending, confirmation)) =
+                tokio::time::timeout_at(deadline, window.next()).await
+            else {
+                break;
+            };
+            match confirmation {
+                // A new number, as for a nack in a session (see there).
+                Ok(Confirmation::Nack(_)) => back.push(self.number(pending.text)),
+                Err(_) => back.push(pending),
+                Ok(_) => {
+                    self.task.counters.add_out(1);
+                    self.task.status.add_sent(1);
+                }
+            }
+        }
+        let back = back.into_iter().chain(window.drain());
+        self.outbox.restore_front(back, &self.task.status.outbox);
+    }
+
+    async fn session_loop(
+        &mut self,
+        session: &mut Session,
+        window: &mut Unconfirmed,
+        cancel: &CancellationToken,
+    ) -> End {
+        let status = self.task.status.clone();
         let mut consumer: Option<Consumer> = None;
+        // Consumed whenever connected, clients or not: counting needs no client.
+        let mut dropped = match self.consume_dropped(session).await {
+            Ok(dropped) => dropped,
+            Err(_) => return End::Lost,
+        };
         let mut presence = self.task.presence.clone();
         let mut depth_tick = tokio::time::interval(DEPTH_EVERY);
         depth_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
+        loop {
             let wanted = self.task.link.queue.is_none() || *presence.borrow_and_update() > 0;
             if wanted && consumer.is_none() {
-                match self.consume(&session).await {
+                match self.consume(session).await {
                     Ok(c) => consumer = Some(c),
-                    Err(_) => break End::Lost,
+                    Err(_) => return End::Lost,
                 }
             } else if !wanted && consumer.is_some() {
                 consumer = None;
@@ -485,72 +670,129 @@ impl Runner {
                     .await
                     .is_err()
                 {
-                    break End::Lost;
+                    return End::Lost;
                 }
             }
+            // What waited (or came back unconfirmed) goes out before anything new.
+            while window.has_room() {
+                let Some(pending) = self.outbox.take_front(&status.outbox) else {
+                    break;
+                };
+                match self.send(session, &pending).await {
+                    Ok(confirm) => window.push(pending, confirm),
+                    Err(_) => {
+                        self.outbox
+                            .restore_front(std::iter::once(pending), &status.outbox);
+                        return End::Lost;
+                    }
+                }
+            }
+            status
+                .unconfirmed
+                .store(window.len() as u64, Ordering::Relaxed);
+            // A full window stops taking new messages: they wait in the
+            // publish queue, whose overflow is dropped and counted.
+            let take_new = window.has_room() && self.outbox.is_empty();
             let next = async {
                 match consumer.as_mut() {
                     Some(c) => c.next().await,
                     None => std::future::pending().await,
                 }
             };
+            let next_dropped = async {
+                match dropped.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = cancel.cancelled() => break End::Cancelled,
+                _ = cancel.cancelled() => return End::Cancelled,
                 event = session.events.next() => match event {
-                    Some(lapin::Event::Error(_)) | None => break End::Lost,
+                    Some(lapin::Event::Error(_)) | None => return End::Lost,
                     Some(_) => continue,
                 },
                 _ = presence.changed() => continue,
                 _ = depth_tick.tick() => {
-                    if refresh_depth(&session, &status).await.is_err() {
-                        break End::Lost;
+                    if refresh_depth(session, &status).await.is_err() {
+                        return End::Lost;
                     }
                 }
                 Some((next, reply)) = self.rewires.recv() => {
-                    let result = self.rebind(&session, next).await;
+                    let result = self.rebind(session, next).await;
                     let failed = result.is_err();
                     let _ = reply.send(result);
                     if failed {
-                        break End::Lost;
+                        return End::Lost;
                     }
                 }
                 Some((on, reply)) = self.severs.recv() => {
                     if on && !self.severed {
-                        // Closed before answering: the switch returns with the link down.
-                        close(&session, "held down by a fault switch").await;
+                        // What is in flight is confirmed first, so that the
+                        // switch neither loses nor repeats a message; then
+                        // closed before answering: the link reads down.
+                        self.settle(window).await;
+                        close(session, "held down by a fault switch").await;
                         self.switch(on, reply);
-                        break End::Severed;
+                        return End::Severed;
                     }
                     self.switch(on, reply);
                 }
                 Some(tag) = self.acks.recv() => {
                     if session.channel.basic_ack(tag, BasicAckOptions::default()).await.is_err() {
-                        break End::Lost;
+                        return End::Lost;
                     }
                 }
-                text = self.publish.recv() => match text {
+                (pending, confirmation) = window.next(), if !window.is_empty() => match confirmation {
+                    Ok(Confirmation::Nack(_)) => {
+                        // Not taken: out again, ahead of anything new (after
+                        // those already in flight, so order is not kept
+                        // here), with a new number: receivers may have
+                        // handed on later ones, and would take it for a repeat.
+                        tracing::debug!("amqp: a publication was refused (nack), publishing it again");
+                        let again = self.number(pending.text);
+                        self.outbox.restore_front(std::iter::once(again), &status.outbox);
+                    }
+                    Ok(_) => {
+                        self.task.counters.add_out(1);
+                        status.add_sent(1);
+                    }
+                    Err(_) => {
+                        // The oldest unconfirmed: back first, then the rest.
+                        let back = std::iter::once(pending).chain(window.drain());
+                        self.outbox.restore_front(back, &status.outbox);
+                        return End::Lost;
+                    }
+                },
+                text = self.publish.recv(), if take_new => match text {
                     Some(text) => {
-                        if self.send(&session, &text).await.is_err() {
-                            self.hold(text);
-                            break End::Lost;
+                        let pending = self.number(text);
+                        match self.send(session, &pending).await {
+                            Ok(confirm) => window.push(pending, confirm),
+                            Err(_) => {
+                                self.outbox.hold(pending, &status.outbox);
+                                return End::Lost;
+                            }
                         }
                     }
-                    None => break End::Cancelled,
+                    None => return End::Cancelled,
+                },
+                delivery = next_dropped => match delivery {
+                    // Acknowledged on delivery (no_ack): a count, nothing to keep.
+                    Some(Ok(_)) => {
+                        status.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(_)) | None => return End::Lost,
                 },
                 delivery = next => match delivery {
                     Some(Ok(delivery)) => {
-                        if !self.received(&session, delivery, cancel).await {
-                            break End::Lost;
+                        if !self.received(session, delivery, cancel).await {
+                            return End::Lost;
                         }
                     }
-                    Some(Err(_)) | None => break End::Lost,
+                    Some(Err(_)) | None => return End::Lost,
                 },
             }
-        };
-        if matches!(end, End::Cancelled) {
-            close(&session, "node stopped").await;
         }
-        end
     }
 
     /// Moves the live queue's bindings, routing key and prefetch to `next`.
@@ -593,35 +835,60 @@ impl Runner {
             .await
     }
 
-    /// Publishes what waited in the outbox, oldest first.
-    async fn flush(&mut self, session: &Session) -> Result<(), lapin::Error> {
-        while !self.outbox.is_empty() {
-            for text in self.outbox.peek(256) {
-                self.send(session, &text).await?;
-                self.outbox.sent(1, &self.task.status.outbox);
-            }
-        }
-        Ok(())
+    /// The consumer of a durable queue's companion (see [`declare_dropped`]).
+    async fn consume_dropped(&self, session: &Session) -> Result<Option<Consumer>, lapin::Error> {
+        let Some(queue) = &session.dropped_queue else {
+            return Ok(None);
+        };
+        let options = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let tag = format!("{}-dropped", self.consumer_tag);
+        let consumer = session
+            .channel
+            .basic_consume(queue, &tag, options, FieldTable::default())
+            .await?;
+        Ok(Some(consumer))
     }
 
-    async fn send(&self, session: &Session, text: &Text) -> Result<(), lapin::Error> {
-        let mut properties = BasicProperties::default().with_app_id(self.app_id.clone());
-        if self.task.link.queue.is_some() {
-            properties = properties.with_delivery_mode(2); // persistent
-        }
+    /// Hands `pending` to RabbitMQ; it counts as sent once confirmed.
+    async fn send(
+        &self,
+        session: &Session,
+        pending: &Pending,
+    ) -> Result<PublisherConfirm, lapin::Error> {
+        // Persistent whatever this node's own queue: a receiver's durable
+        // queue keeps it across a broker restart only then (RabbitMQ writes
+        // nothing for the transient queues).
+        let properties = BasicProperties::default()
+            .with_app_id(self.app_id.clone())
+            .with_message_id(dedup::message_id((self.nonce, pending.seq)).into())
+            .with_delivery_mode(2);
         session
             .channel
             .basic_publish(
                 &self.task.link.exchange,
                 &self.task.link.publish,
                 BasicPublishOptions::default(),
-                text.as_bytes(),
+                pending.text.as_bytes(),
                 properties,
             )
-            .await?;
-        self.task.counters.add_out(1);
-        self.task.status.add_sent(1);
-        Ok(())
+            .await
+    }
+
+    /// Counts a delivery that is over the size limit or not UTF-8; logs the
+    /// first few and then at powers of two, as a flood must not flood the log.
+    fn refused(&self, size: usize) {
+        let refused = self.task.status.add_rejected();
+        if refused <= 4 || refused.is_power_of_two() {
+            let (node, limit) = (&self.task.node, self.task.max_body);
+            let broker = &self.task.status.address;
+            tracing::warn!(
+                node = %node, broker = %broker, size, limit, refused,
+                "amqp delivery refused: body over the limit or not UTF-8"
+            );
+        }
     }
 
     /// One delivery: an echo or a bad body is acknowledged and dropped; one
@@ -629,23 +896,49 @@ impl Runner {
     /// the router, which acknowledges them once the hub has them. False
     /// when the channel failed.
     async fn received(
-        &self,
+        &mut self,
         session: &Session,
         delivery: lapin::message::Delivery,
         cancel: &CancellationToken,
     ) -> bool {
         let tag = delivery.delivery_tag;
         let echo = delivery.properties.app_id().as_ref() == Some(&self.app_id);
-        let text = (delivery.data.len() <= MAX_BODY && !echo)
+        // Who sent it and which of theirs it is, when a topo link did.
+        let sender = delivery.properties.app_id().clone();
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .and_then(|id| dedup::parse(id.as_str()));
+        let origin = sender.zip(id);
+        let size = delivery.data.len();
+        let text = (!echo && size <= self.task.max_body)
             .then(|| String::from_utf8(delivery.data).ok())
             .flatten();
         let Some(text) = text else {
+            if !echo {
+                self.refused(size);
+            }
+            // Acknowledged, so RabbitMQ does not bring it again.
             let options = BasicAckOptions::default();
             return session.channel.basic_ack(tag, options).await.is_ok();
         };
+        if let Some((sender, id)) = &origin
+            && self.seen.is_repeat(sender.as_str(), *id)
+        {
+            // Handed on once already: published again after a lost
+            // confirmation, or delivered again after a lost acknowledgement.
+            tracing::debug!(sender = %sender, "amqp: a repeated delivery dropped");
+            self.task.status.repeated.fetch_add(1, Ordering::Relaxed);
+            let options = BasicAckOptions::default();
+            return session.channel.basic_ack(tag, options).await.is_ok();
+        }
         if self.task.link.queue.is_some() && *self.task.presence.borrow() == 0 {
             let options = BasicRejectOptions { requeue: true };
             return session.channel.basic_reject(tag, options).await.is_ok();
+        }
+        if let Some((sender, id)) = &origin {
+            self.seen.record(sender.as_str(), *id);
         }
         self.task.status.add_received();
         let message = Received {
@@ -705,7 +998,10 @@ pub fn isolate(topology: &mut crate::model::Topology) -> Vec<Declared> {
         if !entry.exchanges.contains(&link.exchange) {
             entry.exchanges.push(link.exchange.clone());
         }
-        entry.queues.extend(link.queue.clone());
+        if let Some(queue) = &link.queue {
+            entry.queues.push(queue.clone());
+            entry.queues.push(crate::model::amqp_dropped_queue(queue));
+        }
     }
     declared
 }
