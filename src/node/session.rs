@@ -5,91 +5,234 @@
 //! an idle client costs one task. A write the socket does not take never
 //! stops the reading, and a backlog reaching `send_queue` disconnects the
 //! client (1008) without the hub ever waiting for it.
+//!
+//! The framing is `frame`'s: between frames a session holds no buffer.
+//! Bytes are read into a buffer on the stack and decoded at once; only a
+//! frame cut by the read is kept (on the heap, sized by its header). What
+//! the hub delivers is already a whole server frame shared by every
+//! client, so a batch is written as it is, with one vectored write.
 
 use super::close::CloseCode;
+use super::frame::{self, Decoder, Event, TextFrame};
 use super::router::NodeRouter;
 use crate::model::Limits;
 use crate::transport::Text;
-use axum::BoxError;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-/// Messages written per flush at most, so one busy client flushes regularly.
+/// Messages written per batch at most, so one busy client writes regularly.
 const MAX_BATCH: usize = 64;
+/// Buffers handed to one vectored write (the kernel takes up to 1,024).
+const MAX_SLICES: usize = 64;
+/// Bytes read per read call, into a buffer on the stack: several chat
+/// lines per call, a 64 KiB message in eight.
+const READ_CHUNK: usize = 8192;
 /// A close frame to a client that stopped reading is abandoned after this.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a write blocked on a full socket looks at the backlog.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// A goodbye: the close frame, and whether to read the client's frames
-/// until its close reply (when what it sent made us close, it may still be
+/// A close frame to send, and whether to read the client's frames until
+/// its close reply (when what it sent made us close, it may still be
 /// sending: closing the socket on unread data would reset the connection
 /// before it reads our frame).
-type Goodbye = (CloseFrame, bool);
+#[derive(Debug)]
+struct Goodbye {
+    /// `None`: an empty close frame (the answer to one).
+    code: Option<u16>,
+    reason: &'static str,
+    drain: bool,
+}
 
-/// Serves the client on `ws` until either side closes or `node` is cancelled.
-pub(super) async fn run(
-    ws: &mut WebSocket,
+impl Goodbye {
+    fn new(code: CloseCode, reason: &'static str, drain: bool) -> Goodbye {
+        Goodbye {
+            code: Some(code.into()),
+            reason,
+            drain,
+        }
+    }
+}
+
+/// How the session ends: with a close frame to send, or without (the
+/// connection was lost).
+type End = Option<Goodbye>;
+
+/// Serves the client on `io` until either side closes or `node` is
+/// cancelled. `early` is what the client sent right after its handshake
+/// (read by the HTTP server with the request).
+pub(super) async fn run<S>(
+    io: &mut S,
+    early: Bytes,
     router: &NodeRouter,
     node: &CancellationToken,
     limits: &Limits,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if node.is_cancelled() {
         return;
     }
     let (mut rx, _guard) = router.hub.join();
     tracing::debug!(clients = router.hub.clients(), "client connected");
-    let mut out = Outgoing::default();
-    let read = Arc::new(ReadWake {
-        woken: AtomicBool::new(true),
-        task: AtomicWaker::new(),
-    });
-    let goodbye = serve(ws, &mut rx, &mut out, &read, router, node, limits).await;
-    if let Some((frame, drain)) = goodbye {
-        tracing::debug!(code = frame.code, reason = %frame.reason, "closing client");
-        close(ws, frame, drain).await;
+    let mut link = Link {
+        decoder: Decoder::new(limits.max_message_bytes),
+        out: Outgoing::default(),
+    };
+    // Dropped before serving: the bytes may sit in the HTTP server's buffer.
+    let (_, early_end) = link.received(&early, router);
+    drop(early);
+    let end = match early_end {
+        Some(end) => end,
+        None => serve(io, &mut rx, &mut link, router, node, limits).await,
+    };
+    if let Some(goodbye) = end {
+        close(io, &mut link, goodbye).await;
     }
     tracing::debug!("client disconnected");
 }
 
-/// What is being written: a ping, then the batch (kept in reverse order, so
-/// the next message is popped off the end), then a flush.
-#[derive(Default)]
-struct Outgoing {
-    writing: bool,
-    ping: bool,
-    batch: Vec<Text>,
+/// The session's protocol state: the decoder of what the client sends,
+/// and what is being written to it.
+struct Link {
+    decoder: Decoder,
+    out: Outgoing,
 }
 
-enum Event {
-    Delivered(Result<Text, RecvError>),
-    Read(Option<Result<Message, axum::Error>>),
-    Written(Result<(), axum::Error>),
+impl Link {
+    /// Decodes `input` and acts on each frame; whether a frame ended (the
+    /// client is alive), and `Some` when the session must end.
+    fn received(&mut self, mut input: &[u8], router: &NodeRouter) -> (bool, Option<End>) {
+        let mut alive = false;
+        while !input.is_empty() {
+            let event = match self.decoder.feed(&mut input) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "client broke the protocol");
+                    let goodbye = Goodbye::new(e.close_code(), e.reason(), true);
+                    return (alive, Some(Some(self.refuse(goodbye, input))));
+                }
+            };
+            alive = true;
+            match event {
+                Event::Text(text) => router.from_client(Text::from(text)),
+                Event::Fragment | Event::Pong => {}
+                // Only the latest ping is answered (RFC 6455 §5.5.3): a
+                // client that pings and never reads queues one pong at most.
+                Event::Ping(payload) => self.out.pong = Some(frame::pong(&payload)),
+                Event::Binary => {
+                    let reason = "binary frames are not supported";
+                    let goodbye = Goodbye::new(CloseCode::Unsupported, reason, true);
+                    return (alive, Some(Some(self.refuse(goodbye, input))));
+                }
+                Event::Close(code) => {
+                    // Its code echoed; it sends nothing more.
+                    let goodbye = Goodbye {
+                        code,
+                        reason: "",
+                        drain: false,
+                    };
+                    return (alive, Some(Some(goodbye)));
+                }
+            }
+        }
+        (alive, None)
+    }
+
+    /// The node refuses what the client sent: the rest of `input` is
+    /// skipped frame by frame (the decoder stays in step for the drain
+    /// after our close frame); no drain if the client's close is in it.
+    fn refuse(&mut self, mut goodbye: Goodbye, mut input: &[u8]) -> Goodbye {
+        self.decoder.discard();
+        while let Ok(Some(event)) = self.decoder.feed(&mut input) {
+            if matches!(event, Event::Close(_)) {
+                goodbye.drain = false;
+            }
+        }
+        goodbye
+    }
+}
+
+/// What is being written: whole frames, in order, and how far; the ping
+/// and pong that are due go out with the next write.
+#[derive(Default)]
+struct Outgoing {
+    frames: Vec<Bytes>,
+    /// Frames written whole.
+    sent: usize,
+    /// Bytes of `frames[sent]` written (a frame is never interrupted).
+    offset: usize,
+    ping: bool,
+    pong: Option<Bytes>,
+}
+
+impl Outgoing {
+    fn writing(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// The due ping and pong, ahead of what is added next.
+    fn push_controls(&mut self) {
+        if std::mem::take(&mut self.ping) {
+            self.frames.push(Bytes::from_static(frame::PING));
+        }
+        if let Some(pong) = self.pong.take() {
+            self.frames.push(pong);
+        }
+    }
+
+    /// Starts writing the due ping and pong if nothing is being written
+    /// (else they follow the frames in progress).
+    fn start_controls(&mut self) {
+        if !self.writing() {
+            self.push_controls();
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let left = self.frames[self.sent].len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.sent += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+enum Step {
+    Delivered(Result<TextFrame, RecvError>),
+    Read { alive: bool, end: Option<End> },
+    Written(io::Result<()>),
     Timer,
 }
 
-/// The session's loop; `None` when the connection ends without a goodbye
-/// (the client closed, or the socket failed).
-async fn serve(
-    ws: &mut WebSocket,
-    rx: &mut Receiver<Text>,
-    out: &mut Outgoing,
-    read: &Arc<ReadWake>,
+/// The session's loop.
+async fn serve<S>(
+    io: &mut S,
+    rx: &mut Receiver<TextFrame>,
+    link: &mut Link,
     router: &NodeRouter,
     node: &CancellationToken,
     limits: &Limits,
-) -> Option<Goodbye> {
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut clock = Clock::new(limits);
     let sleep = tokio::time::sleep_until(clock.deadline());
     // Made once: a new one per turn would enter and leave the token's
@@ -97,200 +240,171 @@ async fn serve(
     let cancelled = node.cancelled();
     tokio::pin!(sleep, cancelled);
     loop {
-        let writing = out.writing;
+        let writing = link.out.writing();
         // Biased: deliveries are taken before the client's frames, so a
         // client that sends a lot still reads what it is sent.
-        let event = tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = &mut cancelled => return Some((close_frame(CloseCode::GoingAway, "node shutting down"), false)),
-            msg = rx.recv(), if !writing => Event::Delivered(msg),
-            io = poll_fn(|cx| poll_io(ws, out, read, cx)) => io,
-            _ = clock.wait(sleep.as_mut(), writing) => Event::Timer,
+            _ = &mut cancelled => {
+                return Some(Goodbye::new(CloseCode::GoingAway, "node shutting down", false));
+            }
+            msg = rx.recv(), if !writing => Step::Delivered(msg),
+            step = poll_fn(|cx| poll_io(io, link, router, cx)) => step,
+            _ = clock.wait(sleep.as_mut(), writing) => Step::Timer,
         };
-        match event {
-            Event::Delivered(msg) => {
-                if let Err(goodbye) = start_batch(msg, rx, out, limits).await {
+        match step {
+            Step::Delivered(msg) => {
+                if let Err(goodbye) = start_batch(msg, rx, &mut link.out, limits).await {
                     return Some(goodbye);
                 }
                 // Written at once if the socket takes it (it mostly does),
                 // without a turn of the loop.
-                let written = poll_fn(|cx| Poll::Ready(poll_write(ws, out, cx))).await;
-                if let Poll::Ready(written) = written {
-                    out.writing = false;
-                    if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
-                        return end;
-                    }
-                }
-            }
-            Event::Read(frame) => {
-                clock.last_seen = Instant::now();
-                if let Some(end) = on_frame(frame, router) {
+                let written = poll_fn(|cx| Poll::Ready(poll_write(io, &mut link.out, cx))).await;
+                if let Poll::Ready(written) = written
+                    && let Some(end) = wrote(written, rx, &mut link.out, &mut clock, limits)
+                {
                     return end;
                 }
             }
-            Event::Written(written) => {
-                if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
+            Step::Read { alive, end } => {
+                if alive {
+                    clock.last_seen = Instant::now();
+                }
+                if let Some(end) = end {
+                    return end;
+                }
+                link.out.start_controls();
+            }
+            Step::Written(written) => {
+                if let Some(end) = wrote(written, rx, &mut link.out, &mut clock, limits) {
                     return end;
                 }
             }
-            Event::Timer => {
-                if let Some(goodbye) = clock.fired(rx, out, limits) {
+            Step::Timer => {
+                if let Some(goodbye) = clock.fired(rx, &mut link.out, limits) {
                     return Some(goodbye);
                 }
+                link.out.start_controls();
                 sleep.as_mut().reset(clock.deadline());
             }
         }
     }
 }
 
-/// After a write; `Some` ends the session.
+/// After a write ended; `Some` ends the session.
 fn wrote(
-    written: Result<(), axum::Error>,
-    rx: &Receiver<Text>,
+    written: io::Result<()>,
+    rx: &Receiver<TextFrame>,
     out: &mut Outgoing,
     clock: &mut Clock,
     limits: &Limits,
-) -> Option<Option<Goodbye>> {
+) -> Option<End> {
     if let Err(e) = written {
         tracing::debug!(error = %e, "client write error");
         return Some(None);
     }
     clock.stall = None;
-    // Freed: an idle client holds no batch.
-    out.batch = Vec::new();
-    (rx.len() >= limits.send_queue).then(|| Some(too_slow(rx.len() as u64, limits)))
+    if rx.len() >= limits.send_queue {
+        return Some(Some(too_slow(rx.len() as u64, limits)));
+    }
+    out.start_controls();
+    None
 }
 
 /// Takes `msg` and what else is queued (up to [`MAX_BATCH`]) for one write.
 async fn start_batch(
-    msg: Result<Text, RecvError>,
-    rx: &mut Receiver<Text>,
+    msg: Result<TextFrame, RecvError>,
+    rx: &mut Receiver<TextFrame>,
     out: &mut Outgoing,
     limits: &Limits,
 ) -> Result<(), Goodbye> {
-    let text = match msg {
-        Ok(text) => text,
+    let first = match msg {
+        Ok(frame) => frame,
         Err(RecvError::Lagged(missed)) => return Err(too_slow(missed, limits)),
         Err(RecvError::Closed) => {
-            return Err((
-                close_frame(CloseCode::GoingAway, "node shutting down"),
+            return Err(Goodbye::new(
+                CloseCode::GoingAway,
+                "node shutting down",
                 false,
             ));
         }
     };
     // Let the sessions woken together with this one queue their messages
-    // first: one flush then carries several (a yield costs far less than a
+    // first: one write then carries several (a yield costs far less than a
     // write syscall).
     tokio::task::yield_now().await;
     // Allocated per batch, once, sized by what is queued then (64 slots
-    // kept per client would cost 2 KiB each).
-    out.batch.reserve_exact((rx.len() + 1).min(MAX_BATCH));
-    out.batch.push(text);
-    while out.batch.len() < MAX_BATCH {
+    // kept per client would cost 2 KiB each), and freed once written.
+    out.frames
+        .reserve_exact((rx.len() + 1).min(MAX_BATCH) + usize::from(out.ping) + 1);
+    out.push_controls();
+    let start = out.frames.len();
+    out.frames.push(first.wire());
+    while out.frames.len() - start < MAX_BATCH {
         match rx.try_recv() {
-            Ok(text) => out.batch.push(text),
+            Ok(frame) => out.frames.push(frame.wire()),
             Err(TryRecvError::Lagged(missed)) => return Err(too_slow(missed, limits)),
             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
     }
-    out.batch.reverse();
-    out.writing = true;
     Ok(())
 }
 
-/// Handles a frame from the client; `Some` ends the session.
-fn on_frame(
-    frame: Option<Result<Message, axum::Error>>,
-    router: &NodeRouter,
-) -> Option<Option<Goodbye>> {
-    match frame {
-        Some(Ok(Message::Text(text))) => router.from_client(text),
-        Some(Ok(Message::Binary(_))) => {
-            let frame = close_frame(CloseCode::Unsupported, "binary frames are not supported");
-            return Some(Some((frame, true)));
-        }
-        Some(Ok(Message::Close(_))) | None => return Some(None),
-        Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-        Some(Err(e)) => {
-            return match refusal(e) {
-                Ok(frame) => Some(Some((frame, true))),
-                Err(e) => {
-                    tracing::debug!(error = %e, "client read error");
-                    Some(None)
-                }
-            };
-        }
-    }
-    None
-}
-
 /// The write in progress first (so reading never starves it), then a read.
-fn poll_io(
-    ws: &mut WebSocket,
-    out: &mut Outgoing,
-    read: &Arc<ReadWake>,
-    cx: &mut Context<'_>,
-) -> Poll<Event> {
-    if out.writing
-        && let Poll::Ready(written) = poll_write(ws, out, cx)
+fn poll_io<S>(io: &mut S, link: &mut Link, router: &NodeRouter, cx: &mut Context<'_>) -> Poll<Step>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if link.out.writing()
+        && let Poll::Ready(written) = poll_write(io, &mut link.out, cx)
     {
-        out.writing = false;
-        return Poll::Ready(Event::Written(written));
+        return Poll::Ready(Step::Written(written));
     }
-    if !read.woken.swap(false, Ordering::AcqRel) {
-        return Poll::Pending;
-    }
-    read.task.register(cx.waker());
-    let waker = waker_ref(read);
-    let frame = ready!(ws.poll_next_unpin(&mut Context::from_waker(&waker)));
-    // More may be buffered: read again next time.
-    read.woken.store(true, Ordering::Release);
-    Poll::Ready(Event::Read(frame))
-}
-
-/// The waker the read side is polled with: it notes that the socket (not a
-/// delivery or a timer) woke the task, so the session polls the read side
-/// (about 800 instructions through tungstenite even with nothing to read)
-/// only then.
-struct ReadWake {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl ArcWake for ReadWake {
-    fn wake_by_ref(this: &Arc<Self>) {
-        this.woken.store(true, Ordering::Release);
-        this.task.wake();
-    }
-}
-
-/// Feeds the ping and the batch to tungstenite, then flushes: several
-/// messages per write syscall.
-fn poll_write(
-    ws: &mut WebSocket,
-    out: &mut Outgoing,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    loop {
-        if out.ping {
-            ready!(ws.poll_ready_unpin(cx))?;
-            out.ping = false;
-            ws.start_send_unpin(Message::Ping(Default::default()))?;
-        } else if !out.batch.is_empty() {
-            ready!(ws.poll_ready_unpin(cx))?;
-            if let Some(text) = out.batch.pop() {
-                ws.start_send_unpin(Message::Text(text))?;
-            }
-        } else {
-            return ws.poll_flush_unpin(cx);
+    let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut buf);
+    let read = ready!(Pin::new(&mut *io).poll_read(cx, &mut buf));
+    let (alive, end) = match read {
+        Ok(()) if buf.filled().is_empty() => (false, Some(None)),
+        Ok(()) => link.received(buf.filled(), router),
+        Err(e) => {
+            tracing::debug!(error = %e, "client read error");
+            (false, Some(None))
         }
-    }
+    };
+    Poll::Ready(Step::Read { alive, end })
 }
 
-/// The session's one timer: the next ping, the idle deadline (any frame,
-/// a pong too, proves the client alive) and, while a write waits for the
-/// socket, the next look at the backlog. It is reset when it fires, not per
-/// message.
+/// Writes the frames in progress, several per (vectored) write call, each
+/// as it is: no copy. Once all are written the batch is freed, so an idle
+/// client holds none.
+fn poll_write<S>(io: &mut S, out: &mut Outgoing, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+where
+    S: AsyncWrite + Unpin,
+{
+    while out.sent < out.frames.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pending = &out.frames[out.sent..];
+        let n = pending.len().min(MAX_SLICES);
+        for (i, (slice, frame)) in slices.iter_mut().zip(pending).enumerate() {
+            let from = if i == 0 { out.offset } else { 0 };
+            *slice = IoSlice::new(&frame[from..]);
+        }
+        let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        out.advance(written);
+    }
+    out.frames = Vec::new();
+    out.sent = 0;
+    out.offset = 0;
+    Pin::new(io).poll_flush(cx)
+}
+
+/// The session's one timer: the next ping, the idle deadline (any whole
+/// frame, a pong too, proves the client alive; a frame never finished
+/// does not) and, while a write waits for the socket, the next look at the
+/// backlog. It is reset when it fires, not per message.
 struct Clock {
     ping_interval: Duration,
     idle_timeout: Duration,
@@ -332,21 +446,22 @@ impl Clock {
     /// Does what is due; `Some` ends the session.
     fn fired(
         &mut self,
-        rx: &Receiver<Text>,
+        rx: &Receiver<TextFrame>,
         out: &mut Outgoing,
         limits: &Limits,
     ) -> Option<Goodbye> {
         let now = Instant::now();
         if self.stall.is_some_and(|at| at <= now) {
             self.stall = None;
-            if out.writing && rx.len() >= limits.send_queue {
+            if out.writing() && rx.len() >= limits.send_queue {
                 return Some(too_slow(rx.len() as u64, limits));
             }
         }
         if now >= self.last_seen + self.idle_timeout {
             tracing::info!(idle_timeout = ?self.idle_timeout, "client silent, dropping it");
-            return Some((
-                close_frame(CloseCode::Policy, "idle timeout: no pong"),
+            return Some(Goodbye::new(
+                CloseCode::Policy,
+                "idle timeout: no pong",
                 true,
             ));
         }
@@ -354,28 +469,50 @@ impl Clock {
             // Delayed rather than bunched when the write takes a while.
             self.next_ping = now + self.ping_interval;
             out.ping = true;
-            out.writing = true;
         }
         None
     }
 }
 
-/// Sends `frame` (what was queued before it goes first) and, with `drain`,
-/// reads off the client's frames until its close reply; bounded by
-/// [`CLOSE_TIMEOUT`] for a client that stopped reading or never replies.
-async fn close(ws: &mut WebSocket, frame: CloseFrame, drain: bool) {
-    let mut close = Some(Message::Close(Some(frame)));
+/// Sends the close frame (after the frames being written: one is never
+/// cut) and, with `drain`, reads off the client's frames until its close
+/// reply, skipping their payloads; bounded by [`CLOSE_TIMEOUT`] for a
+/// client that stopped reading or never replies.
+async fn close<S>(io: &mut S, link: &mut Link, goodbye: Goodbye)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(code = ?goodbye.code, reason = goodbye.reason, "closing client");
+    let Link { decoder, out } = link;
+    out.ping = false;
+    out.pong = None;
+    out.frames.push(frame::close(goodbye.code, goodbye.reason));
+    // Also when the client closed or the node stops: nothing it sends now matters.
+    decoder.discard();
     let mut sent = false;
-    let mut drained = !drain;
+    let mut drained = !goodbye.drain;
     let finish = poll_fn(|cx| {
         if !sent {
-            sent = poll_send(ws, &mut close, cx).is_ready();
+            match poll_write(io, out, cx) {
+                Poll::Ready(Ok(())) => sent = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
         }
         while !drained {
-            match ws.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(Message::Close(_))) | None) => drained = true,
-                Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(Some(Err(e))) => drained = refusal(e).is_err(),
+            let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut buf);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    let mut input = buf.filled();
+                    while let Ok(Some(event)) = decoder.feed(&mut input) {
+                        if matches!(event, Event::Close(_)) {
+                            drained = true;
+                            break;
+                        }
+                    }
+                }
+                Poll::Ready(_) => drained = true,
                 Poll::Pending => break,
             }
         }
@@ -388,49 +525,11 @@ async fn close(ws: &mut WebSocket, frame: CloseFrame, drain: bool) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
 }
 
-fn poll_send(
-    ws: &mut WebSocket,
-    msg: &mut Option<Message>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    if msg.is_some() {
-        ready!(ws.poll_ready_unpin(cx))?;
-        if let Some(msg) = msg.take() {
-            ws.start_send_unpin(msg)?;
-        }
-    }
-    ws.poll_flush_unpin(cx)
-}
-
-/// The close frame for a read error caused by what the client sent (a
-/// message too big: 1009, invalid UTF-8: 1007); `Err` for a lost connection.
-fn refusal(e: axum::Error) -> Result<CloseFrame, BoxError> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast::<WsError>() {
-        Ok(e) => match *e {
-            WsError::Capacity(_) => Ok(close_frame(CloseCode::TooBig, "message too big")),
-            WsError::Utf8(_) => Ok(close_frame(CloseCode::InvalidData, "invalid UTF-8")),
-            other => Err(other.into()),
-        },
-        Err(other) => Err(other),
-    }
-}
-
 fn too_slow(behind: u64, limits: &Limits) -> Goodbye {
     tracing::warn!(
         behind,
         send_queue = limits.send_queue,
         "client not reading, disconnecting it"
     );
-    (
-        close_frame(CloseCode::Policy, "too slow: send queue full"),
-        false,
-    )
-}
-
-fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
-    CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    }
+    Goodbye::new(CloseCode::Policy, "too slow: send queue full", false)
 }
