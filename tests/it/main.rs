@@ -45,4 +45,5 @@ mod topic_rabbitmq;
 mod topo_test;
 #[allow(dead_code)]
 mod util;
+mod ws_protocol;
 mod zmtp;
