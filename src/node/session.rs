@@ -533,3 +533,24 @@ fn too_slow(behind: u64, limits: &Limits) -> Goodbye {
     );
     Goodbye::new(CloseCode::Policy, "too slow: send queue full", false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The session's future is most of what an idle client costs: it
+    /// holds the decoder, the (empty) batch, the timer and the select
+    /// state, never a read buffer.
+    #[test]
+    fn an_idle_session_is_small() {
+        let router = NodeRouter::new("n".into(), 0, false, Default::default(), Vec::new());
+        let limits = Limits::default();
+        let cancel = CancellationToken::new();
+        let (mut io, _peer) = tokio::io::duplex(64);
+        let session = run(&mut io, Bytes::new(), &router, &cancel, &limits);
+        let size = std::mem::size_of_val(&session);
+        // 904 bytes in a debug build when written; a read buffer of even
+        // 256 bytes held in it would show.
+        assert!(size <= 1024, "{size} bytes");
+    }
+}
