@@ -130,11 +130,16 @@ fn accept(http: Http, mut request: Request) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
-    let conn = request.extensions().get::<ConnState>().cloned();
+    if let Some(conn) = request.extensions().get::<ConnState>() {
+        // Answered 101 below: from now on a WebSocket, not a pending request.
+        conn.upgraded();
+        // Whoever closes, the peer may still be sending (a message too
+        // big, say): read it off before closing.
+        conn.drain_on_close();
+    }
     let upgrade = Upgrade {
         router: http.router.clone(),
         cancel: http.cancel.clone(),
-        conn,
         limits,
         _slot: slot,
     };
@@ -168,7 +173,6 @@ fn accept_key(key: &[u8]) -> HeaderValue {
 struct Upgrade {
     router: Arc<NodeRouter>,
     cancel: CancellationToken,
-    conn: Option<ConnState>,
     /// The limits the connection was accepted under.
     limits: Arc<Limits>,
     /// Held until the session ends.
@@ -193,12 +197,6 @@ impl Upgrade {
                 tracing::warn!("websocket upgrade on a connection of another server");
                 return;
             };
-            if let Some(conn) = &self.conn {
-                conn.upgraded();
-                // Whoever closes, the peer may still be sending (a message
-                // too big, say): read it off before closing.
-                conn.drain_on_close();
-            }
             session::run(&mut socket, early, &self.router, &self.cancel, &self.limits).await;
             drop(socket);
             drop(self);
