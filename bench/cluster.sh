@@ -28,22 +28,8 @@ if [ -z "${TOPO:-}" ]; then
 fi
 source "$root/bench/lib.sh"
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "port $1 never opened" >&2
-  return 1
-}
-
 channels="chat.a, chat.b, chat.c, chat.d, chat.e, chat.f"
-{
-  echo "name: redis-3node"
-  echo "brokers: { main: { url: \"redis://127.0.0.1:$redis_port\" } }"
-  echo "nodes:"
-  for n in 0 1 2; do echo "  n$n: { http: $((http + n)), redis: { broker: main } }"; done
-} > "$work/redis-3node.yaml"
+redis_3node "$http" "$redis_port" > "$work/redis-3node.yaml"
 six() { # six FILE-NAME BROKER-URL SHARDED
   echo "name: $1"
   echo "brokers: { main: { url: \"$2\" } }"
@@ -69,8 +55,8 @@ start_brokers() { # SCENARIO
       sleep 0.1
     done
   else
-    redis-server --port "$redis_port" --save '' --appendonly no >/dev/null &
-    broker_pids+=($!); wait_port "$redis_port"
+    start_redis "$redis_port"
+    broker_pids+=("$redis_pid")
   fi
   pids+=("${broker_pids[@]}")
 }

@@ -44,31 +44,8 @@ name: single
 nodes:
   a: { http: $http }
 EOF
-cat > "$work/zmq.yaml" <<EOF
-name: zmq-3node
-nodes:
-  a: { http: $http, zmq: { pub: $pub, sub: [b, c] } }
-  b: { http: $((http + 1)), zmq: { pub: $((pub + 1)), sub: [a, c] } }
-  c: { http: $((http + 2)), zmq: { pub: $((pub + 2)), sub: [a, b] } }
-EOF
-cat > "$work/redis.yaml" <<EOF
-name: redis-3node
-brokers:
-  main: { url: "redis://127.0.0.1:$redis_port" }
-nodes:
-  a: { http: $http, redis: { broker: main } }
-  b: { http: $((http + 1)), redis: { broker: main } }
-  c: { http: $((http + 2)), redis: { broker: main } }
-EOF
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "port $1 never opened" >&2
-  return 1
-}
+zmq_3node "$http" "$pub" > "$work/zmq.yaml"
+redis_3node "$http" "$redis_port" > "$work/redis.yaml"
 
 # start_servers SCENARIO IMPL: starts them, sets $server_pids.
 start_servers() {
@@ -134,8 +111,7 @@ for scenario in single redis zmq; do
   fi
   [ -n "${QUICK:-}" ] && ladder=$(echo "$ladder" | tr ' ' '\n' | awk 'NR % 3 == 1' | tr '\n' ' ')
   if [ "$scenario" = redis ]; then
-    redis-server --port "$redis_port" --save '' --appendonly no >/dev/null &
-    redis_pid=$!; pids+=("$redis_pid"); wait_port "$redis_port"
+    start_redis "$redis_port"
   fi
   for impl in node topo; do
     echo "== $scenario / $impl" >&2
@@ -192,8 +168,7 @@ echo "== start-up" >&2
   --repeat 7 --format json |
   jq -c '. + {label: "startup/node zmq (one node)"}' | tee -a "$out/compare.jsonl" >&2
 echo "== 1,000 nodes in one process (10 Redis rooms, one private redis-server)" >&2
-redis-server --port "$redis_port" --save '' --appendonly no >/dev/null &
-redis_pid=$!; pids+=("$redis_pid"); wait_port "$redis_port"
+start_redis "$redis_port"
 # bench/gen_topology.py's rooms, on the private server and on ports from HTTP_PORT + 100.
 python3 bench/gen_topology.py rooms 1000 | python3 -c '
 import re, sys

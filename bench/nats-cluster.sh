@@ -22,15 +22,7 @@ dur=${DURATION:-5}
 topo=$root/target/release/topo
 source "$root/bench/lib.sh"
 
-cat > "$work/redis.yaml" <<YAML
-name: redis-3node
-brokers:
-  main: { url: "redis://127.0.0.1:$redis_port" }
-nodes:
-  a: { http: $http, redis: { broker: main } }
-  b: { http: $((http + 1)), redis: { broker: main } }
-  c: { http: $((http + 2)), redis: { broker: main } }
-YAML
+redis_3node "$http" "$redis_port" > "$work/redis.yaml"
 {
   echo "name: nats-6node"
   echo "brokers:"
@@ -59,8 +51,7 @@ run() { # LABEL FILE LOAD...
 }
 
 echo "load before: $(uptime)" >&2
-redis-server --port "$redis_port" --save '' --appendonly no >/dev/null &
-pids+=($!)
+start_redis "$redis_port"
 "$root/scripts/nats-cluster" start "$nats_base" >&2
 trap '"$root/scripts/nats-cluster" stop "$nats_base" >/dev/null; cleanup' EXIT
 

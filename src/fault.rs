@@ -18,8 +18,8 @@ pub enum Fault {
     SubCut { node: String, endpoint: String },
     /// `node` no longer subscribes `entry` (a channel, or `psubscribe PATTERN`).
     RedisSubCut { node: String, entry: String },
-    /// `node`'s broker links (Redis, NATS) are held down: messages wait in
-    /// their outboxes.
+    /// `node`'s broker links (Redis, NATS, AMQP) are held down: messages
+    /// wait in their outboxes.
     BrokerDown { node: String },
     /// `node` no longer subscribes the NATS filter `filter`.
     NatsSubCut { node: String, filter: String },

@@ -51,10 +51,13 @@ pub struct HealthLink {
     /// ZeroMQ only: subscribers connected now (PUB) or connections up (SUB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<u64>,
-    /// ZeroMQ only: peers refused for a protocol violation.
+    /// ZeroMQ: peers refused for a protocol violation. AMQP: deliveries
+    /// refused (body over `limits.max_message_bytes`, or not UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<u64>,
-    /// ZeroMQ only: messages a full per-subscriber queue (HWM) dropped.
+    /// ZeroMQ: messages a full per-subscriber queue (HWM) dropped. AMQP:
+    /// messages `max_length` dropped from the node's durable queue (0 for
+    /// an exclusive queue, whose drops are not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
     /// Redis and NATS: `received` by the subscription that delivered it
@@ -68,6 +71,13 @@ pub struct HealthLink {
     /// reported it (re-read every second while the link is up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<u64>,
+    /// AMQP only: messages handed to RabbitMQ and not yet confirmed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<u64>,
+    /// AMQP only: deliveries dropped as repeats of one already handed on
+    /// (published again after a lost confirmation, or delivered again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<u64>,
 }
 
 /// How a Redis subscription is named in `via` and in the drawing's edge
@@ -148,6 +158,8 @@ mod tests {
                     via: None,
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
                 },
                 HealthLink {
                     kind: LinkKind::Redis,
@@ -170,6 +182,24 @@ mod tests {
                         flushed: 9,
                     }),
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
+                },
+                HealthLink {
+                    kind: LinkKind::Amqp,
+                    endpoint: None,
+                    broker: Some("amqp://127.0.0.1:5672".into()),
+                    state: LinkState::Down,
+                    sent: 13,
+                    received: 14,
+                    peers: None,
+                    rejected: Some(15),
+                    dropped: Some(16),
+                    via: None,
+                    outbox: Some(OutboxHealth::default()),
+                    queue_depth: Some(17),
+                    unconfirmed: Some(18),
+                    repeated: Some(19),
                 },
             ],
             messages: Messages {
@@ -186,7 +216,10 @@ mod tests {
                 r#"{"kind":"zmq-sub","endpoint":"tcp://127.0.0.1:5001","state":"connecting","sent":0,"received":4,"#,
                 r#""peers":1,"rejected":2,"dropped":3},"#,
                 r#"{"kind":"redis","broker":"redis://127.0.0.1:6379/0","state":"up","sent":5,"received":6,"#,
-                r#""via":{"z":1,"a":2},"outbox":{"queued":7,"dropped":8,"flushed":9}}],"#,
+                r#""via":{"z":1,"a":2},"outbox":{"queued":7,"dropped":8,"flushed":9}},"#,
+                r#"{"kind":"amqp","broker":"amqp://127.0.0.1:5672","state":"down","sent":13,"received":14,"#,
+                r#""rejected":15,"dropped":16,"outbox":{"queued":0,"dropped":0,"flushed":0},"#,
+                r#""queue_depth":17,"unconfirmed":18,"repeated":19}],"#,
                 r#""messages":{"in":10,"out":11},"pid":12}"#
             )
         );
@@ -195,6 +228,7 @@ mod tests {
             LinkKind::ZmqPub,
             LinkKind::ZmqSub,
             LinkKind::Redis,
+            LinkKind::Amqp,
             LinkKind::Nats,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());

@@ -619,6 +619,16 @@ impl fmt::Debug for AmqpUrl {
     }
 }
 
+/// What follows a durable queue's name in the name of its companion, the
+/// queue that receives what `max_length` dropped from it (dead-lettered),
+/// so the node can count it.
+pub const AMQP_DROPPED_SUFFIX: &str = ".dropped";
+
+/// The companion queue of durable queue `queue` (see [`AMQP_DROPPED_SUFFIX`]).
+pub fn amqp_dropped_queue(queue: &str) -> String {
+    format!("{queue}{AMQP_DROPPED_SUFFIX}")
+}
+
 /// A node's AMQP link as the runtime needs it: broker by URL, not by index.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AmqpWiring {

@@ -474,7 +474,8 @@ mod tests {
     use crate::check::check_bytes;
     use crate::health::LinkState;
 
-    fn valid(yaml: &str) -> Valid {
+    /// The valid topology of a file's text (shared by the broker views' tests).
+    pub(super) fn valid(yaml: &str) -> Valid {
         let none = |_: &str| None;
         check_bytes("t.yaml", "t", yaml.as_bytes(), &none)
             .valid
@@ -548,6 +549,8 @@ mod tests {
                     via: None,
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };
@@ -565,6 +568,8 @@ mod tests {
                     via: Some([("psubscribe chat*".to_owned(), via)].into_iter().collect()),
                     outbox: None,
                     queue_depth: None,
+                    unconfirmed: None,
+                    repeated: None,
                 }],
                 ..Health::default()
             };

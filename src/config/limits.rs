@@ -17,7 +17,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct LimitsSpec {
-    /// Largest WebSocket message accepted, in bytes (16 B - 16 MiB); a bigger one closes that connection with 1009. Default 65536.
+    /// Largest WebSocket message accepted, in bytes (16 B - 16 MiB); a bigger one closes that connection with 1009. Also the largest AMQP body delivered to the node: a bigger one is refused and counted. Default 65536.
     #[schemars(range(min = 16, max = 16777216))]
     pub max_message_bytes: Option<Spanned<u64>>,
     /// WebSocket connections a node accepts at once (1 - 1000000); beyond it the upgrade is answered 503. Default 10000.

@@ -138,11 +138,11 @@ impl NodeHandle {
         applied
     }
 
-    /// Holds the node's broker links (Redis, NATS) down (`true`) or lets
+    /// Holds the node's broker links (Redis, NATS, AMQP) down (`true`) or lets
     /// them come back: a fault switch of the admin page. `None` when it has
     /// no broker link, else whether the switch moved.
     pub async fn sever_brokers(&self, on: bool) -> Option<bool> {
-        self.wired.lock().await.sever_brokers(on)
+        self.wired.lock().await.sever_brokers(on).await
     }
 
     /// Stops every task of the node: clients get a 1001 close frame, sockets close.

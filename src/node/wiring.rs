@@ -118,15 +118,19 @@ impl Wired {
     }
 
     /// The broker links' fault switch (`RedisControl::sever`,
-    /// `NatsControl::sever`), on every broker link the node has; `None`
-    /// without one, else whether any moved.
-    pub fn sever_brokers(&self, on: bool) -> Option<bool> {
+    /// `NatsControl::sever`, `AmqpControl::sever`), on every broker link
+    /// the node has; `None` without one, else whether any moved.
+    pub async fn sever_brokers(&self, on: bool) -> Option<bool> {
         let redis = self.redis.as_ref().map(|r| r.control.sever(on));
         let nats = self.nats.as_ref().map(|n| n.control.sever(on));
-        match (redis, nats) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(false) | b.unwrap_or(false)),
-        }
+        let amqp = match &self.amqp {
+            Some(a) => Some(a.control.sever(on).await),
+            None => None,
+        };
+        [redis, nats, amqp]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| a | b)
     }
 
     /// Every link's status, PUB first, then the SUBs in file order, then Redis.
@@ -396,6 +400,7 @@ impl Wired {
             status: status.clone(),
             presence: env.router.hub.presence(),
             outbox: new.limits.outbox,
+            max_body: new.limits.max_message_bytes,
         };
         let (handle, control, run) = task.run(session, cancel.clone());
         env.tasks.spawn(run);

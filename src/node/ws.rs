@@ -322,10 +322,22 @@ async fn healthz(State(http): State<Http>) -> Json<Health> {
                 sent: l.sent(),
                 received: l.received(),
                 peers: (!broker).then(|| l.zmtp.peers()),
-                rejected: (!broker).then(|| l.zmtp.rejected()),
-                dropped: (!broker).then(|| l.zmtp.dropped()),
+                rejected: match l.kind {
+                    LinkKind::ZmqPub | LinkKind::ZmqSub => Some(l.zmtp.rejected()),
+                    LinkKind::Amqp => Some(l.rejected()),
+                    LinkKind::Redis | LinkKind::Nats => None,
+                },
+                dropped: match l.kind {
+                    LinkKind::ZmqPub | LinkKind::ZmqSub => Some(l.zmtp.dropped()),
+                    LinkKind::Amqp => Some(l.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+                    LinkKind::Redis | LinkKind::Nats => None,
+                },
                 via: per_filter.then(|| l.received_via().into_iter().collect()),
                 queue_depth: (l.kind == LinkKind::Amqp && depth != u64::MAX).then_some(depth),
+                unconfirmed: (l.kind == LinkKind::Amqp)
+                    .then(|| l.unconfirmed.load(std::sync::atomic::Ordering::Relaxed)),
+                repeated: (l.kind == LinkKind::Amqp)
+                    .then(|| l.repeated.load(std::sync::atomic::Ordering::Relaxed)),
                 outbox: broker.then(|| OutboxHealth {
                     queued: l.outbox.queued(),
                     dropped: l.outbox.dropped(),

@@ -4,7 +4,7 @@
 //! switch is a change to what runs, never to the file: a cut link is the
 //! node rewired without it, a stopped node is stopped with its wiring kept,
 //! a broker held down is its links' own switch (`RedisControl::sever`,
-//! `NatsControl::sever`). So the next applied
+//! `NatsControl::sever`, `AmqpControl::sever`). So the next applied
 //! save undoes them all: it diffs what runs against the file.
 //! A cut (and its undoing) goes through the one classification a reload
 //! uses: `Change::between(what the node runs, its faulted wiring)`, whose

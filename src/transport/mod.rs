@@ -137,6 +137,17 @@ pub struct LinkStatus {
     /// AMQP: messages ready in the node's queue when last asked (at each
     /// (re)connection), `u64::MAX` when unknown.
     pub queue_depth: AtomicU64,
+    /// AMQP: messages handed to RabbitMQ and not yet confirmed (publisher
+    /// confirms); 0 while the link is down (they wait in the outbox then).
+    pub unconfirmed: AtomicU64,
+    /// AMQP: deliveries dropped as repeats (see `amqp::dedup`).
+    pub repeated: AtomicU64,
+    /// AMQP: messages RabbitMQ dropped from the node's durable queue
+    /// (`max_length`), counted through the queue's dead-letter companion.
+    pub dropped: AtomicU64,
+    /// AMQP: deliveries refused (body over the node's size limit, or not
+    /// UTF-8), acknowledged and never delivered.
+    rejected: AtomicU64,
     /// ZeroMQ links: peers, rejected connections, HWM drops.
     pub zmtp: std::sync::Arc<zmtp::Stats>,
 }
@@ -152,12 +163,25 @@ impl LinkStatus {
             via: Mutex::new(Vec::new()),
             outbox: outbox::OutboxStats::default(),
             queue_depth: AtomicU64::new(u64::MAX),
+            unconfirmed: AtomicU64::new(0),
+            repeated: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             zmtp: Default::default(),
         }
     }
 
     pub fn add_sent(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One more refused delivery (AMQP); returns the count so far.
+    pub fn add_rejected(&self) -> u64 {
+        self.rejected.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     pub fn add_received(&self) {

@@ -1,6 +1,6 @@
 //! The bounded outbox of a link that is down: messages kept in order until
 //! the link is back, the oldest dropped (and counted) when it is full.
-//! Pure bookkeeping: no sockets, no tasks; `transport::redis` drives it.
+//! Pure bookkeeping: no sockets, no tasks; the broker links drive it.
 
 use super::Text;
 use std::collections::VecDeque;
@@ -31,14 +31,16 @@ impl OutboxStats {
     }
 }
 
+/// Messages in order; `T` is the text, or the text with what a link keeps
+/// beside it (AMQP: its sequence number).
 #[derive(Debug)]
-pub struct Outbox {
-    queue: VecDeque<Text>,
+pub struct Outbox<T = Text> {
+    queue: VecDeque<T>,
     limit: usize,
 }
 
-impl Outbox {
-    pub fn new(limit: usize) -> Outbox {
+impl<T: Clone> Outbox<T> {
+    pub fn new(limit: usize) -> Outbox<T> {
         Outbox {
             // Grown only while the link is down: reserved up front, 1,024
             // slots cost 32 KiB per Redis link that may never need them.
@@ -57,7 +59,7 @@ impl Outbox {
 
     /// Keeps `text` at the back; when full, drops the oldest. Returns how
     /// many were dropped (0 or 1).
-    pub fn hold(&mut self, text: Text, stats: &OutboxStats) -> u64 {
+    pub fn hold(&mut self, text: T, stats: &OutboxStats) -> u64 {
         let mut dropped = 0;
         if self.queue.len() >= self.limit {
             dropped = 1;
@@ -89,8 +91,38 @@ impl Outbox {
     }
 
     /// Copies of the oldest `n` messages, for one publication attempt.
-    pub fn peek(&self, n: usize) -> Vec<Text> {
+    pub fn peek(&self, n: usize) -> Vec<T> {
         self.queue.iter().take(n).cloned().collect()
+    }
+
+    /// Takes the oldest message out to publish it (counted as flushed).
+    pub fn take_front(&mut self, stats: &OutboxStats) -> Option<T> {
+        let text = self.queue.pop_front()?;
+        stats.flushed.fetch_add(1, Ordering::Relaxed);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+        Some(text)
+    }
+
+    /// Puts back `texts` (oldest first) in front of what waits, so they go
+    /// out again first: published but never confirmed. When that makes
+    /// more than the limit, the oldest go (counted). Returns how many went.
+    pub fn restore_front(
+        &mut self,
+        texts: impl DoubleEndedIterator<Item = T>,
+        stats: &OutboxStats,
+    ) -> u64 {
+        for text in texts.rev() {
+            self.queue.push_front(text);
+        }
+        let excess = self.queue.len().saturating_sub(self.limit);
+        self.queue.drain(..excess);
+        stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+        excess as u64
     }
 
     /// The oldest `n` were published.
@@ -143,6 +175,22 @@ mod tests {
         assert_eq!(outbox.set_limit(8, &stats), 0);
         outbox.hold(Text::from("e"), &stats);
         assert_eq!(texts(&outbox), ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn restored_messages_go_first_in_their_order() {
+        let stats = OutboxStats::default();
+        let mut outbox = Outbox::new(4);
+        for t in ["a", "b", "c"] {
+            outbox.hold(Text::from(t), &stats);
+        }
+        assert_eq!(outbox.take_front(&stats).unwrap().as_str(), "a");
+        assert_eq!((stats.queued(), stats.flushed()), (2, 1));
+        let back = ["x", "y", "z"].map(Text::from);
+        // Five for four places: the oldest (x) goes.
+        assert_eq!(outbox.restore_front(back.into_iter(), &stats), 1);
+        assert_eq!(texts(&outbox), ["y", "z", "b", "c"]);
+        assert_eq!((stats.queued(), stats.dropped()), (4, 1));
     }
 
     #[test]

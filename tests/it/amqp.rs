@@ -24,14 +24,17 @@ pub async fn start(yaml: &str) -> (Running, topo::model::Topology) {
     (running, valid.topology)
 }
 
-/// Deletes what a test declared (exchanges are durable; named queues too).
+/// Deletes what a test declared (exchanges are durable; named queues and
+/// their dead-letter companions too).
 pub async fn cleanup(exchanges: &[&str], queues: &[&str]) {
     let connection = rabbit::connect().await;
     let channel = connection.create_channel().await.unwrap();
     for queue in queues {
-        let _ = channel
-            .queue_delete(queue, QueueDeleteOptions::default())
-            .await;
+        for name in [queue.to_string(), topo::model::amqp_dropped_queue(queue)] {
+            let _ = channel
+                .queue_delete(&name, QueueDeleteOptions::default())
+                .await;
+        }
     }
     for exchange in exchanges {
         let _ = channel
@@ -253,4 +256,205 @@ async fn durable_across_a_kill(n: usize) -> Duration {
     drop(up);
     cleanup(&[&exchange], &[&queue]).await;
     took
+}
+
+/// `max_length` drops are counted: with 10 places and no client on durable
+/// b, 25 messages leave the newest 10 in b's queue, and the 15 RabbitMQ
+/// dropped (dead-lettered to b's companion queue) show in b's `/healthz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_length_drops_are_counted_in_healthz() {
+    let exchange = rabbit::unique("drops");
+    let queue = rabbit::unique("drops-b");
+    let (pa, pb) = (port(), port());
+    let x = format!("exchange: {exchange}");
+    let yaml = file(&[
+        node("a", pa, &x),
+        node("b", pb, &format!("{x}, queue: {queue}, max_length: 10")),
+    ]);
+    let (running, _) = start(&yaml).await;
+    let mut a = Client::connect(pa).await;
+    for i in 0..25 {
+        a.send(&format!("m{i}")).await;
+    }
+    crate::util::wait_until("15 drops counted by b", LIMIT, || async {
+        let h = health(pb).await;
+        let link = h["links"][0].clone();
+        match link["dropped"].as_u64() {
+            Some(15) => Ok(()),
+            _ => Err(link),
+        }
+    })
+    .await;
+    let mut b = Client::connect(pb).await;
+    for i in 15..25 {
+        assert_eq!(b.recv().await, format!("m{i}"), "the newest 10, in order");
+    }
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(health(pb).await["links"][0]["dropped"], 15);
+    running.shutdown().await;
+    cleanup(&[&exchange], &[&queue]).await;
+}
+
+/// A durable queue declared by an earlier topo (no dead-lettering) makes
+/// RabbitMQ refuse the declaration (406): the start fails with an error
+/// that names the node, the broker (no password), the queue and the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_with_other_arguments_is_a_clear_error() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let exchange = rabbit::unique("migrate");
+    let queue = rabbit::unique("migrate-b");
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(&queue, durable, arguments)
+        .await
+        .unwrap();
+    let yaml = file(&[node(
+        "b",
+        port(),
+        &format!("exchange: {exchange}, queue: {queue}"),
+    )]);
+    let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
+    let valid = checked.valid.clone().unwrap();
+    let error = match timeout(LIMIT, Running::start(&valid.topology))
+        .await
+        .expect("start timed out")
+    {
+        Ok(running) => {
+            running.shutdown().await;
+            panic!("started on a queue with other arguments")
+        }
+        Err(error) => error.to_string(),
+    };
+    for part in [
+        "node b",
+        "amqp://guest:***@127.0.0.1:5672",
+        &format!("queue `{queue}` already exists with other arguments"),
+        "PRECONDITION_FAILED",
+        "delete it",
+        "another queue name",
+    ] {
+        assert!(error.contains(part), "{part:?} not in: {error}");
+    }
+    assert!(!error.contains("guest:guest"), "{error}");
+    let _ = connection.close(200, "done").await;
+    cleanup(&[&exchange], &[&queue]).await;
+}
+
+/// A body over the node's `limits.max_message_bytes`, published straight
+/// to its exchange, is refused: acknowledged (not brought again), counted
+/// in `rejected`, never delivered; the next normal message still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_body_is_refused_counted_and_the_node_goes_on() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    use lapin::options::QueueDeclareOptions;
+    let exchange = rabbit::unique("oversize");
+    let queue = rabbit::unique("oversize-b");
+    let pb = port();
+    let mut b_node = node("b", pb, &format!("exchange: {exchange}, queue: {queue}"));
+    b_node.push_str("    limits: { max_message_bytes: 1024 }\n");
+    let (running, _) = start(&file(&[b_node])).await;
+    let mut b = Client::connect(pb).await;
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    for body in ["x".repeat(1025), "y".repeat(1024), "after".to_owned()] {
+        channel
+            .basic_publish(
+                &exchange,
+                "chat",
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // In queue order: the one at the limit, then the next one; never the
+    // one over it.
+    assert_eq!(b.recv().await, "y".repeat(1024));
+    assert_eq!(b.recv().await, "after");
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    let link = health(pb).await["links"][0].clone();
+    assert_eq!(link["rejected"], 1, "{link}");
+    assert_eq!(link["received"], 2, "{link}");
+    running.shutdown().await;
+    // Acknowledged: once b's connection is gone, what it held unacknowledged
+    // would be back in its durable queue.
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let left = channel
+        .queue_declare(&queue, passive, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(left.message_count(), 0);
+    let _ = connection.close(200, "done").await;
+    cleanup(&[&exchange], &[&queue]).await;
+}
+
+/// Repeats are dropped at the receiver: a publication that comes twice
+/// with the same sender (`app_id`) and `message_id` (what a link does when
+/// a confirmation was lost) reaches b's client once; a lower sequence is a
+/// repeat too; another boot nonce, or a message without an id, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_that_comes_twice_is_delivered_once() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    let exchange = rabbit::unique("repeats");
+    let pb = port();
+    let (running, _) = start(&file(&[node("b", pb, &format!("exchange: {exchange}"))])).await;
+    let mut b = Client::connect(pb).await;
+    let connection = rabbit::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let sends: [(&str, Option<&str>); 7] = [
+        ("one", Some("00000000000000aa-1")),
+        ("one", Some("00000000000000aa-1")),
+        ("two", Some("00000000000000aa-2")),
+        ("one", Some("00000000000000aa-1")),
+        ("rebooted", Some("00000000000000bb-0")),
+        ("no id", None),
+        ("no id", None),
+    ];
+    for (body, id) in sends {
+        let mut properties = BasicProperties::default().with_app_id("topo:x".into());
+        if let Some(id) = id {
+            properties = properties.with_message_id(id.into());
+        }
+        channel
+            .basic_publish(
+                &exchange,
+                "chat",
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties,
+            )
+            .await
+            .unwrap();
+    }
+    for expected in ["one", "two", "rebooted", "no id", "no id"] {
+        assert_eq!(b.recv().await, expected);
+    }
+    assert_eq!(
+        b.drain(Duration::from_millis(300)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(health(pb).await["links"][0]["repeated"], 2);
+    let _ = connection.close(200, "done").await;
+    running.shutdown().await;
+    cleanup(&[&exchange], &[]).await;
 }

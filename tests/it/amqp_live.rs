@@ -13,7 +13,7 @@ use std::time::Duration;
 use topo::runtime::Running;
 
 /// The state and queue depth of the AMQP link in `port`'s `/healthz`.
-async fn amqp_link(port: u16) -> (String, Option<u64>) {
+pub async fn amqp_link(port: u16) -> (String, Option<u64>) {
     let h = health(port).await;
     let links = h["links"].as_array().cloned().unwrap_or_default();
     let link = links

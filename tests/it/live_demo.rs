@@ -136,6 +136,43 @@ async fn each_fault_button_changes_the_picture_and_probe_goes_red_then_green() {
     assert_eq!(log.matches("fault switch off").count(), 4, "{log}");
 }
 
+/// The "Broker down" button on AMQP nodes (a, and durable b, on the shared
+/// RabbitMQ): offered for both, it holds a's link down on the picture and
+/// in Probe, and lets it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_down_button_holds_an_amqp_node_down_and_lets_it_back() {
+    use crate::amqp::{cleanup, file, node};
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let exchange = crate::rabbit::unique("live");
+    let queue = crate::rabbit::unique("live-b");
+    let x = format!("exchange: {exchange}");
+    let yaml = file(&[
+        node("a", free_port(), &x),
+        node("b", free_port(), &format!("{x}, queue: {queue}")),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("amqp.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let up = Up::start(&path, &[]);
+    wait_admin(&up).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    browse(&chromium, "amqp_broker_down.mjs", &up, &[], &shots).await;
+    up.wait_log("fault switch off: node a", 1).await;
+    let log = up.log();
+    for what in [
+        "amqp link held down (fault switch)",
+        "amqp link let go (fault switch)",
+        "fault switch on: node a: broker link held down",
+        "fault switch off: node a: broker link held down, restored",
+    ] {
+        assert_eq!(log.matches(what).count(), 1, "{what}:\n{log}");
+    }
+    drop(up);
+    cleanup(&[&exchange], &[&queue]).await;
+}
+
 /// `POST /api/fault` with hostile or wrong bodies: refused with a reason,
 /// nothing changes, the server keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

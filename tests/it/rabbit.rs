@@ -50,25 +50,77 @@ pub async fn connect_to(url: &str) -> Connection {
 /// broker; its data directory survives a restart (durable queues too).
 pub struct PrivateRabbit {
     pub port: u16,
+    /// The TLS listener's port (`start_tls`).
+    pub tls_port: Option<u16>,
     dist: u16,
     name: String,
+    /// The user RabbitMQ creates at its first start, and its password.
+    user: &'static str,
+    password: &'static str,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
 }
 
+/// The user of a TLS RabbitMQ: a password no other text in a test holds,
+/// so that finding it in an output is a leak.
+pub const TLS_USER: &str = "topo";
+pub const TLS_PASSWORD: &str = "amqps-s3cret-pw";
+
 impl PrivateRabbit {
     /// Starts it (without waiting: see `wait_ready`).
     pub fn start() -> PrivateRabbit {
+        PrivateRabbit::with_config(None, "guest", "guest", "")
+    }
+
+    /// Starts it with a TLS listener too, serving `server.pem` and
+    /// `server.key` of `certs` (see `tls::certificates`), with the user
+    /// [`TLS_USER`]; clients need no certificate.
+    pub fn start_tls(certs: &std::path::Path) -> PrivateRabbit {
+        // rabbitmq-server started as root runs as the user rabbitmq.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(certs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for file in ["ca.pem", "server.pem", "server.key"] {
+            let path = certs.join(file);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let port = crate::util::free_port();
+        let path = |file: &str| certs.join(file).display().to_string();
+        let config = format!(
+            "listeners.ssl.default = {port}\n\
+             ssl_options.cacertfile = {}\n\
+             ssl_options.certfile = {}\n\
+             ssl_options.keyfile = {}\n\
+             ssl_options.verify = verify_none\n\
+             ssl_options.fail_if_no_peer_cert = false\n\
+             default_user = {TLS_USER}\n\
+             default_pass = {TLS_PASSWORD}\n",
+            path("ca.pem"),
+            path("server.pem"),
+            path("server.key"),
+        );
+        PrivateRabbit::with_config(Some(port), TLS_USER, TLS_PASSWORD, &config)
+    }
+
+    fn with_config(
+        tls_port: Option<u16>,
+        user: &'static str,
+        password: &'static str,
+        config: &str,
+    ) -> PrivateRabbit {
         let dir = tempfile::tempdir().unwrap();
         // rabbitmq-server started as root runs as the user rabbitmq.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::fs::write(dir.path().join("rabbitmq.conf"), "loopback_users = none\n").unwrap();
+        let config = format!("loopback_users = none\n{config}");
+        std::fs::write(dir.path().join("rabbitmq.conf"), config).unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
         let mut rabbit = PrivateRabbit {
             port: crate::util::free_port(),
+            tls_port,
             dist: crate::util::free_port(),
             name: unique("node").replace('.', "-"),
+            user,
+            password,
             dir,
             child: None,
         };
@@ -77,7 +129,15 @@ impl PrivateRabbit {
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let (user, password) = (self.user, self.password);
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The TLS listener's URL, to `host` (`start_tls`).
+    pub fn tls_url(&self, host: &str) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        let (user, password) = (self.user, self.password);
+        format!("amqps://{user}:{password}@{host}:{port}/%2f")
     }
 
     fn spawn(&mut self) {
@@ -105,7 +165,9 @@ impl PrivateRabbit {
         self.child = Some(child);
     }
 
-    /// Waits until it accepts AMQP connections.
+    /// Waits until it accepts AMQP connections (and TLS connections on
+    /// its TLS listener: RabbitMQ opens it with the plain one, so one
+    /// accepted TCP connection there means it is up).
     pub async fn wait_ready(&self) {
         let url = self.url();
         crate::util::wait_until(
@@ -119,6 +181,14 @@ impl PrivateRabbit {
             },
         )
         .await;
+        if let Some(port) = self.tls_port {
+            crate::util::wait_until("its TLS listener", Duration::from_secs(10), || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .map(drop)
+            })
+            .await;
+        }
     }
 
     /// Kills the broker (its Erlang VM, by the pid it wrote, and the script).

@@ -30,26 +30,23 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(status.success(), "openssl {args:?} failed");
 }
 
-/// A CA, and a server certificate for 127.0.0.1 signed by it.
-fn certificates(dir: &Path) {
+/// A self-signed certificate authority: `NAME.pem` and `NAME.key` in `dir`.
+pub fn authority(dir: &Path, name: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let subject = format!("/CN=topo test CA {name}");
     openssl(
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=topo test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", &key, "-out", &pem,
         ],
     );
+}
+
+/// A CA (`ca.pem`), and a server certificate for 127.0.0.1 and localhost
+/// signed by it (`server.pem`, `server.key`).
+pub fn certificates(dir: &Path) {
+    authority(dir, "ca");
     openssl(
         dir,
         &[
@@ -65,7 +62,11 @@ fn certificates(dir: &Path) {
             "server.csr",
         ],
     );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
     openssl(
         dir,
         &[

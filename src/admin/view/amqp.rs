@@ -75,16 +75,9 @@ pub(super) fn amqp_view(t: &Topology) -> (Vec<Vertex>, Vec<Edge>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::valid;
     use super::super::*;
-    use crate::check::check_bytes;
     use crate::health::LinkState;
-
-    fn valid(yaml: &str) -> Valid {
-        let none = |_: &str| None;
-        check_bytes("t.yaml", "t", yaml.as_bytes(), &none)
-            .valid
-            .expect("valid")
-    }
 
     /// Two brokers naming one server and vhost share an exchange vertex; a
     /// publication reads the link's `sent`, a queue its `received`.
@@ -148,6 +141,8 @@ nodes:
                 via: None,
                 outbox: None,
                 queue_depth: Some(0),
+                unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

@@ -44,16 +44,9 @@ pub(super) fn nats_view_edges(t: &Topology, out: &mut Vec<Edge>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::valid;
     use super::super::*;
-    use crate::check::check_bytes;
     use crate::health::LinkState;
-
-    fn valid(yaml: &str) -> Valid {
-        let none = |_: &str| None;
-        check_bytes("t.yaml", "t", yaml.as_bytes(), &none)
-            .valid
-            .expect("valid")
-    }
 
     /// NATS brokers of one subject space are one vertex; a publication
     /// reads the link's `sent`, a subscription its `via[filter]`.
@@ -107,6 +100,8 @@ nodes:
                 via: Some([("chat.a".to_owned(), n)].into_iter().collect()),
                 outbox: None,
                 queue_depth: None,
+                unconfirmed: None,
+                repeated: None,
             };
             let b = Health {
                 links: vec![link],

@@ -71,6 +71,16 @@ impl Compiler {
         };
         let queue = a.queue.as_ref().map(|q| {
             self.amqp_name(q, "a queue");
+            let most = MAX_NAME - crate::model::AMQP_DROPPED_SUFFIX.len();
+            if (most + 1..=MAX_NAME).contains(&q.value.len()) {
+                self.error(
+                    q.span,
+                    format!(
+                        "a queue name is at most {most} bytes: its companion `<queue>{}`, which counts what max_length drops, must fit in 255",
+                        crate::model::AMQP_DROPPED_SUFFIX
+                    ),
+                );
+            }
             q.value.clone()
         });
         let max_length = match &a.max_length {
