@@ -60,16 +60,6 @@ impl FrameError {
             _ => CloseCode::Protocol,
         }
     }
-
-    /// The close frame's reason: short and fixed (a close frame's payload
-    /// is at most 125 bytes).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            FrameError::TooBig { .. } => "message too big",
-            FrameError::Utf8 => "invalid UTF-8",
-            _ => "protocol error",
-        }
-    }
 }
 
 /// What a finished client frame meant.
@@ -164,15 +154,13 @@ impl Decoder {
                 let Some(head) = self.take_head(input) else {
                     return Ok(None);
                 };
-                let current = Current { head, done: 0 };
-                if self.discarding {
-                    self.current = Some(current);
-                } else {
-                    // Positioned to skip this frame if the caller goes on discarding.
-                    self.current = Some(current);
-                    if let Some(event) = self.start(head)? {
-                        return Ok(Some(event));
-                    }
+                // Set before the checks: after an error the caller may go on
+                // discarding, and this frame's payload is then skipped.
+                self.current = Some(Current { head, done: 0 });
+                if !self.discarding
+                    && let Some(event) = self.start(head)?
+                {
+                    return Ok(Some(event));
                 }
                 continue;
             };
