@@ -20,6 +20,17 @@ wait_port() {
   return 1
 }
 
+# wait_healthy COUNT FIRST_PORT: until COUNT nodes on consecutive HTTP
+# ports from FIRST_PORT answer /healthz (10 s at most each).
+wait_healthy() {
+  for n in $(seq 0 $(($1 - 1))); do
+    for _ in $(seq 200); do
+      curl -fs "http://127.0.0.1:$(($2 + n))/healthz" >/dev/null 2>&1 && break
+      sleep 0.05
+    done
+  done
+}
+
 # start_redis PORT: a private redis-server without persistence, ready when
 # this returns; its pid in $redis_pid (and in $pids, for the cleanup).
 start_redis() {

@@ -33,15 +33,6 @@ redis_3node "$http" "$redis_port" > "$work/redis.yaml"
   done
 } > "$work/nats.yaml"
 
-wait_healthy() { # FILE COUNT FIRST_PORT
-  for n in $(seq 0 $(($2 - 1))); do
-    for _ in $(seq 200); do
-      curl -fs "http://127.0.0.1:$(($3 + n))/healthz" >/dev/null 2>&1 && break
-      sleep 0.05
-    done
-  done
-}
-
 run() { # LABEL FILE LOAD...
   local label=$1 file=$2
   shift 2
@@ -60,7 +51,7 @@ for which in redis nats; do
   RUST_LOG=warn "$topo" up "$file" >/dev/null 2>&1 &
   server=$!
   pids+=("$server")
-  if [ "$which" = redis ]; then wait_healthy "$file" 3 "$http"; else wait_healthy "$file" 6 $((http + 10)); fi
+  if [ "$which" = redis ]; then wait_healthy 3 "$http"; else wait_healthy 6 $((http + 10)); fi
   label=$([ "$which" = redis ] && echo redis-3node || echo nats-6node-3servers)
   run "$label" "$file" --window 8
   run "$label" "$file" --rate 2000
