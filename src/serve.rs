@@ -211,11 +211,21 @@ async fn connection(
     }
 }
 
+/// The connection under a request that became a WebSocket, and the bytes
+/// the HTTP server had read past the request; `Err` (the upgrade as it
+/// was) when the connection is not one of [`serve`]'s.
+pub fn upgraded(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Result<(Conn, bytes::Bytes), hyper::upgrade::Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<Conn>>()?;
+    Ok((parts.io.into_inner(), parts.read_buf))
+}
+
 /// A TCP connection that, when dropped after [`ConnState::drain_on_close`],
 /// first shuts its sending side (our close frame, then FIN) and reads and
 /// drops what the peer still sends, bounded by [`DRAIN_BYTES`] and
 /// [`DRAIN_TIME`], so the peer reads our close frame instead of a reset.
-struct Conn {
+pub struct Conn {
     stream: Option<TcpStream>,
     state: ConnState,
     tracker: TaskTracker,

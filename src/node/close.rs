@@ -7,6 +7,9 @@
 pub enum CloseCode {
     /// The node is stopping or was removed by a reload.
     GoingAway = 1001,
+    /// The client broke the framing rules of RFC 6455 (an unmasked frame,
+    /// reserved bits, an unknown opcode, a long or fragmented control frame).
+    Protocol = 1002,
     /// The client sent a binary frame; the chat speaks text only.
     Unsupported = 1003,
     /// A text message was not valid UTF-8.
@@ -32,6 +35,7 @@ mod tests {
     fn codes_are_the_rfc_numbers() {
         let codes = [
             (CloseCode::GoingAway, 1001),
+            (CloseCode::Protocol, 1002),
             (CloseCode::Unsupported, 1003),
             (CloseCode::InvalidData, 1007),
             (CloseCode::Policy, 1008),

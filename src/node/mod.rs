@@ -3,6 +3,7 @@
 //! It trusts the `Topology` it is given and never decides which nodes run.
 
 pub mod close;
+pub mod frame;
 pub mod router;
 mod session;
 pub mod wiring;

@@ -4,6 +4,7 @@
 //! counters and client hub. It owns no socket; the links and the WebSocket
 //! sessions call into it.
 
+use super::frame::TextFrame;
 use crate::transport::local::Hub;
 use crate::transport::{Counters, Origin, Outbound, Received, Text};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct NodeRouter {
     pub name: String,
-    pub hub: Hub,
+    /// Carries each message as a server frame, encoded once for all clients.
+    pub hub: Hub<TextFrame>,
     pub counters: Arc<Counters>,
     /// The reload that last configured this node (shown by `/healthz`).
     generation: AtomicU64,
@@ -82,7 +84,7 @@ impl NodeRouter {
         for link in self.outbound().iter() {
             link.publish(&text);
         }
-        self.hub.deliver(text);
+        self.hub.deliver_with(|| TextFrame::new(&text));
     }
 
     /// A message from a link: delivered to the clients (each reception is one
@@ -99,7 +101,7 @@ impl NodeRouter {
                 }
             }
         }
-        self.hub.deliver(msg.text);
+        self.hub.deliver_with(|| TextFrame::new(&msg.text));
         if let Some(ack) = msg.ack {
             ack.done();
         }

@@ -5,295 +5,455 @@
 //! an idle client costs one task. A write the socket does not take never
 //! stops the reading, and a backlog reaching `send_queue` disconnects the
 //! client (1008) without the hub ever waiting for it.
+//!
+//! The framing is `frame`'s: between frames a session holds no buffer.
+//! Bytes are read into a buffer on the stack and decoded at once; only a
+//! frame cut by the read is kept (on the heap, sized by its header). What
+//! the hub delivers is already a whole server frame shared by every
+//! client, so a batch is written as it is, with one vectored write.
 
 use super::close::CloseCode;
+use super::frame::{self, Decoder, Event, TextFrame};
 use super::router::NodeRouter;
 use crate::model::Limits;
 use crate::transport::Text;
-use axum::BoxError;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-/// Messages written per flush at most, so one busy client flushes regularly.
+/// Messages written per batch at most, so one busy client writes regularly.
 const MAX_BATCH: usize = 64;
+/// Buffers handed to one vectored write (the kernel takes up to 1,024).
+const MAX_SLICES: usize = 64;
+/// Bytes read per read call, into a buffer on the stack: several chat
+/// lines per call, a 64 KiB message in eight.
+const READ_CHUNK: usize = 8192;
 /// A close frame to a client that stopped reading is abandoned after this.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a write blocked on a full socket looks at the backlog.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// A goodbye: the close frame, and whether to read the client's frames
-/// until its close reply (when what it sent made us close, it may still be
+/// A close frame to send, and whether to read the client's frames until
+/// its close reply (when what it sent made us close, it may still be
 /// sending: closing the socket on unread data would reset the connection
-/// before it reads our frame).
-type Goodbye = (CloseFrame, bool);
-
-/// Serves the client on `ws` until either side closes or `node` is cancelled.
-pub(super) async fn run(
-    ws: &mut WebSocket,
-    router: &NodeRouter,
-    node: &CancellationToken,
-    limits: &Limits,
-) {
-    if node.is_cancelled() {
-        return;
-    }
-    let (mut rx, _guard) = router.hub.join();
-    tracing::debug!(clients = router.hub.clients(), "client connected");
-    let mut out = Outgoing::default();
-    let read = Arc::new(ReadWake {
-        woken: AtomicBool::new(true),
-        task: AtomicWaker::new(),
-    });
-    let goodbye = serve(ws, &mut rx, &mut out, &read, router, node, limits).await;
-    if let Some((frame, drain)) = goodbye {
-        tracing::debug!(code = frame.code, reason = %frame.reason, "closing client");
-        close(ws, frame, drain).await;
-    }
-    tracing::debug!("client disconnected");
+/// before it reads our frame). A few bytes: the session's future holds one.
+#[derive(Debug, Clone, Copy)]
+struct Goodbye {
+    why: Why,
+    drain: bool,
 }
 
-/// What is being written: a ping, then the batch (kept in reverse order, so
-/// the next message is popped off the end), then a flush.
+/// Why the node closes, which makes the close frame's code and reason.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    ShuttingDown,
+    Binary,
+    /// What the client sent broke a rule of the framing or a limit.
+    Refused(CloseCode),
+    IdleTimeout,
+    TooSlow,
+    /// The answer to the client's close frame: its code, if it had one.
+    Echo(Option<u16>),
+}
+
+impl Goodbye {
+    fn new(why: Why, drain: bool) -> Goodbye {
+        Goodbye { why, drain }
+    }
+
+    fn code(self) -> Option<u16> {
+        let code = match self.why {
+            Why::ShuttingDown => CloseCode::GoingAway,
+            Why::Binary => CloseCode::Unsupported,
+            Why::Refused(code) => code,
+            Why::IdleTimeout | Why::TooSlow => CloseCode::Policy,
+            Why::Echo(code) => return code,
+        };
+        Some(code.into())
+    }
+
+    fn reason(self) -> &'static str {
+        match self.why {
+            Why::ShuttingDown => "node shutting down",
+            Why::Binary => "binary frames are not supported",
+            Why::Refused(CloseCode::TooBig) => "message too big",
+            Why::Refused(CloseCode::InvalidData) => "invalid UTF-8",
+            Why::Refused(_) => "protocol error",
+            Why::IdleTimeout => "idle timeout: no pong",
+            Why::TooSlow => "too slow: send queue full",
+            Why::Echo(_) => "",
+        }
+    }
+}
+
+/// How the session ends: with a close frame to send, or without (the
+/// connection was lost).
+type End = Option<Goodbye>;
+
+/// Serves the client on `io` until either side closes or `node` is
+/// cancelled. `early` is what the client sent right after its handshake
+/// (read by the HTTP server with the request).
+///
+/// Not an `async fn`: its future would keep the arguments besides the
+/// session made of them, and `early` for the connection's life. Here the
+/// session is made and `early` read and dropped before the future exists.
+pub(super) fn run<'a, S>(
+    io: &'a mut S,
+    early: Bytes,
+    router: &'a NodeRouter,
+    node: &'a CancellationToken,
+    limits: &'a Limits,
+) -> impl Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut joined = (!node.is_cancelled()).then(|| {
+        let (rx, guard) = router.hub.join();
+        tracing::debug!(clients = router.hub.clients(), "client connected");
+        let mut session = Session {
+            io,
+            router,
+            node,
+            limits,
+            rx,
+            link: Link {
+                decoder: Decoder::new(limits.max_message_bytes),
+                out: Outgoing::default(),
+            },
+        };
+        let (_, early_end) = session.link.received(&early, router);
+        (session, guard, early_end)
+    });
+    drop(early);
+    async move {
+        // Borrowed where it was captured, not moved into new locals.
+        let Some((session, _guard, early_end)) = &mut joined else {
+            return;
+        };
+        let end = match *early_end {
+            Some(end) => end,
+            None => serve(session).await,
+        };
+        if let Some(goodbye) = end {
+            close(session, goodbye).await;
+        }
+        tracing::debug!("client disconnected");
+    }
+}
+
+/// What a session works with: the client's socket and receiver, the node's
+/// router, token and limits, and the protocol state. One struct, so the
+/// futures of the session's steps borrow it once (a reference each)
+/// instead of each holding every reference.
+struct Session<'a, S> {
+    io: &'a mut S,
+    router: &'a NodeRouter,
+    node: &'a CancellationToken,
+    limits: &'a Limits,
+    rx: Receiver<TextFrame>,
+    link: Link,
+}
+
+/// The session's protocol state: the decoder of what the client sends,
+/// and what is being written to it.
+struct Link {
+    decoder: Decoder,
+    out: Outgoing,
+}
+
+impl Link {
+    /// Decodes `input` and acts on each frame; whether a frame ended (the
+    /// client is alive), and `Some` when the session must end.
+    fn received(&mut self, mut input: &[u8], router: &NodeRouter) -> (bool, Option<End>) {
+        let mut alive = false;
+        while !input.is_empty() {
+            let event = match self.decoder.feed(&mut input) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "client broke the protocol");
+                    let goodbye = Goodbye::new(Why::Refused(e.close_code()), true);
+                    return (alive, Some(Some(self.refuse(goodbye, input))));
+                }
+            };
+            alive = true;
+            match event {
+                Event::Text(text) => router.from_client(Text::from(text)),
+                Event::Fragment | Event::Pong => {}
+                // Only the latest ping is answered (RFC 6455 §5.5.3): a
+                // client that pings and never reads queues one pong at most.
+                Event::Ping(payload) => self.out.pong = Some(frame::pong(&payload)),
+                Event::Binary => {
+                    let goodbye = Goodbye::new(Why::Binary, true);
+                    return (alive, Some(Some(self.refuse(goodbye, input))));
+                }
+                Event::Close(code) => {
+                    // Its code echoed; it sends nothing more.
+                    let goodbye = Goodbye::new(Why::Echo(code), false);
+                    return (alive, Some(Some(goodbye)));
+                }
+            }
+        }
+        (alive, None)
+    }
+
+    /// The node refuses what the client sent: the rest of `input` is
+    /// skipped frame by frame (the decoder stays in step for the drain
+    /// after our close frame); no drain if the client's close is in it.
+    fn refuse(&mut self, mut goodbye: Goodbye, mut input: &[u8]) -> Goodbye {
+        self.decoder.discard();
+        while let Ok(Some(event)) = self.decoder.feed(&mut input) {
+            if matches!(event, Event::Close(_)) {
+                goodbye.drain = false;
+            }
+        }
+        goodbye
+    }
+}
+
+/// What is being written: whole frames, in order, and how far; the ping
+/// and pong that are due go out with the next write.
 #[derive(Default)]
 struct Outgoing {
-    writing: bool,
+    frames: Vec<Bytes>,
+    /// Frames written whole.
+    sent: usize,
+    /// Bytes of `frames[sent]` written (a frame is never interrupted).
+    offset: usize,
     ping: bool,
-    batch: Vec<Text>,
+    pong: Option<Bytes>,
 }
 
-enum Event {
-    Delivered(Result<Text, RecvError>),
-    Read(Option<Result<Message, axum::Error>>),
-    Written(Result<(), axum::Error>),
+impl Outgoing {
+    fn writing(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// The due ping and pong, ahead of what is added next.
+    fn push_controls(&mut self) {
+        if std::mem::take(&mut self.ping) {
+            self.frames.push(Bytes::from_static(frame::PING));
+        }
+        if let Some(pong) = self.pong.take() {
+            self.frames.push(pong);
+        }
+    }
+
+    /// Starts writing the due ping and pong if nothing is being written
+    /// (else they follow the frames in progress).
+    fn start_controls(&mut self) {
+        if !self.writing() {
+            self.push_controls();
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let left = self.frames[self.sent].len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.sent += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+enum Step {
+    Delivered(Result<TextFrame, RecvError>),
+    Read { alive: bool, end: Option<End> },
+    Written(io::Result<()>),
     Timer,
 }
 
-/// The session's loop; `None` when the connection ends without a goodbye
-/// (the client closed, or the socket failed).
-async fn serve(
-    ws: &mut WebSocket,
-    rx: &mut Receiver<Text>,
-    out: &mut Outgoing,
-    read: &Arc<ReadWake>,
-    router: &NodeRouter,
-    node: &CancellationToken,
-    limits: &Limits,
-) -> Option<Goodbye> {
-    let mut clock = Clock::new(limits);
-    let sleep = tokio::time::sleep_until(clock.deadline());
+/// The session's loop.
+async fn serve<S>(s: &mut Session<'_, S>) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut clock = Clock::new(s.limits);
+    let sleep = tokio::time::sleep_until(clock.deadline(s.limits));
     // Made once: a new one per turn would enter and leave the token's
     // list of waiters each time.
-    let cancelled = node.cancelled();
+    let cancelled = s.node.cancelled();
     tokio::pin!(sleep, cancelled);
     loop {
-        let writing = out.writing;
+        let writing = s.link.out.writing();
         // Biased: deliveries are taken before the client's frames, so a
         // client that sends a lot still reads what it is sent.
-        let event = tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = &mut cancelled => return Some((close_frame(CloseCode::GoingAway, "node shutting down"), false)),
-            msg = rx.recv(), if !writing => Event::Delivered(msg),
-            io = poll_fn(|cx| poll_io(ws, out, read, cx)) => io,
-            _ = clock.wait(sleep.as_mut(), writing) => Event::Timer,
+            _ = &mut cancelled => {
+                return Some(Goodbye::new(Why::ShuttingDown, false));
+            }
+            msg = s.rx.recv(), if !writing => Step::Delivered(msg),
+            step = poll_fn(|cx| poll_io(s.io, &mut s.link, s.router, cx)) => step,
+            _ = clock.wait(sleep.as_mut(), writing) => Step::Timer,
         };
-        match event {
-            Event::Delivered(msg) => {
-                if let Err(goodbye) = start_batch(msg, rx, out, limits).await {
+        match step {
+            Step::Delivered(msg) => {
+                if let Err(goodbye) = start_batch(msg, &mut s.rx, &mut s.link.out, s.limits).await {
                     return Some(goodbye);
                 }
                 // Written at once if the socket takes it (it mostly does),
                 // without a turn of the loop.
-                let written = poll_fn(|cx| Poll::Ready(poll_write(ws, out, cx))).await;
-                if let Poll::Ready(written) = written {
-                    out.writing = false;
-                    if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
-                        return end;
-                    }
-                }
-            }
-            Event::Read(frame) => {
-                clock.last_seen = Instant::now();
-                if let Some(end) = on_frame(frame, router) {
+                let out = &mut s.link.out;
+                let written = poll_fn(|cx| Poll::Ready(poll_write(s.io, out, cx))).await;
+                if let Poll::Ready(written) = written
+                    && let Some(end) = wrote(written, &s.rx, &mut s.link.out, &mut clock, s.limits)
+                {
                     return end;
                 }
             }
-            Event::Written(written) => {
-                if let Some(end) = wrote(written, rx, out, &mut clock, limits) {
+            Step::Read { alive, end } => {
+                if alive {
+                    clock.last_seen = Instant::now();
+                }
+                if let Some(end) = end {
+                    return end;
+                }
+                s.link.out.start_controls();
+            }
+            Step::Written(written) => {
+                if let Some(end) = wrote(written, &s.rx, &mut s.link.out, &mut clock, s.limits) {
                     return end;
                 }
             }
-            Event::Timer => {
-                if let Some(goodbye) = clock.fired(rx, out, limits) {
+            Step::Timer => {
+                if let Some(goodbye) = clock.fired(&s.rx, &mut s.link.out, s.limits) {
                     return Some(goodbye);
                 }
-                sleep.as_mut().reset(clock.deadline());
+                s.link.out.start_controls();
+                sleep.as_mut().reset(clock.deadline(s.limits));
             }
         }
     }
 }
 
-/// After a write; `Some` ends the session.
+/// After a write ended; `Some` ends the session.
 fn wrote(
-    written: Result<(), axum::Error>,
-    rx: &Receiver<Text>,
+    written: io::Result<()>,
+    rx: &Receiver<TextFrame>,
     out: &mut Outgoing,
     clock: &mut Clock,
     limits: &Limits,
-) -> Option<Option<Goodbye>> {
+) -> Option<End> {
     if let Err(e) = written {
         tracing::debug!(error = %e, "client write error");
         return Some(None);
     }
     clock.stall = None;
-    // Freed: an idle client holds no batch.
-    out.batch = Vec::new();
-    (rx.len() >= limits.send_queue).then(|| Some(too_slow(rx.len() as u64, limits)))
+    if rx.len() >= limits.send_queue {
+        return Some(Some(too_slow(rx.len() as u64, limits)));
+    }
+    out.start_controls();
+    None
 }
 
 /// Takes `msg` and what else is queued (up to [`MAX_BATCH`]) for one write.
 async fn start_batch(
-    msg: Result<Text, RecvError>,
-    rx: &mut Receiver<Text>,
+    msg: Result<TextFrame, RecvError>,
+    rx: &mut Receiver<TextFrame>,
     out: &mut Outgoing,
     limits: &Limits,
 ) -> Result<(), Goodbye> {
-    let text = match msg {
-        Ok(text) => text,
+    let first = match msg {
+        Ok(frame) => frame,
         Err(RecvError::Lagged(missed)) => return Err(too_slow(missed, limits)),
         Err(RecvError::Closed) => {
-            return Err((
-                close_frame(CloseCode::GoingAway, "node shutting down"),
-                false,
-            ));
+            return Err(Goodbye::new(Why::ShuttingDown, false));
         }
     };
     // Let the sessions woken together with this one queue their messages
-    // first: one flush then carries several (a yield costs far less than a
+    // first: one write then carries several (a yield costs far less than a
     // write syscall).
     tokio::task::yield_now().await;
     // Allocated per batch, once, sized by what is queued then (64 slots
-    // kept per client would cost 2 KiB each).
-    out.batch.reserve_exact((rx.len() + 1).min(MAX_BATCH));
-    out.batch.push(text);
-    while out.batch.len() < MAX_BATCH {
+    // kept per client would cost 2 KiB each), and freed once written.
+    out.frames
+        .reserve_exact((rx.len() + 1).min(MAX_BATCH) + usize::from(out.ping) + 1);
+    out.push_controls();
+    let start = out.frames.len();
+    out.frames.push(first.wire());
+    while out.frames.len() - start < MAX_BATCH {
         match rx.try_recv() {
-            Ok(text) => out.batch.push(text),
+            Ok(frame) => out.frames.push(frame.wire()),
             Err(TryRecvError::Lagged(missed)) => return Err(too_slow(missed, limits)),
             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
     }
-    out.batch.reverse();
-    out.writing = true;
     Ok(())
 }
 
-/// Handles a frame from the client; `Some` ends the session.
-fn on_frame(
-    frame: Option<Result<Message, axum::Error>>,
-    router: &NodeRouter,
-) -> Option<Option<Goodbye>> {
-    match frame {
-        Some(Ok(Message::Text(text))) => router.from_client(text),
-        Some(Ok(Message::Binary(_))) => {
-            let frame = close_frame(CloseCode::Unsupported, "binary frames are not supported");
-            return Some(Some((frame, true)));
-        }
-        Some(Ok(Message::Close(_))) | None => return Some(None),
-        Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-        Some(Err(e)) => {
-            return match refusal(e) {
-                Ok(frame) => Some(Some((frame, true))),
-                Err(e) => {
-                    tracing::debug!(error = %e, "client read error");
-                    Some(None)
-                }
-            };
-        }
-    }
-    None
-}
-
 /// The write in progress first (so reading never starves it), then a read.
-fn poll_io(
-    ws: &mut WebSocket,
-    out: &mut Outgoing,
-    read: &Arc<ReadWake>,
-    cx: &mut Context<'_>,
-) -> Poll<Event> {
-    if out.writing
-        && let Poll::Ready(written) = poll_write(ws, out, cx)
+fn poll_io<S>(io: &mut S, link: &mut Link, router: &NodeRouter, cx: &mut Context<'_>) -> Poll<Step>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if link.out.writing()
+        && let Poll::Ready(written) = poll_write(io, &mut link.out, cx)
     {
-        out.writing = false;
-        return Poll::Ready(Event::Written(written));
+        return Poll::Ready(Step::Written(written));
     }
-    if !read.woken.swap(false, Ordering::AcqRel) {
-        return Poll::Pending;
-    }
-    read.task.register(cx.waker());
-    let waker = waker_ref(read);
-    let frame = ready!(ws.poll_next_unpin(&mut Context::from_waker(&waker)));
-    // More may be buffered: read again next time.
-    read.woken.store(true, Ordering::Release);
-    Poll::Ready(Event::Read(frame))
-}
-
-/// The waker the read side is polled with: it notes that the socket (not a
-/// delivery or a timer) woke the task, so the session polls the read side
-/// (about 800 instructions through tungstenite even with nothing to read)
-/// only then.
-struct ReadWake {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl ArcWake for ReadWake {
-    fn wake_by_ref(this: &Arc<Self>) {
-        this.woken.store(true, Ordering::Release);
-        this.task.wake();
-    }
-}
-
-/// Feeds the ping and the batch to tungstenite, then flushes: several
-/// messages per write syscall.
-fn poll_write(
-    ws: &mut WebSocket,
-    out: &mut Outgoing,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    loop {
-        if out.ping {
-            ready!(ws.poll_ready_unpin(cx))?;
-            out.ping = false;
-            ws.start_send_unpin(Message::Ping(Default::default()))?;
-        } else if !out.batch.is_empty() {
-            ready!(ws.poll_ready_unpin(cx))?;
-            if let Some(text) = out.batch.pop() {
-                ws.start_send_unpin(Message::Text(text))?;
-            }
-        } else {
-            return ws.poll_flush_unpin(cx);
+    let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut buf);
+    let read = ready!(Pin::new(&mut *io).poll_read(cx, &mut buf));
+    let (alive, end) = match read {
+        Ok(()) if buf.filled().is_empty() => (false, Some(None)),
+        Ok(()) => link.received(buf.filled(), router),
+        Err(e) => {
+            tracing::debug!(error = %e, "client read error");
+            (false, Some(None))
         }
-    }
+    };
+    Poll::Ready(Step::Read { alive, end })
 }
 
-/// The session's one timer: the next ping, the idle deadline (any frame,
-/// a pong too, proves the client alive) and, while a write waits for the
-/// socket, the next look at the backlog. It is reset when it fires, not per
-/// message.
+/// Writes the frames in progress, several per (vectored) write call, each
+/// as it is: no copy. Once all are written the batch is freed, so an idle
+/// client holds none.
+fn poll_write<S>(io: &mut S, out: &mut Outgoing, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+where
+    S: AsyncWrite + Unpin,
+{
+    while out.sent < out.frames.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pending = &out.frames[out.sent..];
+        let n = pending.len().min(MAX_SLICES);
+        for (i, (slice, frame)) in slices.iter_mut().zip(pending).enumerate() {
+            let from = if i == 0 { out.offset } else { 0 };
+            *slice = IoSlice::new(&frame[from..]);
+        }
+        let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        out.advance(written);
+    }
+    out.frames = Vec::new();
+    out.sent = 0;
+    out.offset = 0;
+    Pin::new(io).poll_flush(cx)
+}
+
+/// The session's one timer: the next ping, the idle deadline (any whole
+/// frame, a pong too, proves the client alive; a frame never finished
+/// does not) and, while a write waits for the socket, the next look at the
+/// backlog. It is reset when it fires, not per message.
+/// The intervals are the limits' (not copied: an idle session's future
+/// holds the clock).
 struct Clock {
-    ping_interval: Duration,
-    idle_timeout: Duration,
     next_ping: Instant,
     last_seen: Instant,
     stall: Option<Instant>,
@@ -303,16 +463,14 @@ impl Clock {
     fn new(limits: &Limits) -> Clock {
         let now = Instant::now();
         Clock {
-            ping_interval: limits.ping_interval,
-            idle_timeout: limits.idle_timeout,
             next_ping: now + limits.ping_interval,
             last_seen: now,
             stall: None,
         }
     }
 
-    fn deadline(&self) -> Instant {
-        let due = self.next_ping.min(self.last_seen + self.idle_timeout);
+    fn deadline(&self, limits: &Limits) -> Instant {
+        let due = self.next_ping.min(self.last_seen + limits.idle_timeout);
         self.stall.map_or(due, |stall| stall.min(due))
     }
 
@@ -332,50 +490,71 @@ impl Clock {
     /// Does what is due; `Some` ends the session.
     fn fired(
         &mut self,
-        rx: &Receiver<Text>,
+        rx: &Receiver<TextFrame>,
         out: &mut Outgoing,
         limits: &Limits,
     ) -> Option<Goodbye> {
         let now = Instant::now();
         if self.stall.is_some_and(|at| at <= now) {
             self.stall = None;
-            if out.writing && rx.len() >= limits.send_queue {
+            if out.writing() && rx.len() >= limits.send_queue {
                 return Some(too_slow(rx.len() as u64, limits));
             }
         }
-        if now >= self.last_seen + self.idle_timeout {
-            tracing::info!(idle_timeout = ?self.idle_timeout, "client silent, dropping it");
-            return Some((
-                close_frame(CloseCode::Policy, "idle timeout: no pong"),
-                true,
-            ));
+        if now >= self.last_seen + limits.idle_timeout {
+            tracing::info!(idle_timeout = ?limits.idle_timeout, "client silent, dropping it");
+            return Some(Goodbye::new(Why::IdleTimeout, true));
         }
         if now >= self.next_ping {
             // Delayed rather than bunched when the write takes a while.
-            self.next_ping = now + self.ping_interval;
+            self.next_ping = now + limits.ping_interval;
             out.ping = true;
-            out.writing = true;
         }
         None
     }
 }
 
-/// Sends `frame` (what was queued before it goes first) and, with `drain`,
-/// reads off the client's frames until its close reply; bounded by
-/// [`CLOSE_TIMEOUT`] for a client that stopped reading or never replies.
-async fn close(ws: &mut WebSocket, frame: CloseFrame, drain: bool) {
-    let mut close = Some(Message::Close(Some(frame)));
+/// Sends the close frame (after the frames being written: one is never
+/// cut) and, with `drain`, reads off the client's frames until its close
+/// reply, skipping their payloads; bounded by [`CLOSE_TIMEOUT`] for a
+/// client that stopped reading or never replies.
+async fn close<S>(s: &mut Session<'_, S>, goodbye: Goodbye)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(code = ?goodbye.code(), reason = goodbye.reason(), "closing client");
+    let io = &mut *s.io;
+    let Link { decoder, out } = &mut s.link;
+    out.ping = false;
+    out.pong = None;
+    out.frames
+        .push(frame::close(goodbye.code(), goodbye.reason()));
+    // Also when the client closed or the node stops: nothing it sends now matters.
+    decoder.discard();
     let mut sent = false;
-    let mut drained = !drain;
+    let mut drained = !goodbye.drain;
     let finish = poll_fn(|cx| {
         if !sent {
-            sent = poll_send(ws, &mut close, cx).is_ready();
+            match poll_write(io, out, cx) {
+                Poll::Ready(Ok(())) => sent = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
         }
         while !drained {
-            match ws.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(Message::Close(_))) | None) => drained = true,
-                Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(Some(Err(e))) => drained = refusal(e).is_err(),
+            let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut buf);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    let mut input = buf.filled();
+                    while let Ok(Some(event)) = decoder.feed(&mut input) {
+                        if matches!(event, Event::Close(_)) {
+                            drained = true;
+                            break;
+                        }
+                    }
+                }
+                Poll::Ready(_) => drained = true,
                 Poll::Pending => break,
             }
         }
@@ -388,49 +567,32 @@ async fn close(ws: &mut WebSocket, frame: CloseFrame, drain: bool) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
 }
 
-fn poll_send(
-    ws: &mut WebSocket,
-    msg: &mut Option<Message>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    if msg.is_some() {
-        ready!(ws.poll_ready_unpin(cx))?;
-        if let Some(msg) = msg.take() {
-            ws.start_send_unpin(msg)?;
-        }
-    }
-    ws.poll_flush_unpin(cx)
-}
-
-/// The close frame for a read error caused by what the client sent (a
-/// message too big: 1009, invalid UTF-8: 1007); `Err` for a lost connection.
-fn refusal(e: axum::Error) -> Result<CloseFrame, BoxError> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast::<WsError>() {
-        Ok(e) => match *e {
-            WsError::Capacity(_) => Ok(close_frame(CloseCode::TooBig, "message too big")),
-            WsError::Utf8(_) => Ok(close_frame(CloseCode::InvalidData, "invalid UTF-8")),
-            other => Err(other.into()),
-        },
-        Err(other) => Err(other),
-    }
-}
-
 fn too_slow(behind: u64, limits: &Limits) -> Goodbye {
     tracing::warn!(
         behind,
         send_queue = limits.send_queue,
         "client not reading, disconnecting it"
     );
-    (
-        close_frame(CloseCode::Policy, "too slow: send queue full"),
-        false,
-    )
+    Goodbye::new(Why::TooSlow, false)
 }
 
-fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
-    CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The session's future is most of what an idle client costs: it
+    /// holds the decoder, the (empty) batch, the timer and the select
+    /// state, never a read buffer.
+    #[test]
+    fn an_idle_session_is_small() {
+        let router = NodeRouter::new("n".into(), 0, false, Default::default(), Vec::new());
+        let limits = Limits::default();
+        let cancel = CancellationToken::new();
+        let (mut io, _peer) = tokio::io::duplex(64);
+        let session = run(&mut io, Bytes::new(), &router, &cancel, &limits);
+        let size = std::mem::size_of_val(&session);
+        // 744 bytes in a debug build when written; a read buffer of even
+        // 256 bytes held in it would show.
+        assert!(size <= 800, "{size} bytes");
     }
 }

@@ -1,6 +1,9 @@
 //! The HTTP side of a chat node: the chat page at `/`, WebSocket sessions on
 //! `/ws` and on `/` (when the request asks to upgrade), `/healthz`, 404 else.
 //! Sessions only talk to `router::NodeRouter`; they never touch a link directly.
+//! The WebSocket handshake is ours (RFC 6455 §4.2): the answer is a 101
+//! with the accept key, the session runs on the TCP connection hyper hands
+//! over, in a task of its own, with `frame`'s codec.
 //! Enforces the node's client limits: origins and connection count at the
 //! upgrade, message size (1009), UTF-8 (1007), binary (1003), keepalive,
 //! and a bounded backlog per client (1008) so one stalled client costs the
@@ -11,15 +14,18 @@ use super::session;
 use crate::health::{Health, HealthLink, Messages, OutboxHealth};
 use crate::model::Limits;
 use crate::serve::ConnState;
-use axum::Extension;
 use axum::Router;
-use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_KEY};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
+use base64::Engine;
+use sha1::{Digest, Sha1};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::watch;
@@ -29,15 +35,9 @@ use tracing::Instrument;
 
 const PAGE: &str = include_str!("../../www/index.html");
 
-/// Socket buffers per connection: tungstenite's 128 KiB defaults cost about
-/// 135 KiB per client. tungstenite zero-fills the whole read buffer before
-/// its first read and keeps it for the connection's life, so it is resident
-/// at once: 256 bytes rather than 1 KiB saves 768 bytes per idle client. It
-/// grows for a larger frame, which is then read 256 bytes per read call: a
-/// chat line takes one read, a 64 KiB message 256. The write buffer (empty
-/// until a message is written) lets one flush carry several queued messages.
-const READ_BUFFER: usize = 256;
-const WRITE_BUFFER: usize = 4096;
+/// RFC 6455 §1.3: appended to the client's key, hashed, it proves the
+/// server speaks WebSocket.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 #[derive(Clone)]
 pub struct Http {
@@ -70,38 +70,54 @@ async fn not_found() -> StatusCode {
 }
 
 /// The chapter's client connects to the root, so `/` upgrades when asked to.
-async fn root(
-    State(http): State<Http>,
-    conn: Option<Extension<ConnState>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    match upgrade {
-        Ok(ws) => accept(http, conn, &headers, ws),
-        Err(_) => Html(PAGE).into_response(),
+async fn root(State(http): State<Http>, request: Request) -> Response {
+    if asks_upgrade(request.headers()) {
+        accept(http, request)
+    } else {
+        Html(PAGE).into_response()
     }
 }
 
-async fn ws_only(
-    State(http): State<Http>,
-    conn: Option<Extension<ConnState>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    accept(http, conn, &headers, ws)
+async fn ws_only(State(http): State<Http>, request: Request) -> Response {
+    if !asks_upgrade(request.headers()) {
+        return (StatusCode::BAD_REQUEST, "not a WebSocket upgrade\n").into_response();
+    }
+    accept(http, request)
 }
 
-/// Checks the key, the origin and the connection limit, then upgrades with
-/// the node's message size limit (tungstenite refuses bigger frames early).
-fn accept(
-    http: Http,
-    conn: Option<Extension<ConnState>>,
-    headers: &HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if !key_valid(headers.get(SEC_WEBSOCKET_KEY)) {
+/// `Connection: upgrade` (one token of the list) and `Upgrade: websocket`.
+fn asks_upgrade(headers: &HeaderMap) -> bool {
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
+}
+
+/// Checks the version, the key, the origin and the connection limit, then
+/// answers 101 and starts the session on the connection hyper hands over.
+fn accept(http: Http, mut request: Request) -> Response {
+    let headers = request.headers();
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let version = [(SEC_WEBSOCKET_VERSION, "13")];
+        return (
+            StatusCode::BAD_REQUEST,
+            version,
+            "WebSocket version 13 only\n",
+        )
+            .into_response();
+    }
+    let key = headers.get(SEC_WEBSOCKET_KEY);
+    if !key_valid(key) {
         return (StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key\n").into_response();
     }
+    let accept = key.map(|k| accept_key(k.as_bytes()));
     let limits = http.limits.borrow().clone();
     if !origin_allowed(&limits.origins, headers) {
         tracing::info!(origin = ?headers.get(ORIGIN), "websocket upgrade refused: origin not allowed");
@@ -114,57 +130,76 @@ fn accept(
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
-    let max = limits.max_message_bytes;
-    // Tracked from the request on, so shutdown also waits for upgrades in
-    // flight. Boxed: axum's task keeps the closure below for as long as the
-    // session runs, and the session's future holds it again.
-    let upgrade = Box::new(Upgrade {
-        tracked: http.tracker.token(),
-        http,
-        conn,
+    if let Some(conn) = request.extensions().get::<ConnState>() {
+        // Answered 101 below: from now on a WebSocket, not a pending request.
+        conn.upgraded();
+        // Whoever closes, the peer may still be sending (a message too
+        // big, say): read it off before closing.
+        conn.drain_on_close();
+    }
+    let upgrade = Upgrade {
+        router: http.router.clone(),
+        cancel: http.cancel.clone(),
         limits,
-        slot,
-    });
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let span = upgrade.http.span.clone();
-            upgrade.run(socket).instrument(span)
-        })
+        _slot: slot,
+    };
+    // Tracked from the request on, so shutdown also waits for upgrades in flight.
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    http.tracker
+        .spawn(upgrade.run(on_upgrade).instrument(http.span.clone()));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Some(accept) = accept {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
-/// What an accepted upgrade carries into its session.
+/// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)).
+fn accept_key(key: &[u8]) -> HeaderValue {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(ACCEPT_GUID.as_bytes());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    // Base64 is always a valid header value.
+    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// What an accepted upgrade carries into its session: no more than it
+/// needs, since the session's task keeps it for the connection's life.
 struct Upgrade {
-    http: Http,
-    conn: Option<Extension<ConnState>>,
+    router: Arc<NodeRouter>,
+    cancel: CancellationToken,
     /// The limits the connection was accepted under.
     limits: Arc<Limits>,
-    /// Released when the session ends, then the tracker's token.
-    slot: Slot,
-    tracked: tokio_util::task::task_tracker::TaskTrackerToken,
+    /// Held until the session ends.
+    _slot: Slot,
 }
 
 impl Upgrade {
     /// Not an `async fn`: an async fn's future keeps its arguments twice
-    /// (as captured, and as the body's locals), and the socket is about
-    /// 370 bytes. Here it lives once, captured, and the session borrows it.
+    /// (as captured, and as the body's locals). Here they live once.
     #[allow(clippy::manual_async_fn)] // on purpose, see above
-    fn run(self: Box<Self>, mut socket: WebSocket) -> impl Future<Output = ()> {
+    fn run(self, on_upgrade: hyper::upgrade::OnUpgrade) -> impl Future<Output = ()> {
         async move {
-            if let Some(Extension(conn)) = &self.conn {
-                conn.upgraded();
-                // Whoever closes, the peer may still be sending (a message
-                // too big, say): read it off before closing.
-                conn.drain_on_close();
-            }
-            let http = &self.http;
-            session::run(&mut socket, &http.router, &http.cancel, &self.limits).await;
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    return;
+                }
+            };
+            // The TCP connection itself, not hyper's box around it.
+            let Ok((mut socket, early)) = crate::serve::upgraded(upgraded) else {
+                tracing::warn!("websocket upgrade on a connection of another server");
+                return;
+            };
+            session::run(&mut socket, early, &self.router, &self.cancel, &self.limits).await;
             drop(socket);
-            let Upgrade { slot, tracked, .. } = *self;
-            drop(slot);
-            drop(tracked);
+            drop(self);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The in-node broadcast: every message a node delivers reaches each of its
 //! WebSocket clients through one `broadcast` channel (encoded once, cloned).
-//! It knows nothing about sockets; `node::ws` turns receivers into frames.
+//! It knows nothing about sockets or what it carries: the node's router
+//! puts in messages already encoded as WebSocket frames (`node::frame`),
+//! and each session writes them as they are.
 //! The channel's slots (about 64 bytes each, `send_queue` of them) are
 //! allocated when the first client joins: a node that never has a client
 //! (no HTTP server, or nobody connected yet) does not pay for them.
@@ -14,24 +16,24 @@ use tokio::sync::{broadcast, watch};
 pub const CLIENT_BACKLOG: usize = 1024;
 
 #[derive(Debug)]
-pub struct Hub {
+pub struct Hub<T = Text> {
     /// Made by the first [`Hub::join`]; until then there is nobody to deliver to.
-    tx: OnceLock<broadcast::Sender<Text>>,
+    tx: OnceLock<broadcast::Sender<T>>,
     backlog: usize,
     /// Connected clients; watched by a durable AMQP link, which consumes only while some are.
     clients: Arc<watch::Sender<usize>>,
 }
 
-impl Default for Hub {
+impl<T: Clone> Default for Hub<T> {
     fn default() -> Self {
         Hub::with_capacity(CLIENT_BACKLOG)
     }
 }
 
-impl Hub {
+impl<T: Clone> Hub<T> {
     /// A hub whose clients may each fall `backlog` messages behind (at least;
     /// the channel rounds up to a power of two).
-    pub fn with_capacity(backlog: usize) -> Hub {
+    pub fn with_capacity(backlog: usize) -> Hub<T> {
         Hub {
             tx: OnceLock::new(),
             backlog: backlog.max(1),
@@ -39,16 +41,25 @@ impl Hub {
         }
     }
 
-    /// Delivers `text` to every connected client.
-    pub fn deliver(&self, text: Text) {
-        // No channel yet, or an error: nobody is connected right now.
-        if let Some(tx) = self.tx.get() {
-            let _ = tx.send(text);
+    /// Delivers `msg` to every connected client.
+    pub fn deliver(&self, msg: T) {
+        self.deliver_with(|| msg);
+    }
+
+    /// Delivers what `make` returns to every connected client; `make` runs
+    /// only when some client is connected (it encodes the message once for
+    /// all of them).
+    pub fn deliver_with(&self, make: impl FnOnce() -> T) {
+        // No channel yet, or nobody subscribed: nobody is connected right now.
+        if let Some(tx) = self.tx.get()
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(make());
         }
     }
 
     /// Registers a client: its receiver, and a guard that counts it until dropped.
-    pub fn join(&self) -> (broadcast::Receiver<Text>, ClientGuard) {
+    pub fn join(&self) -> (broadcast::Receiver<T>, ClientGuard) {
         let tx = self.tx.get_or_init(|| broadcast::Sender::new(self.backlog));
         // Subscribed before counted: whoever sees the count sees a receiver.
         let rx = tx.subscribe();
@@ -93,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_hub_allocates_its_slots_at_the_first_client_only() {
-        let hub = Hub::with_capacity(4);
+        let hub = Hub::<Text>::with_capacity(4);
         hub.deliver(Text::from("nobody"));
         assert!(hub.tx.get().is_none());
         let (mut rx, _guard) = hub.join();
@@ -103,5 +114,16 @@ mod tests {
         );
         hub.deliver(Text::from("hi"));
         assert_eq!(rx.try_recv().unwrap(), "hi");
+    }
+
+    #[test]
+    fn nothing_is_made_for_a_hub_without_clients() {
+        let hub = Hub::<Text>::default();
+        let (rx, guard) = hub.join();
+        drop((rx, guard));
+        hub.deliver_with(|| panic!("made for nobody"));
+        let (mut rx, _guard) = hub.join();
+        hub.deliver_with(|| Text::from("made"));
+        assert_eq!(rx.try_recv().unwrap(), "made");
     }
 }

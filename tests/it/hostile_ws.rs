@@ -40,7 +40,7 @@ async fn without_origins_only_the_nodes_own_origin_may_upgrade() {
 }
 
 /// A masked client frame header announcing `len` bytes.
-fn frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+pub fn frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
     let mut h = vec![if fin { 0x80 } else { 0 } | opcode];
     match len {
         0..=125 => h.push(0x80 | len as u8),
@@ -58,7 +58,7 @@ fn frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
 }
 
 /// A raw WebSocket handshake on `/ws`; the stream after the 101 answer.
-async fn raw_ws(http: u16) -> TcpStream {
+pub async fn raw_ws(http: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", http)).await.unwrap();
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

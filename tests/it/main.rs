@@ -47,4 +47,5 @@ mod topic_rabbitmq;
 mod topo_test;
 #[allow(dead_code)]
 mod util;
+mod ws_protocol;
 mod zmtp;
