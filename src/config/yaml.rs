@@ -1,5 +1,7 @@
 //! The YAML document as a tree of values, each with the position it was
-//! written at. serde-saphyr parses and enforces the resource budget; the
+//! written at. serde-saphyr parses and enforces the resource budget; common
+//! files take a fast path (`fast_yaml`) that builds the same tree from the
+//! parser's events and hands anything unusual back to serde-saphyr. The
 //! decoder in `spec.rs` walks this tree so that it can report every problem
 //! of a file at once instead of stopping at the first.
 
@@ -148,10 +150,29 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
             ),
         });
     }
+    if text.trim().is_empty() {
+        return Ok(Value {
+            span: Span::new(1, 1),
+            kind: Kind::Null,
+        });
+    }
+    match super::fast_yaml::parse(text, allowance(text)) {
+        Some(value) => Ok(value),
+        None => parse_with_serde_saphyr(text),
+    }
+}
+
+/// Without aliases a document has no more events than it has bytes (plus a
+/// few), so this never refuses an honest file but stops alias expansion early.
+pub(super) fn allowance(text: &str) -> usize {
+    (text.len() * 2).max(20_000)
+}
+
+/// The reference reader: every file the fast path leaves, and every error
+/// message, come from here.
+pub(super) fn parse_with_serde_saphyr(text: &str) -> Result<Value, ParseError> {
     let mut budget = serde_saphyr::Budget::default();
-    // Without aliases a document has no more events than it has bytes (plus a
-    // few), so this never refuses an honest file but stops alias expansion early.
-    let allowance = (text.len() * 2).max(20_000);
+    let allowance = allowance(text);
     budget.max_events = allowance;
     budget.max_nodes = allowance;
     budget.max_total_scalar_bytes = allowance.max(64 * 1024);
@@ -172,12 +193,6 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     options.with_snippet = false;
     // YAML 1.1 read `y`, `no` and `on` as booleans: a node named `y` must stay `y`.
     options.strict_booleans = true;
-    if text.trim().is_empty() {
-        return Ok(Value {
-            span: Span::new(1, 1),
-            kind: Kind::Null,
-        });
-    }
     serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|error| {
         let span = error
             .location()
