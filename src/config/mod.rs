@@ -6,7 +6,6 @@ pub mod compile;
 pub mod decode;
 pub mod diagnostic;
 pub mod expect;
-mod fast_yaml;
 pub mod interpolate;
 pub mod keys;
 pub mod limits;
@@ -14,5 +13,3 @@ pub mod read;
 pub mod sharding;
 pub mod spec;
 pub mod yaml;
-#[cfg(test)]
-mod yaml_differential;

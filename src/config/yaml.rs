@@ -1,9 +1,13 @@
 //! The YAML document as a tree of values, each with the position it was
 //! written at. serde-saphyr parses and enforces the resource budget; common
-//! files take a fast path (`fast_yaml`) that builds the same tree from the
+//! files take a fast path (`yaml::fast`) that builds the same tree from the
 //! parser's events and hands anything unusual back to serde-saphyr. The
 //! decoder in `spec.rs` walks this tree so that it can report every problem
 //! of a file at once instead of stopping at the first.
+
+#[cfg(test)]
+mod differential;
+mod fast;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -156,7 +160,7 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
             kind: Kind::Null,
         });
     }
-    match super::fast_yaml::parse(text, allowance(text)) {
+    match fast::parse(text, allowance(text)) {
         Some(value) => Ok(value),
         None => parse_with_serde_saphyr(text),
     }

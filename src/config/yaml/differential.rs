@@ -1,8 +1,8 @@
 //! The fast YAML path against serde-saphyr: whenever the fast path takes a
 //! text, its tree (values and positions) must equal serde-saphyr's.
 
-use super::fast_yaml;
-use super::yaml::{Kind, Value, allowance, parse, parse_with_serde_saphyr};
+use super::fast as fast_yaml;
+use super::{Kind, Value, allowance, parse, parse_with_serde_saphyr};
 use std::path::Path;
 
 /// Compares both readers on `text`; true when the fast path took it.
@@ -424,7 +424,7 @@ fn shapes_and_positions_read_the_same() {
     }
     let doc = parse("nodes:\n  a:\n    sub: [b, x]\n").unwrap();
     let Kind::Map(top) = &doc.kind else { panic!() };
-    assert_eq!(top[0].1.span, super::yaml::Span::new(2, 3));
+    assert_eq!(top[0].1.span, super::Span::new(2, 3));
 }
 
 /// A small deterministic generator (xorshift) so failures reproduce.

@@ -7,9 +7,9 @@
 //! merge keys, directives, a second document, deep nesting, any parse error
 //! and any plain scalar whose typing it does not know for certain. The
 //! caller then runs the serde-saphyr path, so error messages and odd cases
-//! keep a single source. `yaml_differential` checks that both agree.
+//! keep a single source. `yaml::differential` checks that both agree.
 
-use super::yaml::{Kind, Span, Value};
+use super::{Kind, Span, Value};
 use granit_parser::{Event, Parser, ScalarStyle};
 
 /// Collections nested deeper than this are left to serde-saphyr, whose
