@@ -81,7 +81,12 @@ impl<T: Clone> Outbox<T> {
     /// dropped (and counted). Returns how many were dropped.
     pub fn set_limit(&mut self, limit: usize, stats: &OutboxStats) -> u64 {
         self.limit = limit;
-        let excess = self.queue.len().saturating_sub(limit);
+        self.trim(stats)
+    }
+
+    /// Drops the oldest beyond the limit (counted); how many went.
+    fn trim(&mut self, stats: &OutboxStats) -> u64 {
+        let excess = self.queue.len().saturating_sub(self.limit);
         self.queue.drain(..excess);
         stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
         stats
@@ -116,13 +121,7 @@ impl<T: Clone> Outbox<T> {
         for text in texts.rev() {
             self.queue.push_front(text);
         }
-        let excess = self.queue.len().saturating_sub(self.limit);
-        self.queue.drain(..excess);
-        stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-        stats
-            .queued
-            .store(self.queue.len() as u64, Ordering::Relaxed);
-        excess as u64
+        self.trim(stats)
     }
 
     /// The oldest `n` were published.

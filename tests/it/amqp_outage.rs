@@ -6,7 +6,6 @@ use crate::chat::*;
 use crate::rabbit::PrivateRabbit;
 use crate::util::wait_until;
 use std::time::{Duration, Instant};
-use tokio::time::timeout;
 
 async fn amqp_state(port: u16) -> String {
     let h = health(port).await;
@@ -27,15 +26,7 @@ async fn an_amqp_outage_holds_messages_and_heals_within_two_seconds() {
         "brokers:\n  r: {{ url: \"{}\" }}\nnodes:\n  a: {{ http: {pa}, amqp: {{ broker: r, exchange: x }} }}\n  b: {{ http: {pb}, amqp: {{ broker: r, exchange: x, queue: qb }} }}\n",
         rabbit.url()
     );
-    let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
-    let valid = checked
-        .valid
-        .clone()
-        .unwrap_or_else(|| panic!("{}", checked.render()));
-    let running = timeout(LIMIT, topo::runtime::Running::start(&valid.topology))
-        .await
-        .expect("start timed out")
-        .expect("start failed");
+    let (running, _) = crate::amqp::start(&yaml).await;
     let (mut a, mut b) = (Client::connect(pa).await, Client::connect(pb).await);
     a.send("before").await;
     assert_eq!(b.recv().await, "before");
@@ -118,15 +109,7 @@ async fn a_burst_across_a_broker_kill_loses_nothing() {
         "brokers:\n  r: {{ url: \"{}\" }}\nnodes:\n  a: {{ http: {pa}, limits: {{ outbox: 10000 }}, amqp: {{ broker: r, exchange: x }} }}\n  b: {{ http: {pb}, amqp: {{ broker: r, exchange: x, queue: qb }} }}\n",
         rabbit.url()
     );
-    let checked = topo::check::check_bytes("t.yaml", "t", yaml.as_bytes(), &|_| None);
-    let valid = checked
-        .valid
-        .clone()
-        .unwrap_or_else(|| panic!("{}", checked.render()));
-    let running = timeout(LIMIT, topo::runtime::Running::start(&valid.topology))
-        .await
-        .expect("start timed out")
-        .expect("start failed");
+    let (running, _) = crate::amqp::start(&yaml).await;
     let mut a = Client::connect(pa).await;
     let mut at_kill = None;
     for batch in (0..N).collect::<Vec<_>>().chunks(BATCH) {
