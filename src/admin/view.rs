@@ -99,6 +99,20 @@ pub enum Tap {
     AmqpReceived { node: String },
 }
 
+impl Vertex {
+    /// A broker's vertex (Redis server, NATS subject space, AMQP
+    /// exchange): `url` redacted, `wiring` what its tooltip says.
+    fn broker(name: &str, url: String, wiring: String) -> Vertex {
+        Vertex {
+            id: format!("b:{name}"),
+            name: name.to_owned(),
+            url: Some(url),
+            relay: false,
+            wiring,
+        }
+    }
+}
+
 impl View {
     pub fn of(valid: &Valid, generation: u64, failed: &[String]) -> View {
         let t = &valid.topology;
@@ -107,25 +121,15 @@ impl View {
             .into_iter()
             .map(|b| {
                 let broker = t.broker(b);
-                Vertex {
-                    id: format!("b:{}", broker.name),
-                    name: broker.name.clone(),
-                    url: Some(broker.url.to_string()),
-                    relay: false,
-                    wiring: broker.url.to_string(),
-                }
+                let url = broker.url.to_string();
+                Vertex::broker(&broker.name, url.clone(), url)
             })
             .collect();
         // One vertex per NATS subject space, named after its first broker.
         brokers.extend(nats_links(t).spaces.into_iter().map(|b| {
             let broker = t.nats_broker(b);
-            Vertex {
-                id: format!("b:{}", broker.name),
-                name: broker.name.clone(),
-                url: Some(broker.url.to_string()),
-                relay: false,
-                wiring: broker.url.to_string(),
-            }
+            let url = broker.url.to_string();
+            Vertex::broker(&broker.name, url.clone(), url)
         }));
         // One vertex per AMQP exchange (server, vhost, exchange).
         brokers.extend(amqp_view(t).0);

@@ -62,13 +62,7 @@ pub(super) fn amqp_view(t: &Topology) -> (Vec<Vertex>, Vec<Edge>) {
     }
     let vertices = exchanges
         .into_iter()
-        .map(|x| Vertex {
-            id: format!("b:{}", x.name),
-            name: x.name,
-            url: Some(x.url),
-            relay: false,
-            wiring: x.label.replace('\n', " "),
-        })
+        .map(|x| Vertex::broker(&x.name, x.url, x.label.replace('\n', " ")))
         .collect();
     (vertices, edges)
 }
